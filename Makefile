@@ -1,0 +1,32 @@
+# labkit — two commands on a Linux host, as root:
+#   sudo make lab    set up and serve the notebooks on http://127.0.0.1:8888
+#   sudo make test   set up and run the whole suite
+VENV ?= $(CURDIR)/.venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+export VENV
+
+.PHONY: lab test setup bench clean-host check-root
+
+check-root:
+	@if [ "$$(id -u)" != 0 ]; then \
+	  echo "labkit needs root: containers are built from namespaces, mounts and cgroups, which only root may create. Run 'sudo make $(MAKECMDGOALS)', or use the classroom VM (vagrant up)." >&2; \
+	  exit 1; fi
+
+setup: check-root
+	@bash vagrant/provision.sh
+
+lab: setup
+	@echo "Serving notebooks/ on 127.0.0.1:8888 — open the URL with its token printed below (Ctrl-C stops)."
+	@cd notebooks && exec $(VENV)/bin/jupyter lab --allow-root --no-browser \
+	  --ip=127.0.0.1 --port=8888 --ServerApp.root_dir=$(CURDIR)/notebooks
+
+test: setup
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup
+	$(PY) bench/start.py
+
+clean-host: check-root
+	$(VENV)/bin/labkit gc

@@ -1,0 +1,37 @@
+"""Errors that reach a student: one line that names the thing, and a hint.
+
+The CLI prints ``str(error)`` and exits non-zero; it never shows a traceback
+for a LabkitError. Keep this module free of imports: it is on the start path.
+"""
+
+
+class LabkitError(Exception):
+    """A problem the user can fix. ``hint`` says how."""
+
+    exit_code = 1
+
+    def __init__(self, message, hint=None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self):
+        if self.hint:
+            return f"{self.message} ({self.hint})"
+        return self.message
+
+
+class NotRoot(LabkitError):
+    exit_code = 1
+
+
+class NotFound(LabkitError):
+    """A named thing (rootfs, container, command) does not exist."""
+
+
+class Conflict(LabkitError):
+    """A named thing exists already or is in the wrong state."""
+
+
+class Unsupported(LabkitError):
+    """The kernel or the host lacks a feature."""

@@ -1,0 +1,197 @@
+"""The thin syscall layer: one function per man page, nothing else.
+
+Python 3.11 has no ``os.unshare``/``os.setns`` (they arrive in 3.12) and no
+Python has mount(2), umount2(2) or pivot_root(2), so they are called through
+ctypes. libc is loaded once, with ``use_errno=True`` so that errno survives
+the call. Every failure raises :class:`SyscallError`, an OSError that names
+the call, its path(s) and its flags, plus a hint a student can act on:
+
+    mount(proc -> /x/proc, MS_NOSUID|MS_NODEV): EPERM (Operation not permitted)
+
+No printing and no policy here: callers decide what to do.
+"""
+
+import ctypes
+import errno as _errno
+import os
+
+# <sched.h> — clone(2) flags, which unshare(2) and setns(2) also take.
+CLONE_NEWTIME = 0x00000080
+CLONE_NEWNS = 0x00020000
+CLONE_NEWCGROUP = 0x02000000
+CLONE_NEWUTS = 0x04000000
+CLONE_NEWIPC = 0x08000000
+CLONE_NEWUSER = 0x10000000
+CLONE_NEWPID = 0x20000000
+CLONE_NEWNET = 0x40000000
+
+# <sys/mount.h> — mount(2) flags.
+MS_RDONLY = 0x1
+MS_NOSUID = 0x2
+MS_NODEV = 0x4
+MS_NOEXEC = 0x8
+MS_REMOUNT = 0x20
+MS_NOATIME = 0x400
+MS_BIND = 0x1000
+MS_MOVE = 0x2000
+MS_REC = 0x4000
+MS_SILENT = 0x8000
+MS_UNBINDABLE = 0x20000
+MS_PRIVATE = 0x40000
+MS_SLAVE = 0x80000
+MS_SHARED = 0x100000
+MS_RELATIME = 0x200000
+MS_STRICTATIME = 0x1000000
+
+# umount2(2) flags.
+MNT_FORCE = 0x1
+MNT_DETACH = 0x2
+UMOUNT_NOFOLLOW = 0x8
+
+# prctl(2) options used by the runner.
+PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
+PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+
+_CLONE_NAMES = [
+    (CLONE_NEWNS, "CLONE_NEWNS"), (CLONE_NEWUTS, "CLONE_NEWUTS"),
+    (CLONE_NEWIPC, "CLONE_NEWIPC"), (CLONE_NEWUSER, "CLONE_NEWUSER"),
+    (CLONE_NEWPID, "CLONE_NEWPID"), (CLONE_NEWNET, "CLONE_NEWNET"),
+    (CLONE_NEWCGROUP, "CLONE_NEWCGROUP"), (CLONE_NEWTIME, "CLONE_NEWTIME"),
+]
+_MS_NAMES = [
+    (MS_RDONLY, "MS_RDONLY"), (MS_NOSUID, "MS_NOSUID"), (MS_NODEV, "MS_NODEV"),
+    (MS_NOEXEC, "MS_NOEXEC"), (MS_REMOUNT, "MS_REMOUNT"), (MS_NOATIME, "MS_NOATIME"),
+    (MS_BIND, "MS_BIND"), (MS_MOVE, "MS_MOVE"), (MS_REC, "MS_REC"),
+    (MS_SILENT, "MS_SILENT"), (MS_UNBINDABLE, "MS_UNBINDABLE"),
+    (MS_PRIVATE, "MS_PRIVATE"), (MS_SLAVE, "MS_SLAVE"), (MS_SHARED, "MS_SHARED"),
+    (MS_RELATIME, "MS_RELATIME"), (MS_STRICTATIME, "MS_STRICTATIME"),
+]
+_MNT_NAMES = [(MNT_FORCE, "MNT_FORCE"), (MNT_DETACH, "MNT_DETACH"),
+              (UMOUNT_NOFOLLOW, "UMOUNT_NOFOLLOW")]
+
+
+def flag_names(value, table):
+    """``MS_BIND|MS_REC`` for 0x5000; unknown bits are shown in hex."""
+    names = []
+    for bit, name in table:
+        if value & bit:
+            names.append(name)
+            value &= ~bit
+    if value:
+        names.append(hex(value))
+    return "|".join(names) or "0"
+
+
+# What a student can do about the usual failures, by (call, errno).
+_HINTS = {
+    ("*", _errno.EPERM): "this needs root (CAP_SYS_ADMIN): run it with sudo",
+    ("unshare", _errno.EINVAL): "this kernel lacks that namespace type; `labkit doctor` lists what it has",
+    ("unshare", _errno.ENOSPC): "the namespace limit is reached: see /proc/sys/user/max_*_namespaces",
+    ("setns", _errno.EINVAL): "the file is not a namespace of that type, or the process cannot join it",
+    ("mount", _errno.ENOENT): "the source or the mount point does not exist: create it first",
+    ("mount", _errno.ENODEV): "the kernel does not know this filesystem type: try `modprobe` for it",
+    ("mount", _errno.EBUSY): "something is already mounted there or the source is busy",
+    ("umount2", _errno.EBUSY): "a process still uses this mount; MNT_DETACH unmounts it lazily",
+    ("umount2", _errno.EINVAL): "this path is not a mount point",
+    ("pivot_root", _errno.EINVAL): ("new_root must be a mount point on another mount than /, in a mount "
+                                    "namespace whose / is not shared: bind-mount it onto itself and make / private"),
+    ("pivot_root", _errno.EBUSY): "new_root or put_old is busy",
+    ("sethostname", _errno.EINVAL): "a hostname is at most 64 bytes",
+}
+
+
+class SyscallError(OSError):
+    """A failed system call: errno, the call with its arguments, and a hint."""
+
+    def __init__(self, err, call, detail, hint=None):
+        super().__init__(err, os.strerror(err))
+        self.call = call
+        self.detail = detail
+        self.hint = hint if hint is not None else (
+            _HINTS.get((call, err)) or _HINTS.get(("*", err)))
+
+    def __str__(self):
+        name = _errno.errorcode.get(self.errno, str(self.errno))
+        text = f"{self.call}({self.detail}): {name} ({self.strerror})"
+        if self.hint:
+            text += f"; {self.hint}"
+        return text
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.mount.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p,
+                        ctypes.c_ulong, ctypes.c_char_p]
+_libc.umount2.argtypes = [ctypes.c_char_p, ctypes.c_int]
+_libc.unshare.argtypes = [ctypes.c_int]
+_libc.setns.argtypes = [ctypes.c_int, ctypes.c_int]
+_libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+_libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
+                        ctypes.c_ulong, ctypes.c_ulong]
+_libc.syscall.restype = ctypes.c_long
+# glibc has no pivot_root() wrapper; call it by number.
+_SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218,
+                   "ppc64le": 203, "s390x": 217, "riscv64": 41}.get(os.uname().machine, 155)
+
+
+def _b(value):
+    return None if value is None else os.fsencode(value)
+
+
+def _check(result, call, detail):
+    if result == -1:
+        raise SyscallError(ctypes.get_errno(), call, detail)
+    return result
+
+
+def unshare(flags):
+    """unshare(2): move the caller into new namespaces of the given types."""
+    _check(_libc.unshare(flags), "unshare", flag_names(flags, _CLONE_NAMES))
+
+
+def setns(fd, nstype=0):
+    """setns(2): join the namespace that ``fd`` (a /proc/PID/ns/* file) refers to."""
+    if _libc.setns(fd, nstype) == -1:
+        err = ctypes.get_errno()
+        try:
+            what = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            what = f"fd {fd}"
+        raise SyscallError(err, "setns", f"{what}, {flag_names(nstype, _CLONE_NAMES)}")
+
+
+def mount(source, target, fstype=None, flags=0, data=None):
+    """mount(2). ``source`` may be None for remounts and propagation changes."""
+    if _libc.mount(_b(source), _b(target), _b(fstype), flags, _b(data)) == -1:
+        err = ctypes.get_errno()
+        detail = f"{source or 'none'} -> {target}"
+        if fstype:
+            detail += f", {fstype}"
+        detail += f", {flag_names(flags, _MS_NAMES)}"
+        if data:
+            detail += f", {data}"
+        raise SyscallError(err, "mount", detail)
+
+
+def umount2(target, flags=0):
+    """umount2(2): unmount ``target``; MNT_DETACH makes it lazy."""
+    _check(_libc.umount2(_b(target), flags), "umount2",
+           f"{target}, {flag_names(flags, _MNT_NAMES)}")
+
+
+def pivot_root(new_root, put_old):
+    """pivot_root(2): make ``new_root`` the root of this mount namespace."""
+    _check(_libc.syscall(_SYS_PIVOT_ROOT, _b(new_root), _b(put_old)),
+           "pivot_root", f"{new_root}, {put_old}")
+
+
+def sethostname(name):
+    """sethostname(2): set the hostname of the caller's UTS namespace."""
+    raw = os.fsencode(name)
+    _check(_libc.sethostname(raw, len(raw)), "sethostname", name)
+
+
+def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
+    """prctl(2) for the integer options the runner needs."""
+    return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), "prctl", str(option))
