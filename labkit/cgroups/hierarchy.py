@@ -1,0 +1,102 @@
+"""Which cgroup hierarchies are mounted, and where: v1, v2 or hybrid.
+
+Read from /proc/self/mountinfo (proc(5)): a v1 hierarchy is a mount of type
+`cgroup` whose super options name its controllers ("rw,cpu,cpuacct"); the
+v2 unified hierarchy is a mount of type `cgroup2`, whose controllers are
+listed in its root's cgroup.controllers. On a hybrid host both exist and a
+controller is usable on one side only: the v1 side wins for the controllers
+labkit uses, as it does for runc.
+"""
+
+import os
+from dataclasses import dataclass, field
+
+# The controllers labkit can set limits with or read statistics from.
+KNOWN = ("cpu", "cpuacct", "cpuset", "memory", "pids")
+DEFAULT_ROOT = "/sys/fs/cgroup"
+
+
+@dataclass
+class Layout:
+    v1: dict = field(default_factory=dict)     # controller -> mount point
+    v2: str = None                             # unified mount point
+    v2_controllers: tuple = ()                 # in its cgroup.controllers
+    v1_mounts: tuple = ()                      # every v1 mount point (for gc)
+
+    @property
+    def mode(self):
+        if self.v1 and self.v2:
+            return "hybrid"
+        if self.v1:
+            return "v1"
+        if self.v2:
+            return "v2"
+        return None
+
+    @property
+    def version(self):
+        """The hierarchy labkit uses: the v1 one whenever v1 has controllers."""
+        return 1 if self.v1 else 2 if self.v2 else None
+
+
+def parse_mountinfo(text):
+    v1, v1_mounts, v2 = {}, [], None
+    for line in text.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        mount_point = _unescape(left.split()[4])
+        fstype, _source, options = (right.split() + ["", ""])[:3]
+        if fstype == "cgroup":
+            v1_mounts.append(mount_point)
+            for opt in options.split(","):
+                if opt in KNOWN:
+                    v1.setdefault(opt, mount_point)
+        elif fstype == "cgroup2" and v2 is None:
+            v2 = mount_point
+    return v1, tuple(v1_mounts), v2
+
+
+def _unescape(s):
+    # mountinfo writes space, tab, newline and backslash as octal escapes.
+    for code, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
+        s = s.replace(code, ch)
+    return s
+
+
+def detect(root=None, mountinfo="/proc/self/mountinfo"):
+    """The Layout of this host, or of a fake tree under `root` (tests): a
+    root holding cgroup.controllers is a v2 tree; otherwise each
+    subdirectory named after controllers ("memory", "cpu,cpuacct") is a v1
+    hierarchy."""
+    if root is None:
+        with open(mountinfo) as f:
+            v1, v1_mounts, v2 = parse_mountinfo(f.read())
+    else:
+        v1, v1_mounts, v2 = _scan_tree(root)
+    layout = Layout(v1=v1, v2=v2, v1_mounts=v1_mounts)
+    if v2:
+        try:
+            with open(os.path.join(v2, "cgroup.controllers")) as f:
+                layout.v2_controllers = tuple(f.read().split())
+        except OSError:
+            pass
+    return layout
+
+
+def _scan_tree(root):
+    if os.path.exists(os.path.join(root, "cgroup.controllers")):
+        return {}, (), root
+    v1, mounts, v2 = {}, [], None
+    for name in sorted(os.listdir(root)):
+        path = os.path.join(root, name)
+        if not os.path.isdir(path):
+            continue
+        if os.path.exists(os.path.join(path, "cgroup.controllers")):
+            v2 = path                               # hybrid: "unified"
+            continue
+        mounts.append(path)
+        for ctl in name.split(","):
+            if ctl in KNOWN:
+                v1.setdefault(ctl, path)
+    return v1, tuple(mounts), v2

@@ -1,0 +1,306 @@
+"""One Manager for a container's cgroup, whatever the hierarchy below it.
+
+`create()` looks at what is mounted and builds labkit/<id> in the v1
+hierarchies it needs, or in the v2 tree; callers then only add pids, read
+stats and destroy, never asking which version it is.
+"""
+
+import errno
+import os
+import re
+import signal
+import time
+
+from labkit.cgroups import fs, hierarchy, v1, v2
+from labkit.cgroups.hierarchy import KNOWN
+from labkit.cgroups.resources import Resources
+from labkit.errors import Conflict, LabkitError, Unsupported
+
+PARENT = "labkit"
+# Joined whenever present, for statistics and to find every process to kill.
+_STATS_V1 = ("memory", "cpu", "cpuacct", "pids")
+_STATS_V2 = ("memory", "cpu", "pids")
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$")
+
+
+class Manager:
+    """labkit/<cid> in one or more hierarchies.
+
+    ``paths`` maps each joined controller to its cgroup directory (on v2
+    they all share one directory)."""
+
+    def __init__(self, cid, paths, version, plain_files=False):
+        self.id = cid
+        self.paths = dict(paths)
+        self.version = version
+        # A fake tree of ordinary files (unit tests): rmdir must empty it first.
+        self._plain_files = plain_files
+
+    def __repr__(self):
+        return f"<cgroup {self.id} v{self.version} {sorted(set(self.paths.values()))}>"
+
+    @property
+    def dirs(self):
+        return sorted(set(self.paths.values()))
+
+    @property
+    def path(self):
+        """The directory for the memory controller (or any): for display."""
+        return self.paths.get("memory") or self.dirs[0]
+
+    def add(self, pid):
+        """Move process `pid` (all its threads) into this cgroup."""
+        for d in self.dirs:
+            try:
+                fs.write(os.path.join(d, "cgroup.procs"), pid, "process")
+            except LabkitError as e:
+                raise LabkitError(f"cannot add process {pid} to cgroup {self.id}: {e.message}",
+                                  "is the process still alive?") from None
+
+    def pids(self):
+        found = set()
+        for d in self.dirs:
+            found.update(fs.procs(d))
+        return sorted(found)
+
+    def stats(self):
+        if self.version == 2:
+            return v2.stats(self.dirs[0])
+        return v1.stats(self.paths)
+
+    def destroy(self, timeout=10.0):
+        """Kill what is left inside, remove the cgroup and, when empty, the
+        `labkit` parent. Safe to call twice."""
+        for d in self.dirs:
+            _remove(d, timeout, self._plain_files)
+        for d in self.dirs:
+            _remove_parent(os.path.dirname(d), self._plain_files)
+
+
+def _remove(path, timeout, plain_files=False):
+    """Empty and rmdir one cgroup directory, children first."""
+    if not os.path.isdir(path):
+        return
+    for name in os.listdir(path):
+        if os.path.isdir(os.path.join(path, name)):
+            _remove(os.path.join(path, name), timeout, plain_files)
+    if plain_files:
+        # A fake tree: its cgroup.procs lists no real members, never kill them.
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+    else:
+        _kill_all(path, timeout)
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as e:
+            # EBUSY: a killed process has not left the cgroup yet.
+            if e.errno != errno.EBUSY or time.monotonic() > deadline:
+                raise LabkitError(f"cannot remove cgroup {path}: {os.strerror(e.errno)}",
+                                  "see which processes are left in its cgroup.procs") from None
+            time.sleep(0.01)
+
+
+def _kill_all(path, timeout):
+    """SIGKILL every process in the cgroup until none is left.
+
+    First stop new forks: pids.max 0 makes fork(2) fail inside, so a fork
+    bomb cannot outrun the killing; v2's cgroup.kill kills the whole
+    subtree in one write."""
+    for name, value in (("pids.max", 0), ("cgroup.kill", 1)):
+        control = os.path.join(path, name)
+        if os.path.exists(control):
+            try:
+                fs.write(control, value)
+            except LabkitError:
+                pass
+    deadline = time.monotonic() + timeout
+    while True:
+        left = fs.procs(path)
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            raise LabkitError(f"processes {left} survive SIGKILL in cgroup {path}",
+                              "they may be stuck in the kernel (D state); try again later")
+        for pid in left:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.005)
+
+
+def _remove_parent(parent, plain_files=False):
+    if os.path.basename(parent) != PARENT or not os.path.isdir(parent):
+        return
+    if any(os.path.isdir(os.path.join(parent, n)) for n in os.listdir(parent)):
+        return
+    if plain_files:
+        for name in os.listdir(parent):
+            os.unlink(os.path.join(parent, name))
+    try:
+        os.rmdir(parent)
+    except OSError:
+        pass        # another container appeared meanwhile, or gone already
+
+
+def check_id(cid):
+    if not isinstance(cid, str) or not _ID.match(cid):
+        raise LabkitError(f"container id {cid!r} cannot name a cgroup",
+                          "use letters, digits, '.', '_' and '-' (at most 128)")
+
+
+def _is_plain(root):
+    """Whether `root` is an ordinary directory (a test's fake tree) rather
+    than a mounted cgroup filesystem."""
+    if root is None:
+        return False
+    with open("/proc/self/mountinfo") as f:
+        v1_map, v1_mounts, v2 = hierarchy.parse_mountinfo(f.read())
+    real = os.path.realpath(root)
+    mounts = list(v1_mounts) + ([v2] if v2 else [])
+    return not any(real == m or real.startswith(m.rstrip("/") + "/") or
+                   m.startswith(real.rstrip("/") + "/") for m in mounts)
+
+
+def _plan(layout, r, extra):
+    """Which controllers to join, and where. Raises before anything exists."""
+    for ctl in extra:
+        if ctl not in KNOWN:
+            raise LabkitError(f"unknown cgroup controller '{ctl}'",
+                              "labkit knows " + ", ".join(KNOWN))
+    required = list(dict.fromkeys(r.controllers() + list(extra)))
+    if layout.version == 1:
+        for ctl in required:
+            if ctl not in layout.v1:
+                raise Unsupported(
+                    f"cgroup controller '{ctl}' is not mounted on this host",
+                    "v1 hierarchies here: " + (", ".join(sorted(layout.v1)) or "none"))
+        joined = list(dict.fromkeys(required + [c for c in _STATS_V1 if c in layout.v1]))
+        return {c: os.path.join(layout.v1[c], PARENT) for c in joined}
+    available = layout.v2_controllers
+    for ctl in required:
+        if ctl == "cpuacct":
+            continue            # v2 accounts cpu in cpu.stat, always
+        if ctl not in available:
+            raise Unsupported(
+                f"cgroup controller '{ctl}' is not available in the cgroup v2 tree {layout.v2}",
+                "its cgroup.controllers lists: " + (" ".join(available) or "nothing"))
+    joined = [c for c in dict.fromkeys(required + list(_STATS_V2)) if c in available]
+    return {c: os.path.join(layout.v2, PARENT) for c in joined}
+
+
+def create(cid, resources=None, root=None, controllers=()):
+    """Create labkit/<cid> with `resources` (a Resources or a dict) applied.
+
+    On any failure everything this call made is removed again and a
+    LabkitError names the file and the value the kernel refused."""
+    check_id(cid)
+    r = Resources.from_dict(resources or {})
+    layout = hierarchy.detect(root)
+    if layout.version is None:
+        raise Unsupported("no cgroup filesystem is mounted",
+                          "mount cgroup2 on /sys/fs/cgroup (or the v1 hierarchies)")
+    parents = _plan(layout, r, controllers)
+    plain = _is_plain(root)
+    paths = {c: os.path.join(p, cid) for c, p in parents.items()}
+    for d in set(paths.values()):
+        if os.path.exists(d):
+            raise Conflict(f"cgroup {d} exists already",
+                           f"another container uses the id {cid}; `labkit gc` removes stale ones")
+    m = Manager(cid, paths, layout.version, plain_files=plain)
+    try:
+        if layout.version == 1:
+            _create_v1(paths, r, plain)
+        else:
+            _create_v2(layout, paths, r, plain)
+    except BaseException:
+        m.destroy(timeout=2.0)
+        raise
+    return m
+
+
+def _mkdir(path, plain=False):
+    """mkdir a cgroup. In a fake tree of plain files (tests), give the new
+    directory the parent's interface files, empty, as the kernel would."""
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    if plain:
+        parent = os.path.dirname(path)
+        for name in os.listdir(parent):
+            if os.path.isfile(os.path.join(parent, name)):
+                open(os.path.join(path, name), "w").close()
+
+
+def _create_v1(paths, r, plain):
+    for ctl, path in paths.items():
+        if os.path.isdir(path):
+            continue            # a hierarchy with several controllers
+        parent = os.path.dirname(path)
+        _mkdir(parent, plain)
+        if ctl == "cpuset":
+            v1.inherit_cpuset(parent, os.path.dirname(parent))
+        _mkdir(path, plain)
+    # Several controllers may share one hierarchy (cpu,cpuacct): each setter
+    # writes only its own files.
+    for ctl, setter in v1.SETTERS.items():
+        if ctl in paths:
+            setter(paths[ctl], r)
+    if "cpuset" in paths:
+        v1.set_cpuset(paths["cpuset"], r, os.path.dirname(paths["cpuset"]))
+
+
+def _create_v2(layout, paths, r, plain):
+    path = next(iter(paths.values()))
+    parent = os.path.dirname(path)
+    # A controller reaches labkit/<cid> only if enabled on every level above.
+    wanted = [c for c in paths if c != "cpuacct"]
+    v2.enable(layout.v2, wanted)
+    _mkdir(parent, plain)
+    v2.enable(parent, wanted)
+    _mkdir(path, plain)
+    v2.apply(path, r)
+
+
+def load(cid, root=None):
+    """The Manager of an existing labkit/<cid> (for `labkit rm`, or after a
+    restart of the runner)."""
+    check_id(cid)
+    layout = hierarchy.detect(root)
+    if layout.version == 1:
+        paths = {c: os.path.join(m, PARENT, cid) for c, m in layout.v1.items()}
+    elif layout.version == 2:
+        paths = {c: os.path.join(layout.v2, PARENT, cid) for c in layout.v2_controllers}
+    else:
+        paths = {}
+    paths = {c: p for c, p in paths.items() if os.path.isdir(p)}
+    if not paths:
+        return None
+    return Manager(cid, paths, layout.version, plain_files=_is_plain(root))
+
+
+def gc(keep_ids=(), root=None, timeout=10.0):
+    """Remove every labkit/<id> cgroup whose id is not in `keep_ids`, killing
+    its processes, in every hierarchy mounted. Returns the ids removed."""
+    layout = hierarchy.detect(root)
+    plain = _is_plain(root)
+    keep = set(keep_ids)
+    bases = list(layout.v1_mounts) + ([layout.v2] if layout.v2 else [])
+    removed = set()
+    for base in bases:
+        parent = os.path.join(base, PARENT)
+        if not os.path.isdir(parent):
+            continue
+        for name in sorted(os.listdir(parent)):
+            path = os.path.join(parent, name)
+            if os.path.isdir(path) and name not in keep:
+                _remove(path, timeout, plain)
+                removed.add(name)
+        _remove_parent(parent, plain)
+    return sorted(removed)

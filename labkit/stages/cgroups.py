@@ -1,0 +1,28 @@
+"""Stage 3, cgroups: the container's processes get limits (memory, cpu,
+pids, cpuset) and their use is counted.
+
+The parent creates labkit/<id> before the child exists, adds the child's
+pid before it execs (so nothing it does escapes the limits) and removes the
+cgroup when the container is gone.
+"""
+
+from labkit.stages import Stage
+
+
+class CgroupsStage(Stage):
+    name = "cgroups"
+
+    def wanted(self, config):
+        return bool(config.resources)
+
+    def prepare(self, c):
+        from labkit import cgroups
+        c.cgroup = cgroups.create(c.config.id, c.config.resources)
+
+    def attach(self, c, pid):
+        c.cgroup.add(pid)
+
+    def teardown(self, c):
+        m = getattr(c, "cgroup", None)
+        if m is not None:
+            m.destroy()
