@@ -14,6 +14,7 @@ container's memory limit (stage 3, lxcfs).
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import time
@@ -113,6 +114,17 @@ def _layout(root):
     for link, target in [("bin", "usr/bin"), ("sbin", "usr/sbin"),
                          ("lib", "usr/lib"), ("lib64", "usr/lib64")]:
         os.symlink(target, os.path.join(root, link))
+    # Real device nodes, as debootstrap makes them: a plain chroot (stage 1,
+    # no mount namespace) has no /dev of its own, and a shell needs /dev/null.
+    # With a mount namespace a fresh tmpfs /dev covers these (labkit/rootfs.py).
+    for name, major, minor in [("null", 1, 3), ("zero", 1, 5), ("full", 1, 7),
+                               ("random", 1, 8), ("urandom", 1, 9), ("tty", 5, 0)]:
+        path = os.path.join(root, "dev", name)
+        try:
+            os.mknod(path, 0o666 | stat.S_IFCHR, os.makedev(major, minor))
+            os.chmod(path, 0o666)
+        except PermissionError:
+            pass  # not root: a rootfs for pivot_root containers only
     os.chmod(os.path.join(root, "tmp"), 0o1777)
     os.chmod(os.path.join(root, "var/tmp"), 0o1777)
     os.chmod(os.path.join(root, "root"), 0o700)

@@ -1,11 +1,10 @@
 """What a container is asked to be, before anything is created.
 
-The CLI (`labkit run`), the notebooks' Python API and, later, an OCI
-config.json all end up as one ContainerConfig; the runner and the stages read
-it and never look at where it came from.
+The CLI (`labkit run`), the notebooks' Python API and an OCI config.json all
+end up as one ContainerConfig; the runner and the stages read it and never
+look at where it came from. A plain class, not a dataclass: importing
+dataclasses costs ~20 ms, and this module is on the container start path.
 """
-
-from dataclasses import dataclass, field
 
 # The namespaces of namespaces(7), by the names /proc/PID/ns uses.
 NAMESPACES = ("pid", "net", "ipc", "mnt", "uts", "user", "cgroup", "time")
@@ -17,27 +16,50 @@ DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
                "TERM=xterm", "HOME=/root")
 
 
-@dataclass
 class ContainerConfig:
-    id: str
-    args: list
-    rootfs: str                      # a directory; stages may replace it (overlay)
-    namespaces: frozenset = frozenset(DEFAULT_NAMESPACES)
-    hostname: str = None             # set only with a UTS namespace
-    env: list = field(default_factory=lambda: list(DEFAULT_ENV))
-    cwd: str = "/"
-    mount_proc: bool = True          # mount /proc inside the root
-    readonly_rootfs: bool = False
-    tty: bool = False                # -t: a pseudo-terminal, like docker run -t
-    interactive: bool = False        # -i: keep stdin open
-    detach: bool = False             # -d: run in the background
-    # USER namespace: uid/gid 0 inside maps to this many ids from `userns_base`.
-    userns_base: int = 100000
-    userns_size: int = 65536
-    # Opaque to the runner; each stage reads its own part.
-    resources: dict = field(default_factory=dict)   # cgroups: memory, cpus, pids …
-    layers: list = field(default_factory=list)      # union filesystem: lower layers
-    lxcfs: bool = False                              # bind lxcfs's /proc files
+    # name: default. Lists and dicts are copied per instance in __init__.
+    FIELDS = {
+        "id": None,
+        "args": None,
+        "rootfs": None,          # a directory; stages may replace it (overlay)
+        "namespaces": frozenset(DEFAULT_NAMESPACES),
+        "hostname": None,        # set only with a UTS namespace
+        "env": list(DEFAULT_ENV),
+        "cwd": "/",
+        "mount_proc": True,      # mount /proc inside the root
+        "readonly_rootfs": False,
+        "tty": False,            # -t: a pseudo-terminal, like docker run -t
+        "interactive": False,    # -i: keep stdin open
+        "detach": False,         # -d: run in the background
+        "remove": False,         # --rm: forget the container when it exits
+        # USER namespace: ids 0.. inside map to userns_size ids from userns_base.
+        "userns_base": 100000,
+        "userns_size": 65536,
+        # Opaque to the runner; each stage reads its own part.
+        "resources": {},         # cgroups: memory, cpus, pids …
+        "layers": [],            # union filesystem: lower layers
+        "lxcfs": False,          # bind lxcfs's /proc files over the container's
+    }
+
+    def __init__(self, **values):
+        unknown = set(values) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"unknown ContainerConfig fields: {sorted(unknown)}")
+        for name, default in self.FIELDS.items():
+            value = values.get(name, default)
+            if isinstance(value, (list, dict)) and value is default:
+                value = type(value)(value)
+            setattr(self, name, value)
+        self.namespaces = frozenset(self.namespaces)
+
+    def to_dict(self):
+        d = {name: getattr(self, name) for name in self.FIELDS}
+        d["namespaces"] = sorted(self.namespaces)
+        return d
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{k: v for k, v in d.items() if k in cls.FIELDS})
 
     @property
     def pivot_root(self):

@@ -1,0 +1,273 @@
+"""The `labkit` command. Each subcommand imports only what it uses: `labkit
+run` is the container start path and must stay lean."""
+
+import os
+import sys
+
+from .errors import LabkitError, NotRoot
+
+USAGE_RUN = "labkit run [options] [--] [CMD ...]"
+
+
+def _need_root(what):
+    if os.geteuid() != 0:
+        raise NotRoot(f"{what} needs root: namespaces, mounts and cgroups can only be created by root",
+                      "run it with sudo, or inside the classroom VM (vagrant up; vagrant ssh)")
+
+
+def _parser():
+    import argparse
+    p = argparse.ArgumentParser(prog="labkit", description=(
+        "Build a container out of Linux primitives: chroot, namespaces, cgroups, "
+        "union filesystem, container format."))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    r = sub.add_parser("run", help="run a command in a new container", usage=USAGE_RUN, add_help=False)
+    nsg = r.add_mutually_exclusive_group()
+    nsg.add_argument("--ns", metavar="LIST", help="namespaces to create, comma-separated: pid,net,ipc,mnt,uts,"
+                     "user,cgroup,time, or 'none' for a plain chroot (default: pid,net,ipc,mnt,uts,cgroup)")
+    nsg.add_argument("--all", action="store_true", help="every namespace type this kernel has, user and time included")
+    r.add_argument("--hostname", "-h", dest="hostname", help="the container's hostname (needs the uts namespace)")
+    r.add_argument("--rootfs", default="base", help="rootfs name (labkit rootfs ls) or directory (default: base)")
+    r.add_argument("--name", help="the container's name (default: a random id)")
+    r.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
+    r.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
+    r.add_argument("-t", "--tty", action="store_true", help="give the container a terminal (a pty)")
+    r.add_argument("--rm", action="store_true", help="remove the container when it exits")
+    r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
+    r.add_argument("-w", "--workdir", default="/", help="working directory inside (default /)")
+    r.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
+    r.add_argument("--no-proc", action="store_true", help="do not mount /proc inside")
+    r.add_argument("--memory", "-m", help="memory limit, e.g. 64m (cgroups)")
+    r.add_argument("--memory-swap", help="memory+swap limit, e.g. 128m, or -1 for unlimited (cgroups)")
+    r.add_argument("--cpus", help="CPU quota in cores, e.g. 0.5 (cgroups)")
+    r.add_argument("--cpu-shares", help="relative CPU weight, v1 shares (cgroups)")
+    r.add_argument("--cpuset-cpus", help="CPUs allowed, e.g. 0 or 0-1 (cgroups)")
+    r.add_argument("--pids-limit", "--pids", dest="pids", help="maximum number of processes (cgroups)")
+    r.add_argument("--layer", action="append", default=[], metavar="DIR_OR_TAR",
+                   help="a read-only layer on top of the rootfs (union filesystem); repeat to stack")
+    r.add_argument("--lxcfs", action="store_true", help="bind lxcfs's /proc files so that free and top see the limits")
+    r.add_argument("--help", action="help", help="show this help and exit")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (default /bin/sh)")
+    r.set_defaults(func=cmd_run)
+
+    e = sub.add_parser("exec", help="run a command in a running container (as nsenter does)")
+    e.add_argument("-i", "--interactive", action="store_true")
+    e.add_argument("-t", "--tty", action="store_true")
+    e.add_argument("id")
+    e.add_argument("cmd", nargs=argparse.REMAINDER)
+    e.set_defaults(func=cmd_exec)
+
+    ps = sub.add_parser("ps", help="list containers")
+    ps.add_argument("-a", "--all", action="store_true", help="also stopped containers")
+    ps.add_argument("-q", "--quiet", action="store_true", help="only ids")
+    ps.set_defaults(func=cmd_ps)
+
+    st = sub.add_parser("stop", help="stop running containers (SIGTERM, then SIGKILL)")
+    st.add_argument("-t", "--time", type=float, default=10, help="seconds before SIGKILL (default 10)")
+    st.add_argument("ids", nargs="+", metavar="ID")
+    st.set_defaults(func=cmd_stop)
+
+    rm = sub.add_parser("rm", help="remove stopped containers")
+    rm.add_argument("-f", "--force", action="store_true", help="kill a running container first")
+    rm.add_argument("ids", nargs="+", metavar="ID")
+    rm.set_defaults(func=cmd_rm)
+
+    gc = sub.add_parser("gc", help="remove every leftover of dead containers: mounts, cgroups, state")
+    gc.set_defaults(func=cmd_gc)
+
+    d = sub.add_parser("doctor", help="check this machine: kernel features and the tools the labs use")
+    d.set_defaults(func=cmd_doctor)
+
+    fs = sub.add_parser("rootfs", help="build, list and remove base root filesystems")
+    fsub = fs.add_subparsers(dest="rootfs_command", metavar="ACTION")
+    fsub.required = True
+    b = fsub.add_parser("build", help="build a rootfs (busybox + procps + iproute2 + util-linux)")
+    b.add_argument("name", nargs="?", default="base")
+    b.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    b.add_argument("--quiet-if-present", action="store_true", help=argparse.SUPPRESS)
+    b.set_defaults(func=cmd_rootfs_build)
+    ls = fsub.add_parser("ls", help="list built root filesystems")
+    ls.set_defaults(func=cmd_rootfs_ls)
+    rr = fsub.add_parser("rm", help="remove a rootfs")
+    rr.add_argument("name")
+    rr.set_defaults(func=cmd_rootfs_rm)
+
+    t = sub.add_parser("tour", help="run every stage headless and print what each proves")
+    t.set_defaults(func=cmd_tour)
+
+    u = sub.add_parser("url", help="print the URL (with its token) of the running JupyterLab")
+    u.set_defaults(func=cmd_url)
+    return p
+
+
+def _resources(a):
+    res = {}
+    for key in ("memory", "memory_swap", "cpus", "cpu_shares", "cpuset_cpus", "pids"):
+        value = getattr(a, key)
+        if value is not None:
+            res[key] = value
+    if res:
+        from .cgroups import resources
+        return resources.from_flags(**res)
+    return {}
+
+
+def build_config(a):
+    """argparse namespace of `labkit run` -> ContainerConfig."""
+    from . import builder, namespaces
+    from .runtime import container
+    from .runtime.config import DEFAULT_ENV, DEFAULT_NAMESPACES, ContainerConfig
+    if a.all:
+        ns = frozenset(namespaces.available())
+    elif a.ns is not None:
+        ns = namespaces.parse(a.ns)
+    else:
+        ns = frozenset(DEFAULT_NAMESPACES)
+    missing = [n for n in ns if n not in namespaces.available()]
+    if missing:
+        from .errors import Unsupported
+        raise Unsupported(f"this kernel has no {', '.join(missing)} namespace",
+                          "drop it from --ns; `labkit doctor` lists what the kernel has")
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    if a.hostname and "uts" not in ns:
+        raise LabkitError("--hostname needs the uts namespace",
+                          "add uts to --ns, or the hostname would be the host's")
+    cid = container.check_id(a.name) if a.name else container.new_id()
+    env = list(DEFAULT_ENV)
+    for item in a.env:
+        if "=" not in item:
+            raise LabkitError(f"-e {item}: expected NAME=VALUE", "for example -e LANG=C.UTF-8")
+        env.append(item)
+    if a.tty and a.detach:
+        raise LabkitError("-t with -d is not supported: a detached container has no terminal",
+                          f"run it with -d only, then `labkit exec -it ID sh` for a shell")
+    return ContainerConfig(
+        id=cid, args=cmd or ["/bin/sh"], rootfs=builder.resolve(a.rootfs), namespaces=ns,
+        hostname=a.hostname or (cid[:12] if "uts" in ns else None), env=env, cwd=a.workdir,
+        mount_proc=not a.no_proc, readonly_rootfs=a.read_only, tty=a.tty,
+        interactive=a.interactive, detach=a.detach, remove=a.rm,
+        resources=_resources(a), layers=list(a.layer), lxcfs=a.lxcfs)
+
+
+def cmd_run(a):
+    _need_root("labkit run")
+    from .runtime import runner
+    config = build_config(a)
+    code = runner.run(config)
+    if config.detach:
+        print(config.id)
+    return code
+
+
+def cmd_exec(a):
+    _need_root("labkit exec")
+    from .runtime import execute
+    cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    if not cmd:
+        raise LabkitError("labkit exec needs a command", "for example: labkit exec -it ID sh")
+    return execute.execute(a.id, cmd, tty=a.tty, interactive=a.interactive)
+
+
+def cmd_ps(a):
+    from .runtime import container as ct
+    rows = []
+    for cid in ct.all_ids():
+        st = ct.load(cid)
+        if a.all or st["status"] in ("running", "creating", "stopping", "dead"):
+            rows.append(st)
+    if a.quiet:
+        for st in rows:
+            print(st["id"])
+        return 0
+    import time
+    print(f"{'CONTAINER':<14} {'STATUS':<12} {'PID':>7}  {'CREATED':<19} COMMAND")
+    for st in rows:
+        status = st["status"] + (f" ({st.get('exit_code')})" if st["status"] == "stopped" else "")
+        created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.get("created") or 0))
+        cmd = " ".join(st.get("config", {}).get("args") or [])
+        print(f"{st['id']:<14} {status:<12} {st.get('pid') or '-':>7}  {created:<19} {cmd}")
+    return 0
+
+
+def cmd_stop(a):
+    _need_root("labkit stop")
+    from .runtime import lifecycle
+    for cid in a.ids:
+        lifecycle.stop(cid, a.time)
+        print(cid)
+    return 0
+
+
+def cmd_rm(a):
+    _need_root("labkit rm")
+    from .runtime import lifecycle
+    for cid in a.ids:
+        lifecycle.remove(cid, force=a.force)
+        print(cid)
+    return 0
+
+
+def cmd_gc(a):
+    _need_root("labkit gc")
+    from .runtime import lifecycle
+    for line in lifecycle.gc():
+        print(line)
+    return 0
+
+
+def cmd_doctor(a):
+    from . import doctor
+    return doctor.main()
+
+
+def cmd_rootfs_build(a):
+    _need_root("labkit rootfs build")
+    from . import builder
+    path, seconds, built = builder.build(a.name, force=a.force, progress=builder.main_progress)
+    if built:
+        print(f"built rootfs '{a.name}' at {path} in {seconds:.2f}s")
+    else:
+        print(f"rootfs '{a.name}' is present at {path} (rebuild with --force)")
+    return 0
+
+
+def cmd_rootfs_ls(a):
+    from . import builder
+    for name in builder.list_rootfs():
+        print(name)
+    return 0
+
+
+def cmd_rootfs_rm(a):
+    _need_root("labkit rootfs rm")
+    from . import builder
+    builder.remove(a.name)
+    return 0
+
+
+def cmd_tour(a):
+    _need_root("labkit tour")
+    from . import tour
+    return tour.main()
+
+
+def cmd_url(a):
+    from . import jupyter
+    return jupyter.print_url()
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = _parser().parse_args(argv)
+        return args.func(args) or 0
+    except LabkitError as e:
+        print(f"labkit: {e}", file=sys.stderr)
+        return getattr(e, "exit_code", 1)
+    except KeyboardInterrupt:
+        print("labkit: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        return 141

@@ -1,0 +1,119 @@
+"""A container on disk: its directory under $LABKIT_HOME/containers/<id>,
+its state.json, and how to tell whether it is still alive.
+
+state.json keeps what `labkit ps`, `exec`, `stop` and `gc` need: the pid of
+the container's init, the pid of the process that watches it (the monitor:
+the `labkit run` process, or its detached copy with -d), their start times
+(so that a recycled pid is never mistaken for the container), the
+configuration, and the mounts made on the host.
+"""
+
+import json
+import os
+import time
+
+from .. import home
+from ..errors import Conflict, LabkitError, NotFound
+from .config import ContainerConfig
+
+_ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
+
+
+def check_id(cid):
+    if not cid or len(cid) > 64 or not set(cid) <= _ID_CHARS or cid[0] in ".-":
+        raise LabkitError(f"bad container name '{cid}'",
+                          "use up to 64 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return cid
+
+
+def new_id():
+    return os.urandom(6).hex()
+
+
+def start_time(pid):
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat),
+    or None if there is no such process or it is a zombie (it has exited;
+    its parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def alive(pid, started):
+    return pid is not None and started is not None and start_time(pid) == started
+
+
+class Container:
+    """The runtime's view of one container while it is being run."""
+
+    def __init__(self, config):
+        self.config = config
+        self.id = config.id
+        self.state_dir = home.containers_dir(config.id)
+        self.rootfs = config.rootfs
+        self.host_mounts = []   # mounts made in the host's namespace (chroot /proc)
+        self.pid = None         # the container's init, as the host sees it
+        self.cgroup = None      # set by the cgroups stage
+        self.exit_code = None
+        self.created = time.time()
+
+    def create(self):
+        os.makedirs(home.containers_dir(), exist_ok=True)
+        try:
+            os.mkdir(self.state_dir, 0o711)
+        except FileExistsError:
+            raise Conflict(f"container name '{self.id}' is already in use",
+                           f"remove it with `labkit rm {self.id}`, or pick another --name") from None
+
+    def save(self, status, **extra):
+        state = {
+            "id": self.id, "status": status, "pid": self.pid,
+            "pid_start": start_time(self.pid) if self.pid else None,
+            "monitor": os.getpid(), "monitor_start": start_time(os.getpid()),
+            "created": self.created,
+            "rootfs": self.rootfs, "host_mounts": self.host_mounts,
+            "exit_code": self.exit_code, "config": self.config.to_dict(),
+        }
+        state.update(extra)
+        tmp = os.path.join(self.state_dir, "state.json.tmp")
+        with open(tmp, "w") as f:
+            json.dump(state, f, indent=1)
+        os.rename(tmp, os.path.join(self.state_dir, "state.json"))
+
+
+def load(cid):
+    """The state of container ``cid``, with ``status`` brought up to date."""
+    path = os.path.join(home.containers_dir(cid), "state.json")
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        if os.path.isdir(home.containers_dir(cid)):
+            return {"id": cid, "status": "creating", "pid": None, "config": {}}
+        raise NotFound(f"no such container '{cid}'", "`labkit ps -a` lists the containers") from None
+    except ValueError:
+        return {"id": cid, "status": "dead", "pid": None, "config": {}}
+    if state["status"] == "running":
+        if not alive(state.get("monitor"), state.get("monitor_start")):
+            state["status"] = "dead"   # its runner was killed: `labkit gc` cleans up
+        elif not alive(state.get("pid"), state.get("pid_start")):
+            state["status"] = "stopping"
+    return state
+
+
+def config_of(state):
+    return ContainerConfig.from_dict(state["config"])
+
+
+def all_ids():
+    base = home.containers_dir()
+    if not os.path.isdir(base):
+        return []
+    return sorted(os.listdir(base))

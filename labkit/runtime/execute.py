@@ -1,0 +1,114 @@
+"""`labkit exec`: run one more process in a running container.
+
+What `docker exec` and `nsenter` do: open the container init's
+/proc/PID/ns/* files, setns(2) into each, take its root directory, join its
+cgroup, then fork (a PID namespace applies to children only) and exec.
+"""
+
+import os
+import signal
+
+from .. import namespaces, syscalls
+from ..errors import Conflict, LabkitError
+from . import container as ct
+from .runner import EXIT_NOTFOUND, EXIT_SETUP
+
+
+def execute(cid, args, tty=False, interactive=False):
+    state = ct.load(cid)
+    if state["status"] != "running":
+        raise Conflict(f"container '{cid}' is not running (status: {state['status']})",
+                       f"start a new one with `labkit run`, or see `labkit ps -a`")
+    config = ct.config_of(state)
+    pid = state["pid"]
+    master = slave = None
+    if tty:
+        from . import tty as ttymod
+        master, slave = ttymod.open_pty()
+    r_err, w_err = os.pipe()
+    child = os.fork()
+    if child == 0:
+        _child(pid, state, config, args, slave, interactive or tty, w_err)
+    os.close(w_err)
+    if slave is not None:
+        os.close(slave)
+
+    def forward(signum, frame):
+        try:
+            os.kill(child, signum)
+        except ProcessLookupError:
+            pass
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, forward)
+    failure = b""
+    while True:
+        chunk = os.read(r_err, 4096)
+        if not chunk:
+            break
+        failure += chunk
+    os.close(r_err)
+    if master is not None and not failure:
+        from . import tty as ttymod
+        ttymod.proxy(master, stdin=interactive)
+    _, status = os.waitpid(child, 0)
+    code = os.waitstatus_to_exitcode(status)
+    if failure:
+        raise _Failed(failure.decode(errors="replace").strip(), code)
+    return 128 - code if code < 0 else code
+
+
+class _Failed(LabkitError):
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.exit_code = code if code > 0 else EXIT_SETUP
+
+
+def _child(pid, state, config, args, slave, keep_stdin, w_err):
+    code = EXIT_SETUP
+    try:
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        os.setsid()
+        cgroup = state.get("cgroup")
+        if cgroup:
+            from .. import cgroups
+            cgroups.join(cgroup, os.getpid())
+        namespaces.join(pid, config.namespaces)
+        os.chdir(config.cwd)
+        if "user" in config.namespaces:
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if "pid" in config.namespaces or "time" in config.namespaces:
+            grandchild = os.fork()
+            if grandchild:
+                os.close(w_err)
+                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+                    signal.signal(sig, lambda s, f, g=grandchild: os.kill(g, s))
+                _, status = os.waitpid(grandchild, 0)
+                c = os.waitstatus_to_exitcode(status)
+                os._exit(128 - c if c < 0 else c)
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if slave is not None:
+            from . import tty as ttymod
+            if "pid" in config.namespaces:
+                os.setsid()
+            ttymod.become_controlling(slave)
+        elif not keep_stdin:
+            null = os.open("/dev/null", os.O_RDONLY)
+            os.dup2(null, 0)
+        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
+                    signal.SIGHUP, signal.SIGQUIT):
+            signal.signal(sig, signal.SIG_DFL)
+        env = dict(e.split("=", 1) for e in config.env if "=" in e)
+        try:
+            os.execvpe(args[0], args, env)
+        except FileNotFoundError:
+            code = EXIT_NOTFOUND
+            raise LabkitError(f"command '{args[0]}' not found in container '{state['id']}'",
+                              "check the name, or add the program to the rootfs") from None
+    except BaseException as e:
+        try:
+            os.write(w_err, str(e).encode())
+        except OSError:
+            pass
+    finally:
+        os._exit(code)

@@ -1,0 +1,141 @@
+"""stop, rm and gc: the end of a container's life, and what is left after
+a crash.
+
+A container normally cleans up after itself: its monitor (the `labkit run`
+process) tears the stages down when the command exits, on an error, and on
+SIGINT or SIGTERM. Only SIGKILL of the monitor, or a reboot, skips that; the
+container's init dies with it (PR_SET_PDEATHSIG) and `labkit gc` removes the
+rest: mounts under $LABKIT_HOME, cgroups named labkit, state directories.
+"""
+
+import os
+import shutil
+import signal
+import time
+
+from .. import home, syscalls
+from ..errors import Conflict
+from . import container as ct
+
+
+def _kill(pid, started, sig):
+    if ct.alive(pid, started):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
+
+
+def _wait_until(predicate, timeout):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def stop(cid, timeout=10):
+    """SIGTERM to the container's init, SIGKILL after ``timeout`` seconds;
+    returns once its monitor has cleaned up (as `docker stop` does)."""
+    state = ct.load(cid)
+    if state["status"] not in ("running", "stopping", "dead"):
+        return state
+    monitor = (state.get("monitor"), state.get("monitor_start"))
+    _kill(state.get("pid"), state.get("pid_start"), signal.SIGTERM)
+    gone = lambda: not ct.alive(*monitor)   # noqa: E731
+    if not _wait_until(gone, timeout):
+        _kill(state.get("pid"), state.get("pid_start"), signal.SIGKILL)
+        if not _wait_until(gone, 5):
+            _kill(*monitor, signal.SIGKILL)
+    if ct.load(cid)["status"] == "dead":
+        collect(cid)
+    return ct.load(cid) if os.path.isdir(home.containers_dir(cid)) else None
+
+
+def remove(cid, force=False):
+    state = ct.load(cid)
+    if state["status"] in ("running", "stopping"):
+        if not force:
+            raise Conflict(f"container '{cid}' is running",
+                           f"stop it first with `labkit stop {cid}`, or use `labkit rm -f {cid}`")
+        stop(cid, timeout=0)
+    collect(cid)
+
+
+def _mounts_under(prefix):
+    """Mount points below ``prefix`` in this mount namespace, deepest first."""
+    points = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            point = line.split()[4].replace("\\040", " ")
+            if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
+                points.append(point)
+    return sorted(points, key=len, reverse=True)
+
+
+def _unmount_all(prefix, keep=()):
+    done = []
+    for point in _mounts_under(prefix):
+        if point in keep:
+            continue
+        try:
+            syscalls.umount2(point, syscalls.MNT_DETACH)
+            done.append(point)
+        except OSError:
+            pass
+    return done
+
+
+def collect(cid):
+    """Remove whatever a stopped or dead container left: its processes, its
+    mounts on the host, its cgroup, its state directory."""
+    state = ct.load(cid)
+    _kill(state.get("pid"), state.get("pid_start"), signal.SIGKILL)
+    _kill(state.get("monitor"), state.get("monitor_start"), signal.SIGKILL)
+    report = []
+    for point in state.get("host_mounts") or []:
+        report += _unmount_all(point)
+    report += _unmount_all(home.containers_dir(cid))
+    if state.get("cgroup"):
+        try:
+            from .. import cgroups
+            cgroups.gc(keep_ids=[c for c in ct.all_ids() if c != cid])
+        except ImportError:
+            pass
+    shutil.rmtree(home.containers_dir(cid), ignore_errors=True)
+    return report
+
+
+def gc():
+    """Clean up after every container whose monitor is gone."""
+    lines = []
+    live, keep_mounts = [], set()
+    for cid in ct.all_ids():
+        state = ct.load(cid)
+        status = state["status"]
+        fresh = status == "creating" and time.time() - os.stat(home.containers_dir(cid)).st_mtime < 30
+        if status in ("running", "stopping") or fresh:
+            live.append(cid)
+            keep_mounts.update(state.get("host_mounts") or [])
+            continue
+        for point in collect(cid):
+            lines.append(f"unmounted {point}")
+        lines.append(f"removed container {cid} ({status})")
+    # Mounts under $LABKIT_HOME that no live container owns (a chroot's /proc).
+    for prefix in (home.rootfs_dir(), home.containers_dir()):
+        live_prefixes = [home.containers_dir(c) for c in live]
+        keep = set(keep_mounts)
+        keep.update(p for p in _mounts_under(prefix)
+                    if any(p.startswith(lp + "/") or p == lp for lp in live_prefixes))
+        for point in _unmount_all(prefix, keep=keep):
+            lines.append(f"unmounted {point}")
+    try:
+        from .. import cgroups
+        for path in cgroups.gc(keep_ids=live) or []:
+            lines.append(f"removed cgroup {path}")
+    except ImportError:
+        pass
+    if not lines:
+        lines.append("nothing to clean")
+    return lines

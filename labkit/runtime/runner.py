@@ -1,0 +1,378 @@
+"""The runner: runc's parent/child split, in Python.
+
+    monitor (this process: `labkit run`, single-threaded)
+      │  prepare stages (cgroup, overlay) ─ fork ─┐
+      │                                           A: unshare(USER) → wait for the
+      │  write uid/gid maps  ◄── "user" ────────  parent to write the id maps,
+      │                                           then unshare(the rest), fork ─┐
+      │  ◄──────────────────────── "pid N" ─────  A waits for B                 B: PID 1 of the new
+      │  attach stages (cgroup.procs ← N)                                         PID namespace
+      │  ── "go" ────────────────────────────────────────────────────────────►  cgroupns, hostname, lo,
+      │  ◄── error line, or EOF when exec succeeds ───────────────────────────  pivot_root, exec
+      │  wait; forward signals; teardown stages
+
+Why a fork in the middle: unshare(CLONE_NEWPID) does not move the caller, only
+the children it forks afterwards, so B is the one that becomes PID 1. Why the
+user namespace first: it must own the other namespaces, or the container's
+root could not mount /proc in its own PID namespace. Why the parent writes the
+id maps and joins the cgroup: a process cannot grant itself ids, and limits
+must hold before the first instruction of the user's program.
+
+Never call this in a fork of a multithreaded process (a Jupyter kernel): the
+notebooks start `labkit run` as a fresh process (labkit/api.py).
+"""
+
+import os
+import signal
+import sys
+
+from .. import namespaces, syscalls
+from ..errors import LabkitError
+from . import container as ct
+
+EXIT_SETUP = 125      # docker's code for "the container could not be set up"
+EXIT_NOEXEC = 126     # found but not executable
+EXIT_NOTFOUND = 127   # command not found
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+             signal.SIGUSR1, signal.SIGUSR2)
+KILL_GRACE = 3        # seconds between a forwarded SIGINT/SIGTERM and SIGKILL
+
+
+def stages_for(config):
+    """The stages this container needs, in prepare order (teardown reverses)."""
+    stages = []
+    if config.resources:
+        from ..stages.cgroups import CgroupStage
+        stages.append(CgroupStage())
+    if config.layers:
+        from ..stages.unionfs import UnionStage
+        stages.append(UnionStage())
+    if config.lxcfs:
+        from ..stages.lxcfs import LxcfsStage
+        stages.append(LxcfsStage())
+    from ..stages.chroot import RootStage
+    from ..stages.namespaces import NamespaceStage
+    stages += [NamespaceStage(), RootStage()]
+    return [s for s in stages if s.wanted(config)]
+
+
+def run(config):
+    """Create and run a container; return its exit code (128+N for signal N)."""
+    c = ct.Container(config)
+    c.create()
+    if config.detach:
+        return _detach(c)
+    return Monitor(c).run()
+
+
+def _detach(c):
+    """-d: a monitor process stays behind to wait for the container and clean
+    up after it; this process prints the id once the command has started."""
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = EXIT_SETUP
+        try:
+            os.close(r)
+            os.setsid()
+            null = os.open("/dev/null", os.O_RDWR)
+            log = os.open(os.path.join(c.state_dir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
+            os.dup2(null, 0)
+            os.dup2(log, 1)
+            os.dup2(log, 2)
+            code = Monitor(c, started=w).run()
+        finally:
+            os._exit(code)
+    os.close(w)
+    message = _read_all(r).decode(errors="replace").strip()
+    os.close(r)
+    if message != "ok":
+        os.waitpid(pid, 0)
+        raise LabkitError(message or f"container {c.id} failed to start")
+    return 0
+
+
+def _read_all(fd):
+    chunks = []
+    while True:
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
+
+
+def _read_line(fd):
+    line = bytearray()
+    while True:
+        ch = os.read(fd, 1)
+        if not ch or ch == b"\n":
+            return line.decode(errors="replace") if (line or ch) else None
+        line += ch
+
+
+class Monitor:
+    def __init__(self, c, started=None):
+        self.c = c
+        self.config = c.config
+        self.stages = stages_for(c.config)
+        self.started = started   # -d: the fd to report "ok" or an error to
+        self.child_a = None
+        self.killer_armed = False
+
+    # ---- parent side -------------------------------------------------
+    def run(self):
+        prepared = []
+        error = None
+        code = EXIT_SETUP
+        try:
+            for stage in self.stages:
+                prepared.append(stage)
+                stage.prepare(self.c)
+            code = self._start_and_wait()
+        except LabkitError as e:
+            error = e
+        except OSError as e:
+            error = LabkitError(str(e))
+        finally:
+            self._kill_container()
+            for stage in reversed(prepared):
+                try:
+                    stage.teardown(self.c)
+                except Exception as e:  # keep tearing down the others
+                    print(f"labkit: teardown of {stage.name}: {e}", file=sys.stderr)
+            self._finish(code)
+        if error is not None:
+            self._report(str(error))
+            raise error
+        return code
+
+    def _report(self, message):
+        if self.started is not None:
+            try:
+                os.write(self.started, message.encode() + b"\n")
+                os.close(self.started)
+            except OSError:
+                pass
+            self.started = None
+
+    def _finish(self, code):
+        self.c.exit_code = code
+        if self.config.remove:
+            import shutil
+            shutil.rmtree(self.c.state_dir, ignore_errors=True)
+        else:
+            self.c.save("stopped")
+
+    def _start_and_wait(self):
+        cfg = self.config
+        r_sync, w_sync = os.pipe()    # A/B -> parent: "user", "pid N", "err ..."
+        r_go, w_go = os.pipe()        # parent -> A, then B: one byte each
+        r_err, w_err = os.pipe()      # B -> parent: error line; EOF once exec'd
+        console = console_peer = None
+        if cfg.tty:
+            from . import tty
+            console, console_peer = tty.console_socket()
+        stdin_null = None if (cfg.interactive or cfg.tty) else os.open("/dev/null", os.O_RDONLY)
+        parent = os.getpid()
+        pid = os.fork()
+        if pid == 0:
+            # Only the monitor may hold these: -d's "started" pipe must reach
+            # EOF when the monitor closes it, not when the container exits.
+            for fd in (r_sync, w_go, r_err, self.started):
+                if fd is not None:
+                    os.close(fd)
+            if console is not None:
+                console.close()
+            self._child_a(parent, w_sync, r_go, w_err, console_peer, stdin_null)
+        self.child_a = pid
+        for fd in (w_sync, r_go, w_err, stdin_null):
+            if fd is not None:
+                os.close(fd)
+        if console_peer is not None:
+            console_peer.close()
+        master = None
+        try:
+            self.c.pid = self._handshake(r_sync, w_go)
+            self.c.save("running")
+            for stage in self.stages:
+                stage.attach(self.c, self.c.pid)
+            self._install_signal_forwarding()
+            os.write(w_go, b"G")
+            if console is not None:
+                master = tty.receive_master(console)
+            failure = _read_all(r_err).decode(errors="replace").strip()
+            if failure:
+                code = self._wait()
+                raise LabkitError(failure) if code == EXIT_SETUP else _ExecFailed(failure, code)
+            self._report("ok")
+            if master is not None:
+                tty.proxy(master, stdin=cfg.interactive)
+            return self._wait()
+        except _ExecFailed as e:
+            print(f"labkit: {e}", file=sys.stderr)
+            self._report(str(e))
+            return e.code
+        finally:
+            for fd in (r_sync, w_go, r_err, master):
+                if fd is not None:
+                    os.close(fd)
+            if console is not None:
+                console.close()
+
+    def _handshake(self, r_sync, w_go):
+        while True:
+            line = _read_line(r_sync)
+            if line is None:
+                self._wait()
+                raise LabkitError("the container's init exited before it started")
+            if line == "user":
+                self._write_id_maps(self.child_a)
+                os.write(w_go, b"M")
+            elif line.startswith("pid "):
+                return int(line[4:])
+            elif line.startswith("err "):
+                self._wait()
+                raise LabkitError(line[4:])
+
+    def _write_id_maps(self, pid):
+        """uid 0..size-1 inside = userns_base.. outside: root in the container
+        is an unprivileged user on the host (user_namespaces(7))."""
+        mapping = f"0 {self.config.userns_base} {self.config.userns_size}\n"
+        for name in ("uid_map", "gid_map"):
+            with open(f"/proc/{pid}/{name}", "w") as f:
+                f.write(mapping)
+
+    def _install_signal_forwarding(self):
+        def forward(signum, frame):
+            pid = self.c.pid
+            if pid:
+                try:
+                    os.kill(pid, signum)
+                except ProcessLookupError:
+                    return
+            # A PID 1 ignores signals it has no handler for; so does a shell.
+            # After a grace period an interrupt or a stop becomes SIGKILL.
+            if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) and not self.killer_armed:
+                self.killer_armed = True
+                signal.signal(signal.SIGALRM, lambda s, f: self._kill_container())
+                signal.alarm(KILL_GRACE)
+        for sig in FORWARDED:
+            signal.signal(sig, forward)
+
+    def _kill_container(self):
+        for pid in (self.c.pid, self.child_a):
+            if pid:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        if self.child_a:
+            self._wait()
+
+    def _wait(self):
+        """Reap A (which exits with B's status); 128+N if killed by signal N."""
+        if self.child_a is None:
+            return self.c.exit_code
+        _, status = os.waitpid(self.child_a, 0)
+        self.child_a = None
+        code = os.waitstatus_to_exitcode(status)
+        self.c.exit_code = 128 - code if code < 0 else code
+        self.c.pid = None
+        return self.c.exit_code
+
+    # ---- child side: A, then B ---------------------------------------
+    def _child_a(self, parent, w_sync, r_go, w_err, console, stdin_null):
+        """Runs in the first fork; never returns."""
+        code = EXIT_SETUP
+        try:
+            # If the monitor dies (even by SIGKILL), so does the container.
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if os.getppid() != parent:
+                os._exit(EXIT_SETUP)
+            os.setsid()   # out of the terminal's process group: the monitor forwards signals
+            ns = self.config.namespaces
+            rest = namespaces.flags(ns - {"cgroup", "user"})
+            if "user" in ns:
+                syscalls.unshare(syscalls.CLONE_NEWUSER)
+                os.write(w_sync, b"user\n")
+                if os.read(r_go, 1) != b"M":
+                    os._exit(EXIT_SETUP)
+                os.setresgid(0, 0, 0)
+                os.setgroups([])
+                os.setresuid(0, 0, 0)
+            syscalls.unshare(rest)
+            if "pid" not in ns and "time" not in ns:
+                os.write(w_sync, f"pid {os.getpid()}\n".encode())
+                self._child_b(w_err, r_go, console, stdin_null, same_process=True)
+            pid_b = os.fork()
+            if pid_b == 0:
+                os.close(w_sync)
+                self._child_b(w_err, r_go, console, stdin_null, same_process=False)
+            os.write(w_sync, f"pid {pid_b}\n".encode())
+            for fd in (w_sync, r_go, w_err, stdin_null):
+                if fd is not None:
+                    os.close(fd)
+            if console is not None:
+                console.close()
+            # A only waits now; signals are for B (the monitor sends them there).
+            for sig in FORWARDED:
+                signal.signal(sig, signal.SIG_IGN)
+            _, status = os.waitpid(pid_b, 0)
+            code = os.waitstatus_to_exitcode(status)
+            code = 128 - code if code < 0 else code
+        except BaseException as e:
+            try:
+                os.write(w_sync, f"err {e}\n".encode())
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+
+    def _child_b(self, w_err, r_go, console, stdin_null, same_process):
+        """The container's init: set up inside the namespaces, then exec."""
+        code = EXIT_SETUP
+        try:
+            if not same_process:
+                syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+                os.setsid()
+            if os.read(r_go, 1) != b"G":   # the monitor has attached the cgroup
+                os._exit(EXIT_SETUP)
+            os.close(r_go)
+            for stage in self.stages:
+                stage.child(self.c)
+            if console is not None:
+                from . import tty
+                master, slave = tty.open_pty()
+                tty.send_master(console, master)
+                console.close()
+                tty.become_controlling(slave)
+            elif stdin_null is not None:
+                os.dup2(stdin_null, 0)
+            # Python ignores SIGPIPE and handles SIGINT; the program must not inherit that.
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ) + FORWARDED:
+                signal.signal(sig, signal.SIG_DFL)
+            env = dict(e.split("=", 1) for e in self.config.env if "=" in e)
+            args = self.config.args
+            try:
+                os.execvpe(args[0], args, env)
+            except FileNotFoundError:
+                code = EXIT_NOTFOUND
+                raise LabkitError(f"command '{args[0]}' not found in the container",
+                                  "check the name, or add the program to the rootfs") from None
+            except PermissionError:
+                code = EXIT_NOEXEC
+                raise LabkitError(f"command '{args[0]}' cannot be executed in the container",
+                                  "is it a directory, or missing its execute bit?") from None
+        except BaseException as e:
+            try:
+                os.write(w_err, str(e).encode())
+            except OSError:
+                pass
+        finally:
+            os._exit(code)
+
+
+class _ExecFailed(LabkitError):
+    def __init__(self, message, code):
+        super().__init__(message)
+        self.code = code
