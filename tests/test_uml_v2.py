@@ -1,0 +1,47 @@
+"""The cgroup test cases again, on a real cgroup v2 kernel: user-mode Linux.
+
+The host here may be v1 or hybrid; tests/cgroups then runs there as is and
+here once more inside UML, where only the unified hierarchy exists, so both
+versions are proven on every run of the suite.
+"""
+
+import importlib.util
+import os
+
+import pytest
+
+_spec = importlib.util.spec_from_file_location(
+    "uml_harness", os.path.join(os.path.dirname(__file__), "uml", "harness.py"))
+harness = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(harness)
+
+CGROUP_TESTS = os.path.join(os.path.dirname(__file__), "cgroups")
+
+pytestmark = [
+    pytest.mark.skipif(os.environ.get("LABKIT_IN_UML") == "1",
+                       reason="already inside user-mode Linux"),
+    pytest.mark.skipif(not harness.available(),
+                       reason=f"{harness.LINUX_UML} is absent (apt-get install user-mode-linux)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the cgroup tests need root"),
+]
+
+PROBE = os.path.join(os.path.dirname(__file__), "uml", "probe_v2.py")
+
+
+@pytest.fixture(scope="module")
+def uml_run():
+    # One boot for both checks: the v2 probe and the shared test cases.
+    result = harness.run_pytest(["-q", "-rA", PROBE, CGROUP_TESTS], timeout=270)
+    print(f"uml: boot {result.boot_seconds} s, total {result.total_seconds} s")
+    return result
+
+
+def test_cgroup_cases_pass_on_v2(uml_run):
+    assert uml_run.exit_code == 0, uml_run.output[-6000:] or uml_run.console[-3000:]
+    assert " passed" in uml_run.output and " failed" not in uml_run.output
+
+
+def test_mode_inside_uml_is_v2(uml_run):
+    assert "PASSED tests/uml/probe_v2.py::test_mode_is_v2" in uml_run.output, \
+        uml_run.output[-6000:] or uml_run.console[-3000:]
+    assert uml_run.boot_seconds is not None and uml_run.boot_seconds < 30
