@@ -25,6 +25,11 @@ def proc_cgroup(pid):
         return f.read()
 
 
+def show(facts):
+    """Print the measured facts (pytest -s shows them; CI logs keep them)."""
+    print({k: v for k, v in facts.items() if k != "series"})
+
+
 def sleeper():
     return subprocess.Popen(["sleep", "60"])
 
@@ -58,6 +63,7 @@ def test_limits_hold_in_the_kernel_and_destroy_kills_and_removes():
 
 def test_oom_kill_at_the_memory_limit():
     f = demos.memory_oom("32m")
+    show(f)
     assert f["killed_by"] == "SIGKILL"
     assert f["oom_kills"] >= 1
     assert f["memory_peak"] is None or f["memory_peak"] <= f["limit_bytes"]
@@ -67,6 +73,7 @@ def test_oom_kill_at_the_memory_limit():
 
 def test_fork_bomb_stops_at_pids_max_and_host_still_forks():
     f = demos.fork_bomb(limit=12)
+    show(f)
     assert f["pids_current"] == f["pids_limit"] == 12
     assert f["forks_refused"] > 0
     assert f["host_can_fork"]
@@ -74,12 +81,14 @@ def test_fork_bomb_stops_at_pids_max_and_host_still_forks():
 
 def test_cpu_quota_half_a_core():
     f = demos.cpu_quota(0.5, seconds=2.0)
+    show(f)
     assert abs(f["percent_of_one_core"] - 50) <= 10, f
     assert f["nr_throttled"] > 0
 
 
 def test_cpu_shares_one_to_three_on_one_cpu():
     f = demos.cpu_shares((256, 768), seconds=3.0)
+    show(f)
     assert abs(f["fractions"][1] - 0.75) <= 0.10, f
     assert f["percent_of_one_core"] > 80        # the cpu was busy all along
 

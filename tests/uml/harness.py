@@ -6,7 +6,7 @@ The UML kernel (Debian's user-mode-linux) boots with the host's root
 filesystem as its root (hostfs), so it sees this repo and this interpreter
 at the same paths. Its init (a shell script written here) mounts proc,
 sysfs, cgroup2 on /sys/fs/cgroup and tmpfs on /tmp and /run, loads
-overlay.ko, runs `python -m pytest ARGS` with the interpreter that runs this
+overlay.ko and fuse.ko, runs `python -m pytest ARGS` with the interpreter that runs this
 harness, writes the exit code and the output into a directory the host
 reads, and halts. Writes outside the tmpfs mounts land on the host.
 """
@@ -54,12 +54,15 @@ def _shim(workdir):
     return out
 
 
-def _overlay_module():
-    for release in sorted(os.listdir(UML_MODULES)) if os.path.isdir(UML_MODULES) else []:
-        path = os.path.join(UML_MODULES, release, "kernel/fs/overlayfs/overlay.ko")
-        if os.path.exists(path):
-            return path
-    return None
+# Modules the labs need that Debian's UML kernel builds as modules:
+# overlayfs (union filesystem) and fuse (lxcfs).
+MODULES = ("kernel/fs/overlayfs/overlay.ko", "kernel/fs/fuse/fuse.ko")
+
+
+def _modules():
+    releases = sorted(os.listdir(UML_MODULES)) if os.path.isdir(UML_MODULES) else []
+    return [os.path.join(UML_MODULES, r, m) for r in releases[-1:] for m in MODULES
+            if os.path.exists(os.path.join(UML_MODULES, r, m))]
 
 
 def _under_tmp(paths):
@@ -77,7 +80,6 @@ def _init_script(workdir, pytest_args, cwd, env):
     keep = _under_tmp([workdir, cwd, sys.prefix, os.path.dirname(python)] +
                       [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p] +
                       [a for a in pytest_args if os.path.exists(a)])
-    overlay = _overlay_module()
     q = shlex.quote
     lines = [
         "#!/bin/sh",
@@ -95,8 +97,8 @@ def _init_script(workdir, pytest_args, cwd, env):
     ]
     for p in keep:
         lines.append(f"mkdir -p {q(p)} && mount --bind {q(HOST_TMP + p[len('/tmp'):])} {q(p)}")
-    if overlay:
-        lines.append(f"insmod {q(overlay)}")
+    for module in _modules():
+        lines.append(f"insmod {q(module)}")
     for k, v in env.items():
         lines.append(f"export {k}={q(v)}")
     lines += [

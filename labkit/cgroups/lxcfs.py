@@ -1,0 +1,143 @@
+"""A truthful `free` in a container: lxcfs.
+
+/proc/meminfo is not namespaced: in a container it shows the host's memory
+even under a 64 MiB limit. lxcfs is a FUSE filesystem whose proc/meminfo
+(cpuinfo, stat, uptime, swaps, diskstats) is computed from the cgroup limits
+of the process that reads it; bind-mounted over the container's /proc files,
+procps `free` tells the container's truth. lxcfs looks up the memory cgroup
+of the reader's PID-namespace init, so the container needs its own PID
+namespace. (busybox `free` reads sysinfo(2), which no file can change.)
+"""
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+
+from labkit.errors import LabkitError, NotFound
+
+LXCFS_DIR = "/var/lib/lxcfs"
+PROC_FILES = ("meminfo", "cpuinfo", "stat", "uptime", "swaps", "diskstats")
+
+
+def mounted(path=LXCFS_DIR):
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            if left.split()[4] == path and right.startswith("fuse.lxcfs "):
+                return True
+    return False
+
+
+def bind_mounts(path=LXCFS_DIR):
+    """(source, target) pairs to bind inside the container's root."""
+    return [(os.path.join(path, "proc", name), f"/proc/{name}") for name in PROC_FILES
+            if os.path.exists(os.path.join(path, "proc", name))]
+
+
+class Lxcfs:
+    """Start lxcfs on `path`, or reuse one already serving there; stop() only
+    stops what start() started.
+
+        with Lxcfs() as lx:
+            lx.bind_mounts()
+    """
+
+    def __init__(self, path=LXCFS_DIR):
+        self.path = path
+        self.started = False
+        self._proc = None
+        self._rundir = None
+
+    def start(self, timeout=10.0):
+        if mounted(self.path):
+            return self
+        binary = shutil.which("lxcfs")
+        if binary is None:
+            raise NotFound("lxcfs is not installed", "apt-get install lxcfs")
+        os.makedirs(self.path, exist_ok=True)
+        self._rundir = tempfile.mkdtemp(prefix="lxcfs-")
+        log = open(os.path.join(self._rundir, "log"), "w+")
+        # -f: stay a child of ours, so stop() can end exactly this one.
+        self._proc = subprocess.Popen(
+            [binary, "-f", "-p", os.path.join(self._rundir, "pid"), self.path],
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True)
+        self.started = True
+        deadline = time.monotonic() + timeout
+        while not mounted(self.path):
+            if self._proc.poll() is not None or time.monotonic() > deadline:
+                log.seek(0)
+                why = log.read().strip().splitlines()[-1:] or ["no output"]
+                self.stop()
+                raise LabkitError(f"lxcfs did not mount {self.path}: {why[0]}",
+                                  "is the fuse module loaded (/dev/fuse)?")
+            time.sleep(0.02)
+        log.close()
+        return self
+
+    def stop(self, timeout=10.0):
+        if not self.started:
+            return
+        if self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+        if mounted(self.path):
+            from labkit import syscalls
+            syscalls.umount2(self.path, syscalls.MNT_DETACH)
+        shutil.rmtree(self._rundir, ignore_errors=True)
+        self.started = False
+
+    def bind_mounts(self):
+        return bind_mounts(self.path)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+_FREE = """
+total() { free -b | awk '/^Mem:/ {print $2}'; }
+total
+mount --bind "$1" /proc/meminfo && total
+"""
+
+
+def free_inside(memory="64m", path=LXCFS_DIR):
+    """What procps `free` says about total memory in a cgroup with `memory`
+    as its limit and its own PID namespace, without and with lxcfs's
+    meminfo bound over /proc/meminfo; and what it says on the host."""
+    from labkit import cgroups
+    from labkit.cgroups.demos import release, start_paused
+
+    limit = cgroups.parse_memory(memory)
+    host_total = int(subprocess.run(["free", "-b"], capture_output=True, text=True, check=True)
+                     .stdout.split("\n")[1].split()[1])
+    with Lxcfs(path) as lx:
+        m = cgroups.create(f"demo-free-{os.getpid()}", {"memory": limit})
+        try:
+            # unshare: a new PID namespace (lxcfs needs its init in the cgroup)
+            # and a private mount namespace, so the bind mount stays inside.
+            argv = ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", _FREE, "sh",
+                    os.path.join(lx.path, "proc", "meminfo")]
+            p = start_paused(m, f"os.execvp('unshare', {argv!r})", stdout=subprocess.PIPE)
+            release(p)
+            mounts = lx.bind_mounts()
+            out = p.stdout.read().decode()
+            p.wait(timeout=60)
+        finally:
+            m.destroy()
+    totals = [int(x) for x in out.split()]
+    return {
+        "limit_bytes": limit,
+        "host_total": host_total,
+        "inside_without_lxcfs": totals[0] if totals else None,
+        "inside_with_lxcfs": totals[1] if len(totals) > 1 else None,
+        "bind_mounts": mounts,
+    }
