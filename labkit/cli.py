@@ -108,10 +108,10 @@ def _resources(a):
         value = getattr(a, key)
         if value is not None:
             res[key] = value
-    if res:
-        from .cgroups import resources
-        return resources.from_flags(**res)
-    return {}
+    if res:   # check the values now, before anything is created
+        from .cgroups.resources import Resources
+        Resources.from_dict(res)
+    return res
 
 
 def build_config(a):
@@ -140,6 +140,10 @@ def build_config(a):
         if "=" not in item:
             raise LabkitError(f"-e {item}: expected NAME=VALUE", "for example -e LANG=C.UTF-8")
         env.append(item)
+    if "user" in ns and not {"mnt", "pid"} <= ns:
+        raise LabkitError("the user namespace needs the mnt and pid namespaces too",
+                          "root in a new user namespace may not chroot in the host's mount namespace "
+                          "nor mount /proc for the host's PID namespace: use --ns user,mnt,pid,...")
     if a.tty and a.detach:
         raise LabkitError("-t with -d is not supported: a detached container has no terminal",
                           f"run it with -d only, then `labkit exec -it ID sh` for a shell")

@@ -14,6 +14,7 @@ breakout). pivot_root(2) moves the whole mount namespace onto the new root;
 once the old root is unmounted there is no path left to the host's files.
 """
 
+import errno
 import os
 
 from . import syscalls as sc
@@ -51,7 +52,9 @@ def mount_sys(root):
     os.makedirs(target, exist_ok=True)
     try:
         sc.mount("sysfs", target, "sysfs", _DEV_FLAGS | sc.MS_RDONLY)
-    except PermissionError:
+    except OSError as e:
+        if e.errno != errno.EPERM:
+            raise
         sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)
         sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | _DEV_FLAGS)
 

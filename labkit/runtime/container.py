@@ -80,6 +80,7 @@ class Container:
             "created": self.created,
             "rootfs": self.rootfs, "host_mounts": self.host_mounts,
             "exit_code": self.exit_code, "config": self.config.to_dict(),
+            "cgroup": self.cgroup is not None,
         }
         state.update(extra)
         tmp = os.path.join(self.state_dir, "state.json.tmp")

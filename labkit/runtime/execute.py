@@ -68,10 +68,9 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err):
     try:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
         os.setsid()
-        cgroup = state.get("cgroup")
-        if cgroup:
+        if state.get("cgroup"):   # the same limits as the container's init
             from .. import cgroups
-            cgroups.join(cgroup, os.getpid())
+            cgroups.load(state["id"]).add(os.getpid())
         namespaces.join(pid, config.namespaces)
         os.chdir(config.cwd)
         if "user" in config.namespaces:

@@ -42,11 +42,11 @@ def stages_for(config):
     """The stages this container needs, in prepare order (teardown reverses)."""
     stages = []
     if config.resources:
-        from ..stages.cgroups import CgroupStage
-        stages.append(CgroupStage())
+        from ..stages.cgroups import CgroupsStage
+        stages.append(CgroupsStage())
     if config.layers:
-        from ..stages.unionfs import UnionStage
-        stages.append(UnionStage())
+        from ..stages.unionfs import UnionFS
+        stages.append(UnionFS())
     if config.lxcfs:
         from ..stages.lxcfs import LxcfsStage
         stages.append(LxcfsStage())

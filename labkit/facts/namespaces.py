@@ -1,0 +1,124 @@
+"""Stage 2 facts: each namespace of the seed text, inside against outside,
+and the namespace inodes that prove it."""
+
+import os
+import re
+import socket
+import subprocess
+
+from .. import api, namespaces
+from . import fact, ip_links, lines
+
+LAYER = "2 namespaces"
+
+
+def pid_one(rootfs="base"):
+    """PID + MNT: the shell is PID 1 and ps (reading a fresh /proc) sees only
+    the container's processes."""
+    out = lines(api.run("echo $$; ps -e -o pid=", ns="pid,mnt", rootfs=rootfs, check=True).stdout)
+    shell, pids = int(out[0]), [int(p) for p in out[1:]]
+    host = sum(1 for d in os.listdir("/proc") if d.isdigit())
+    return fact("pid_is_one", LAYER, "PID ns: the first process is PID 1; ps shows only the container",
+                f"pid {shell}, ps lists {len(pids)}", f"ps lists {host}",
+                shell == 1 and 1 in pids and len(pids) <= 3 and host > len(pids),
+                ps_inside=len(pids), ps_outside=host)
+
+
+def pid_without_mnt(rootfs="base"):
+    """PID alone: the shell is PID 1, but ps still reads the host's /proc."""
+    out = lines(api.run("echo $$; ps -e -o pid= | wc -l", ns="pid", rootfs=rootfs, check=True).stdout)
+    shell, count = int(out[0]), int(out[1])
+    host = sum(1 for d in os.listdir("/proc") if d.isdigit())
+    return fact("pid_needs_own_proc", LAYER, "PID ns alone: PID 1, yet ps shows the host's /proc",
+                f"pid {shell}, ps lists {count}", f"ps lists {host}",
+                shell == 1 and count > 0.8 * host)
+
+
+def uts(rootfs="base", hostname="labkit-box"):
+    before = socket.gethostname()
+    inside = api.run("hostname", ns="uts", hostname=hostname, rootfs=rootfs, check=True).stdout.strip()
+    after = socket.gethostname()
+    return fact("uts_hostname", LAYER, "UTS ns: hostname changes inside only", inside, after,
+                inside == hostname and after == before != hostname)
+
+
+def net(rootfs="base"):
+    r = api.run("ip -o link; ping -c1 -W1 127.0.0.1 >/dev/null && echo lo-answers", ns="net",
+                rootfs=rootfs, check=True)
+    inside = ip_links(r.stdout)
+    outside = ip_links(subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout)
+    return fact("net_only_lo", LAYER, "NET ns: ip link shows only lo (up: 127.0.0.1 answers)",
+                inside, outside, inside == ["lo"] and "lo-answers" in r.stdout and len(outside) > 1)
+
+
+def ipc(rootfs="base"):
+    """A System V shared-memory segment made on the host is invisible in a
+    new IPC namespace (and visible without one)."""
+    made = subprocess.run(["ipcmk", "-M", "4096"], capture_output=True, text=True, check=True).stdout
+    shmid = re.search(r"(\d+)", made).group(1)
+    try:
+        inside = api.run("ipcs -m", ns="ipc", rootfs=rootfs, check=True).stdout
+        control = api.run("ipcs -m", ns="none", rootfs=rootfs, check=True).stdout
+    finally:
+        subprocess.run(["ipcrm", "-m", shmid], capture_output=True)
+    seen_inside = re.search(rf"\b{shmid}\b", inside) is not None
+    seen_outside = re.search(rf"\b{shmid}\b", control) is not None
+    return fact("ipc_private", LAYER, "IPC ns: ipcs does not see the host's shm segment",
+                "segment visible" if seen_inside else "segment not listed",
+                "segment visible" if seen_outside else "segment not listed",
+                not seen_inside and seen_outside, shmid=int(shmid))
+
+
+def mnt(rootfs="base"):
+    r = api.run("mount -t tmpfs lab-tmpfs /mnt && grep -c lab-tmpfs /proc/self/mounts", ns="mnt",
+                rootfs=rootfs, check=True)
+    with open("/proc/self/mountinfo") as f:
+        host = sum(1 for line in f if "lab-tmpfs" in line)
+    return fact("mnt_private", LAYER, "MNT ns: a mount made inside does not appear on the host",
+                f"{r.stdout.strip()} tmpfs mounted", f"{host} on the host",
+                r.stdout.strip() == "1" and host == 0)
+
+
+def user(rootfs="base"):
+    with api.Container("sleep 300", ns="user,mnt,pid,uts,ipc,net", rootfs=rootfs) as c:
+        inside = c.exec("id -u; cat /proc/self/uid_map").stdout.split()
+        with open(f"/proc/{c.pid}/status") as f:
+            uid = next(line.split()[1] for line in f if line.startswith("Uid:"))
+    return fact("user_root_unprivileged", LAYER, "USER ns: uid 0 inside is an unprivileged uid outside",
+                f"uid {inside[0]}", f"uid {uid}", inside[0] == "0" and int(uid) >= 1000,
+                uid_map=" ".join(inside[1:]))
+
+
+def inodes(chosen, rootfs="base"):
+    """Start a container with exactly ``chosen`` namespaces; the inodes of
+    /proc/PID/ns/* differ from the host's for those and no others."""
+    chosen = frozenset(chosen)
+    with api.Container("sleep 300", ns=",".join(sorted(chosen)) or "none", rootfs=rootfs) as c:
+        inside = namespaces.inodes(c.pid)
+    outside = namespaces.inodes("self")
+    differ = {n for n in inside if inside[n] != outside[n]}
+    label = "+".join(sorted(chosen)) or "none"
+    return fact(f"ns_inodes_{label}", LAYER, f"only the chosen namespaces differ ({label})",
+                inside, outside, differ == chosen, chosen=sorted(chosen), differ=sorted(differ))
+
+
+def exec_joins(rootfs="base"):
+    """`labkit exec` lands in the container's namespaces (setns)."""
+    with api.Container("sleep 300", rootfs=rootfs) as c:
+        names = sorted(c.state["config"]["namespaces"])
+        out = c.exec("for n in " + " ".join(names) + "; do readlink /proc/self/ns/$n; done").stdout
+        seen = dict(re.findall(r"(\w+):\[(\d+)\]", out))
+        init = namespaces.inodes(c.pid)
+    same = all(int(seen.get(n, -1)) == init[n] for n in names)
+    return fact("exec_joins", LAYER, "exec runs inside the same namespaces as the container's init",
+                seen, {n: init[n] for n in names}, same)
+
+
+def all_facts(rootfs="base"):
+    facts = [pid_one(rootfs), pid_without_mnt(rootfs), uts(rootfs), net(rootfs), ipc(rootfs),
+             mnt(rootfs), user(rootfs), exec_joins(rootfs)]
+    for chosen in ({"pid"}, {"net"}, {"ipc"}, {"mnt"}, {"uts"}, {"cgroup"},
+                   {"user", "mnt", "pid"}, {"pid", "net", "ipc", "mnt", "uts", "cgroup"}):
+        if set(chosen) <= set(namespaces.available()):
+            facts.append(inodes(chosen, rootfs))
+    return facts
