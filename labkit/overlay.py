@@ -400,6 +400,39 @@ def disk_blocks(*paths):
     return total
 
 
+def full_copy(src, dst):
+    """Copy a root filesystem the way `cp -a` does: hardlinks stay links, device
+    nodes and FIFOs are made anew (never read: /dev/zero has no end)."""
+    import shutil
+    import stat
+    links = {}
+    for root, dirs, files in os.walk(src):
+        out = os.path.join(dst, os.path.relpath(root, src))
+        st = os.lstat(root)
+        os.makedirs(out, exist_ok=True)
+        os.chmod(out, stat.S_IMODE(st.st_mode))
+        os.chown(out, st.st_uid, st.st_gid)
+        # os.walk lists symlinks to directories among dirs but never enters them.
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(root, d))]:
+            s, d = os.path.join(root, name), os.path.join(out, name)
+            st = os.lstat(s)
+            if st.st_nlink > 1 and (st.st_dev, st.st_ino) in links:
+                os.link(links[(st.st_dev, st.st_ino)], d, follow_symlinks=False)
+                continue
+            links[(st.st_dev, st.st_ino)] = d
+            if stat.S_ISLNK(st.st_mode):
+                os.symlink(os.readlink(s), d)
+            elif stat.S_ISREG(st.st_mode):
+                shutil.copy2(s, d)
+            elif stat.S_ISFIFO(st.st_mode):
+                os.mkfifo(d, stat.S_IMODE(st.st_mode))
+            elif stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+                os.mknod(d, st.st_mode, st.st_rdev)
+            else:
+                continue                         # sockets belong to running programs
+            os.chown(d, st.st_uid, st.st_gid, follow_symlinks=False)
+
+
 def fact_disk_usage(workdir, lower, counts=(1, 2, 4, 8), write=b"x" * 4096):
     """Disk used by N containers sharing ``lower`` against N full copies of it.
 
@@ -417,10 +450,10 @@ def fact_disk_usage(workdir, lower, counts=(1, 2, 4, 8), write=b"x" * 4096):
                 f.write(write)
             uppers.append(os.path.join(workdir, f"c{i}"))
             copy = os.path.join(workdir, f"copy{i}")
-            shutil.copytree(lower, copy, symlinks=True)
+            copies.append(copy)
+            full_copy(lower, copy)
             with open(os.path.join(copy, "container-file"), "wb") as f:
                 f.write(write)
-            copies.append(copy)
         os.sync()
         lower_bytes = disk_blocks(lower)
         rows = []

@@ -15,6 +15,7 @@ container runs, and the child enters it with pivot_root or chroot.
 
 import json
 import os
+import time
 
 from .. import overlay
 from . import Stage
@@ -74,20 +75,28 @@ def commit(state_dir, dest=None, compress=False):
 
 
 def _alive(state_dir):
-    """A container is alive while its state.json names a running process."""
+    """Whether a container still owns its overlay: its monitor (the process
+    that tears the stages down) runs, or it is being created right now."""
+    from ..runtime import container as ct
     try:
         with open(os.path.join(state_dir, "state.json")) as f:
-            pid = int(json.load(f).get("pid") or 0)
-    except (OSError, ValueError, AttributeError):
+            state = json.load(f)
+    except FileNotFoundError:
+        try:
+            return time.time() - os.stat(state_dir).st_mtime < 30    # no state.json yet: creating
+        except FileNotFoundError:
+            return False
+    except (OSError, ValueError):
         return False
-    return pid > 0 and os.path.exists(f"/proc/{pid}")
+    return state.get("status") == "running" and ct.alive(state.get("monitor"), state.get("monitor_start"))
 
 
 def gc(containers_dir=None, alive=_alive):
     """Unmount every overlay under ``containers_dir`` whose container is gone.
 
-    ``alive(state_dir)`` decides; by default a container is alive while the
-    pid in its state.json runs. Returns the mount points unmounted."""
+    ``alive(state_dir)`` decides; by default a container is alive while its
+    monitor runs (state.json) or for 30 s after its directory appeared without
+    one (being created). Returns the mount points unmounted."""
     from .. import home
     top = os.path.abspath(containers_dir or home.containers_dir()).rstrip("/") + "/"
     done = []

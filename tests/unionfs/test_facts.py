@@ -1,11 +1,12 @@
 """The facts notebook 04 records, asserted as relations."""
 
 import os
+import stat
 
 import pytest
 
 from labkit import overlay
-from unionfs_helpers import write
+from unionfs_helpers import snapshot, write
 
 pytestmark = pytest.mark.root
 
@@ -77,3 +78,19 @@ def test_provenance(scratch):
     assert origin["app/log"] == "upper"
     assert origin["bin"] == "upper"            # copied up to hold the whiteout
     assert "bin/sh" not in origin
+
+
+def test_full_copy_makes_device_nodes_and_keeps_hardlinks(scratch):
+    src = scratch / "rootfs"
+    write(src / "bin/busybox", "elf")
+    os.link(src / "bin/busybox", src / "bin/sh")
+    os.symlink("busybox", src / "bin/ls")
+    os.symlink("bin", src / "sbin")
+    (src / "dev").mkdir()
+    os.mknod(src / "dev/zero", 0o666 | stat.S_IFCHR, os.makedev(1, 5))
+    os.mkfifo(src / "dev/fifo")
+    dst = scratch / "copy"
+    overlay.full_copy(str(src), str(dst))
+    assert snapshot(dst) == snapshot(src)
+    assert os.stat(dst / "bin/sh").st_ino == os.stat(dst / "bin/busybox").st_ino != os.stat(src / "bin/sh").st_ino
+    assert os.path.getsize(dst / "dev/zero") == 0 and (dst / "dev/zero").is_char_device()

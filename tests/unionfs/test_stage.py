@@ -12,6 +12,7 @@ import pytest
 
 from labkit import layers, overlay
 from labkit.errors import NotFound
+from labkit.runtime import container as ct
 from labkit.runtime.config import ContainerConfig
 from labkit.stages import unionfs
 from unionfs_helpers import read, snapshot, write
@@ -109,15 +110,26 @@ def test_gc_unmounts_overlays_of_gone_containers_only(home, base, scratch):
     write(app / "x")
     stage = unionfs.UnionFS()
     live, gone = container(home, "live", base, [str(app)]), container(home, "gone", base, [str(app)])
+    young = old = live
     stage.prepare(live)
     stage.prepare(gone)
     try:
+        me = {"pid": os.getpid(), "pid_start": ct.start_time(os.getpid()),
+              "monitor": os.getpid(), "monitor_start": ct.start_time(os.getpid())}
         with open(os.path.join(live.state_dir, "state.json"), "w") as f:
-            json.dump({"pid": os.getpid()}, f)
+            json.dump(dict(me, status="running"), f)
+        with open(os.path.join(gone.state_dir, "state.json"), "w") as f:
+            json.dump(dict(me, status="stopped"), f)
+        # No state.json: being created while young, gone when old.
+        young, old = container(home, "young", base, [str(app)]), container(home, "old", base, [str(app)])
+        stage.prepare(young)
+        stage.prepare(old)
+        os.utime(old.state_dir, (0, 0))
         done = unionfs.gc(str(home / "containers"))
-        assert done == [gone.rootfs]
-        assert overlay.is_mounted(live.rootfs) and not overlay.is_mounted(gone.rootfs)
+        assert sorted(done) == sorted([gone.rootfs, old.rootfs])
+        assert overlay.is_mounted(live.rootfs) and overlay.is_mounted(young.rootfs)
+        assert not overlay.is_mounted(gone.rootfs) and not overlay.is_mounted(old.rootfs)
         assert unionfs.gc(str(home / "containers")) == []
     finally:
-        stage.teardown(live)
-        stage.teardown(gone)
+        for c in (live, gone, young, old):
+            stage.teardown(c)
