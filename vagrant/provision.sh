@@ -4,20 +4,27 @@
 #
 # The same script serves `make lab`, `make test`, `vagrant up` and cloud-init,
 # so that a laptop VM, a lab server and CI never drift apart. It is idempotent:
-# a second run checks each step, finds it done and changes nothing.
+# a second run checks each step, finds it done, prints only "present" lines
+# and changes nothing.
 #
-# Usage: provision.sh [--service]
-#   --service   also run JupyterLab as a systemd service (the classroom VM)
-# Environment: VENV (default: <repo>/.venv), LABKIT_HOME (default /var/lib/labkit)
+# Usage: provision.sh [--service] [--test-tools]
+#   --service     also run JupyterLab as a systemd service (the classroom VM)
+#   --test-tools  also install what tests/vm needs: vagrant, shellcheck and
+#                 cloud-init's schema validator (see step 2)
+# Environment: VENV (default: <repo>/.venv), LABKIT_HOME (default /var/lib/labkit),
+#   LABKIT_CACHE (default /var/cache/labkit: the unpacked cloud-init validator)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${VENV:-$repo/.venv}
+cache=${LABKIT_CACHE:-/var/cache/labkit}
 service=no
+test_tools=no
 for arg in "$@"; do
     case $arg in
         --service) service=yes ;;
-        *) echo "provision.sh: unknown argument '$arg' (usage: provision.sh [--service])" >&2; exit 2 ;;
+        --test-tools) test_tools=yes ;;
+        *) echo "provision.sh: unknown argument '$arg' (usage: provision.sh [--service] [--test-tools])" >&2; exit 2 ;;
     esac
 done
 
@@ -37,9 +44,21 @@ packages=(
     busybox-static procps iproute2 util-linux kmod
     lxcfs runc user-mode-linux
 )
+# Test tools: `vagrant validate` and shellcheck, plus the Python libraries
+# cloud-init's schema validator imports (the Python part of cloud-init's own
+# Depends). cloud-init itself is not installed: see step 2.
+test_packages=(
+    vagrant shellcheck
+    python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema
+    python3-netifaces python3-oauthlib python3-requests python3-serial python3-yaml
+)
+[ "$test_tools" = yes ] && packages+=("${test_packages[@]}")
+# One dpkg-query for the whole list: a second run costs milliseconds.
+installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null \
+            | awk '$NF == "installed" { print $1 }' || true)
 missing=()
 for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}\n' "$p" 2>/dev/null | grep -q '^install ok installed$' || missing+=("$p")
+    grep -qx -- "$p" <<<"$installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
@@ -50,9 +69,39 @@ else
     say "Debian packages present"
 fi
 
-# 2. The virtualenv, from the system interpreter (not a pyenv shim: its
+# 2. cloud-init's schema validator, for tests/vm. Installing the cloud-init
+#    package would enable its services, which run at every boot and may
+#    reconfigure a developer's network and SSH keys. So the .deb is only
+#    downloaded and unpacked into the cache, and the test runs its
+#    cloudinit.config.schema module with PYTHONPATH pointing there and the
+#    libraries from test_packages above.
+if [ "$test_tools" = yes ]; then
+    ci_root="$cache/cloud-init"
+    if [ -f "$ci_root/usr/lib/python3/dist-packages/cloudinit/config/schema.py" ]; then
+        say "cloud-init schema validator present"
+    else
+        say "unpacking cloud-init's schema validator into $ci_root"
+        mkdir -p "$cache"
+        tmp=$(mktemp -d "$cache/.tmp-XXXXXX")
+        trap 'rm -rf "$tmp"' EXIT
+        # _apt cannot write into a root-only temp dir: download as root.
+        ( cd "$tmp" && { apt-get download -qq -o APT::Sandbox::User=root cloud-init 2>/dev/null \
+                         || { apt-get update -qq && apt-get download -qq -o APT::Sandbox::User=root cloud-init; }; } )
+        dpkg -x "$tmp"/cloud-init_*.deb "$tmp/root"
+        rm -rf "$ci_root"
+        mv "$tmp/root" "$ci_root"
+        rm -rf "$tmp"
+        trap - EXIT
+    fi
+fi
+
+# 3. The virtualenv, from the system interpreter (not a pyenv shim: its
 #    start-up costs ~200 ms on every container start). Reinstalled only when
-#    requirements.txt or pyproject.toml change.
+#    requirements.txt or pyproject.toml change. setuptools is named because
+#    the editable install builds without isolation: Python >= 3.12 (Ubuntu
+#    24.04) no longer puts setuptools into a new venv, and the one Python 3.11
+#    puts there (66) cannot build a wheel without the separate `wheel`
+#    package; from 70.1 setuptools builds wheels by itself.
 if [ ! -x "$venv/bin/python" ]; then
     say "creating virtualenv $venv"
     /usr/bin/python3 -m venv "$venv"
@@ -61,23 +110,41 @@ stamp="$venv/.labkit-installed"
 want=$(cat "$repo/requirements.txt" "$repo/pyproject.toml" | sha256sum | cut -d' ' -f1)-$repo
 if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
     say "installing Python packages (requirements.txt)"
-    "$venv/bin/pip" install -q --disable-pip-version-check -r "$repo/requirements.txt"
+    "$venv/bin/pip" install -q --disable-pip-version-check -r "$repo/requirements.txt" 'setuptools>=70.1'
     "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --no-build-isolation -e "$repo"
     echo "$want" > "$stamp"
 else
     say "Python packages present"
 fi
-ln -sf "$venv/bin/labkit" /usr/local/bin/labkit
+# Touch the link only when it points elsewhere, so that a second run leaves
+# /usr/local/bin exactly as it was.
+if [ "$(readlink /usr/local/bin/labkit 2>/dev/null)" != "$venv/bin/labkit" ]; then
+    say "linking /usr/local/bin/labkit -> $venv/bin/labkit"
+    ln -sfn "$venv/bin/labkit" /usr/local/bin/labkit
+else
+    say "labkit command present"
+fi
 
-# 3. The base root filesystem (cached; rebuilt only when missing).
+# 4. The base root filesystem (cached; rebuilt only when missing).
 "$venv/bin/labkit" rootfs build --quiet-if-present base
 
-# 4. JupyterLab as a service, only where asked and where systemd runs.
+# 5. JupyterLab as a service, only where asked and where systemd runs. On that
+#    dedicated machine VENV also goes into /etc/environment, which login shells
+#    and sudo (pam_env) read, so that `sudo make -C /lab test` uses this venv
+#    and never creates one inside the shared folder.
 if [ "$service" = yes ]; then
     if [ -d /run/systemd/system ]; then
+        if grep -qx "VENV=$venv" /etc/environment 2>/dev/null; then
+            say "VENV in /etc/environment present"
+        else
+            say "setting VENV=$venv in /etc/environment"
+            sed -i '/^VENV=/d' /etc/environment 2>/dev/null || true
+            echo "VENV=$venv" >> /etc/environment
+        fi
         "$repo/vagrant/jupyter-service.sh" "$repo" "$venv"
     else
         say "no systemd here (a container or CI): skipping the JupyterLab service; run 'make lab' instead"
     fi
 fi
+
 say "ready"

@@ -1,0 +1,117 @@
+"""The JupyterLab service and the URL printer.
+
+systemd does not run here (CI, containers), so the unit jupyter-service.sh
+would install is checked by systemd's own parser (systemd-analyze verify),
+and labkit-url.sh is run against a real JupyterLab started on loopback.
+"""
+
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+
+import pytest
+
+from .conftest import REPO, VAGRANT_DIR, need, run
+
+# The interpreter running the tests lives in a venv that has JupyterLab
+# (`make test` runs the venv provision.sh made).
+VENV = sys.prefix
+
+
+def unit_text(env=None):
+    r = run(["bash", VAGRANT_DIR / "jupyter-service.sh", "--print-unit", REPO, VENV],
+            env=dict(os.environ, **(env or {})))
+    assert r.returncode == 0, r.stderr
+    return r.stdout
+
+
+def exec_start(text):
+    return next(line for line in text.splitlines() if line.startswith("ExecStart=")).split()
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path):
+    unit = tmp_path / "labkit-jupyter.service"
+    unit.write_text(unit_text())
+    r = run([need("systemd-analyze"), "verify", unit])
+    # verify exits 0 on some bad settings and only warns: any output fails.
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+
+
+def test_unit_serves_the_repo_notebooks_as_root():
+    text = unit_text()
+    argv = exec_start(text)
+    assert argv[0] == f"ExecStart={VENV}/bin/jupyter"
+    assert f"--ServerApp.root_dir={REPO}/notebooks" in argv
+    assert "--allow-root" in argv and "User=root" in text
+    # Token authentication, the token kept out of the command line.
+    assert not any("token" in a.lower() for a in argv)
+    assert "EnvironmentFile=/etc/labkit/jupyter.env" in text
+
+
+def test_listen_address_defaults_to_loopback():
+    assert "--ip=127.0.0.1" in exec_start(unit_text())
+    assert "--ip=0.0.0.0" in exec_start(unit_text({"LABKIT_JUPYTER_IP": "0.0.0.0"}))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def jupyter_lab(tmp_path):
+    """A real JupyterLab on 127.0.0.1 with a random token, its runtime files
+    in a temp HOME; stopped (its whole process group) afterwards."""
+    home = tmp_path / "home"
+    (tmp_path / "notebooks").mkdir()
+    home.mkdir()
+    token = secrets.token_hex(16)
+    port = free_port()
+    env = dict(os.environ, HOME=str(home), JUPYTER_TOKEN=token)
+    env.pop("JUPYTER_RUNTIME_DIR", None)
+    proc = subprocess.Popen(
+        [f"{VENV}/bin/jupyter", "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
+         f"--port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={tmp_path / 'notebooks'}"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+        start_new_session=True)
+    try:
+        yield env, port, token
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.mark.slow
+def test_labkit_url_prints_a_url_that_opens_the_lab(jupyter_lab):
+    env, port, token = jupyter_lab
+    r = run(["bash", VAGRANT_DIR / "labkit-url.sh", "--wait", "60"], env=dict(env, VENV=VENV))
+    assert r.returncode == 0, r.stderr
+    urls = r.stdout.split()
+    assert urls == [f"http://127.0.0.1:{port}/lab?token={token}"]
+    with urllib.request.urlopen(urls[0], timeout=20) as resp:
+        assert resp.status == 200
+    # Without the token the same server refuses the API: the token is what
+    # guards a root shell in the VM.
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/api/contents", timeout=20)
+    assert refused.value.code == 403
+    # A forward to another host port: the URL names the host's port.
+    r2 = run(["bash", VAGRANT_DIR / "labkit-url.sh"], env=dict(env, VENV=VENV, LABKIT_PORT="18899"))
+    assert r2.stdout.split() == [f"http://127.0.0.1:18899/lab?token={token}"]
+
+
+def test_labkit_url_without_a_server_says_so(tmp_path):
+    r = run(["bash", VAGRANT_DIR / "labkit-url.sh"], env=dict(os.environ, HOME=str(tmp_path), VENV=VENV))
+    assert r.returncode == 1 and r.stdout == ""
+    assert "no JupyterLab is running" in r.stderr
