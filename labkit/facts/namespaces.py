@@ -98,8 +98,10 @@ def inodes(chosen, rootfs="base"):
     outside = namespaces.inodes("self")
     differ = {n for n in inside if inside[n] != outside[n]}
     label = "+".join(sorted(chosen)) or "none"
-    return fact(f"ns_inodes_{label}", LAYER, f"only the chosen namespaces differ ({label})",
-                inside, outside, differ == chosen, chosen=sorted(chosen), differ=sorted(differ))
+    return fact(f"ns_inodes_{label}", LAYER, f"/proc/PID/ns inodes differ for exactly: {label}",
+                "new: " + (" ".join(sorted(differ)) or "none"),
+                "shared: " + " ".join(sorted(set(inside) - differ)), differ == chosen,
+                chosen=sorted(chosen), differ=sorted(differ), inodes_inside=inside, inodes_outside=outside)
 
 
 def exec_joins(rootfs="base"):
@@ -109,9 +111,10 @@ def exec_joins(rootfs="base"):
         out = c.exec("for n in " + " ".join(names) + "; do readlink /proc/self/ns/$n; done").stdout
         seen = dict(re.findall(r"(\w+):\[(\d+)\]", out))
         init = namespaces.inodes(c.pid)
-    same = all(int(seen.get(n, -1)) == init[n] for n in names)
-    return fact("exec_joins", LAYER, "exec runs inside the same namespaces as the container's init",
-                seen, {n: init[n] for n in names}, same)
+    equal = [n for n in names if int(seen.get(n, -1)) == init[n]]
+    return fact("exec_joins", LAYER, "exec joins the init's namespaces (setns), as nsenter does",
+                f"{len(equal)}/{len(names)} inodes equal to the init's", "init: " + " ".join(names),
+                equal == names, seen=seen, init={n: init[n] for n in names})
 
 
 def all_facts(rootfs="base"):

@@ -70,7 +70,9 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err):
         os.setsid()
         if state.get("cgroup"):   # the same limits as the container's init
             from .. import cgroups
-            cgroups.load(state["id"]).add(os.getpid())
+            manager = cgroups.load(state["id"])
+            if manager is not None:
+                manager.add(os.getpid())
         namespaces.join(pid, config.namespaces)
         os.chdir(config.cwd)
         if "user" in config.namespaces:

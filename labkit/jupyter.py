@@ -1,0 +1,30 @@
+"""`labkit url`: the address of the running JupyterLab, with its token."""
+
+import json
+import os
+import subprocess
+import sys
+
+from .errors import NotFound
+
+
+def servers():
+    jupyter = os.path.join(os.path.dirname(sys.executable), "jupyter")
+    out = subprocess.run([jupyter, "server", "list", "--json"], capture_output=True, text=True)
+    found = []
+    for line in out.stdout.splitlines():
+        try:
+            found.append(json.loads(line))
+        except ValueError:
+            pass
+    return found
+
+
+def print_url():
+    found = servers()
+    if not found:
+        raise NotFound("no JupyterLab is running", "start it with `sudo make lab` (or in the VM: "
+                       "sudo systemctl start labkit-jupyter)")
+    for s in found:
+        print(f"http://127.0.0.1:{s['port']}/lab?token={s['token']}")
+    return 0
