@@ -437,10 +437,11 @@ def fact_disk_usage(workdir, lower, counts=(1, 2, 4, 8), write=b"x" * 4096):
     """Disk used by N containers sharing ``lower`` against N full copies of it.
 
     Each container writes one small file (``write``) through its merged view;
-    each copy gets the same file. Measured in allocated blocks."""
+    each copy gets the same file. Measured in allocated blocks: the shared
+    side counts the lower once plus every container's upper and work dir."""
     import shutil
     n_max = max(counts)
-    copies, uppers, mounted_at = [], [], []
+    copies, containers, mounted_at = [], [], []
     try:
         for i in range(n_max):
             d = _scratch(workdir, f"c{i}")
@@ -448,7 +449,7 @@ def fact_disk_usage(workdir, lower, counts=(1, 2, 4, 8), write=b"x" * 4096):
             mounted_at.append(d["merged"])
             with open(os.path.join(d["merged"], "container-file"), "wb") as f:
                 f.write(write)
-            uppers.append(os.path.join(workdir, f"c{i}"))
+            containers.append(os.path.join(workdir, f"c{i}"))
             copy = os.path.join(workdir, f"copy{i}")
             copies.append(copy)
             full_copy(lower, copy)
@@ -459,7 +460,8 @@ def fact_disk_usage(workdir, lower, counts=(1, 2, 4, 8), write=b"x" * 4096):
         rows = []
         for n in counts:
             rows.append({"n": n,
-                         "shared_bytes": lower_bytes + disk_blocks(*[os.path.join(u, "upper") for u in uppers[:n]]),
+                         "shared_bytes": lower_bytes + disk_blocks(*[os.path.join(u, d) for u in containers[:n]
+                                                                      for d in ("upper", "work")]),
                          "copies_bytes": disk_blocks(*copies[:n])})
         return {"lower_bytes": lower_bytes, "rows": rows}
     finally:
