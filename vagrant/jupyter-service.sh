@@ -12,6 +12,8 @@
 #       arrives on the guest's NAT interface, never on its loopback; the
 #       host side of that forward listens on the host's 127.0.0.1 only.
 #   LABKIT_JUPYTER_PORT  default 8888.
+#   Either, when unset, keeps its value in an installed unit.
+#   LABKIT_SYSTEMD_DIR  where the unit goes (default /etc/systemd/system)
 #
 # Idempotent: the unit file is rewritten, and the service restarted, only
 # when its text changes; the token is made once and kept, so a URL a student
@@ -26,10 +28,20 @@ if [ $# -ne 2 ]; then
 fi
 repo=$1
 venv=$2
-ip=${LABKIT_JUPYTER_IP:-127.0.0.1}
-port=${LABKIT_JUPYTER_PORT:-8888}
-unit=/etc/systemd/system/labkit-jupyter.service
+unit=${LABKIT_SYSTEMD_DIR:-/etc/systemd/system}/labkit-jupyter.service
 envfile=/etc/labkit/jupyter.env
+
+# Unset settings keep the values of the installed unit: a later plain
+# `provision.sh --service` (e.g. from `sudo make test` in the VM) must not move
+# JupyterLab off the interface the port forward needs.
+installed() {
+    [ -f "$unit" ] || return 0
+    sed -n "s/^ExecStart=.* --$1=\([^ ]*\).*/\1/p" "$unit" | head -n1
+}
+ip=${LABKIT_JUPYTER_IP:-$(installed ip)}
+ip=${ip:-127.0.0.1}
+port=${LABKIT_JUPYTER_PORT:-$(installed port)}
+port=${port:-8888}
 
 say() { printf 'provision: %s\n' "$*"; }
 
@@ -38,9 +50,9 @@ if [ ! -x "$venv/bin/jupyter" ]; then
     exit 1
 fi
 
-# Root, because the labs create namespaces, mounts and cgroups from the
-# notebooks' kernels. Delegate=yes: the labs make cgroups below the service's
-# own, and systemd must leave that subtree to them. Restart=always with no
+# Root, because the labs create namespaces, mounts and cgroups (under
+# /sys/fs/cgroup/labkit, outside the service's own) from the notebooks'
+# kernels. Restart=always with no
 # start limit: after a reboot the shared folder may be mounted a few seconds
 # after the service first starts, and JupyterLab exits until its root_dir
 # exists.
@@ -57,7 +69,6 @@ Environment=HOME=/root
 EnvironmentFile=$envfile
 WorkingDirectory=/root
 ExecStart=$venv/bin/jupyter lab --allow-root --no-browser --ip=$ip --port=$port --ServerApp.port_retries=0 --ServerApp.root_dir=$repo/notebooks
-Delegate=yes
 Restart=always
 RestartSec=3
 

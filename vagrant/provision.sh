@@ -48,7 +48,7 @@ packages=(
 # cloud-init's schema validator imports (the Python part of cloud-init's own
 # Depends). cloud-init itself is not installed: see step 2.
 test_packages=(
-    vagrant shellcheck
+    vagrant shellcheck systemd
     python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema
     python3-netifaces python3-oauthlib python3-requests python3-serial python3-yaml
 )

@@ -25,8 +25,11 @@ VENV = sys.prefix
 
 
 def unit_text(env=None):
+    base = {k: v for k, v in os.environ.items() if not k.startswith("LABKIT_JUPYTER_")}
+    # An empty dir: the host's own installed unit (in the VM) must not count.
+    base.setdefault("LABKIT_SYSTEMD_DIR", "/nonexistent")
     r = run(["bash", VAGRANT_DIR / "jupyter-service.sh", "--print-unit", REPO, VENV],
-            env=dict(os.environ, **(env or {})))
+            env=dict(base, **(env or {})))
     assert r.returncode == 0, r.stderr
     return r.stdout
 
@@ -57,6 +60,15 @@ def test_unit_serves_the_repo_notebooks_as_root():
 def test_listen_address_defaults_to_loopback():
     assert "--ip=127.0.0.1" in exec_start(unit_text())
     assert "--ip=0.0.0.0" in exec_start(unit_text({"LABKIT_JUPYTER_IP": "0.0.0.0"}))
+
+
+def test_reprovision_keeps_the_installed_address(tmp_path):
+    # The VM's unit listens on 0.0.0.0 for the port forward; a later
+    # `provision.sh --service` without LABKIT_JUPYTER_IP must keep it.
+    (tmp_path / "labkit-jupyter.service").write_text(unit_text({"LABKIT_JUPYTER_IP": "0.0.0.0"}))
+    env = {"LABKIT_SYSTEMD_DIR": str(tmp_path)}
+    assert "--ip=0.0.0.0" in exec_start(unit_text(env))
+    assert "--ip=127.0.0.1" in exec_start(unit_text(dict(env, LABKIT_JUPYTER_IP="127.0.0.1")))
 
 
 def free_port():
