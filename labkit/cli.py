@@ -179,7 +179,7 @@ def cmd_ps(a):
     rows = []
     for cid in ct.all_ids():
         st = ct.load(cid)
-        if a.all or st["status"] in ("running", "creating", "stopping", "dead"):
+        if a.all or st["status"] in ("creating", "created", "running", "stopping", "dead"):
             rows.append(st)
     if a.quiet:
         for st in rows:

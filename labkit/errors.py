@@ -21,6 +21,11 @@ class LabkitError(Exception):
         return self.message
 
 
+class SetupError(LabkitError):
+    """The container could not be set up (docker's exit status 125)."""
+    exit_code = 125
+
+
 class NotRoot(LabkitError):
     exit_code = 1
 

@@ -101,7 +101,7 @@ def load(cid):
         raise NotFound(f"no such container '{cid}'", "`labkit ps -a` lists the containers") from None
     except ValueError:
         return {"id": cid, "status": "dead", "pid": None, "config": {}}
-    if state["status"] == "running":
+    if state["status"] in ("created", "running"):
         if not alive(state.get("monitor"), state.get("monitor_start")):
             state["status"] = "dead"   # its runner was killed: `labkit gc` cleans up
         elif not alive(state.get("pid"), state.get("pid_start")):

@@ -39,7 +39,7 @@ def stop(cid, timeout=10):
     """SIGTERM to the container's init, SIGKILL after ``timeout`` seconds;
     returns once its monitor has cleaned up (as `docker stop` does)."""
     state = ct.load(cid)
-    if state["status"] not in ("running", "stopping", "dead"):
+    if state["status"] not in ("created", "running", "stopping", "dead"):
         return state
     monitor = (state.get("monitor"), state.get("monitor_start"))
     _kill(state.get("pid"), state.get("pid_start"), signal.SIGTERM)
@@ -55,7 +55,7 @@ def stop(cid, timeout=10):
 
 def remove(cid, force=False):
     state = ct.load(cid)
-    if state["status"] in ("running", "stopping"):
+    if state["status"] in ("created", "running", "stopping"):
         if not force:
             raise Conflict(f"container '{cid}' is running",
                            f"stop it first with `labkit stop {cid}`, or use `labkit rm -f {cid}`")
@@ -115,7 +115,7 @@ def gc():
         state = ct.load(cid)
         status = state["status"]
         fresh = status == "creating" and time.time() - os.stat(home.containers_dir(cid)).st_mtime < 30
-        if status in ("running", "stopping") or fresh:
+        if status in ("created", "running", "stopping") or fresh:
             live.append(cid)
             keep_mounts.update(state.get("host_mounts") or [])
             continue

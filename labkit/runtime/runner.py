@@ -27,7 +27,7 @@ import signal
 import sys
 
 from .. import namespaces, syscalls
-from ..errors import LabkitError
+from ..errors import LabkitError, SetupError
 from . import container as ct
 
 EXIT_SETUP = 125      # docker's code for "the container could not be set up"
@@ -193,17 +193,18 @@ class Monitor:
         master = None
         try:
             self.c.pid = self._handshake(r_sync, w_go)
-            self.c.save("running")
+            self._install_signal_forwarding()
+            self.c.save("created")
             for stage in self.stages:
                 stage.attach(self.c, self.c.pid)
-            self._install_signal_forwarding()
             os.write(w_go, b"G")
             if console is not None:
                 master = tty.receive_master(console)
             failure = _read_all(r_err).decode(errors="replace").strip()
             if failure:
                 code = self._wait()
-                raise LabkitError(failure) if code == EXIT_SETUP else _ExecFailed(failure, code)
+                raise SetupError(failure) if code == EXIT_SETUP else _ExecFailed(failure, code)
+            self.c.save("running")
             self._report("ok")
             if master is not None:
                 tty.proxy(master, stdin=cfg.interactive)
@@ -224,7 +225,7 @@ class Monitor:
             line = _read_line(r_sync)
             if line is None:
                 self._wait()
-                raise LabkitError("the container's init exited before it started")
+                raise SetupError("the container's init exited before it started")
             if line == "user":
                 self._write_id_maps(self.child_a)
                 os.write(w_go, b"M")
@@ -232,7 +233,7 @@ class Monitor:
                 return int(line[4:])
             elif line.startswith("err "):
                 self._wait()
-                raise LabkitError(line[4:])
+                raise SetupError(line[4:])
 
     def _write_id_maps(self, pid):
         """uid 0..size-1 inside = userns_base.. outside: root in the container
@@ -254,18 +255,23 @@ class Monitor:
             # After a grace period an interrupt or a stop becomes SIGKILL.
             if signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP) and not self.killer_armed:
                 self.killer_armed = True
-                signal.signal(signal.SIGALRM, lambda s, f: self._kill_container())
+                signal.signal(signal.SIGALRM, lambda s, f: self._sigkill())
                 signal.alarm(KILL_GRACE)
         for sig in FORWARDED:
             signal.signal(sig, forward)
 
+    def _sigkill(self):
+        """SIGKILL the container's init; A then reaps it and exits, and the
+        main flow reaps A. Before the init exists, A itself is the target."""
+        pid = self.c.pid or self.child_a
+        if pid:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def _kill_container(self):
-        for pid in (self.c.pid, self.child_a):
-            if pid:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
+        self._sigkill()
         if self.child_a:
             self._wait()
 
@@ -332,6 +338,10 @@ class Monitor:
         """The container's init: set up inside the namespaces, then exec."""
         code = EXIT_SETUP
         try:
+            # Python's SIGINT handler would turn a forwarded Ctrl-C into a
+            # traceback here; the default action is what the program gets.
+            for sig in FORWARDED:
+                signal.signal(sig, signal.SIG_DFL)
             if not same_process:
                 syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
                 os.setsid()

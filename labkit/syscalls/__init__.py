@@ -95,9 +95,10 @@ _HINTS = {
     ("mount", _errno.EBUSY): "something is already mounted there or the source is busy",
     ("umount2", _errno.EBUSY): "a process still uses this mount; MNT_DETACH unmounts it lazily",
     ("umount2", _errno.EINVAL): "this path is not a mount point",
-    ("pivot_root", _errno.EINVAL): ("new_root must be a mount point on another mount than /, in a mount "
-                                    "namespace whose / is not shared: bind-mount it onto itself and make / private"),
-    ("pivot_root", _errno.EBUSY): "new_root or put_old is busy",
+    ("pivot_root", _errno.EINVAL): ("new_root must be a mount point, put_old must be at or under it, and / "
+                                    "must not be shared: make / private (mount --make-rprivate /)"),
+    ("pivot_root", _errno.EBUSY): ("new_root is on the current root mount: bind-mount it onto itself first "
+                                   "(mount --bind DIR DIR) so that it is a mount point of its own"),
     ("sethostname", _errno.EINVAL): "a hostname is at most 64 bytes",
 }
 

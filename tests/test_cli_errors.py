@@ -1,0 +1,105 @@
+"""Bad input gets one line that names the thing and the fix, a non-zero
+exit, no traceback, and leaves the host as it was."""
+
+import os
+
+import pytest
+
+from conftest import labkit_leftovers
+from labkit import api
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def check_clean_error(r, *words):
+    assert r.returncode != 0
+    assert "Traceback" not in r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith("labkit: ")
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@pytest.fixture
+def unchanged():
+    before = labkit_leftovers()
+    yield
+    assert labkit_leftovers() == before
+
+
+def test_missing_rootfs(labkit_cli, unchanged):
+    check_clean_error(labkit_cli("run", "--rootfs", "nope", "--", "true"), "nope", "labkit rootfs build")
+
+
+def test_command_not_found(rootfs, labkit_cli, unchanged):
+    r = labkit_cli("run", "--rm", "--", "no-such-program")
+    check_clean_error(r, "no-such-program", "not found")
+    assert r.returncode == 127
+
+
+def test_not_root(rootfs, labkit_cli, unchanged):
+    r = labkit_cli("run", "--rm", "--", "true", user=65534)
+    check_clean_error(r, "needs root", "sudo")
+
+
+def test_unknown_namespace(labkit_cli, unchanged):
+    check_clean_error(labkit_cli("run", "--ns", "pid,nett", "--", "true"), "nett", "choose from")
+
+
+def test_name_in_use(rootfs, labkit_cli):
+    with api.Container("sleep 300", name="taken"):
+        before = labkit_leftovers()
+        check_clean_error(labkit_cli("run", "--name", "taken", "--", "true"), "taken", "already in use")
+        assert labkit_leftovers() == before
+
+
+def test_exec_into_a_stopped_container(rootfs, labkit_cli):
+    labkit_cli("run", "--name", "done", "--", "true")
+    try:
+        check_clean_error(labkit_cli("exec", "done", "true"), "done", "not running")
+    finally:
+        labkit_cli("rm", "done")
+
+
+def test_exec_into_a_missing_container(labkit_cli, unchanged):
+    check_clean_error(labkit_cli("exec", "ghost", "true"), "ghost", "labkit ps")
+
+
+def test_bad_memory_value(rootfs, labkit_cli, unchanged):
+    check_clean_error(labkit_cli("run", "--memory", "64X", "--", "true"), "64X", "64m")
+
+
+def test_bad_name(labkit_cli, unchanged):
+    check_clean_error(labkit_cli("run", "--name", "../x", "--", "true"), "../x")
+
+
+def test_hostname_without_uts(rootfs, labkit_cli, unchanged):
+    check_clean_error(labkit_cli("run", "--ns", "pid", "--hostname", "x", "--", "true"), "uts")
+
+
+def test_missing_kernel_feature(monkeypatch, capsys):
+    """A kernel without the time namespace (before 5.6): simulated by hiding
+    it from the list the kernel gives, since this kernel has it."""
+    from labkit import cli, namespaces
+    real = namespaces.available()
+    monkeypatch.setattr(namespaces, "available", lambda: [n for n in real if n != "time"])
+    code = cli.main(["run", "--rm", "--ns", "pid,time", "--", "true"])
+    err = capsys.readouterr().err
+    assert code != 0 and err.count("\n") == 1
+    assert "no time namespace" in err and "labkit doctor" in err
+
+
+def test_setup_failure_names_the_call(rootfs, labkit_cli, unchanged):
+    """A step the kernel refuses inside the container: one line naming the
+    system call, exit 125 as docker's."""
+    r = labkit_cli("run", "--rm", "--rootfs", "/", "--ns", "mnt,pid", "--", "true")
+    check_clean_error(r, "mount(")
+    assert r.returncode == 125
+
+
+def test_doctor_passes_here(labkit_cli):
+    r = labkit_cli("doctor")
+    assert r.returncode == 0, r.stdout
+    for check in ("kernel", "namespaces", "cgroups", "overlayfs", "rootfs"):
+        assert check in r.stdout

@@ -1,0 +1,147 @@
+"""The runner for real: exit status, output and signals pass through; -d,
+exec, stop and rm behave as docker's; nothing is left after an interrupt,
+and `labkit gc` collects what a SIGKILL of the runner left."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pexpect
+import pytest
+
+from labkit import api, namespaces
+from labkit.runtime import container as ct
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+
+
+def test_exit_code_and_streams_pass_through(rootfs):
+    r = api.run("echo out; echo err >&2; exit 7")
+    assert (r.returncode, r.stdout, r.stderr) == (7, "out\n", "err\n")
+
+
+def test_stdin_only_with_i(rootfs, labkit_cli):
+    r = labkit_cli("run", "--rm", "-i", "--", "cat", input="hello\n")
+    assert r.stdout == "hello\n"
+    r = labkit_cli("run", "--rm", "--", "cat", input="hello\n")
+    assert r.stdout == "" and r.returncode == 0   # like docker run without -i
+
+
+def test_killed_by_signal_is_128_plus_n(rootfs):
+    with api.Container("sleep 300", name="sigtest") as c:
+        argv = api.labkit_argv("exec", c.id, "sleep", "300")
+        proc = subprocess.Popen(argv)
+        time.sleep(0.5)
+        proc.send_signal(signal.SIGTERM)   # forwarded; sleep dies of it
+        assert proc.wait(timeout=10) == 128 + signal.SIGTERM
+
+
+def test_detach_exec_stop_rm(rootfs, labkit_cli):
+    r = labkit_cli("run", "-d", "--name", "lifecycle", "--", "sleep", "300")
+    assert r.returncode == 0 and r.stdout.strip() == "lifecycle"
+    try:
+        state = ct.load("lifecycle")
+        assert state["status"] == "running"
+        assert "lifecycle" in labkit_cli("ps").stdout
+        r = labkit_cli("exec", "lifecycle", "sh", "-c", "echo $$; hostname")
+        pid, hostname = r.stdout.split()
+        assert pid != "1" and hostname == "lifecycle"
+        start = time.monotonic()
+        assert labkit_cli("stop", "-t", "1", "lifecycle").returncode == 0
+        assert time.monotonic() - start < 8
+        state = ct.load("lifecycle")
+        assert state["status"] == "stopped" and state["exit_code"] == 128 + signal.SIGKILL
+        assert not ct.alive(state["pid"], state["pid_start"])
+        assert "lifecycle" not in labkit_cli("ps").stdout
+        assert "lifecycle" in labkit_cli("ps", "-a").stdout
+    finally:
+        labkit_cli("rm", "-f", "lifecycle")
+    assert "lifecycle" not in ct.all_ids()
+
+
+def test_rm_refuses_a_running_container(rootfs, labkit_cli):
+    with api.Container("sleep 300", name="busy"):
+        r = labkit_cli("rm", "busy")
+        assert r.returncode != 0 and "is running" in r.stderr and "rm -f busy" in r.stderr
+        assert ct.load("busy")["status"] == "running"
+
+
+def test_interrupt_cleans_up(rootfs):
+    """SIGINT to `labkit run` (a notebook's interrupt): the container is
+    stopped and its state, mounts and cgroup are gone."""
+    proc = subprocess.Popen(api.labkit_argv("run", "--name", "interrupted", "--pids-limit", "20",
+                                            "--", "sleep", "300"))
+    _wait_running("interrupted")
+    pid = ct.load("interrupted")["pid"]
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=15) == 128 + signal.SIGKILL   # PID 1 ignores SIGINT: killed after the grace
+    assert ct.start_time(pid) is None
+    assert ct.load("interrupted")["status"] == "stopped"
+    api.call(["rm", "interrupted"], check=True)
+
+
+def test_sigkill_of_the_runner_then_gc(rootfs, labkit_cli):
+    proc = subprocess.Popen(api.labkit_argv("run", "--name", "orphan", "--pids-limit", "20",
+                                            "--memory", "64m", "--", "sleep", "300"))
+    _wait_running("orphan")
+    pid = ct.load("orphan")["pid"]
+    proc.kill()
+    proc.wait()
+    # The container's init dies with its runner (PR_SET_PDEATHSIG) ...
+    deadline = time.monotonic() + 5
+    while ct.start_time(pid) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert ct.start_time(pid) is None
+    # ... and the rest is what gc is for.
+    assert ct.load("orphan")["status"] == "dead"
+    r = labkit_cli("gc")
+    assert r.returncode == 0 and "removed container orphan" in r.stdout
+    assert "orphan" not in ct.all_ids()
+    from labkit import cgroups
+    assert cgroups.load("orphan") is None
+
+
+def test_tty_window_size_and_job_control(rootfs):
+    child = pexpect.spawn(sys.executable, ["-m", "labkit", "run", "--rm", "-it", "--", "/bin/sh"],
+                          dimensions=(33, 111), encoding="utf-8", timeout=20)
+    try:
+        child.sendline("stty size; tty")
+        child.expect(r"33 111")
+        child.expect(r"/dev/pts/\d+")
+        child.sendline("sleep 300")
+        time.sleep(0.5)
+        child.sendcontrol("c")     # to the foreground job, not to the shell
+        child.sendline("echo alive-$((40+2))")
+        child.expect("alive-42")
+        child.sendline("exit 5")
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 5
+
+
+def test_user_namespace_maps_root(rootfs):
+    r = api.run("id -u; cat /proc/self/uid_map", ns="user,mnt,pid")
+    uid, inside, outside, size = r.stdout.split()
+    assert (uid, inside) == ("0", "0") and int(outside) > 0 and int(size) > 0
+
+
+def test_each_namespace_alone(rootfs):
+    for name in namespaces.available():
+        chosen = {name} if name != "user" else {"user", "mnt", "pid"}
+        r = api.run("true", ns=",".join(chosen))
+        assert r.returncode == 0, (name, r.stderr)
+
+
+def _wait_running(cid, timeout=10):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if ct.load(cid)["status"] == "running":
+                return
+        except Exception:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{cid} did not start")
