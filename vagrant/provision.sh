@@ -141,7 +141,7 @@ if [ "$service" = yes ]; then
             sed -i '/^VENV=/d' /etc/environment 2>/dev/null || true
             echo "VENV=$venv" >> /etc/environment
         fi
-        "$repo/vagrant/jupyter-service.sh" "$repo" "$venv"
+        bash "$repo/vagrant/jupyter-service.sh" "$repo" "$venv"
     else
         say "no systemd here (a container or CI): skipping the JupyterLab service; run 'make lab' instead"
     fi

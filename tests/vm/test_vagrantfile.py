@@ -59,9 +59,18 @@ def test_compiled_config_defaults(vagrant_env):
     live = {f["guest"]: f for f in cfg["synced_folders"] if not f["disabled"]}
     assert os.path.realpath(os.path.join(REPO, live["/lab"]["host"])) == os.path.realpath(REPO)
 
+    # Provisioning runs provision.sh --service from the shared repository
+    # (the file must exist there), with the venv outside every shared folder.
     first = cfg["provisioners"][0]
-    assert os.path.realpath(os.path.join(REPO, first["path"])) == str(REPO / "vagrant" / "provision.sh")
-    assert "--service" in first["args"]
+    assert first["path"] is None, "with path: Vagrant runs a lone copy from /tmp, away from the repository"
+    argv = first["inline"].split()
+    script = next(a for a in argv if a.endswith("/provision.sh"))
+    assert script.startswith("/lab/") and (REPO / script[len("/lab/"):]).is_file()
+    assert "--service" in argv
+    for p in cfg["provisioners"]:
+        for word in (p["inline"] or "").split():
+            if word.startswith("/lab/"):
+                assert (REPO / word[len("/lab/"):]).exists(), f"provisioner {p['name']}: {word} is not in the repository"
     venv = first["env"]["VENV"]
     assert not any(venv == g or venv.startswith(g.rstrip("/") + "/") for g in live), \
         f"the venv {venv} must not live in a shared folder"
@@ -81,5 +90,5 @@ def test_cpus_memory_port_follow_the_environment(vagrant_env):
     host_ports = [p["host"] for p in mine["forwarded_ports"] if p["guest"] == 8888]
     assert host_ports == [18899]
     # The URL printed after `vagrant up` names the host's port, not the guest's.
-    url = [p for p in mine["provisioners"] if p["path"].endswith("labkit-url.sh")]
+    url = [p for p in mine["provisioners"] if "/vagrant/labkit-url.sh" in (p["inline"] or "")]
     assert url and url[0]["env"]["LABKIT_PORT"] == "18899" and url[0]["run"] == "always"

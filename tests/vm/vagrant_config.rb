@@ -21,7 +21,7 @@ puts JSON.generate(
   synced_folders: vm.synced_folders.values
                     .map { |o| { guest: o[:guestpath], host: o[:hostpath], disabled: !!o[:disabled] } },
   provisioners: vm.provisioners.map { |p|
-    { name: p.name.to_s, path: p.config.path, args: p.config.args, env: p.config.env, run: p.run.to_s }
+    { name: p.name.to_s, inline: p.config.inline, path: p.config.path, env: p.config.env, run: p.run.to_s }
   },
   virtualbox: { name: vb.name, modifyvm: vb.customizations.map { |_, cmd| cmd.map(&:to_s) } },
 )
