@@ -1,0 +1,102 @@
+"""Every notebook, executed end to end with nbclient — twice in a row in one
+kernel — and the facts it recorded asserted as relations.
+
+The expectations per notebook are the facts' names: each must be recorded
+and hold (its ``ok``), plus a few relations checked here across facts."""
+
+import glob
+import os
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from labkit.notebook import facts_of
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the notebooks need root")
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+NOTEBOOKS = os.path.join(os.path.dirname(HERE), "notebooks")
+
+# Facts each notebook must record (and that must hold where they carry "ok").
+EXPECTED = {
+    "00-welcome": ["doctor_ok", "seed_namespaces_available", "cgroup_mode"],
+    "01-chroot": ["chroot_ls_root", "chroot_ps_sees_host", "chroot_hostname_shared",
+                  "chroot_network_shared", "chroot_proc_root_escape", "chroot_breakout",
+                  "pivot_root_breakout_fails", "chroot_mounts_left"],
+    "02-namespaces": ["pid_is_one", "pid_needs_own_proc", "uts_hostname", "net_only_lo", "ipc_private",
+                      "mnt_private", "user_root_unprivileged", "exec_joins", "shell_ps", "shell_hostname",
+                      "shell_ip", "ns_inode_grid"],
+}
+
+
+def execute_twice(path):
+    nb = nbformat.read(path, as_version=4)
+    client = NotebookClient(nb, timeout=600, kernel_name="python3",
+                            resources={"metadata": {"path": NOTEBOOKS}})
+    runs = []
+    with client.setup_kernel():
+        for _ in range(2):
+            for index, cell in enumerate(nb.cells):
+                client.execute_cell(cell, index)
+            runs.append(facts_of(nb))
+    return runs
+
+
+def notebook_names():
+    return sorted(os.path.basename(p)[:-6] for p in glob.glob(os.path.join(NOTEBOOKS, "*.ipynb")))
+
+
+def test_every_notebook_has_expectations():
+    assert set(notebook_names()) <= set(EXPECTED) | set(_extra_expectations())
+
+
+def _extra_expectations():
+    # Notebooks of later stages register their facts in tests/notebook_facts_*.py.
+    found = {}
+    for path in glob.glob(os.path.join(HERE, "notebook_facts_*.py")):
+        scope = {}
+        exec(open(path).read(), scope)
+        found.update(scope["EXPECTED"])
+    return found
+
+
+@pytest.mark.parametrize("name", notebook_names())
+def test_notebook(name, rootfs):
+    expected = dict(EXPECTED, **_extra_expectations())[name]
+    runs = execute_twice(os.path.join(NOTEBOOKS, name + ".ipynb"))
+    for n, facts in enumerate(runs, 1):
+        missing = [f for f in expected if f not in facts]
+        assert not missing, f"run {n}: facts not recorded: {missing}"
+        failed = [k for k, v in facts.items() if isinstance(v, dict) and v.get("ok") is False]
+        assert not failed, f"run {n}: facts that do not hold: {failed}"
+    check = RELATIONS.get(name)
+    if check:
+        for facts in runs:
+            check(facts)
+
+
+def _welcome(f):
+    assert f["doctor_ok"] is True
+    assert set(f["seed_namespaces_available"]) >= {"pid", "net", "ipc", "mnt", "uts"}
+    assert f["cgroup_mode"] in ("v1", "hybrid", "v2")
+
+
+def _chroot(f):
+    assert f["chroot_ps_sees_host"]["shell_pid"] != 1
+    assert f["chroot_mounts_left"] == []
+    assert 0.8 <= f["chroot_sees_host_processes_ratio"] <= 1.25
+
+
+def _namespaces(f):
+    assert f["pid_is_one"]["ps_inside"] < f["pid_is_one"]["ps_outside"]
+    assert f["uts_hostname"]["inside"] != f["uts_hostname"]["outside"]
+    assert f["net_only_lo"]["inside"] == ["lo"]
+    assert "sh" in f["shell_ps"] and len(f["shell_ps"]) <= 3
+    grid = f["ns_inode_grid"]
+    # The grid: for each container configuration, exactly its namespaces differ.
+    for row in grid:
+        assert sorted(row["differ"]) == sorted(row["chosen"]), row
+
+
+RELATIONS = {"00-welcome": _welcome, "01-chroot": _chroot, "02-namespaces": _namespaces}
