@@ -34,6 +34,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 
 say() { printf 'provision: %s\n' "$*"; }
+# On a cloud image's first boot, unattended-upgrades often holds the dpkg lock
+# for a few minutes: wait for it instead of failing.
+apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
 # 1. Debian/Ubuntu packages. Real tools where a real user would use them:
 #    busybox-static and procps/iproute2/util-linux fill the container's root,
@@ -63,8 +66,8 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    apt_get update -qq
+    apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
     say "Debian packages present"
 fi
@@ -85,8 +88,8 @@ if [ "$test_tools" = yes ]; then
         tmp=$(mktemp -d "$cache/.tmp-XXXXXX")
         trap 'rm -rf "$tmp"' EXIT
         # _apt cannot write into a root-only temp dir: download as root.
-        ( cd "$tmp" && { apt-get download -qq -o APT::Sandbox::User=root cloud-init 2>/dev/null \
-                         || { apt-get update -qq && apt-get download -qq -o APT::Sandbox::User=root cloud-init; }; } )
+        ( cd "$tmp" && { apt_get download -qq -o APT::Sandbox::User=root cloud-init 2>/dev/null \
+                         || { apt_get update -qq && apt_get download -qq -o APT::Sandbox::User=root cloud-init; }; } )
         dpkg -x "$tmp"/cloud-init_*.deb "$tmp/root"
         rm -rf "$ci_root"
         mv "$tmp/root" "$ci_root"
