@@ -15,13 +15,15 @@ check-root:
 	  exit 1; fi
 
 setup: check-root
-	@bash vagrant/provision.sh
+	@bash vagrant/provision.sh $(PROVISION_ARGS)
 
 lab: setup
 	@echo "Serving notebooks/ on 127.0.0.1:8888 — open the URL with its token printed below (Ctrl-C stops)."
 	@cd notebooks && exec $(VENV)/bin/jupyter lab --allow-root --no-browser \
 	  --ip=127.0.0.1 --port=8888 --ServerApp.root_dir=$(CURDIR)/notebooks
 
+# The suite also checks the classroom VM files: vagrant, shellcheck, cloud-init's validator.
+test: PROVISION_ARGS += --test-tools
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 

@@ -26,7 +26,7 @@ EXPECTED = {
                   "pivot_root_breakout_fails", "chroot_mounts_left"],
     "02-namespaces": ["pid_is_one", "pid_needs_own_proc", "uts_hostname", "net_only_lo", "ipc_private",
                       "mnt_private", "user_root_unprivileged", "exec_joins", "shell_ps", "shell_hostname",
-                      "shell_ip", "ns_inode_grid"],
+                      "shell_ip", "ns_inode_grid", "namespaces_left"],
 }
 
 
