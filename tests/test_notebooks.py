@@ -20,7 +20,7 @@ NOTEBOOKS = os.path.join(os.path.dirname(HERE), "notebooks")
 
 # Facts each notebook must record (and that must hold where they carry "ok").
 EXPECTED = {
-    "00-welcome": ["doctor_ok", "seed_namespaces_available", "cgroup_mode"],
+    "00-welcome": ["doctor_ok", "seed_namespaces_available", "cgroup_mode", "first_container_pid"],
     "01-chroot": ["chroot_ls_root", "chroot_ps_sees_host", "chroot_hostname_shared",
                   "chroot_network_shared", "chroot_proc_root_escape", "chroot_breakout",
                   "pivot_root_breakout_fails", "chroot_mounts_left"],
