@@ -74,6 +74,20 @@ def _parser():
     rm.add_argument("ids", nargs="+", metavar="ID")
     rm.set_defaults(func=cmd_rm)
 
+    cm = sub.add_parser(
+        "commit", help="save a container's changes (its overlay upper dir) as a layer tar",
+        description="Save the changes of container ID as an OCI layer tar, as `docker commit` does, "
+        "and print its sha256 digest. The tar goes to $LABKIT_HOME/layers/<sha256>.tar "
+        "(or to FILE; .tar.gz compresses). Stack it with the layers the container ran on: "
+        "`labkit run --layer L1 --layer sha256:<digest> ...` (a digest, or the tar's path).",
+        epilog="Only a container started with --layer has an upper dir to commit. The upper dir lives in "
+        "the container's state dir: commit before `labkit rm ID`; a --rm container loses it when it "
+        "exits. A running container is not paused while its upper dir is read: stop it first "
+        "for a consistent snapshot.")
+    cm.add_argument("id", metavar="ID", help="a running or stopped container (labkit ps -a)")
+    cm.add_argument("-o", "--output", metavar="FILE", help="write the layer tar to FILE instead")
+    cm.set_defaults(func=cmd_commit)
+
     gc = sub.add_parser("gc", help="remove every leftover of dead containers: mounts, cgroups, state")
     gc.set_defaults(func=cmd_gc)
 
@@ -147,12 +161,16 @@ def build_config(a):
     if a.tty and a.detach:
         raise LabkitError("-t with -d is not supported: a detached container has no terminal",
                           f"run it with -d only, then `labkit exec -it ID sh` for a shell")
-    return ContainerConfig(
+    config = ContainerConfig(
         id=cid, args=cmd or ["/bin/sh"], rootfs=builder.resolve(a.rootfs), namespaces=ns,
         hostname=a.hostname or (cid[:12] if "uts" in ns else None), env=env, cwd=a.workdir,
         mount_proc=not a.no_proc, readonly_rootfs=a.read_only, tty=a.tty,
         interactive=a.interactive, detach=a.detach, remove=a.rm,
         resources=_resources(a), layers=list(a.layer), lxcfs=a.lxcfs)
+    if config.lxcfs:   # its own PID and mount namespaces and a /proc: say so before anything exists
+        from .stages import lxcfs
+        lxcfs.check(config)
+    return config
 
 
 def cmd_run(a):
@@ -210,6 +228,21 @@ def cmd_rm(a):
     for cid in a.ids:
         lifecycle.remove(cid, force=a.force)
         print(cid)
+    return 0
+
+
+def cmd_commit(a):
+    _need_root("labkit commit")
+    import shlex
+    from . import home
+    from .stages import unionfs
+    result = unionfs.commit_container(a.id, output=a.output)
+    print(result["digest"])
+    top = result["path"] if a.output else result["digest"]
+    stack = "".join(f"--layer {shlex.quote(layer)} " for layer in result["lowers"] + [top])
+    rootfs = "" if result["rootfs"] == home.rootfs_dir("base") else f"--rootfs {shlex.quote(result['rootfs'])} "
+    print(f"saved {result['path']} ({result['size']} bytes, {result['entries']} entries); "
+          f"run on it with: labkit run {rootfs}{stack}...", file=sys.stderr)
     return 0
 
 

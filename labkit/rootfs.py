@@ -4,7 +4,8 @@ The phases follow what runc's rootfs_linux.go does, in the same order:
 
   1. stop mount propagation, so nothing done here reaches the host;
   2. make the new root a mount point (pivot_root(2) requires one);
-  3. mount /proc, a read-only /sys and a minimal /dev inside it;
+  3. mount /proc, a read-only /sys and a minimal /dev inside it, then any
+     bind mounts other stages asked for over files there;
   4. pivot_root into it and detach the old root.
 
 Why pivot_root and not chroot? chroot(2) only changes how *this process*
@@ -80,6 +81,20 @@ def mount_dev(root):
         os.symlink(target, os.path.join(dev, name))
 
 
+def bind_over(root, binds):
+    """Phase 3, last: bind-mount each (source on the host, path inside the
+    root) pair, e.g. another stage's /proc/meminfo over the one just mounted.
+    It must happen after /proc, /sys and /dev are mounted (or the new mount
+    would cover the bind) and before the pivot (which detaches the old root,
+    the only place the sources can be reached from)."""
+    top = os.path.realpath(root)
+    for source, target in binds:
+        dest = os.path.join(top, target.lstrip("/"))
+        if not os.path.realpath(dest).startswith(top.rstrip("/") + "/"):
+            raise ValueError(f"bind mount target {target!r} leads outside the root {root}")
+        sc.mount(source, dest, None, sc.MS_BIND)
+
+
 def pivot(root):
     """Phase 4: pivot_root(".", ".") stacks the old root on top of the new one
     at the same place; unmounting "." (lazily, MNT_DETACH) then drops the old
@@ -95,14 +110,16 @@ def remount_readonly():
     sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
 
 
-def enter(root, proc=True, readonly=False):
-    """All four phases, for a process already in its own mount namespace."""
+def enter(root, proc=True, readonly=False, binds=()):
+    """All four phases, for a process already in its own mount namespace.
+    ``binds``: (source, target inside the root) pairs for bind_over()."""
     make_private()
     bind_self(root)
     if proc:
         mount_proc(root)
     mount_sys(root)
     mount_dev(root)
+    bind_over(root, binds)
     pivot(root)
     if readonly:
         remount_readonly()

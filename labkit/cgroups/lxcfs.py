@@ -44,10 +44,13 @@ class Lxcfs:
             lx.bind_mounts()
     """
 
-    def __init__(self, path=LXCFS_DIR):
+    def __init__(self, path=LXCFS_DIR, rundir=None):
         self.path = path
         self.started = False
         self._proc = None
+        # Its pid file and log; a temp dir unless the caller gives one (a
+        # container's state dir, which `labkit gc` removes after a crash).
+        self._rundir_given = rundir
         self._rundir = None
 
     def start(self, timeout=10.0):
@@ -57,7 +60,11 @@ class Lxcfs:
         if binary is None:
             raise NotFound("lxcfs is not installed", "apt-get install lxcfs")
         os.makedirs(self.path, exist_ok=True)
-        self._rundir = tempfile.mkdtemp(prefix="lxcfs-")
+        if self._rundir_given:
+            os.makedirs(self._rundir_given, exist_ok=True)
+            self._rundir = self._rundir_given
+        else:
+            self._rundir = tempfile.mkdtemp(prefix="lxcfs-")
         log = open(os.path.join(self._rundir, "log"), "w+")
         # -f: stay a child of ours, so stop() can end exactly this one.
         self._proc = subprocess.Popen(

@@ -28,7 +28,11 @@ class RootStage(Stage):
     def child(self, c):
         cfg = c.config
         if cfg.pivot_root:
-            rootfs.enter(c.rootfs, proc=cfg.mount_proc, readonly=cfg.readonly_rootfs)
+            # c.binds: files other stages want bound over the new root's
+            # (lxcfs's /proc/meminfo …). Only rootfs.enter knows the moment
+            # between "/proc is mounted" and "the old root is gone".
+            rootfs.enter(c.rootfs, proc=cfg.mount_proc, readonly=cfg.readonly_rootfs,
+                         binds=getattr(c, "binds", ()))
         else:
             os.chroot(c.rootfs)
         os.chdir(cfg.cwd)
