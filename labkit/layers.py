@@ -298,6 +298,28 @@ def _mode(m, result):
     return mode & ~(stat.S_ISUID | stat.S_ISGID)
 
 
+def _open(tar_path):
+    try:
+        return tarfile.open(tar_path)
+    except (tarfile.TarError, OSError) as e:
+        raise LayerError(f"layer '{tar_path}' is not a readable tar: {e}", "give a layer .tar or .tar.gz") from None
+
+
+def _plan(tar, tar_path):
+    try:
+        return [_classify(m) for m in tar.getmembers()]
+    except tarfile.TarError as e:
+        raise LayerError(f"layer '{tar_path}' is a damaged tar: {e}", "fetch or build it again") from None
+
+
+def check(tar_path):
+    """The checks of :func:`apply` that need only the tar headers, writing
+    nothing: a tar refused here leaves no trace on the host. (What the target
+    holds, e.g. a symlink on an entry's path, can still stop an apply.)"""
+    with _open(tar_path) as tar:
+        return len(_plan(tar, tar_path))
+
+
 def apply(tar_path, target, whiteouts="delete"):
     """Apply the layer tar at ``tar_path`` onto the directory ``target``.
 
@@ -317,15 +339,8 @@ def apply(tar_path, target, whiteouts="delete"):
     if not os.path.isdir(target):
         raise LayerError(f"apply target '{target}' is not a directory", "create it first")
     result = {"entries": 0, "whiteouts": [], "opaque": [], "stripped_setid": []}
-    try:
-        tar = tarfile.open(tar_path)
-    except (tarfile.TarError, OSError) as e:
-        raise LayerError(f"layer '{tar_path}' is not a readable tar: {e}", "give a layer .tar or .tar.gz") from None
-    with tar:
-        try:
-            plan = [_classify(m) for m in tar.getmembers()]
-        except tarfile.TarError as e:
-            raise LayerError(f"layer '{tar_path}' is a damaged tar: {e}", "fetch or build it again") from None
+    with _open(tar_path) as tar:
+        plan = _plan(tar, tar_path)
         root = os.open(target, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         try:
             for kind, parts, m in plan:
@@ -417,16 +432,21 @@ def _extract(tar, kind, root, parts, m, result):
 
 # --- the layer store ----------------------------------------------------------------
 
-def commit(upper, dest=None, compress=False):
+def commit(upper, dest=None, compress=False, out=None):
     """A container's upper dir as a new layer tar, named by its digest, in ``dest``
-    ($LABKIT_HOME/layers by default). Returns describe() of it plus the diff summary."""
-    dest = dest or layers_dir()
-    os.makedirs(dest, exist_ok=True)
+    ($LABKIT_HOME/layers by default), or at the file ``out``.
+    Returns describe() of it plus the diff summary."""
+    if out is not None:
+        dest = os.path.dirname(os.path.abspath(out))
+    else:
+        dest = dest or layers_dir()
+        os.makedirs(dest, exist_ok=True)
+    # Written under a temporary name and renamed: a failed commit leaves no half tar.
     tmp = os.path.join(dest, f".commit-{os.getpid()}.tmp")
     try:
         summary = diff(upper, tmp, compress=compress)
         hexd = digest(tmp).split(":", 1)[1]
-        path = os.path.join(dest, hexd + (".tar.gz" if compress else ".tar"))
+        path = out or os.path.join(dest, hexd + (".tar.gz" if compress else ".tar"))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -445,6 +465,7 @@ def unpacked(tar_path, cache=None):
     final = os.path.join(cache, digest(tar_path).split(":", 1)[1])
     if os.path.isdir(final):
         return final
+    check(tar_path)                              # a refused tar creates nothing, not even the cache
     os.makedirs(cache, exist_ok=True)
     tmp = f"{final}.{os.getpid()}.tmp"
     os.mkdir(tmp, 0o755)

@@ -390,7 +390,7 @@ def disk_blocks(*paths):
     """Bytes allocated on disk under ``paths`` (st_blocks * 512, each inode once), like `du -s`."""
     seen, total = set(), 0
     for top in paths:
-        for root, dirs, files in os.walk(top):
+        for root, dirs, files in _walk_one_fs(top):
             for name in [None] + dirs + files:
                 st = os.lstat(root if name is None else os.path.join(root, name))
                 if (st.st_dev, st.st_ino) in seen:
@@ -400,13 +400,32 @@ def disk_blocks(*paths):
     return total
 
 
+def _walk_one_fs(top, mount_points=None):
+    """os.walk that stays on the filesystem of ``top`` (like `du -x`, `cp -ax`):
+    a rootfs may have a /proc mounted on it right now (a chroot without a
+    mount namespace mounts it on the host), and that is no part of the image.
+    The mount points met are appended to ``mount_points`` if given."""
+    dev = os.lstat(top).st_dev
+    for root, dirs, files in os.walk(top):
+        keep = []
+        for d in dirs:
+            p = os.path.join(root, d)
+            # Symlinks to directories are listed among dirs; os.walk never enters them.
+            if os.path.islink(p) or os.lstat(p).st_dev == dev:
+                keep.append(d)
+            elif mount_points is not None:
+                mount_points.append(p)
+        dirs[:] = keep
+        yield root, dirs, files
+
+
 def full_copy(src, dst):
     """Copy a root filesystem the way `cp -a` does: hardlinks stay links, device
     nodes and FIFOs are made anew (never read: /dev/zero has no end)."""
     import shutil
     import stat
-    links = {}
-    for root, dirs, files in os.walk(src):
+    links, mount_points = {}, []
+    for root, dirs, files in _walk_one_fs(src, mount_points):
         out = os.path.join(dst, os.path.relpath(root, src))
         st = os.lstat(root)
         os.makedirs(out, exist_ok=True)
@@ -431,6 +450,8 @@ def full_copy(src, dst):
             else:
                 continue                         # sockets belong to running programs
             os.chown(d, st.st_uid, st.st_gid, follow_symlinks=False)
+    for mp in mount_points:                      # the directory stays, empty, as with `cp -ax`
+        os.makedirs(os.path.join(dst, os.path.relpath(mp, src)), exist_ok=True)
 
 
 def fact_disk_usage(workdir, lower, counts=(1, 2, 4, 8), write=b"x" * 4096):
@@ -479,17 +500,17 @@ def provenance(merged, lowers, upper=None):
     layers = ([("upper", upper)] if upper else []) + \
         [(f"lower{i}", p) for i, p in reversed(list(enumerate(lowers)))]
     origin = {}
-    for root, dirs, files in os.walk(merged):
+    for root, dirs, files in _walk_one_fs(merged):
         for name in dirs + files:
             rel = os.path.relpath(os.path.join(root, name), merged)
             for label, top in layers:
                 p = os.path.join(top, rel)
-                if os.path.lexists(p) and not _is_whiteout(p):
+                if os.path.lexists(p) and not is_whiteout(p):
                     origin[rel] = label
                     break
     return origin
 
 
-def _is_whiteout(path):
+def is_whiteout(path):
     st = os.lstat(path)
     return (st.st_mode & 0o170000) == 0o020000 and st.st_rdev == 0

@@ -18,17 +18,55 @@ import os
 import time
 
 from .. import overlay
+from ..errors import LabkitError, NotFound
 from . import Stage
 
 STATE_FILE = "overlay.json"
+DIGEST_PREFIX = "sha256:"
+_LAYER_HINT = "give a directory, a layer .tar/.tar.gz, or the sha256: digest `labkit commit` printed"
+
+
+def resolve(layer):
+    """The path of a configured layer: a directory, a tar, or a digest
+    (``sha256:<hex>``, as `labkit commit` prints it) of a tar in $LABKIT_HOME/layers."""
+    if layer.startswith(DIGEST_PREFIX):
+        from .. import layers
+        hexd = layer[len(DIGEST_PREFIX):]
+        if len(hexd) == 64 and all(ch in "0123456789abcdef" for ch in hexd):
+            for ext in (".tar", ".tar.gz"):
+                path = layers.layers_dir(hexd + ext)
+                if os.path.isfile(path):
+                    return path
+        raise NotFound(f"layer '{layer}' is not in {layers.layers_dir()}",
+                       "`labkit commit ID` stores layers there and prints their digest")
+    return os.path.abspath(layer)
+
+
+def check_layers(layer_list):
+    """Check every configured layer before anything is created: it exists, and
+    a tar passes the header checks of layers.apply (no absolute or '..' names,
+    no device nodes...). Raises NotFound / LabkitError naming the layer."""
+    for layer in layer_list:
+        path = resolve(layer)
+        if os.path.isfile(path):
+            from .. import layers
+            if not os.path.isdir(layers.layers_dir(layers.digest(path).split(":", 1)[1])):
+                layers.check(path)               # unpacked already means checked already
+        elif not os.path.isdir(path):
+            what = "does not exist" if not os.path.lexists(path) else "is neither a directory nor a file"
+            raise NotFound(f"layer '{layer}' {what}", _LAYER_HINT)
 
 
 def _layer_dir(layer):
     """A configured layer as a directory an overlay can stack."""
-    if os.path.isfile(layer):
+    path = resolve(layer)
+    if os.path.isfile(path):
         from .. import layers                 # tarfile/hashlib only when a tar is given
-        return layers.unpacked(layer)
-    return os.path.abspath(layer)
+        return layers.unpacked(path)
+    if not os.path.isdir(path):
+        what = "does not exist" if not os.path.lexists(path) else "is neither a directory nor a file"
+        raise NotFound(f"layer '{layer}' {what}", _LAYER_HINT)
+    return path
 
 
 def paths(state_dir):
@@ -66,12 +104,58 @@ def layers_of(state_dir):
         return json.load(f)
 
 
-def commit(state_dir, dest=None, compress=False):
-    """The container's upper dir as a new layer tar in $LABKIT_HOME/layers (or ``dest``).
+def commit(state_dir, dest=None, compress=False, out=None):
+    """The container's upper dir as a new layer tar in $LABKIT_HOME/layers (or ``dest``,
+    or the file ``out``).
 
     A later container stacks it with ``layers=[<returned path>]``."""
     from .. import layers
-    return layers.commit(paths(state_dir)["upper"], dest=dest, compress=compress)
+    return layers.commit(paths(state_dir)["upper"], dest=dest, compress=compress, out=out)
+
+
+def commit_container(cid, output=None):
+    """`labkit commit ID [--output FILE]`: the container's changes as a layer tar.
+
+    Works on a running or stopped container, as long as its state dir exists
+    (`labkit rm`, or the end of a --rm container, removes the upper dir with it).
+    A running container is not paused: what it writes during the commit may
+    be caught halfway. Returns layers.commit()'s description plus ``lowers``
+    (the configured layers below the committed one, bottom first)."""
+    from .. import home
+    from ..runtime import container as ct
+    try:
+        state = ct.load(cid)
+    except NotFound as e:
+        raise NotFound(e.message, "`labkit ps -a` lists the containers; a removed container's changes "
+                       "went with it: commit before `labkit rm` (a --rm container is removed when it exits)") from None
+    state_dir = home.containers_dir(cid)
+    if state["status"] == "creating":
+        raise LabkitError(f"container '{cid}' is still being created", "wait a moment and commit again")
+    if not os.path.isfile(os.path.join(state_dir, STATE_FILE)):
+        raise LabkitError(f"container '{cid}' has no union filesystem, so no changes to commit: "
+                          "it was started without --layer",
+                          "start it with `labkit run --layer DIR_OR_TAR ...` to give it a writable upper dir; "
+                          "an empty directory will do as the layer")
+    upper = paths(state_dir)["upper"]
+    if not os.path.isdir(upper):
+        raise NotFound(f"container '{cid}' has lost its upper dir '{upper}'", "nothing to commit")
+    compress = False
+    if output is not None:
+        output = os.path.abspath(output)
+        parent = os.path.dirname(output)
+        if not os.path.isdir(parent):
+            raise NotFound(f"--output '{output}': directory '{parent}' does not exist", "create it first")
+        if os.path.isdir(output):
+            raise LabkitError(f"--output '{output}' is a directory", "give a file name, e.g. layer.tar")
+        if (output + "/").startswith(state_dir.rstrip("/") + "/"):
+            raise LabkitError(f"--output '{output}' is inside the container's own state dir",
+                              "write the layer elsewhere, e.g. in the current directory")
+        compress = output.endswith((".gz", ".tgz"))
+    result = commit(state_dir, compress=compress, out=output)
+    config = state.get("config", {})
+    result["lowers"] = list(config.get("layers") or [])
+    result["rootfs"] = config.get("rootfs")
+    return result
 
 
 def _alive(state_dir):
