@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from conftest import labkit_leftovers
+from labkit.runtime.lifecycle import leftovers as labkit_leftovers
 from labkit import api
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
