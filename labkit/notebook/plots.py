@@ -1,0 +1,131 @@
+"""Figures for the notebooks, drawn from facts (labkit/facts) and the time
+series sampled with them. matplotlib is imported inside each function: this
+module may be imported where plotting never happens.
+
+Each function takes a fact dict, draws on ``ax`` (or a new figure) and
+returns the figure, so a notebook can show it and a test can save it.
+"""
+
+MiB = 1 << 20
+
+
+def _axes(ax, ncols=1, figsize=(7, 3.2)):
+    import matplotlib.pyplot as plt
+    if ax is not None:
+        return ax.figure, ax
+    fig, axes = plt.subplots(1, ncols, figsize=figsize)
+    return fig, axes
+
+
+def rate(t, usage_usec, window=4):
+    """cpu use in % of one core, over `window` samples at a time (a cfs
+    period is 100 ms: a shorter window shows the throttling saw-tooth)."""
+    out_t, out = [], []
+    for i in range(window, len(t)):
+        dt = t[i] - t[i - window]
+        if dt > 0:
+            out_t.append((t[i] + t[i - window]) / 2)
+            out.append(100.0 * (usage_usec[i] - usage_usec[i - window]) / (dt * 1e6))
+    return out_t, out
+
+
+def memory_oom(f, ax=None):
+    """memory.current (v1: memory.usage_in_bytes) against the limit, with
+    the moment the OOM killer struck."""
+    fig, ax = _axes(ax)
+    s = f["series"]
+    limit = f["limit_bytes"] / MiB
+    ax.plot(s["t"], [(v or 0) / MiB for v in s["memory_current"]], color="#1f77b4",
+            label="memory in use (the container's cgroup)")
+    ax.axhline(limit, color="#d62728", linestyle="--", label=f"limit: {limit:.0f} MiB")
+    if f.get("kill_t") is not None:
+        ax.axvline(f["kill_t"], color="black", linestyle=":", label="OOM kill (oom_kill 0 → 1)")
+        ax.annotate("SIGKILL", (f["kill_t"], limit), xytext=(6, -28), textcoords="offset points")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("MiB")
+    ax.set_ylim(0, limit * 1.25)
+    ax.set_title(f"A hog under --memory {limit:.0f}m grows to the limit and is killed")
+    ax.legend(loc="upper left", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def fork_bomb(f, ax=None):
+    """pids.current against pids.max while a fork bomb runs."""
+    fig, ax = _axes(ax)
+    s = f["series"]
+    ax.axhline(f["pids_limit"], color="#d62728", linestyle="--", linewidth=1, zorder=1,
+               label=f"pids.max = {f['pids_limit']}")
+    ax.step(s["t"], [v or 0 for v in s["pids_current"]], where="post", color="#1f77b4",
+            linewidth=2, zorder=2, label="processes in the cgroup (pids.current)")
+    ax2 = ax.twinx()
+    ax2.plot(s["t"], [v or 0 for v in s["pids_refused"]], color="#7f7f7f", linewidth=1,
+             label="forks refused (pids.events max)")
+    ax2.set_ylabel("forks refused", color="#7f7f7f")
+    ax.set_xlabel("seconds")
+    ax.set_ylabel("processes")
+    ax.set_ylim(0, f["pids_limit"] * 1.3)
+    ax.set_title("A fork bomb meets pids.max")
+    lines = ax.get_legend_handles_labels()
+    more = ax2.get_legend_handles_labels()
+    ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower right", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def cpu_quota(f, axes=None):
+    """cpu time used against wall time (the slope is the share of one core),
+    and the use in % over 200 ms windows, for --cpus and for no quota."""
+    fig, axes = _axes(axes, ncols=2, figsize=(10, 3.4))
+    s = f["series"]
+    t = s["t"]
+    labels = [f"--cpus {f['cpus']}", "no quota"]
+    colors = ["#d62728", "#7f7f7f"]
+    for usage, label, color in zip(s["cpu_usage_usec"], labels, colors):
+        axes[0].plot(t, [(u - usage[0]) / 1e6 for u in usage], color=color, label=label)
+        rt, r = rate(t, usage)
+        axes[1].plot(rt, r, color=color, label=label)
+    axes[0].plot([t[0], t[-1]], [0, (t[-1] - t[0]) * f["cpus"]], color="black", linestyle=":",
+                 linewidth=1, label=f"{f['cpus']} s per second")
+    axes[0].set_xlabel("seconds")
+    axes[0].set_ylabel("cpu seconds used")
+    axes[0].set_title("cpu time: the slope is the quota")
+    axes[0].legend(fontsize=8)
+    axes[1].axhline(f["target_percent"], color="black", linestyle=":", linewidth=1)
+    axes[1].set_ylim(0, 120)
+    axes[1].set_xlabel("seconds")
+    axes[1].set_ylabel("% of one core (200 ms windows)")
+    axes[1].set_title(f"measured: {f['percent']}% vs {f['control_percent']}%")
+    axes[1].legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def cpu_shares(f, axes=None):
+    """Two busy containers on one cpu: cpu time of each over wall time, and
+    the split against the shares' ratio."""
+    fig, axes = _axes(axes, ncols=2, figsize=(10, 3.4))
+    s = f["series"]
+    t = s["t"]
+    colors = ["#1f77b4", "#ff7f0e"]
+    for usage, share, color in zip(s["cpu_usage_usec"], f["shares"], colors):
+        axes[0].plot(t, [(u - usage[0]) / 1e6 for u in usage], color=color,
+                     label=f"--cpu-shares {share}")
+    axes[0].set_xlabel("seconds")
+    axes[0].set_ylabel("cpu seconds used")
+    axes[0].set_title(f"two busy loops pinned to cpu {f['pinned_cpu']}")
+    axes[0].legend(fontsize=8)
+    total = sum(f["cpu_usec"]) or 1
+    measured = [u / total for u in f["cpu_usec"]]
+    expected = [sh / sum(f["shares"]) for sh in f["shares"]]
+    x = range(len(f["shares"]))
+    axes[1].bar([i - 0.2 for i in x], expected, width=0.4, color="#cccccc", label="shares ratio")
+    axes[1].bar([i + 0.2 for i in x], measured, width=0.4, color=colors[:len(measured)],
+                label="measured cpu time")
+    axes[1].set_xticks(list(x), [f"shares {sh}" for sh in f["shares"]])
+    axes[1].set_ylabel("fraction of the cpu")
+    axes[1].set_ylim(0, 1)
+    axes[1].set_title(f"split 1:{f['ratio']} (expected 1:{f['expected_ratio']:g})")
+    axes[1].legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
