@@ -232,3 +232,21 @@ def test_sigkill_of_the_runner_then_gc_unmounts_the_overlay(labkit_cli, tmp_path
             proc.kill()
             proc.wait()
         labkit_cli("gc")
+
+
+def test_check_layers_refuses_before_anything_exists(tmp_path):
+    """What `labkit run` can call before it creates the container: a missing
+    layer and an unsafe tar are refused, and nothing is written anywhere."""
+    from labkit.errors import LabkitError, NotFound
+    from labkit.stages import unionfs
+    good = tmp_path / "good"
+    good.mkdir()
+    unionfs.check_layers([str(good)])
+    with pytest.raises(NotFound, match="no-such"):
+        unionfs.check_layers([str(good), str(tmp_path / "no-such")])
+    evil = make_tar(tmp_path / "evil.tar", [({"name": "/etc/planted"}, b"x")])
+    store = layers.layers_dir()
+    before = sorted(os.listdir(store)) if os.path.isdir(store) else None
+    with pytest.raises(LabkitError, match="absolute"):
+        unionfs.check_layers([evil])
+    assert (sorted(os.listdir(store)) if os.path.isdir(store) else None) == before

@@ -307,8 +307,8 @@ def provenance(rootfs="base"):
             "/app/config": "patch", "/app/old": None, "/etc/motd": "upper"}
     return fact("unionfs_provenance", LAYER,
                 "each visible file comes from the highest layer that has it; whiteouts hide the ones below",
-                {r["path"]: (r["inside"] or "(missing)").strip() for r in grid},
-                {r["path"]: r["from"] for r in grid}, ok, layers=names, grid=grid)
+                [f"{r['path']}: " + (r["inside"].splitlines()[0][:24] if r["inside"] else "(missing)") for r in grid],
+                [f"{r['path']} <- {r['from'] or 'hidden by a whiteout'}" for r in grid], ok, layers=names, grid=grid)
 
 
 def mounts_left():
