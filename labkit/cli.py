@@ -170,6 +170,9 @@ def build_config(a):
     if config.lxcfs:   # its own PID and mount namespaces and a /proc: say so before anything exists
         from .stages import lxcfs
         lxcfs.check(config)
+    if config.layers:  # a missing layer or an unsafe tar: refused before anything exists
+        from .stages import unionfs
+        unionfs.check_layers(config.layers)
     return config
 
 
