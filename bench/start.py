@@ -1,0 +1,213 @@
+"""Start-to-exit time of /bin/true in a full OCI bundle, labkit-runtime
+against runc and crun.
+
+The bundle: the reference default config (all five seed namespaces — pid,
+net, ipc, mnt, uts —, pivot_root into the rootfs, /proc, /dev, /sys and the
+masked/read-only paths) plus a 64 MiB memory limit, running /bin/true.
+
+Each runtime runs ``RUNTIME --root TMP run --bundle B ID`` as a fresh process,
+timed with time.perf_counter from spawn to exit. Runs are interleaved
+(A B C A B C …) so that a slow moment of the machine hits every runtime alike;
+the table shows medians and, per pair, the median of the per-round ratios.
+
+crun refuses this hybrid-cgroup host, so it runs inside
+``unshare -m --propagation private sh -c 'umount /sys/fs/cgroup/unified; exec crun …'``;
+the wrapper's own cost (the same command exec'ing /bin/true) is measured and shown.
+
+labkit's start is also split into phases: interpreter start, imports (python
+-X importtime), and — when the runtime prints them with LABKIT_TRACE=1 —
+its own phase marks ("labkit-trace: PHASE MONOTONIC_NS" lines on stderr).
+
+Usage: python bench/start.py [--runs N] [--json FILE]
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+
+from labkit.oci import bundles, observe  # noqa: E402
+
+TARGET = 0.7          # the issue's goal: labkit at most 0.7 x runc's time
+TRACE = re.compile(r"^labkit-trace:\s+(\S+)\s+(\d+)\s*$")
+
+
+def timed(argv, env=None):
+    """Seconds from spawn to exit of ``argv``, and its CompletedProcess."""
+    t0 = time.perf_counter()
+    r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, env=env)
+    return time.perf_counter() - t0, r
+
+
+def runtimes():
+    found, missing = [], {}
+    for name in ("labkit", "runc", "crun"):
+        rt = observe.runtime(name)
+        if rt:
+            found.append(rt)
+        else:
+            missing[name] = (observe.labkit_available() if name == "labkit"
+                             else f"{name} is not installed (apt-get install {name})")
+    return found, missing
+
+
+def measure(rts, bundle, runs, warmup=3):
+    """{name: [seconds, ...]} over ``runs`` interleaved rounds (plus warmup)."""
+    roots = {rt.name: tempfile.mkdtemp(prefix="labkit-bench-root-") for rt in rts}
+    times = {rt.name: [] for rt in rts}
+    env = observe._env()
+    extra = {"crun wrapper": [*observe.CRUN_WRAPPER, "/bin/true"], "spawn /bin/true": ["/bin/true"]}
+    if any(rt.wrapper for rt in rts):
+        times["crun wrapper"] = []
+    times["spawn /bin/true"] = []
+    try:
+        for i in range(warmup + runs):
+            for rt in rts:
+                cid = f"labkit-bench-{uuid.uuid4().hex[:8]}"
+                argv = rt.command(roots[rt.name], "run", "--bundle", bundle, cid)
+                t, r = timed(argv, env)
+                if r.returncode != 0:
+                    subprocess.run(rt.command(roots[rt.name], "delete", "--force", cid),
+                                   capture_output=True, env=env)
+                    raise SystemExit(f"{rt.name} failed (exit {r.returncode}): "
+                                     f"{r.stderr.decode(errors='replace').strip()}")
+                if i >= warmup:
+                    times[rt.name].append(t)
+            for name in [n for n in extra if n in times]:
+                t, _ = timed(extra[name])
+                if i >= warmup:
+                    times[name].append(t)
+    finally:
+        for root in roots.values():
+            shutil.rmtree(root, ignore_errors=True)
+    return times
+
+
+def ms(seconds):
+    return seconds * 1000
+
+
+def table(times, runs):
+    lines = [f"{'command':<18} {'median ms':>10} {'p10':>8} {'p90':>8}   (n={runs}, interleaved)"]
+    for name, ts in times.items():
+        q = statistics.quantiles(ts, n=10) if len(ts) >= 2 else [ts[0]] * 9
+        lines.append(f"{name:<18} {ms(statistics.median(ts)):>10.1f} {ms(q[0]):>8.1f} {ms(q[-1]):>8.1f}")
+    return "\n".join(lines)
+
+
+def ratios(times):
+    """Per pair (labkit/runc, labkit/crun): median of the per-round ratios."""
+    out = {}
+    if "labkit" in times:
+        for other in ("runc", "crun"):
+            if other in times:
+                per_round = [a / b for a, b in zip(times["labkit"], times[other])]
+                out[f"labkit/{other}"] = statistics.median(per_round)
+    if "crun" in times and "runc" in times:
+        out["crun/runc"] = statistics.median([a / b for a, b in zip(times["crun"], times["runc"])])
+    return out
+
+
+def import_cost(module="labkit.runtime_cli"):
+    """Cumulative import time (ms) of ``module`` and its imports, from -X importtime."""
+    r = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
+                       capture_output=True, text=True, env=observe._env())
+    for line in r.stderr.splitlines():
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) == 3 and parts[2] == module:
+            return int(parts[1]) / 1000
+    return None
+
+
+def phases(rt, bundle, runs=10):
+    """labkit's start split in phases (medians, ms)."""
+    env = dict(observe._env(), LABKIT_TRACE="1")
+    root = tempfile.mkdtemp(prefix="labkit-bench-root-")
+    interp, marks, totals = [], {}, []
+    try:
+        for _ in range(runs):
+            interp.append(timed([sys.executable, "-c", "pass"])[0])
+            cid = f"labkit-bench-{uuid.uuid4().hex[:8]}"
+            t0 = time.monotonic_ns()
+            t, r = timed(rt.command(root, "run", "--bundle", bundle, cid), env)
+            end = t0 + int(t * 1e9)
+            totals.append(t)
+            prev = t0
+            for line in r.stderr.decode(errors="replace").splitlines():
+                m = TRACE.match(line)
+                if m:
+                    stamp = int(m.group(2))
+                    marks.setdefault(m.group(1), []).append((stamp - prev) / 1e6)
+                    prev = stamp
+            if prev != t0:
+                marks.setdefault("(after the last mark, to exit)", []).append((end - prev) / 1e6)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    return {"total": ms(statistics.median(totals)),
+            "python -c pass": ms(statistics.median(interp)),
+            "import labkit.runtime_cli (-X importtime)": import_cost(),
+            "trace": {k: statistics.median(v) for k, v in marks.items()}}
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--runs", type=int, default=30, help="interleaved rounds (default 30)")
+    ap.add_argument("--json", help="also write the figures to this file")
+    args = ap.parse_args(argv)
+    if os.geteuid() != 0:
+        raise SystemExit("the benchmark runs containers: run it as root (sudo make bench)")
+    rts, missing = runtimes()
+    work = tempfile.mkdtemp(prefix="labkit-bench-")
+    try:
+        b = bundles.full(os.path.join(work, "bundle"))
+        print(f"bundle: {b.path} — /bin/true, namespaces "
+              f"{[n['type'] for n in b.config['linux']['namespaces']]}, memory.limit "
+              f"{b.config['linux']['resources']['memory']['limit']} bytes, pivot_root, /proc")
+        for name, why in missing.items():
+            print(f"not measured: {name}: {why}")
+        times = measure(rts, b.path, args.runs)
+        print()
+        print(table(times, args.runs))
+        r = ratios(times)
+        print()
+        for pair, value in r.items():
+            print(f"{pair:<12} {value:.2f}x  (median of per-round ratios)")
+        if "labkit/runc" in r:
+            verdict = "met" if r["labkit/runc"] <= TARGET else "NOT met"
+            print(f"target labkit <= {TARGET}x runc: {verdict}")
+        result = {"runs": args.runs, "median_ms": {k: ms(statistics.median(v)) for k, v in times.items()},
+                  "ratios": r, "missing": missing}
+        labkit = next((rt for rt in rts if rt.name == "labkit"), None)
+        if labkit:
+            p = phases(labkit, b.path)
+            result["labkit_phases_ms"] = p
+            print("\nlabkit-runtime start, by phase (medians, ms):")
+            print(f"  total run                         {p['total']:.1f}")
+            print(f"  python -c pass (interpreter)      {p['python -c pass']:.1f}")
+            if p["import labkit.runtime_cli (-X importtime)"] is not None:
+                print(f"  import labkit.runtime_cli         {p['import labkit.runtime_cli (-X importtime)']:.1f}")
+            if p["trace"]:
+                for k, v in p["trace"].items():
+                    print(f"  {k:<33} {v:.1f}")
+            else:
+                print("  (no LABKIT_TRACE marks printed by this labkit-runtime)")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=2)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
