@@ -145,3 +145,22 @@ def _wait_running(cid, timeout=10):
             pass
         time.sleep(0.05)
     raise AssertionError(f"{cid} did not start")
+
+
+def test_notebook_interrupt_through_the_api(rootfs, tmp_path):
+    """KeyboardInterrupt in a notebook cell (here: SIGINT to a Python process
+    blocked in api.run) stops the container and cleans it up."""
+    script = tmp_path / "cell.py"
+    script.write_text("from labkit import api\n"
+                      "print('started', flush=True)\n"
+                      "api.run('sleep 300', name='cell-interrupted')\n")
+    proc = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True,
+                            env=dict(os.environ, PYTHONPATH=os.path.dirname(os.path.dirname(__file__))))
+    assert proc.stdout.readline().strip() == "started"
+    _wait_running("cell-interrupted")
+    pid = ct.load("cell-interrupted")["pid"]
+    proc.send_signal(signal.SIGINT)
+    proc.wait(timeout=30)
+    assert proc.returncode != 0                     # the cell raised KeyboardInterrupt
+    assert ct.start_time(pid) is None               # the container is gone ...
+    assert "cell-interrupted" not in ct.all_ids()   # ... and so is its state (--rm)
