@@ -12,12 +12,12 @@ container's memory limit (stage 3, lxcfs).
 """
 
 import os
-import re
-import shutil
 import stat
-import subprocess
 import sys
 import time
+
+# shutil, subprocess and re are imported where a build needs them: `labkit
+# run` imports this module for resolve() alone, on the container start path.
 
 from . import home
 from .errors import LabkitError, NotFound
@@ -71,6 +71,7 @@ def list_rootfs():
 
 
 def remove(name):
+    import shutil
     path = home.rootfs_dir(name)
     if not os.path.isdir(path):
         raise NotFound(f"rootfs '{name}' not found", "`labkit rootfs ls` lists them")
@@ -78,6 +79,7 @@ def remove(name):
 
 
 def _which(cmd):
+    import shutil
     found = shutil.which(cmd, path=HOST_PATH)
     if not found:
         raise NotFound(f"host tool '{cmd}' not found",
@@ -85,19 +87,22 @@ def _which(cmd):
     return found
 
 
-_LDD_LINE = re.compile(r"(?:=>\s*)?(/\S+)\s+\(0x")
+_LDD_LINE = r"(?:=>\s*)?(/\S+)\s+\(0x"
 
 
 def shared_libraries(binary):
     """The shared objects a binary loads, as the dynamic loader resolves them."""
+    import re
+    import subprocess
     out = subprocess.run(["ldd", binary], capture_output=True, text=True)
     if out.returncode != 0:  # "not a dynamic executable": a static binary
         return []
-    return [m.group(1) for m in map(_LDD_LINE.search, out.stdout.splitlines()) if m]
+    return [m.group(1) for m in map(re.compile(_LDD_LINE).search, out.stdout.splitlines()) if m]
 
 
 def _copy_into(root, host_path, dest=None):
     """Copy a host file to the same path inside ``root`` (following links)."""
+    import shutil
     dest = os.path.join(root, (dest or host_path).lstrip("/"))
     os.makedirs(os.path.dirname(dest), exist_ok=True)
     if os.path.lexists(dest):
@@ -136,6 +141,7 @@ def _busybox(root):
     if shared_libraries(BUSYBOX):
         raise LabkitError("/bin/busybox is dynamically linked", "apt-get install busybox-static")
     _copy_into(root, BUSYBOX, "/usr/bin/busybox")
+    import subprocess
     applets = subprocess.run([BUSYBOX, "--list-full"], capture_output=True, text=True,
                              check=True).stdout.split()
     for applet in applets:
@@ -186,6 +192,7 @@ def build(name="base", force=False, progress=None):
         return dest, 0.0, False
     if "/" in name or name.startswith("."):
         raise LabkitError(f"bad rootfs name '{name}'", "use a plain name such as 'base'")
+    import shutil
     start = time.monotonic()
     tmp = f"{dest}.tmp-{os.getpid()}"
     os.makedirs(os.path.dirname(dest), exist_ok=True)
