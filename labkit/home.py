@@ -20,4 +20,6 @@ def rootfs_dir(name=""):
 
 
 def containers_dir(cid=""):
-    return os.path.join(home(), "containers", cid)
+    # labkit-runtime --root DIR keeps its containers' state in DIR instead.
+    root = os.environ.get("LABKIT_STATE_ROOT")
+    return os.path.join(root or os.path.join(home(), "containers"), cid)

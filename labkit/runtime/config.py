@@ -39,6 +39,29 @@ class ContainerConfig:
         "resources": {},         # cgroups: memory, cpus, pids …
         "layers": [],            # union filesystem: lower layers
         "lxcfs": False,          # bind lxcfs's /proc files over the container's
+        # What an OCI config.json adds (labkit/oci/convert.py). The defaults
+        # are `labkit run`'s behaviour: the built-in /proc, /sys, /dev set,
+        # root with every capability, the runner's own id maps.
+        "mounts": None,          # [{destination, type, source, flags, data, propagation, bind}]
+        "devices": [],           # extra device nodes: [{path, type, major, minor, mode, uid, gid}]
+        "masked_paths": [],      # a /dev/null or an empty read-only tmpfs over each
+        "readonly_paths": [],    # bound onto themselves read-only
+        "sysctl": {},            # written to /proc/sys inside the new namespaces
+        "user": None,            # {uid, gid, additionalGids, umask}
+        "capabilities": None,    # {bounding: [...], effective: [...], ...}; None = keep all
+        "rlimits": [],           # [{type: "RLIMIT_NOFILE", soft, hard}]
+        "no_new_privileges": False,
+        "oom_score_adj": None,
+        "ns_paths": {},          # namespace name -> a /proc/PID/ns/* or bind-mounted file to setns(2)
+        "uid_mappings": None,    # [{containerID, hostID, size}]; None = userns_base/size
+        "gid_mappings": None,
+        "hooks": {},             # OCI hooks by name: [{path, args, env, timeout}]
+        "exec_fifo": False,      # OCI create: wait on <state_dir>/exec.fifo before exec
+        "console_socket": None,  # a unix socket to send the pty master to (SCM_RIGHTS)
+        "no_pivot": False,       # MS_MOVE + chroot instead of pivot_root (a ramfs root)
+        "pid_file": None,        # write the init's pid (as the host sees it) there
+        "bundle": None,          # the OCI bundle directory, for the state JSON
+        "annotations": {},
     }
 
     def __init__(self, **values):

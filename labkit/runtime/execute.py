@@ -14,12 +14,16 @@ from . import container as ct
 from .runner import EXIT_NOTFOUND, EXIT_SETUP
 
 
-def execute(cid, args, tty=False, interactive=False):
+def execute(cid, args, tty=False, interactive=False, process=None, pid_file=None):
+    """``process``: a function of the container's ContainerConfig returning
+    the one to use (env, cwd, user, capabilities... of an OCI exec)."""
     state = ct.load(cid)
     if state["status"] != "running":
         raise Conflict(f"container '{cid}' is not running (status: {state['status']})",
                        f"start a new one with `labkit run`, or see `labkit ps -a`")
     config = ct.config_of(state)
+    if process is not None:
+        config = process(config)
     pid = state["pid"]
     master = slave = None
     if tty:
@@ -28,7 +32,7 @@ def execute(cid, args, tty=False, interactive=False):
     r_err, w_err = os.pipe()
     child = os.fork()
     if child == 0:
-        _child(pid, state, config, args, slave, interactive or tty, w_err)
+        _child(pid, state, config, args, slave, interactive or tty, w_err, pid_file)
     os.close(w_err)
     if slave is not None:
         os.close(slave)
@@ -63,7 +67,7 @@ class _Failed(LabkitError):
         self.exit_code = code if code > 0 else EXIT_SETUP
 
 
-def _child(pid, state, config, args, slave, keep_stdin, w_err):
+def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None):
     code = EXIT_SETUP
     try:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -73,6 +77,10 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err):
             manager = cgroups.load(state["id"])
             if manager is not None:
                 manager.add(os.getpid())
+        process = None
+        if config.capabilities is not None or config.user or config.rlimits \
+                or config.no_new_privileges:
+            from .. import process   # before the join: the host's modules are gone after it
         namespaces.join(pid, config.namespaces)
         os.chdir(config.cwd)
         if "user" in config.namespaces:
@@ -80,6 +88,8 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err):
             os.setresuid(0, 0, 0)
         if "pid" in config.namespaces or "time" in config.namespaces:
             grandchild = os.fork()
+            if grandchild and pid_file:
+                _write_pid(pid_file, grandchild)
             if grandchild:
                 os.close(w_err)
                 for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
@@ -88,6 +98,8 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err):
                 c = os.waitstatus_to_exitcode(status)
                 os._exit(128 - c if c < 0 else c)
             syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        elif pid_file:
+            _write_pid(pid_file, os.getpid())
         if slave is not None:
             from . import tty as ttymod
             if "pid" in config.namespaces:
@@ -99,6 +111,8 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err):
         for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
                     signal.SIGHUP, signal.SIGQUIT):
             signal.signal(sig, signal.SIG_DFL)
+        if process is not None:
+            process.apply(config)
         env = dict(e.split("=", 1) for e in config.env if "=" in e)
         try:
             os.execvpe(args[0], args, env)
@@ -113,3 +127,10 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err):
             pass
     finally:
         os._exit(code)
+
+
+def _write_pid(path, pid):
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(str(pid))
+    os.rename(tmp, path)

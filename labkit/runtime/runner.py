@@ -60,6 +60,8 @@ def run(config):
     """Create and run a container; return its exit code (128+N for signal N)."""
     c = ct.Container(config)
     c.create()
+    if config.exec_fifo:   # OCI create: `start` opens it for reading
+        os.mkfifo(os.path.join(c.state_dir, "exec.fifo"), 0o622)
     if config.detach:
         return _detach(c)
     return Monitor(c).run()
@@ -75,6 +77,10 @@ def _detach(c):
         try:
             os.close(r)
             os.setsid()
+            if c.config.exec_fifo:
+                # OCI create: the container's process gets the caller's stdin,
+                # stdout and stderr (runc's pass-through), the monitor a log.
+                c.stdio = tuple(os.dup(fd) for fd in (0, 1, 2))
             null = os.open("/dev/null", os.O_RDWR)
             log = os.open(os.path.join(c.state_dir, "log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
             os.dup2(null, 0)
@@ -168,8 +174,10 @@ class Monitor:
         r_sync, w_sync = os.pipe()    # A/B -> parent: "user", "pid N", "err ..."
         r_go, w_go = os.pipe()        # parent -> A, then B: one byte each
         r_err, w_err = os.pipe()      # B -> parent: error line; EOF once exec'd
+        # OCI create: B says "R" once it is waiting on exec.fifo for `start`.
+        r_ready, w_ready = os.pipe() if cfg.exec_fifo else (None, None)
         console = console_peer = None
-        if cfg.tty:
+        if cfg.tty and not cfg.console_socket:
             from . import tty
             console, console_peer = tty.console_socket()
         stdin_null = None if (cfg.interactive or cfg.tty) else os.open("/dev/null", os.O_RDONLY)
@@ -178,14 +186,15 @@ class Monitor:
         if pid == 0:
             # Only the monitor may hold these: -d's "started" pipe must reach
             # EOF when the monitor closes it, not when the container exits.
-            for fd in (r_sync, w_go, r_err, self.started):
+            for fd in (r_sync, w_go, r_err, self.started, r_ready):
                 if fd is not None:
                     os.close(fd)
             if console is not None:
                 console.close()
+            self.w_ready = w_ready
             self._child_a(parent, w_sync, r_go, w_err, console_peer, stdin_null)
         self.child_a = pid
-        for fd in (w_sync, r_go, w_err, stdin_null):
+        for fd in (w_sync, r_go, w_err, stdin_null, w_ready) + tuple(getattr(self.c, "stdio", ())):
             if fd is not None:
                 os.close(fd)
         if console_peer is not None:
@@ -193,19 +202,36 @@ class Monitor:
         master = None
         try:
             self.c.pid = self._handshake(r_sync, w_go)
+            if cfg.pid_file:
+                from .execute import _write_pid
+                _write_pid(cfg.pid_file, self.c.pid)
             self._install_signal_forwarding()
-            self.c.save("created")
+            if not cfg.exec_fifo:
+                self.c.save("created")
             for stage in self.stages:
                 stage.attach(self.c, self.c.pid)
+            if cfg.hooks:
+                # prestart and createRuntime: on the host, once the namespaces
+                # exist and before the root is set up.
+                from ..oci import hooks
+                hooks.run_phase(cfg, ("prestart", "createRuntime"), self.c.pid, "creating")
             os.write(w_go, b"G")
             if console is not None:
                 master = tty.receive_master(console)
+            if r_ready is not None:
+                if os.read(r_ready, 1) == b"R":
+                    self.c.save("created")
+                    self._report("ok")   # `create` returns; B waits for `start`
             failure = _read_all(r_err).decode(errors="replace").strip()
             if failure:
                 code = self._wait()
                 raise SetupError(failure) if code == EXIT_SETUP else _ExecFailed(failure, code)
-            self.c.save("running")
+            if not cfg.exec_fifo or ct.start_time(self.c.pid) is not None:
+                self.c.save("running")
             self._report("ok")
+            if cfg.hooks.get("poststart") and not cfg.exec_fifo:
+                from ..oci import hooks
+                hooks.run_phase(cfg, ("poststart",), self.c.pid, "running")
             if master is not None:
                 tty.proxy(master, stdin=cfg.interactive)
             return self._wait()
@@ -214,7 +240,7 @@ class Monitor:
             self._report(str(e))
             return e.code
         finally:
-            for fd in (r_sync, w_go, r_err, master):
+            for fd in (r_sync, w_go, r_err, master, r_ready):
                 if fd is not None:
                     os.close(fd)
             if console is not None:
@@ -238,8 +264,10 @@ class Monitor:
     def _write_id_maps(self, pid):
         """uid 0..size-1 inside = userns_base.. outside: root in the container
         is an unprivileged user on the host (user_namespaces(7))."""
-        mapping = f"0 {self.config.userns_base} {self.config.userns_size}\n"
-        for name in ("uid_map", "gid_map"):
+        default = f"0 {self.config.userns_base} {self.config.userns_size}\n"
+        for name, maps in (("uid_map", self.config.uid_mappings), ("gid_map", self.config.gid_mappings)):
+            mapping = default if maps is None else "".join(
+                f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
             with open(f"/proc/{pid}/{name}", "w") as f:
                 f.write(mapping)
 
@@ -296,9 +324,23 @@ class Monitor:
             if os.getppid() != parent:
                 os._exit(EXIT_SETUP)
             os.setsid()   # out of the terminal's process group: the monitor forwards signals
+            for fd, saved in enumerate(getattr(self.c, "stdio", ())):
+                os.dup2(saved, fd)
+                os.close(saved)
             ns = self.config.namespaces
-            rest = namespaces.flags(ns - {"cgroup", "user"})
-            if "user" in ns:
+            joined = self.config.ns_paths
+            rest = namespaces.flags(ns - {"cgroup", "user"} - set(joined))
+            if joined:
+                # Namespaces given by path are joined, user first (it grants
+                # the rights to join the others), as setns(2) requires.
+                for name in namespaces.JOIN_ORDER:
+                    if name in joined:
+                        fd = os.open(joined[name], os.O_RDONLY | os.O_CLOEXEC)
+                        try:
+                            syscalls.setns(fd, namespaces.FLAGS[name])
+                        finally:
+                            os.close(fd)
+            if "user" in ns and "user" not in joined:
                 syscalls.unshare(syscalls.CLONE_NEWUSER)
                 os.write(w_sync, b"user\n")
                 if os.read(r_go, 1) != b"M":
@@ -348,6 +390,26 @@ class Monitor:
             if os.read(r_go, 1) != b"G":   # the monitor has attached the cgroup
                 os._exit(EXIT_SETUP)
             os.close(r_go)
+            cfg = self.config
+            fifo = None
+            if cfg.exec_fifo:
+                # Opened by path now, reopened for writing after the pivot
+                # through /proc/self/fd (the host's path is gone by then).
+                fifo = os.open(os.path.join(self.c.state_dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
+            if cfg.console_socket:
+                import socket
+                console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                console.connect(cfg.console_socket)
+            process = None
+            if cfg.capabilities is not None or cfg.user or cfg.rlimits or cfg.no_new_privileges \
+                    or cfg.oom_score_adj is not None:
+                from .. import process   # now: after the pivot the host's modules are gone
+            hook_state = None
+            if cfg.hooks.get("createContainer") or cfg.hooks.get("startContainer"):
+                from ..oci import hooks
+                # Our pid as the host sees it: the host's /proc, before the pivot.
+                hook_state = hooks.state(cfg, int(os.readlink("/proc/self")), "created")
+                self.c.before_pivot = lambda: hooks.run(cfg, "createContainer", hook_state)
             for stage in self.stages:
                 stage.child(self.c)
             if console is not None:
@@ -358,6 +420,19 @@ class Monitor:
                 tty.become_controlling(slave)
             elif stdin_null is not None:
                 os.dup2(stdin_null, 0)
+            if fifo is not None:
+                # OCI create is done: wait here, before exec, for `start`
+                # (opening a FIFO for writing blocks until a reader opens it).
+                os.write(self.w_ready, b"R")
+                os.close(self.w_ready)
+                w = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
+                os.write(w, b"0")
+                os.close(w)
+                os.close(fifo)
+            if hook_state is not None:
+                hooks.run(cfg, "startContainer", hook_state)
+            if process is not None:
+                process.apply(cfg)
             # Python ignores SIGPIPE and handles SIGINT; the program must not inherit that.
             for sig in (signal.SIGPIPE, signal.SIGXFSZ) + FORWARDED:
                 signal.signal(sig, signal.SIG_DFL)

@@ -27,7 +27,11 @@ class RootStage(Stage):
 
     def child(self, c):
         cfg = c.config
-        if cfg.pivot_root:
+        if cfg.mounts is not None:
+            # An OCI config.json: its own list of mounts, devices and paths.
+            from ..oci import rootfs as oci_rootfs
+            oci_rootfs.enter(c.rootfs, cfg, before_pivot=getattr(c, "before_pivot", None))
+        elif cfg.pivot_root:
             # c.binds: files other stages want bound over the new root's
             # (lxcfs's /proc/meminfo …). Only rootfs.enter knows the moment
             # between "/proc is mounted" and "the old root is gone".

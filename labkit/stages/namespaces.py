@@ -17,7 +17,7 @@ class NamespaceStage(Stage):
 
     def child(self, c):
         ns = c.config.namespaces
-        if "cgroup" in ns:
+        if "cgroup" in ns and "cgroup" not in c.config.ns_paths:
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
         if "uts" in ns and c.config.hostname:
             syscalls.sethostname(c.config.hostname)

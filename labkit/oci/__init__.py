@@ -1,0 +1,13 @@
+"""Stage 5, the container format: an OCI runtime bundle (config.json + rootfs)
+driven through the same stages as `labkit run`.
+
+    spec.py      the default config.json (`labkit-runtime spec`) and loading one
+    validate.py  the runtime-spec JSON schema, then checks of meaning
+    convert.py   config.json -> ContainerConfig (what runc calls specconv)
+    rootfs.py    mounts, devices, masked and read-only paths from config.json
+    hooks.py     prestart, createRuntime, ... poststop
+    state.py     the state JSON of the runtime spec; create/start/kill/delete
+
+Keep this file empty of imports: the container start path imports only the
+modules it needs.
+"""

@@ -1,0 +1,84 @@
+"""config.json -> ContainerConfig (runc calls this step "specconv").
+
+Runs after validate.py, so every value here has the right type and meaning;
+this module only translates names and units: OCI namespace types to
+/proc/PID/ns names, mount options to mount(2) flags, resources to the
+cgroups package's names, paths relative to the bundle to absolute ones.
+"""
+
+import os
+
+from ..runtime.config import ContainerConfig
+from .rootfs import parse_options
+from .validate import NS_TYPES
+
+# linux.resources -> ContainerConfig.resources (labkit/cgroups/resources.py names).
+RESOURCES = {
+    ("memory", "limit"): "memory", ("memory", "swap"): "memory_swap",
+    ("cpu", "shares"): "cpu_shares", ("cpu", "quota"): "cpu_quota", ("cpu", "period"): "cpu_period",
+    ("cpu", "cpus"): "cpuset_cpus", ("cpu", "mems"): "cpuset_mems",
+    ("pids", "limit"): "pids_limit",
+}
+
+
+def _mount(m, bundle):
+    flags, prop, data = parse_options(m.get("options"))
+    bind = m.get("type") == "bind" or bool(flags & 0x1000)   # MS_BIND
+    source = m.get("source") or ""
+    if bind and not source.startswith("/"):
+        source = os.path.join(bundle, source)
+    return {"destination": m["destination"], "type": m.get("type") or "none", "source": source,
+            "flags": flags, "propagation": prop, "data": data, "bind": bind}
+
+
+def resources(res):
+    out = {}
+    for (group, key), name in RESOURCES.items():
+        value = (res.get(group) or {}).get(key)
+        if value is not None:
+            out[name] = value
+    return out
+
+
+def to_config(cfg, bundle, cid):
+    """A ContainerConfig for container ``cid`` from a validated config.json."""
+    bundle = os.path.abspath(bundle)
+    proc = cfg["process"]
+    linux = cfg.get("linux") or {}
+    namespaces, ns_paths = set(), {}
+    for ns in linux.get("namespaces") or ():
+        name = NS_TYPES[ns["type"]]
+        namespaces.add(name)
+        if ns.get("path"):
+            ns_paths[name] = ns["path"]
+    mounts = [_mount(m, bundle) for m in cfg.get("mounts") or ()]
+    user = proc.get("user") or {}
+    devices = [{"path": d["path"], "type": d["type"], "major": d.get("major", 0), "minor": d.get("minor", 0),
+                "fileMode": d.get("fileMode"), "uid": d.get("uid"), "gid": d.get("gid")}
+               for d in linux.get("devices") or ()]
+    res = resources(linux.get("resources") or {})
+    if linux.get("cgroupsPath") and not res:
+        # A cgroup is made for limits; pids.max "max" asks for one that limits nothing.
+        res = {"pids_limit": -1}
+    return ContainerConfig(
+        id=cid, args=list(proc["args"]), env=list(proc.get("env") or ()), cwd=proc.get("cwd", "/"),
+        rootfs=os.path.join(bundle, cfg["root"]["path"]),
+        readonly_rootfs=bool(cfg["root"].get("readonly")),
+        namespaces=frozenset(namespaces), ns_paths=ns_paths,
+        hostname=cfg.get("hostname") or None,
+        mount_proc=any(m["type"] == "proc" for m in mounts), mounts=mounts, devices=devices,
+        masked_paths=list(linux.get("maskedPaths") or ()),
+        readonly_paths=list(linux.get("readonlyPaths") or ()),
+        sysctl=dict(linux.get("sysctl") or {}),
+        user={"uid": user.get("uid", 0), "gid": user.get("gid", 0),
+              "additionalGids": list(user.get("additionalGids") or ()), "umask": user.get("umask")},
+        capabilities=proc.get("capabilities"),
+        rlimits=list(proc.get("rlimits") or ()),
+        no_new_privileges=bool(proc.get("noNewPrivileges")),
+        oom_score_adj=proc.get("oomScoreAdj"),
+        uid_mappings=linux.get("uidMappings"), gid_mappings=linux.get("gidMappings"),
+        hooks=dict(cfg.get("hooks") or {}),
+        resources=res,
+        tty=bool(proc.get("terminal")), interactive=True,
+        bundle=bundle, annotations=dict(cfg.get("annotations") or {}),
+    )

@@ -1,0 +1,178 @@
+"""The runtime spec's operations on a container, and its state JSON.
+
+    create  everything is set up; the container's process waits, before the
+            exec of the user's program, on <state dir>/exec.fifo
+    start   open exec.fifo for reading: the process goes on and execs
+    state   {ociVersion, id, status, pid, bundle, annotations}
+    kill    a signal to the container's process
+    delete  remove what create made (state dir, cgroup, mounts); poststop hooks
+
+Status (creating, created, running, stopped) is read from the facts, as runc
+does, not only from what the monitor last wrote: the process is alive and
+exec.fifo exists -> created; alive, no fifo -> running; gone -> stopped.
+"""
+
+import os
+import signal
+
+from .. import home
+from ..errors import Conflict, LabkitError, NotFound
+from ..runtime import container as ct
+
+OCI_VERSION = "1.0.2"
+FIFO = "exec.fifo"
+
+
+def _fifo(cid):
+    return os.path.join(home.containers_dir(cid), FIFO)
+
+
+def load(cid):
+    """(labkit state dict, OCI status) of an existing container."""
+    ct.check_id(cid)
+    try:
+        st = ct.load(cid)
+    except NotFound:
+        raise NotFound(f"container {cid} does not exist", "`labkit-runtime list` shows the containers") from None
+    status = st["status"]
+    if status == "creating":
+        return st, "creating"
+    if status in ("created", "running", "stopping") and ct.alive(st.get("pid"), st.get("pid_start")):
+        return st, "created" if os.path.exists(_fifo(cid)) else "running"
+    return st, "stopped"
+
+
+def oci_state(cid):
+    st, status = load(cid)
+    cfg = st.get("config") or {}
+    return {"ociVersion": OCI_VERSION, "id": cid, "status": status,
+            "pid": st.get("pid") if status in ("created", "running") else 0,
+            "bundle": cfg.get("bundle") or "", "annotations": cfg.get("annotations") or {}}
+
+
+def config(bundle, cid, **runtime):
+    """Load, validate and convert <bundle>/config.json for container ``cid``."""
+    from . import convert, spec, validate
+    ct.check_id(cid)
+    if os.path.isdir(home.containers_dir(cid)):
+        raise Conflict(f"container with id exists: {cid}", f"delete it first: labkit-runtime delete {cid}")
+    cfg, raw = spec.load(bundle)
+    validate.validate(cfg, raw, bundle, cid)
+    c = convert.to_config(cfg, bundle, cid)
+    for key, value in runtime.items():
+        setattr(c, key, value)
+    return c
+
+
+def create(bundle, cid, pid_file=None, console_socket=None, no_pivot=False):
+    from ..runtime import runner
+    if console_socket:
+        console_socket = os.path.abspath(console_socket)
+    c = config(bundle, cid, exec_fifo=True, detach=True, console_socket=console_socket,
+               no_pivot=no_pivot, pid_file=os.path.abspath(pid_file) if pid_file else None)
+    if c.tty and not console_socket:
+        raise LabkitError("cannot allocate tty if labkit-runtime will detach without setting console socket",
+                          "give --console-socket PATH, or set process.terminal to false")
+    if console_socket and not c.tty:
+        raise LabkitError("--console-socket given but process.terminal is false",
+                          "set process.terminal to true in config.json, or drop --console-socket")
+    runner.run(c)
+    return c
+
+
+def start(cid):
+    st, status = load(cid)
+    if status != "created":
+        what = "has stopped" if status == "stopped" else f"is {status}"
+        raise Conflict(f"cannot start a container that {what}: {cid}",
+                       "only a created container can be started (labkit-runtime create)")
+    fd = os.open(_fifo(cid), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        _await_byte(fd, st)
+    finally:
+        os.close(fd)
+    os.unlink(_fifo(cid))
+    cfg = ct.config_of(st)
+    if cfg.hooks.get("poststart"):
+        from . import hooks
+        hooks.run_phase(cfg, ("poststart",), st["pid"], "running")
+
+
+def _await_byte(fd, st):
+    """Opening the fifo for reading released the init's open(O_WRONLY); it
+    writes one byte and execs. Wait for that byte while the init lives."""
+    import select
+    while True:
+        ready, _, _ = select.select([fd], [], [], 0.05)
+        if ready:
+            try:
+                if os.read(fd, 1):
+                    return
+            except BlockingIOError:
+                continue
+        if not ct.alive(st.get("pid"), st.get("pid_start")):
+            raise Conflict(f"container {st['id']} exited before it was started", "see its log; delete it")
+
+
+SIGNALS = {s.name: s.value for s in signal.Signals}
+
+
+def parse_signal(text):
+    """KILL, SIGKILL, kill or 9 -> 9."""
+    if text.isdigit():
+        return int(text)
+    name = text.upper()
+    name = name if name.startswith("SIG") else "SIG" + name
+    if name not in SIGNALS:
+        raise LabkitError(f"unknown signal {text!r}", "e.g. TERM, KILL, SIGHUP, 9")
+    return SIGNALS[name]
+
+
+def kill(cid, sig="SIGTERM"):
+    signum = parse_signal(sig)
+    st, status = load(cid)
+    if status not in ("created", "running"):
+        raise Conflict(f"container {cid} is not running (status: {status})", "nothing to signal")
+    os.kill(st["pid"], signum)
+
+
+def delete(cid, force=False):
+    import time
+    try:
+        st, status = load(cid)
+    except NotFound:
+        if force:
+            return
+        raise
+    if status == "running" and not force:
+        raise Conflict(f"cannot delete container {cid} that is not stopped: running",
+                       f"stop it (labkit-runtime kill {cid} KILL) or use delete --force")
+    if status in ("created", "running"):
+        try:
+            os.kill(st["pid"], signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    # Let the monitor tear its stages down (cgroup, mounts) before removing the rest.
+    deadline = time.monotonic() + 5
+    while ct.alive(st.get("monitor"), st.get("monitor_start")) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    cfg = ct.config_of(st) if st.get("config") else None
+    from ..runtime import lifecycle
+    lifecycle.collect(cid)
+    if cfg is not None and cfg.hooks.get("poststop"):
+        from . import hooks
+        hooks.run_phase(cfg, ("poststop",), 0, "stopped")
+
+
+def list_states():
+    out = []
+    for cid in ct.all_ids():
+        try:
+            st, status = load(cid)
+        except LabkitError:
+            continue
+        cfg = st.get("config") or {}
+        out.append({"ociVersion": OCI_VERSION, "id": cid, "pid": st.get("pid") if status in ("created", "running") else 0,
+                    "status": status, "bundle": cfg.get("bundle") or "", "rootfs": cfg.get("rootfs") or "",
+                    "created": st.get("created"), "owner": "root", "annotations": cfg.get("annotations") or {}})
+    return out

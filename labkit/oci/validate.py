@@ -1,0 +1,341 @@
+"""Is this config.json one labkit can run? Two passes, as runc's validate:
+
+1. the runtime spec's own JSON schema (Debian's
+   golang-github-opencontainers-specs-dev ships it): types, required fields,
+   enums. Importing jsonschema costs ~100 ms, so a config.json that passed
+   once is remembered by the sha256 of its bytes (and the schema's version)
+   in $LABKIT_HOME/cache/validated/ and not checked again;
+2. checks of meaning, cheap and always run: a list of small functions, each
+   naming the field path of what it refuses, e.g.
+   ``linux.namespaces[2].type: "pidd" is not a namespace type``. A field
+   labkit does not implement is refused (``<path>: not supported by labkit``),
+   never silently ignored.
+"""
+
+import os
+
+from .. import home
+from ..errors import LabkitError, NotFound
+
+SCHEMA_DIR = "/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema"
+NS_TYPES = {"pid": "pid", "network": "net", "ipc": "ipc", "mount": "mnt", "uts": "uts",
+            "user": "user", "cgroup": "cgroup", "time": "time"}
+HOOK_NAMES = ("prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop")
+
+# What labkit implements, object by object: any other key that holds a value
+# is refused by check_supported (an empty value counts as absent).
+SUPPORTED = {
+    "": {"ociVersion", "process", "root", "hostname", "mounts", "hooks", "annotations", "linux"},
+    "process": {"terminal", "user", "args", "env", "cwd", "capabilities", "rlimits",
+                "noNewPrivileges", "oomScoreAdj"},
+    "process.user": {"uid", "gid", "umask", "additionalGids"},
+    "root": {"path", "readonly"},
+    "linux": {"namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath", "resources",
+              "sysctl", "maskedPaths", "readonlyPaths"},
+    "linux.resources": {"memory", "cpu", "pids", "devices"},
+    "linux.resources.memory": {"limit", "swap"},
+    "linux.resources.cpu": {"shares", "quota", "period", "cpus", "mems"},
+    "linux.resources.pids": {"limit"},
+}
+
+
+def _p(path, key):
+    return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
+
+
+# ---- pass 1: the JSON schema ------------------------------------------
+
+def schema_version():
+    try:
+        with open(os.path.join(SCHEMA_DIR, "..", "specs-go", "version.go")) as f:
+            text = f.read()
+    except OSError:
+        text = ""
+    st = os.stat(os.path.join(SCHEMA_DIR, "config-schema.json"))
+    return f"{len(text)}-{st.st_size}-{int(st.st_mtime)}"
+
+
+def _cache_path(raw):
+    import hashlib
+    try:
+        version = schema_version()
+    except FileNotFoundError:
+        raise NotFound(f"the runtime-spec JSON schema is missing ({SCHEMA_DIR})",
+                       "apt-get install golang-github-opencontainers-specs-dev") from None
+    key = hashlib.sha256(version.encode() + b"\0" + raw).hexdigest()
+    return os.path.join(home.home(), "cache", "validated", key)
+
+
+def schema_errors(cfg):
+    """The schema's complaints, each as "field.path: message", best first."""
+    import json
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        import jsonschema
+        store = {}
+        for name in os.listdir(SCHEMA_DIR):
+            if name.endswith(".json"):
+                with open(os.path.join(SCHEMA_DIR, name)) as f:
+                    store["file://" + os.path.join(SCHEMA_DIR, name)] = json.load(f)
+        base = "file://" + os.path.join(SCHEMA_DIR, "config-schema.json")
+        schema = store[base]
+        resolver = jsonschema.RefResolver(base, schema, store=store)
+        cls = jsonschema.validators.validator_for(schema)
+        errors = sorted(cls(schema, resolver=resolver).iter_errors(cfg),
+                        key=lambda e: (len(e.absolute_path), str(list(e.absolute_path))))
+    out = []
+    for e in errors:
+        path = ""
+        for key in e.absolute_path:
+            path = _p(path, key)
+        out.append(f"{path or '(top level)'}: {e.message}")
+    return out
+
+
+def check_schema(cfg, raw):
+    """Pass 1, remembered per config.json content."""
+    cached = _cache_path(raw)
+    if os.path.exists(cached):
+        return
+    errors = schema_errors(cfg)
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise LabkitError(f"config.json: {errors[0]}{more}",
+                          "the runtime spec's config-schema.json says so; see `labkit-runtime spec`")
+    os.makedirs(os.path.dirname(cached), exist_ok=True)
+    open(cached, "w").close()
+
+
+# ---- pass 2: meaning ----------------------------------------------------
+
+def _bad(path, message):
+    return (path, message)
+
+
+def check_supported(cfg, bundle):
+    def walk(obj, path):
+        allowed = SUPPORTED.get(path)
+        if allowed is None or not isinstance(obj, dict):
+            return
+        for key, value in obj.items():
+            if key == "__id__":
+                continue
+            if key not in allowed:
+                if value not in (None, "", [], {}):
+                    yield _bad(_p(path, key), "not supported by labkit")
+            else:
+                yield from walk(value, _p(path, key))
+    yield from walk(cfg, "")
+
+
+def check_version(cfg, bundle):
+    v = cfg.get("ociVersion", "")
+    if not v.startswith("1."):
+        yield _bad("ociVersion", f"{v!r} is not a 1.x version of the runtime spec")
+
+
+def check_process(cfg, bundle):
+    proc = cfg.get("process")
+    if proc is None:
+        yield _bad("process", "missing: labkit-runtime needs a process to run")
+        return
+    if not proc.get("args"):
+        yield _bad("process.args", "must not be empty")
+    cwd = proc.get("cwd", "")
+    if not cwd.startswith("/"):
+        yield _bad("process.cwd", f"{cwd!r} must be an absolute path")
+    for i, e in enumerate(proc.get("env") or ()):
+        if "=" not in e:
+            yield _bad(f"process.env[{i}]", f"{e!r} is not NAME=VALUE")
+
+
+def check_capabilities(cfg, bundle):
+    from ..process import CAPABILITIES
+    caps = (cfg.get("process") or {}).get("capabilities") or {}
+    for kind, names in caps.items():
+        for i, name in enumerate(names or ()):
+            if name not in CAPABILITIES:
+                yield _bad(f"process.capabilities.{kind}[{i}]", f"{name!r} is not a capability")
+
+
+def check_rlimits(cfg, bundle):
+    from ..process import RLIMITS
+    seen = set()
+    for i, rl in enumerate((cfg.get("process") or {}).get("rlimits") or ()):
+        t = rl.get("type")
+        if t not in RLIMITS:
+            yield _bad(f"process.rlimits[{i}].type", f"{t!r} is not a resource of setrlimit(2)")
+        elif t in seen:
+            yield _bad(f"process.rlimits[{i}].type", f"{t} is given twice")
+        elif rl.get("soft", 0) > rl.get("hard", 0):
+            yield _bad(f"process.rlimits[{i}]", f"soft {rl['soft']} is above hard {rl['hard']}")
+        seen.add(t)
+
+
+def check_root(cfg, bundle):
+    root = cfg.get("root")
+    if not root or not root.get("path"):
+        yield _bad("root.path", "missing: where is the container's root filesystem?")
+        return
+    path = os.path.join(bundle, root["path"])
+    if not os.path.isdir(path):
+        yield _bad("root.path", f"{path} does not exist" if not os.path.exists(path)
+                   else f"{path} is not a directory")
+
+
+def _namespaces(cfg):
+    return (cfg.get("linux") or {}).get("namespaces") or []
+
+
+def check_namespaces(cfg, bundle):
+    seen = set()
+    for i, ns in enumerate(_namespaces(cfg)):
+        t = ns.get("type")
+        if t not in NS_TYPES:
+            yield _bad(f"linux.namespaces[{i}].type", f"{t!r} is not a namespace type")
+            continue
+        if t in seen:
+            yield _bad(f"linux.namespaces[{i}].type", f"{t} is given twice")
+        seen.add(t)
+        path = ns.get("path")
+        if path and not os.path.exists(path):
+            yield _bad(f"linux.namespaces[{i}].path", f"{path} does not exist")
+    if "mount" not in seen:
+        yield _bad("linux.namespaces", "a mount namespace is required by labkit "
+                   "(the rootfs is set up with pivot_root inside it)")
+    if cfg.get("hostname") and "uts" not in seen:
+        yield _bad("hostname", "needs a uts namespace, or it would be the host's hostname")
+    linux = cfg.get("linux") or {}
+    userns = "user" in seen
+    joined_user = any(ns.get("type") == "user" and ns.get("path") for ns in _namespaces(cfg))
+    for key in ("uidMappings", "gidMappings"):
+        if linux.get(key) and not userns:
+            yield _bad(f"linux.{key}", "needs a user namespace")
+        if userns and not joined_user and not linux.get(key):
+            yield _bad(f"linux.{key}", "missing: a new user namespace needs its id mappings")
+
+
+def _escapes(path):
+    depth = 0
+    for part in path.split("/"):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part and part != ".":
+            depth += 1
+    return False
+
+
+def check_mounts(cfg, bundle):
+    from .rootfs import FS_TYPES, MOUNT_FLAGS, PROPAGATION
+    for i, m in enumerate(cfg.get("mounts") or ()):
+        dest = m.get("destination", "")
+        where = f"mounts[{i}]"
+        if not dest.startswith("/"):
+            yield _bad(f"{where}.destination", f"{dest!r} must be an absolute path")
+        if _escapes(dest):
+            yield _bad(f"{where}.destination", f"{dest!r} leads outside the container's root")
+        opts = m.get("options") or []
+        bind = m.get("type") == "bind" or "bind" in opts or "rbind" in opts
+        if not bind and m.get("type") not in FS_TYPES:
+            yield _bad(f"{where}.type", f"{m.get('type')!r} is not supported by labkit "
+                       f"(it mounts {', '.join(FS_TYPES)})")
+        if bind:
+            src = m.get("source") or ""
+            full = src if src.startswith("/") else os.path.join(bundle, src)
+            if not os.path.exists(full):
+                yield _bad(f"{where}.source", f"{full} does not exist")
+        for j, o in enumerate(opts):
+            if m.get("type") in ("bind", None) and o not in MOUNT_FLAGS and o not in PROPAGATION:
+                yield _bad(f"{where}.options[{j}]", f"{o!r} is not a mount option")
+        if m.get("uidMappings") or m.get("gidMappings"):
+            yield _bad(f"{where}.uidMappings", "not supported by labkit (idmapped mounts)")
+
+
+def check_paths(cfg, bundle):
+    linux = cfg.get("linux") or {}
+    for key in ("maskedPaths", "readonlyPaths"):
+        for i, p in enumerate(linux.get(key) or ()):
+            if not p.startswith("/") or _escapes(p):
+                yield _bad(f"linux.{key}[{i}]", f"{p!r} must be an absolute path inside the container")
+
+
+# sysctl prefixes that belong to a namespace (runc's list), and which one.
+_SYSCTL_NS = (("kernel.msg", "ipc"), ("kernel.sem", "ipc"), ("kernel.shm", "ipc"),
+              ("fs.mqueue.", "ipc"), ("net.", "network"),
+              ("kernel.hostname", "uts"), ("kernel.domainname", "uts"))
+
+
+def check_sysctl(cfg, bundle):
+    kinds = {ns.get("type") for ns in _namespaces(cfg)}
+    for key, value in ((cfg.get("linux") or {}).get("sysctl") or {}).items():
+        where = f"linux.sysctl[{key!r}]"
+        if "/" in key or ".." in key or not key:
+            yield _bad(where, "a sysctl name is dot-separated words (net.ipv4.ip_forward)")
+            continue
+        ns = next((n for prefix, n in _SYSCTL_NS if key.startswith(prefix)), None)
+        if ns is None:
+            yield _bad(where, "not namespaced: it would change the host's kernel")
+        elif ns not in kinds:
+            yield _bad(where, f"needs a {ns} namespace, or it would change the host's")
+
+
+def check_resources(cfg, bundle):
+    linux = cfg.get("linux") or {}
+    res = linux.get("resources") or {}
+    for i, d in enumerate(res.get("devices") or ()):
+        # Only "deny everything" is honoured: /dev holds only the default and
+        # linux.devices nodes, and mknod needs CAP_MKNOD.
+        if d.get("allow") or d.get("type") not in (None, "a") or d.get("major") not in (None, -1) \
+                or d.get("minor") not in (None, -1):
+            yield _bad(f"linux.resources.devices[{i}]", "not supported by labkit "
+                       "(only the deny-all rule {\"allow\": false, \"access\": \"rwm\"})")
+    path = linux.get("cgroupsPath")
+    cid = cfg.get("__id__")
+    if path and path.strip("/") not in (f"labkit/{cid}",):
+        yield _bad("linux.cgroupsPath", f"{path!r} not supported by labkit: a container's cgroup is "
+                   f"always labkit/<id> (give \"labkit/{cid}\", or leave it out)")
+
+
+def check_devices(cfg, bundle):
+    for i, d in enumerate((cfg.get("linux") or {}).get("devices") or ()):
+        p = d.get("path", "")
+        if not p.startswith("/dev/") or _escapes(p):
+            yield _bad(f"linux.devices[{i}].path", f"{p!r} must be a path under /dev")
+        if d.get("type") != "p" and ("major" not in d or "minor" not in d):
+            yield _bad(f"linux.devices[{i}]", "a device needs major and minor")
+
+
+def check_hooks(cfg, bundle):
+    for name, hooks in (cfg.get("hooks") or {}).items():
+        if name not in HOOK_NAMES:
+            yield _bad(f"hooks.{name}", "not a hook of the runtime spec")
+            continue
+        for i, h in enumerate(hooks or ()):
+            if not h.get("path", "").startswith("/"):
+                yield _bad(f"hooks.{name}[{i}].path", "must be an absolute path")
+
+
+CHECKS = [check_version, check_supported, check_process, check_capabilities, check_rlimits,
+          check_root, check_namespaces, check_mounts, check_paths, check_sysctl,
+          check_resources, check_devices, check_hooks]
+
+
+def meaning_errors(cfg, bundle, cid=None):
+    cfg = dict(cfg, __id__=cid)
+    out = []
+    for check in CHECKS:
+        out += [f"{path}: {message}" for path, message in check(cfg, bundle)]
+    return out
+
+
+def validate(cfg, raw, bundle, cid=None):
+    """Both passes; raises one LabkitError naming the first problem's field."""
+    check_schema(cfg, raw)
+    errors = meaning_errors(cfg, bundle, cid)
+    if errors:
+        more = f" (and {len(errors) - 1} more: {'; '.join(errors[1:3])})" if len(errors) > 1 else ""
+        raise LabkitError(f"config.json: {errors[0]}{more}",
+                          "`labkit-runtime spec` writes a valid default to start from")

@@ -1,0 +1,151 @@
+"""The container's process as the OCI runtime spec describes it: rlimits,
+user and groups, capabilities, no_new_privs, OOM score — applied by the
+container's init just before it execs the program.
+
+Order matters, and follows from the man pages:
+
+  1. rlimits and oom_score_adj first: raising a hard limit or lowering the
+     OOM score needs CAP_SYS_RESOURCE, which may be dropped below;
+  2. the bounding set is trimmed (PR_CAPBSET_DROP) while we still hold
+     CAP_SETPCAP;
+  3. groups, gid, then uid — with PR_SET_KEEPCAPS, or setuid(2) to a non-zero
+     uid would empty the permitted set (capabilities(7), "Effect of user ID
+     changes on capabilities");
+  4. capset(2) sets effective, permitted and inheritable exactly;
+  5. ambient capabilities last: the kernel accepts one only if it is already
+     permitted and inheritable;
+  6. no_new_privs: from then on execve(2) can never grant more (no setuid bits,
+     no file capabilities).
+"""
+
+import ctypes
+import os
+import resource
+
+from . import syscalls
+from .errors import LabkitError
+
+# linux/capability.h: capability name -> bit number. The one table of names.
+CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
+    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW", "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG",
+    "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
+)
+CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
+
+# prctl(2) options
+PR_CAPBSET_READ = 23
+PR_CAPBSET_DROP = 24
+PR_SET_KEEPCAPS = 8
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_RAISE = 2
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+_LINUX_CAPABILITY_VERSION_3 = 0x20080522
+_SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(os.uname().machine, 126)
+
+# setrlimit(2) resources by their OCI names.
+RLIMITS = {
+    "RLIMIT_CPU": 0, "RLIMIT_FSIZE": 1, "RLIMIT_DATA": 2, "RLIMIT_STACK": 3, "RLIMIT_CORE": 4,
+    "RLIMIT_RSS": 5, "RLIMIT_NPROC": 6, "RLIMIT_NOFILE": 7, "RLIMIT_MEMLOCK": 8, "RLIMIT_AS": 9,
+    "RLIMIT_LOCKS": 10, "RLIMIT_SIGPENDING": 11, "RLIMIT_MSGQUEUE": 12, "RLIMIT_NICE": 13,
+    "RLIMIT_RTPRIO": 14, "RLIMIT_RTTIME": 15,
+}
+
+
+def cap_bits(names):
+    mask = 0
+    for name in names:
+        mask |= 1 << CAPABILITIES.index(name)
+    return mask
+
+
+def last_cap():
+    """The highest capability this kernel knows (newer names may be unknown to it)."""
+    try:
+        with open("/proc/sys/kernel/cap_last_cap") as f:
+            return int(f.read())
+    except OSError:
+        return len(CAPABILITIES) - 1
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def capset(effective, permitted, inheritable):
+    """capset(2) with 64-bit masks (version 3: two 32-bit halves)."""
+    hdr = _CapHeader(_LINUX_CAPABILITY_VERSION_3, 0)
+    data = (_CapData * 2)()
+    for i in (0, 1):
+        shift = 32 * i
+        data[i].effective = (effective >> shift) & 0xFFFFFFFF
+        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
+        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
+    libc = syscalls._libc
+    if libc.syscall(_SYS_CAPSET, ctypes.byref(hdr), ctypes.byref(data)) == -1:
+        err = ctypes.get_errno()
+        raise syscalls.SyscallError(err, "capset", f"eff={effective:#x} prm={permitted:#x} inh={inheritable:#x}")
+
+
+def apply_capabilities(caps):
+    top = last_cap()
+    known = lambda names: [n for n in names if CAPABILITIES.index(n) <= top]  # noqa: E731
+    bounding = cap_bits(known(caps.get("bounding", ())))
+    for bit in range(top + 1):
+        if not bounding & (1 << bit):
+            syscalls.prctl(PR_CAPBSET_DROP, bit)
+    return (cap_bits(known(caps.get("effective", ()))), cap_bits(known(caps.get("permitted", ()))),
+            cap_bits(known(caps.get("inheritable", ()))), known(caps.get("ambient", ())))
+
+
+def apply(config):
+    """Everything above, in order, for ``config`` (a ContainerConfig)."""
+    for rl in config.rlimits:
+        resource.setrlimit(RLIMITS[rl["type"]], (rl["soft"], rl["hard"]))
+    if config.oom_score_adj is not None:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(config.oom_score_adj))
+    caps = config.capabilities
+    sets = apply_capabilities(caps) if caps is not None else None
+    user = config.user
+    if user is not None:
+        if caps is not None:
+            syscalls.prctl(PR_SET_KEEPCAPS, 1)
+        os.setgroups(list(user.get("additionalGids") or []))
+        gid, uid = user.get("gid", 0), user.get("uid", 0)
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+        if user.get("umask") is not None:
+            os.umask(user["umask"])
+    if sets is not None:
+        effective, permitted, inheritable, ambient = sets
+        capset(effective, permitted, inheritable)
+        syscalls.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+        for name in ambient:
+            bit = 1 << CAPABILITIES.index(name)
+            # Only a capability both permitted and inheritable may be ambient
+            # (capabilities(7)); the default spec lists ambient ones that are
+            # not inheritable, which no runtime can honour.
+            if permitted & bit and inheritable & bit:
+                syscalls.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAPABILITIES.index(name))
+    if config.no_new_privileges:
+        syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+
+
+def check_names(names, where):
+    """For validation: each name must be in the table."""
+    for i, name in enumerate(names):
+        if name not in CAPABILITIES:
+            raise LabkitError(f"{where}[{i}]: {name!r} is not a capability",
+                              "names as in capabilities(7), e.g. CAP_NET_BIND_SERVICE")

@@ -1,0 +1,366 @@
+"""`labkit-runtime`: an OCI runtime with runc's command line.
+
+    labkit-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND ...
+
+    spec   [--bundle B]                       write a default config.json
+    create [-b B] [--pid-file F] [--console-socket S] [--no-pivot] ID
+    start  ID                                 state  ID
+    kill   ID [SIGNAL]                        delete [-f] ID
+    run    [-b B] [-d] [--pid-file F] [--console-socket S] [--no-pivot] [--keep] ID
+    list   [-q] [--format table|json]
+    exec   [-t] [-d] [--console-socket S] [--pid-file F] [--cwd D] [-e K=V] [-u UID[:GID]]
+           [--process FILE] ID [CMD ...]
+
+A small parser of its own instead of argparse: this is on the container
+start path, which is timed against runc (`import argparse` alone costs
+several milliseconds). The state of each container lives in
+$LABKIT_HOME/containers/<id> (where `labkit gc` finds it), or <root>/<id>.
+"""
+
+import os
+import sys
+
+from .errors import LabkitError
+
+USAGE = __doc__.split("\n\n")[1]
+
+# command -> {flag: (dest, takes a value)}; a dest ending in "+" collects a list.
+_B = {"--bundle": ("bundle", True), "-b": ("bundle", True)}
+_PID = {"--pid-file": ("pid_file", True)}
+_CONSOLE = {"--console-socket": ("console_socket", True)}
+_NOOP = {"--no-new-keyring": ("no_new_keyring", False), "--preserve-fds": ("preserve_fds", True),
+         "--no-subreaper": ("no_subreaper", False)}
+COMMANDS = {
+    "spec": dict(_B, **{"--rootless": ("rootless", False)}),
+    "create": dict(_B, **_PID, **_CONSOLE, **_NOOP, **{"--no-pivot": ("no_pivot", False)}),
+    "run": dict(_B, **_PID, **_CONSOLE, **_NOOP, **{"--no-pivot": ("no_pivot", False),
+                                                    "-d": ("detach", False), "--detach": ("detach", False),
+                                                    "--keep": ("keep", False)}),
+    "start": {}, "state": {},
+    "kill": {"-a": ("all", False), "--all": ("all", False)},
+    "delete": {"-f": ("force", False), "--force": ("force", False)},
+    "list": {"-q": ("quiet", False), "--quiet": ("quiet", False),
+             "-f": ("format", True), "--format": ("format", True)},
+    "exec": dict(_PID, **_CONSOLE, **{"-t": ("tty", False), "--tty": ("tty", False),
+                                      "-d": ("detach", False), "--detach": ("detach", False),
+                                      "--cwd": ("cwd", True), "-e": ("env+", True), "--env": ("env+", True),
+                                      "-u": ("user", True), "--user": ("user", True),
+                                      "-p": ("process", True), "--process": ("process", True),
+                                      "--no-new-privs": ("no_new_privs", False),
+                                      "-c": ("cap+", True), "--cap": ("cap+", True),
+                                      "-g": ("additional_gids+", True), "--additional-gids": ("additional_gids+", True),
+                                      "--preserve-fds": ("preserve_fds", True)}),
+}
+GLOBAL = {"--root": ("root", True), "--log": ("log", True), "--log-format": ("log_format", True),
+          "--debug": ("debug", False), "--systemd-cgroup": ("systemd_cgroup", False),
+          "--rootless": ("rootless", True), "--criu": ("criu", True)}
+# How many positional arguments each command takes (exec: the rest is the command).
+POSITIONAL = {"spec": 0, "create": 1, "run": 1, "start": 1, "state": 1, "kill": 2, "delete": 1,
+              "list": 0, "exec": -1}
+
+
+class Args:
+    def __init__(self):
+        self.positional = []
+
+
+def _take(flags, argv, i, a, stop_at_positional):
+    """Parse flags from argv[i:] into ``a``; returns the index where it stopped."""
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            a.positional += argv[i + 1:]
+            return len(argv)
+        name, eq, value = arg.partition("=")
+        if arg.startswith("-") and len(arg) > 1 and not (name.lstrip("-").isdigit() and name.startswith("-")):
+            if name not in flags:
+                raise LabkitError(f"flag provided but not defined: {name}", "see `labkit-runtime --help`")
+            dest, takes = flags[name]
+            if takes:
+                if not eq:
+                    i += 1
+                    if i >= len(argv):
+                        raise LabkitError(f"flag needs an argument: {name}")
+                    value = argv[i]
+            elif eq:
+                value = value.lower() not in ("false", "0")
+            else:
+                value = True
+            if dest.endswith("+"):
+                dest = dest[:-1]
+                value = getattr(a, dest, []) + [value]
+            setattr(a, dest, value)
+            i += 1
+            continue
+        if stop_at_positional:
+            return i
+        a.positional.append(arg)
+        i += 1
+    return i
+
+
+def parse(argv):
+    a = Args()
+    i = _take(GLOBAL, argv, 0, a, stop_at_positional=True)
+    if i >= len(argv):
+        raise LabkitError("no command given", "commands: " + ", ".join(COMMANDS))
+    a.command = argv[i]
+    if a.command in ("-h", "--help", "help"):
+        a.command = "help"
+        return a
+    if a.command not in COMMANDS:
+        raise LabkitError(f"No help topic for '{a.command}'", "commands: " + ", ".join(COMMANDS))
+    flags = COMMANDS[a.command]
+    if a.command == "exec":   # flags, the id, then the command and its own flags untouched
+        i = _take(flags, argv, i + 1, a, stop_at_positional=True)
+        a.positional = argv[i:]
+        if a.positional[1:2] == ["--"]:
+            a.positional = a.positional[:1] + a.positional[2:]
+    else:
+        _take(flags, argv, i + 1, a, stop_at_positional=False)
+    want = POSITIONAL[a.command]
+    if want == 1 and len(a.positional) != 1 or want == 0 and a.positional:
+        raise LabkitError(f"{a.command}: expected {want} argument{'s' if want != 1 else ''} "
+                          f"({'the container id' if want else 'none'}), got {len(a.positional)}",
+                          f"labkit-runtime {a.command} {'ID' if want else ''}".strip())
+    if want in (2, -1) and not a.positional:
+        raise LabkitError(f"{a.command}: the container id is missing", f"labkit-runtime {a.command} ID ...")
+    if a.command == "kill" and len(a.positional) > 2:
+        raise LabkitError("kill: expected ID [SIGNAL]")
+    return a
+
+
+def _unsupported(a):
+    if getattr(a, "systemd_cgroup", False):
+        raise LabkitError("--systemd-cgroup is not supported by labkit",
+                          "labkit manages its cgroups itself under labkit/<id>; drop the flag")
+    if str(getattr(a, "rootless", "false")).lower() not in ("false", "auto"):
+        raise LabkitError("--rootless is not supported by labkit", "run it as root")
+    if getattr(a, "preserve_fds", "0") not in ("0", 0, None):
+        raise LabkitError("--preserve-fds is not supported by labkit", "pass data on stdin or a bind mount")
+
+
+def cmd_spec(a):
+    from .oci import spec
+    spec.write_default(getattr(a, "bundle", None) or ".")
+    return 0
+
+
+def cmd_create(a):
+    from .oci import state
+    state.create(getattr(a, "bundle", None) or ".", a.positional[0], pid_file=getattr(a, "pid_file", None),
+                 console_socket=getattr(a, "console_socket", None), no_pivot=getattr(a, "no_pivot", False))
+    return 0
+
+
+def cmd_run(a):
+    from .oci import state
+    cid = a.positional[0]
+    bundle = getattr(a, "bundle", None) or "."
+    if getattr(a, "detach", False):
+        state.create(bundle, cid, pid_file=getattr(a, "pid_file", None),
+                     console_socket=getattr(a, "console_socket", None), no_pivot=getattr(a, "no_pivot", False))
+        try:
+            state.start(cid)
+        except LabkitError:
+            state.delete(cid, force=True)
+            raise
+        return 0
+    from .runtime import runner
+    sock = getattr(a, "console_socket", None)
+    pid_file = getattr(a, "pid_file", None)
+    keep = getattr(a, "keep", False)
+    c = state.config(bundle, cid, remove=not keep, console_socket=os.path.abspath(sock) if sock else None,
+                     no_pivot=getattr(a, "no_pivot", False),
+                     pid_file=os.path.abspath(pid_file) if pid_file else None)
+    code = runner.run(c)
+    if c.hooks.get("poststop"):
+        from .oci import hooks
+        hooks.run_phase(c, ("poststop",), 0, "stopped")
+    return code
+
+
+def cmd_start(a):
+    from .oci import state
+    state.start(a.positional[0])
+    return 0
+
+
+def cmd_state(a):
+    import json
+    from .oci import state
+    print(json.dumps(state.oci_state(a.positional[0]), indent="  "))
+    return 0
+
+
+def cmd_kill(a):
+    from .oci import state
+    state.kill(a.positional[0], a.positional[1] if len(a.positional) > 1 else "SIGTERM")
+    return 0
+
+
+def cmd_delete(a):
+    from .oci import state
+    state.delete(a.positional[0], force=getattr(a, "force", False))
+    return 0
+
+
+def cmd_list(a):
+    import json
+    from .oci import state
+    states = state.list_states()
+    if getattr(a, "quiet", False):
+        for s in states:
+            print(s["id"])
+        return 0
+    fmt = getattr(a, "format", "table")
+    if fmt == "json":
+        print(json.dumps(states))
+        return 0
+    if fmt != "table":
+        raise LabkitError(f"invalid format option {fmt!r}", "use --format table or json")
+    import time
+    print(f"{'ID':<14}{'PID':<10}{'STATUS':<10}{'BUNDLE':<40}{'CREATED':<30}OWNER")
+    for s in states:
+        created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s["created"] or 0))
+        print(f"{s['id']:<14}{s['pid']:<10}{s['status']:<10}{s['bundle']:<40}{created:<30}{s['owner']}")
+    return 0
+
+
+def _exec_process(a):
+    """The ContainerConfig edit an exec asks for: --process FILE, or the flags."""
+    import json
+    proc = {}
+    if getattr(a, "process", None):
+        try:
+            with open(a.process) as f:
+                proc = json.load(f)
+        except (OSError, ValueError) as e:
+            raise LabkitError(f"--process {a.process}: {e}", "give a JSON file holding a config.json 'process'")
+        if not proc.get("args"):
+            raise LabkitError(f"--process {a.process}: process.args must not be empty")
+    user = None
+    if getattr(a, "user", None):
+        uid, _, gid = a.user.partition(":")
+        if not uid.isdigit() or (gid and not gid.isdigit()):
+            raise LabkitError(f"--user {a.user}: expected UID[:GID] as numbers")
+        user = {"uid": int(uid), "gid": int(gid or 0)}
+    extra_env = list(getattr(a, "env", []))
+    for e in extra_env:
+        if "=" not in e:
+            raise LabkitError(f"--env {e}: expected NAME=VALUE")
+
+    def edit(config):
+        if proc:
+            config.env = list(proc.get("env") or ())
+            config.cwd = proc.get("cwd") or config.cwd
+            if "capabilities" in proc:
+                config.capabilities = proc["capabilities"]
+            if "user" in proc:
+                config.user = {"uid": proc["user"].get("uid", 0), "gid": proc["user"].get("gid", 0),
+                               "additionalGids": proc["user"].get("additionalGids") or [],
+                               "umask": proc["user"].get("umask")}
+            if "rlimits" in proc:
+                config.rlimits = proc["rlimits"]
+            if "noNewPrivileges" in proc:
+                config.no_new_privileges = proc["noNewPrivileges"]
+        config.env = config.env + extra_env
+        if getattr(a, "cwd", None):
+            config.cwd = a.cwd
+        if user is not None:
+            config.user = dict(config.user or {}, **user)
+        if getattr(a, "additional_gids", None):
+            config.user = dict(config.user or {"uid": 0, "gid": 0},
+                               additionalGids=[int(g) for g in a.additional_gids])
+        if getattr(a, "cap", None):
+            caps = config.capabilities or {}
+            config.capabilities = {k: sorted(set(caps.get(k, [])) | set(a.cap))
+                                   for k in ("bounding", "effective", "permitted")}
+        if getattr(a, "no_new_privs", False):
+            config.no_new_privileges = True
+        return config
+    args = proc.get("args") if proc else a.positional[1:]
+    tty = bool(proc.get("terminal")) if proc else getattr(a, "tty", False)
+    return edit, args, tty
+
+
+def cmd_exec(a):
+    from .runtime import execute
+    from .oci import state
+    cid = a.positional[0]
+    _, status = state.load(cid)
+    if status != "running":
+        raise LabkitError(f"cannot exec in a container that is {status}: {cid}", "start it first")
+    edit, args, tty = _exec_process(a)
+    if not args:
+        raise LabkitError("exec: the command is missing", f"labkit-runtime exec {cid} CMD ...")
+    if getattr(a, "console_socket", None):
+        raise LabkitError("exec --console-socket is not supported by labkit", "use exec -t for a terminal")
+    pid_file = os.path.abspath(a.pid_file) if getattr(a, "pid_file", None) else None
+    if getattr(a, "detach", False):
+        if tty:
+            raise LabkitError("exec -d with a terminal is not supported by labkit", "drop -t or -d")
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                os.setsid()
+                code = execute.execute(cid, args, tty=False, interactive=True, process=edit, pid_file=pid_file)
+            except BaseException:
+                pass
+            finally:
+                os._exit(code)
+        if pid_file:   # returns once the process exists, as runc's exec -d
+            import time
+            deadline = time.monotonic() + 5
+            while not os.path.exists(pid_file) and time.monotonic() < deadline:
+                time.sleep(0.002)
+        return 0
+    return execute.execute(cid, args, tty=tty, interactive=True, process=edit, pid_file=pid_file)
+
+
+def _log(a, message):
+    path = getattr(a, "log", None)
+    if not path:
+        return
+    import time
+    try:
+        with open(path, "a") as f:
+            if getattr(a, "log_format", "text") == "json":
+                import json
+                f.write(json.dumps({"level": "error", "msg": message,
+                                    "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
+            else:
+                f.write(f"time=\"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\" level=error msg=\"{message}\"\n")
+    except OSError:
+        pass
+
+
+def main(argv=None, prog="labkit-runtime"):
+    argv = sys.argv[1:] if argv is None else argv
+    a = None
+    try:
+        a = parse(argv)
+        if a.command == "help":
+            print(USAGE)
+            return 0
+        _unsupported(a)
+        if getattr(a, "log_format", "text") not in ("text", "json"):
+            raise LabkitError(f"invalid log-format: {a.log_format}", "use text or json")
+        if getattr(a, "root", None):
+            os.environ["LABKIT_STATE_ROOT"] = os.path.abspath(a.root)
+            os.makedirs(a.root, 0o711, exist_ok=True)
+        if a.command != "spec" and os.geteuid() != 0:
+            raise LabkitError(f"{prog} {a.command} needs root", "run it with sudo")
+        return globals()["cmd_" + a.command](a) or 0
+    except LabkitError as e:
+        print(f"{prog}: {e}", file=sys.stderr)
+        if a is not None:
+            _log(a, str(e))
+        return 1 if getattr(e, "exit_code", 1) in (0, 125) else e.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
