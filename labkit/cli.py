@@ -88,6 +88,13 @@ def _parser():
     cm.add_argument("-o", "--output", metavar="FILE", help="write the layer tar to FILE instead")
     cm.set_defaults(func=cmd_commit)
 
+    oci = sub.add_parser(
+        "oci", help="the OCI runtime: spec, create, start, state, kill, delete, run, list, exec",
+        description="An OCI runtime driven by a bundle's config.json, with runc's command line "
+        "(the same as the labkit-runtime command): labkit oci [--root DIR] COMMAND ...", add_help=False)
+    oci.add_argument("args", nargs=argparse.REMAINDER, help="runc's arguments, e.g. run -b BUNDLE ID")
+    oci.set_defaults(func=cmd_oci)
+
     gc = sub.add_parser("gc", help="remove every leftover of dead containers: mounts, cgroups, state")
     gc.set_defaults(func=cmd_gc)
 
@@ -249,6 +256,11 @@ def cmd_commit(a):
     return 0
 
 
+def cmd_oci(a):
+    from . import runtime_cli
+    return runtime_cli.main(a.args, prog="labkit oci")
+
+
 def cmd_gc(a):
     _need_root("labkit gc")
     from .runtime import lifecycle
@@ -300,6 +312,9 @@ def cmd_url(a):
 
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["oci"]:   # runc's own flags (--root, --help ...) pass through untouched
+        from . import runtime_cli
+        return runtime_cli.main(argv[1:], prog="labkit oci")
     try:
         args = _parser().parse_args(argv)
         return args.func(args) or 0

@@ -53,7 +53,9 @@ COMMANDS = {
 }
 GLOBAL = {"--root": ("root", True), "--log": ("log", True), "--log-format": ("log_format", True),
           "--debug": ("debug", False), "--systemd-cgroup": ("systemd_cgroup", False),
-          "--rootless": ("rootless", True), "--criu": ("criu", True)}
+          "--rootless": ("rootless", True), "--criu": ("criu", True),
+          "--help": ("help", False), "-h": ("help", False), "--version": ("version", False),
+          "-v": ("version", False)}
 # How many positional arguments each command takes (exec: the rest is the command).
 POSITIONAL = {"spec": 0, "create": 1, "run": 1, "start": 1, "state": 1, "kill": 2, "delete": 1,
               "list": 0, "exec": -1}
@@ -102,6 +104,9 @@ def _take(flags, argv, i, a, stop_at_positional):
 def parse(argv):
     a = Args()
     i = _take(GLOBAL, argv, 0, a, stop_at_positional=True)
+    if getattr(a, "help", False) or getattr(a, "version", False):
+        a.command = "help" if getattr(a, "help", False) else "version"
+        return a
     if i >= len(argv):
         raise LabkitError("no command given", "commands: " + ", ".join(COMMANDS))
     a.command = argv[i]
@@ -343,6 +348,11 @@ def main(argv=None, prog="labkit-runtime"):
         a = parse(argv)
         if a.command == "help":
             print(USAGE)
+            return 0
+        if a.command == "version":
+            from . import __version__
+            from .oci.spec import OCI_VERSION
+            print(f"{prog} version {__version__}\nspec: {OCI_VERSION}")
             return 0
         _unsupported(a)
         if getattr(a, "log_format", "text") not in ("text", "json"):

@@ -46,6 +46,7 @@ packages=(
     python3 python3-venv make
     busybox-static procps iproute2 util-linux kmod
     lxcfs runc user-mode-linux
+    golang-github-opencontainers-specs-dev
 )
 # Test tools: `vagrant validate` and shellcheck, plus the Python libraries
 # cloud-init's schema validator imports (the Python part of cloud-init's own
@@ -128,6 +129,10 @@ if [ "$(readlink /usr/local/bin/labkit 2>/dev/null)" != "$venv/bin/labkit" ]; th
     ln -sfn "$venv/bin/labkit" /usr/local/bin/labkit
 else
     say "labkit command present"
+fi
+if [ "$(readlink /usr/local/bin/labkit-runtime 2>/dev/null)" != "$venv/bin/labkit-runtime" ]; then
+    say "linking /usr/local/bin/labkit-runtime -> $venv/bin/labkit-runtime"
+    ln -sfn "$venv/bin/labkit-runtime" /usr/local/bin/labkit-runtime
 fi
 
 # 4. The base root filesystem (cached; rebuilt only when missing).
