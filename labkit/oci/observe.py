@@ -14,6 +14,7 @@ Two passes per bundle:
    the state JSON before and after start.
 """
 
+import copy
 import json
 import os
 import shutil
@@ -363,3 +364,59 @@ def differences(a, b, bundle):
     """{fact: (a, b)} where two observations of ``bundle`` disagree."""
     ca, cb = comparable(a, bundle), comparable(b, bundle)
     return {k: (ca.get(k), cb.get(k)) for k in sorted(set(ca) | set(cb)) if ca.get(k) != cb.get(k)}
+
+
+# --- differences the runtime spec allows ----------------------------------------
+
+class Allowed:
+    """A difference between runtimes the runtime spec leaves open: ``name``,
+    the ``reason`` (what the spec says), and ``normalize(facts, config)``
+    which rewrites the part allowed to differ the same way on both sides."""
+
+    def __init__(self, name, reason, normalize):
+        self.name, self.reason, self.normalize = name, reason, normalize
+
+
+def _masked_file_mounts(facts, config):
+    # A masked *file* is a bind mount of a null character device over it; the
+    # spec only asks that it cannot be read (the "masked" probe checks that).
+    # runc binds the container's own /dev/null (on its /dev tmpfs, rw); crun
+    # binds the host's (devtmpfs, ro). Keep the mount point, drop type and flag.
+    # (A masked directory is an empty read-only tmpfs everywhere: compared as is.)
+    masked = set(config["linux"].get("maskedPaths", []))
+    if "mounts" in facts:
+        facts["mounts"] = sorted(
+            f"{line.split()[0]} <null device>"
+            if line.split()[0] in masked and line.split(None, 1)[1] != "tmpfs ro" else line
+            for line in facts["mounts"])
+
+
+def _hook_status(facts, config):
+    # runtime-spec 1.0.2 (runtime.md, Lifecycle) runs prestart hooks during
+    # `create`, after the environment is made, and passes "the state of the
+    # container" on stdin without fixing its status at that point: runc says
+    # "creating", crun "created". Either is allowed.
+    if facts.get("hook.status") in ("creating", "created"):
+        facts["hook.status"] = "creating|created"
+
+
+ALLOWED = [
+    Allowed("masked-file-device",
+            "maskedPaths: files are masked with a bind mount of a null device; which one is the "
+            "runtime's choice (spec: the path MUST not be readable)", _masked_file_mounts),
+    Allowed("prestart-hook-status",
+            "the state a prestart hook reads may say 'creating' or 'created' "
+            "(the spec does not fix the status during create)", _hook_status),
+]
+
+
+def allowed_view(facts, bundle, config):
+    """The comparable facts with every allowance applied, and the names of
+    the allowances that changed something."""
+    view, used = comparable(facts, bundle), []
+    for a in ALLOWED:
+        before = copy.deepcopy(view)
+        a.normalize(view, config)
+        if view != before:
+            used.append(a.name)
+    return view, used

@@ -8,8 +8,8 @@ For every bundle variant (labkit/oci/bundles.py):
   computed from the config and the host, never typed by hand.
 * ``test_same_facts_as_runc[runtime-variant]`` — labkit-runtime (and crun when
   installed) shows the same facts as runc, the reference implementation,
-  except the differences the runtime spec allows, listed in ``ALLOWED`` by
-  name with their reason. The allowances used are printed with each test.
+  except the differences the runtime spec allows, listed in
+  ``labkit.oci.observe.ALLOWED`` by name with their reason. The allowances used are printed with each test.
 
 The labkit half is skipped only when ``labkit.runtime_cli`` cannot be
 imported; crun only when it is not installed.
@@ -29,63 +29,6 @@ from labkit.oci import bundles, observe
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 
 VARIANTS = [v.name for v in bundles.VARIANTS]
-
-
-# --- allowed differences -----------------------------------------------------
-
-class Allowed:
-    """A difference between runtimes the runtime spec leaves open: ``name``,
-    the ``reason`` (what the spec says), and ``normalize(facts, config)``
-    which rewrites the part allowed to differ the same way on both sides."""
-
-    def __init__(self, name, reason, normalize):
-        self.name, self.reason, self.normalize = name, reason, normalize
-
-
-def _masked_file_mounts(facts, config):
-    # A masked *file* is a bind mount of a null character device over it; the
-    # spec only asks that it cannot be read (the "masked" probe checks that).
-    # runc binds the container's own /dev/null (on its /dev tmpfs, rw); crun
-    # binds the host's (devtmpfs, ro). Keep the mount point, drop type and flag.
-    # (A masked directory is an empty read-only tmpfs everywhere: compared as is.)
-    masked = set(config["linux"].get("maskedPaths", []))
-    if "mounts" in facts:
-        facts["mounts"] = sorted(
-            f"{line.split()[0]} <null device>"
-            if line.split()[0] in masked and line.split(None, 1)[1] != "tmpfs ro" else line
-            for line in facts["mounts"])
-
-
-def _hook_status(facts, config):
-    # runtime-spec 1.0.2 (runtime.md, Lifecycle) runs prestart hooks during
-    # `create`, after the environment is made, and passes "the state of the
-    # container" on stdin without fixing its status at that point: runc says
-    # "creating", crun "created". Either is allowed.
-    if facts.get("hook.status") in ("creating", "created"):
-        facts["hook.status"] = "creating|created"
-
-
-ALLOWED = [
-    Allowed("masked-file-device",
-            "maskedPaths: files are masked with a bind mount of a null device; which one is the "
-            "runtime's choice (spec: the path MUST not be readable)", _masked_file_mounts),
-    Allowed("prestart-hook-status",
-            "the state a prestart hook reads may say 'creating' or 'created' "
-            "(the spec does not fix the status during create)", _hook_status),
-]
-
-
-def allowed_view(facts, bundle, config):
-    """The comparable facts with every allowance applied, and the names of
-    the allowances that changed something."""
-    import copy
-    view, used = observe.comparable(facts, bundle), []
-    for a in ALLOWED:
-        before = copy.deepcopy(view)
-        a.normalize(view, config)
-        if view != before:
-            used.append(a.name)
-    return view, used
 
 
 # --- fixtures ------------------------------------------------------------------
@@ -190,8 +133,8 @@ def test_same_facts_as_runc(runtime, variant, made, observed):
     _runtime_or_skip("runc")
     b = made(variant)
     ref, other = observed("runc", variant), observed(runtime, variant)
-    (a, used_a), (o, used_o) = (allowed_view(ref, b.path, b.config),
-                                allowed_view(other, b.path, b.config))
+    (a, used_a), (o, used_o) = (observe.allowed_view(ref, b.path, b.config),
+                                observe.allowed_view(other, b.path, b.config))
     raw = observe.differences(ref, other, b.path)
     if raw:
         print(f"{variant}: raw differences {sorted(raw)}; allowances applied: "
