@@ -56,13 +56,16 @@ def schema_version():
 
 
 def _cache_path(raw):
-    import hashlib
+    try:   # the builtin module: hashlib would load OpenSSL (~5 ms) for one digest
+        from _sha256 import sha256
+    except ImportError:
+        from hashlib import sha256
     try:
         version = schema_version()
     except FileNotFoundError:
         raise NotFound(f"the runtime-spec JSON schema is missing ({SCHEMA_DIR})",
                        "apt-get install golang-github-opencontainers-specs-dev") from None
-    key = hashlib.sha256(version.encode() + b"\0" + raw).hexdigest()
+    key = sha256(version.encode() + b"\0" + raw).hexdigest()
     return os.path.join(home.home(), "cache", "validated", key)
 
 

@@ -89,6 +89,27 @@ class Container:
         os.rename(tmp, os.path.join(self.state_dir, "state.json"))
 
 
+def remove_tree(top):
+    """rm -r, without importing shutil (and with it bz2, lzma, fnmatch) on
+    the start path. os.walk does not follow symlinks: a link is removed,
+    never what it points to."""
+    for base, dirs, files in os.walk(top, topdown=False):
+        for name in files + [d for d in dirs if os.path.islink(os.path.join(base, d))]:
+            try:
+                os.unlink(os.path.join(base, name))
+            except FileNotFoundError:
+                pass
+        for name in dirs:
+            try:
+                os.rmdir(os.path.join(base, name))
+            except (FileNotFoundError, NotADirectoryError):
+                pass
+    try:
+        os.rmdir(top)
+    except FileNotFoundError:
+        pass
+
+
 def load(cid):
     """The state of container ``cid``, with ``status`` brought up to date."""
     path = os.path.join(home.containers_dir(cid), "state.json")

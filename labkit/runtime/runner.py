@@ -164,8 +164,7 @@ class Monitor:
     def _finish(self, code):
         self.c.exit_code = code
         if self.config.remove:
-            import shutil
-            shutil.rmtree(self.c.state_dir, ignore_errors=True)
+            ct.remove_tree(self.c.state_dir)
         else:
             self.c.save("stopped")
 

@@ -1,0 +1,148 @@
+"""The runtime spec's lifecycle through labkit-runtime: create -> created (the
+process waits before exec), start -> running, kill, delete; the illegal
+transitions; nothing left after delete; `labkit gc` after a SIGKILL."""
+
+import json
+import os
+import signal
+import time
+
+from labkit import home
+from labkit.runtime import container as ct
+
+from .conftest import cgroup_dirs
+
+
+def _cmdline(pid):
+    with open(f"/proc/{pid}/cmdline", "rb") as f:
+        return f.read().split(b"\0")[0].decode()
+
+
+def _wait(predicate, timeout=10):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_create_waits_until_start(bundle):
+    bundle.config["process"]["args"] = ["/bin/sh", "-c", "echo started; exec sleep 300"]
+    r = bundle.create("lc1")
+    assert r.returncode == 0, r.stderr
+    st = bundle.state("lc1")
+    assert st["status"] == "created" and st["id"] == "lc1" and st["bundle"] == bundle.path
+    assert set(st) == {"ociVersion", "id", "status", "pid", "bundle", "annotations"}
+    pid = st["pid"]
+    assert os.path.exists(f"/proc/{pid}")
+    time.sleep(0.3)
+    # Still the runtime's own init, not the user's program: nothing was printed.
+    assert "python" in _cmdline(pid) and bundle.output("lc1") == ""
+    assert bundle.runtime("start", "lc1").returncode == 0
+    _wait(lambda: bundle.output("lc1") == "started\n")
+    st = bundle.state("lc1")
+    assert st["status"] == "running" and st["pid"] == pid
+    _wait(lambda: _cmdline(pid).endswith("sleep"))
+
+    r = bundle.runtime("start", "lc1")   # start twice
+    assert r.returncode != 0 and "lc1" in r.stderr
+    r = bundle.runtime("delete", "lc1")   # running, no --force
+    assert r.returncode != 0 and "not stopped" in r.stderr
+    assert bundle.runtime("kill", "lc1", "KILL").returncode == 0
+    _wait(lambda: bundle.state("lc1")["status"] == "stopped")
+    r = bundle.runtime("kill", "lc1")   # kill of a stopped container
+    assert r.returncode != 0 and "not running" in r.stderr
+    assert bundle.runtime("delete", "lc1").returncode == 0
+    assert not os.path.exists(home.containers_dir("lc1"))
+    r = bundle.runtime("state", "lc1")
+    assert r.returncode != 0 and "does not exist" in r.stderr
+
+
+def test_kill_signal_names(bundle):
+    bundle.config["process"]["args"] = ["/bin/sh", "-c", "trap 'exit 7' USR1; while :; do sleep 0.05; done"]
+    assert bundle.create("lc2").returncode == 0
+    assert bundle.runtime("start", "lc2").returncode == 0
+    pid = bundle.state("lc2")["pid"]
+    assert bundle.runtime("kill", "lc2", "SIGUSR1").returncode == 0
+    _wait(lambda: not ct.alive(pid, ct.start_time(pid)) or bundle.state("lc2")["status"] == "stopped")
+    r = bundle.runtime("kill", "lc2", "NOSUCHSIG")
+    assert r.returncode != 0
+
+
+def test_create_twice_and_delete_created(bundle):
+    assert bundle.create("lc3").returncode == 0
+    r = bundle.create("lc3")
+    assert r.returncode != 0 and "exists" in r.stderr
+    assert bundle.state("lc3")["status"] == "created"
+    assert bundle.runtime("delete", "lc3").returncode == 0   # as runc: a created container may be deleted
+    assert not os.path.exists(home.containers_dir("lc3"))
+
+
+def test_run_exit_code_and_output(bundle):
+    bundle.config["process"]["args"] = ["/bin/sh", "-c", "echo out; echo err >&2; exit 3"]
+    bundle.write()
+    r = bundle.runtime("run", "lc4")
+    assert (r.returncode, r.stdout) == (3, "out\n") and "err\n" in r.stderr
+    assert not os.path.exists(home.containers_dir("lc4"))   # run removes what it made
+
+
+def test_run_detached_then_list(bundle):
+    bundle.config["process"]["args"] = ["sleep", "300"]
+    bundle.write()
+    bundle.ids.append("lc5")
+    r = bundle.detached("run", "-d", "--pid-file", "p", "lc5")
+    assert r.returncode == 0, r.stderr
+    st = bundle.state("lc5")
+    assert st["status"] == "running"
+    with open(os.path.join(bundle.path, "p")) as f:
+        assert int(f.read()) == st["pid"]
+    listed = json.loads(bundle.runtime("list", "--format", "json").stdout)
+    assert any(s["id"] == "lc5" and s["status"] == "running" for s in listed)
+    assert "lc5" in bundle.runtime("list", "-q").stdout.split()
+    r = bundle.runtime("exec", "lc5", "cat", "/proc/1/cmdline")
+    assert r.returncode == 0 and r.stdout.startswith("sleep")
+    assert bundle.runtime("delete", "-f", "lc5").returncode == 0
+    assert not os.path.exists(home.containers_dir("lc5"))
+
+
+def test_cgroup_made_and_removed(bundle):
+    bundle.config["linux"]["resources"]["memory"] = {"limit": 64 << 20}
+    bundle.config["linux"]["resources"]["pids"] = {"limit": 20}
+    bundle.config["process"]["args"] = ["sleep", "300"]
+    assert bundle.create("lc6").returncode == 0
+    dirs = cgroup_dirs("lc6")
+    assert any("/memory/" in d for d in dirs) or any("unified" not in d for d in dirs)
+    pid = bundle.state("lc6")["pid"]
+    with open(f"/proc/{pid}/cgroup") as f:
+        assert "labkit/lc6" in f.read()
+    for d in dirs:
+        if os.path.exists(os.path.join(d, "memory.limit_in_bytes")):
+            with open(os.path.join(d, "memory.limit_in_bytes")) as f:
+                assert int(f.read()) == 64 << 20
+    assert bundle.runtime("delete", "--force", "lc6").returncode == 0
+    assert cgroup_dirs("lc6") == []
+    assert not os.path.exists(home.containers_dir("lc6"))
+
+
+def test_gc_after_sigkill_of_monitor(bundle, labkit_cli):
+    bundle.config["process"]["args"] = ["sleep", "300"]
+    bundle.config["linux"]["resources"]["pids"] = {"limit": 20}
+    assert bundle.create("lc7").returncode == 0
+    with open(os.path.join(home.containers_dir("lc7"), "state.json")) as f:
+        saved = json.load(f)
+    os.kill(saved["monitor"], signal.SIGKILL)
+    _wait(lambda: not ct.alive(saved["pid"], saved["pid_start"]))   # the init dies with it
+    r = labkit_cli("gc")
+    assert r.returncode == 0 and "lc7" in r.stdout
+    assert not os.path.exists(home.containers_dir("lc7"))
+    assert cgroup_dirs("lc7") == []
+
+
+def test_root_option_keeps_state_there(bundle, tmp_path):
+    root = str(tmp_path / "state")
+    bundle.write()
+    bundle.ids.append("lc8")
+    r = bundle.detached("--root", root, "create", "lc8")
+    assert r.returncode == 0, r.stderr
+    assert os.path.isdir(os.path.join(root, "lc8")) and not os.path.exists(home.containers_dir("lc8"))
+    assert bundle.runtime("--root", root, "delete", "lc8").returncode == 0
+    assert not os.path.exists(os.path.join(root, "lc8"))
