@@ -1,8 +1,8 @@
 """The cgroup test cases again, on a real cgroup v2 kernel: user-mode Linux.
 
-The host here may be v1 or hybrid; tests/cgroups then runs there as is and
-here once more inside UML, where only the unified hierarchy exists, so both
-versions are proven on every run of the suite.
+The host here may be v1 or hybrid; tests/cgroups and tests/test_cgroups_run.py
+then run there as is and here once more inside UML, where only the unified
+hierarchy exists, so both versions are proven on every run of the suite.
 """
 
 import importlib.util
@@ -16,6 +16,9 @@ harness = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(harness)
 
 CGROUP_TESTS = os.path.join(os.path.dirname(__file__), "cgroups")
+# The runner end to end with limits and --lxcfs: the base rootfs is read
+# through hostfs; overlay is not needed.
+RUN_TESTS = os.path.join(os.path.dirname(__file__), "test_cgroups_run.py")
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("LABKIT_IN_UML") == "1",
@@ -31,7 +34,7 @@ PROBE = os.path.join(os.path.dirname(__file__), "uml", "probe_v2.py")
 @pytest.fixture(scope="module")
 def uml_run():
     # One boot for both checks: the v2 probe and the shared test cases.
-    result = harness.run_pytest(["-q", "-rA", PROBE, CGROUP_TESTS], timeout=270)
+    result = harness.run_pytest(["-q", "-rA", PROBE, CGROUP_TESTS, RUN_TESTS], timeout=420)
     print(f"uml: boot {result.boot_seconds} s, total {result.total_seconds} s")
     return result
 
@@ -39,6 +42,11 @@ def uml_run():
 def test_cgroup_cases_pass_on_v2(uml_run):
     assert uml_run.exit_code == 0, uml_run.output[-6000:] or uml_run.console[-3000:]
     assert " passed" in uml_run.output and " failed" not in uml_run.output
+
+
+def test_runner_with_limits_passes_on_v2(uml_run):
+    assert "PASSED tests/test_cgroups_run.py::test_limits_are_in_the_cgroup_files_while_it_runs" \
+        in uml_run.output, uml_run.output[-6000:] or uml_run.console[-3000:]
 
 
 def test_mode_inside_uml_is_v2(uml_run):

@@ -265,14 +265,24 @@ def cpu_quota(cpus=0.5, rootfs="base", seconds=2.0, warmup=0.3, hz=20, attempts=
                 mode=cgroups.mode(), series=series)
 
 
+def _has_cpuset():
+    from ..cgroups import hierarchy
+    layout = hierarchy.detect()
+    return "cpuset" in (layout.v1 if layout.version == 1 else layout.v2_controllers)
+
+
 def cpu_shares(shares=(256, 768), rootfs="base", seconds=3.0, warmup=0.3, hz=20):
     """Two busy containers pinned to one cpu with --cpu-shares 256 and 768
     (cpu.weight 10 and 30 on v2) split that cpu about 1:3."""
     pin = one_cpu()
-    opts = [["--cpu-shares", str(s)] + (["--cpuset-cpus", pin] if pin is not None else [])
-            for s in shares]
-    with api.Container(BUSY, rootfs=rootfs, extra=opts[0], name=_name("share")) as a, \
-            api.Container(BUSY, rootfs=rootfs, extra=opts[1], name=_name("share")) as b:
+    opts = [["--cpu-shares", str(s)] for s in shares]
+    busy = BUSY
+    if pin is not None and _has_cpuset():
+        opts = [o + ["--cpuset-cpus", pin] for o in opts]
+    elif pin is not None:
+        busy = f"exec taskset -c {pin} sh -c '{BUSY}'"    # no cpuset controller: plain affinity
+    with api.Container(busy, rootfs=rootfs, extra=opts[0], name=_name("share")) as a, \
+            api.Container(busy, rootfs=rootfs, extra=opts[1], name=_name("share")) as b:
         managers = [_manager(a), _manager(b)]
         time.sleep(warmup)
         series = _cpu_series(managers, seconds, hz)
@@ -287,7 +297,7 @@ def cpu_shares(shares=(256, 768), rootfs="base", seconds=3.0, warmup=0.3, hz=20)
                 # Other load on that cpu takes its part; the split between
                 # the two is what the shares decide.
                 ratio is not None and abs(ratio - want) <= 0.2 * want,
-                command=" & ".join(f"labkit run {' '.join(o)} -- sh -c '{BUSY}'" for o in opts),
+                command=" & ".join(f"labkit run {' '.join(o)} -- sh -c \"{busy}\"" for o in opts),
                 shares=list(shares), pinned_cpu=pin, cpu_usec=used, ratio=ratio,
                 expected_ratio=want, percent_together=round(total, 1), mode=cgroups.mode(),
                 series=series)
