@@ -400,7 +400,48 @@ def _hook_status(facts, config):
         facts["hook.status"] = "creating|created"
 
 
+# config-linux.md, "Default Devices": the runtime MUST supply these; whether
+# by mknod in the /dev tmpfs or by bind-mounting the host's node is its choice
+# (runc binds only inside a user namespace, labkit always).
+DEFAULT_DEVICES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/random", "/dev/urandom", "/dev/tty",
+                   "/dev/console", "/dev/ptmx")
+
+
+def _default_devices(facts, config):
+    if "mounts" in facts:
+        facts["mounts"] = [m for m in facts["mounts"] if m.split()[0] not in DEFAULT_DEVICES]
+
+
+def _cgroup_mount(facts, config):
+    # A mount of type "cgroup" at /sys/fs/cgroup is one line of config.json; on a
+    # v1 or hybrid host it becomes a tmpfs with one mount per hierarchy, a layout
+    # the spec does not describe. runc leaves the tmpfs rw (the hierarchies ro)
+    # and omits the cgroup2 hierarchy of a hybrid host; labkit makes the tmpfs ro
+    # too and includes it. The per-controller mounts are still compared.
+    if "mounts" in facts and any(m.get("type") == "cgroup" for m in config.get("mounts", [])):
+        facts["mounts"] = sorted(
+            "/sys/fs/cgroup tmpfs" if m.startswith("/sys/fs/cgroup tmpfs ") else m
+            for m in facts["mounts"] if not m.startswith("/sys/fs/cgroup/unified cgroup2 "))
+
+
+def _home(facts, config):
+    # process.env is "the environment" (config.md); the spec adds nothing to it.
+    # runc and crun add HOME from the container's /etc/passwd when it is absent.
+    if not any(e.startswith("HOME=") for e in config["process"].get("env", [])):
+        facts.pop("env.HOME", None)
+
+
 ALLOWED = [
+    Allowed("default-devices-by-bind",
+            "the default devices (/dev/null, zero, full, random, urandom, tty…) may be made with "
+            "mknod or bind-mounted from the host (config-linux.md, Default Devices)", _default_devices),
+    Allowed("cgroup-v1-mount-layout",
+            "how a 'cgroup' mount is laid out on a v1/hybrid host (the tmpfs's ro flag, whether the "
+            "cgroup2 hierarchy is included) is not in the spec; each controller's mount is compared",
+            _cgroup_mount),
+    Allowed("home-not-added",
+            "HOME is not in process.env: the spec adds nothing to the environment; runc and crun "
+            "add HOME from /etc/passwd, labkit-runtime leaves it out", _home),
     Allowed("masked-file-device",
             "maskedPaths: files are masked with a bind mount of a null device; which one is the "
             "runtime's choice (spec: the path MUST not be readable)", _masked_file_mounts),
