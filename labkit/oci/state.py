@@ -76,7 +76,14 @@ def create(bundle, cid, pid_file=None, console_socket=None, no_pivot=False):
     if console_socket and not c.tty:
         raise LabkitError("--console-socket given but process.terminal is false",
                           "set process.terminal to true in config.json, or drop --console-socket")
-    runner.run(c)
+    try:
+        runner.run(c)
+    except BaseException:
+        # A failed create leaves nothing behind (the monitor has torn its stages down).
+        from ..runtime import lifecycle
+        if os.path.isdir(home.containers_dir(cid)):
+            lifecycle.collect(cid)
+        raise
     return c
 
 

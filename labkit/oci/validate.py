@@ -202,7 +202,7 @@ def check_namespaces(cfg, bundle):
             yield _bad(f"linux.namespaces[{i}].type", f"{t} is given twice")
         seen.add(t)
         path = ns.get("path")
-        if path and not os.path.exists(path):
+        if path and not os.path.lexists(path):
             yield _bad(f"linux.namespaces[{i}].path", f"{path} does not exist")
     if "mount" not in seen:
         yield _bad("linux.namespaces", "a mount namespace is required by labkit "

@@ -19,6 +19,7 @@ def rootfs_copy(rootfs):
     from labkit import builder
     from labkit.overlay import full_copy
     d = tempfile.mkdtemp(prefix="lkrt-rootfs-")
+    os.chmod(d, 0o755)   # reachable by a user namespace's root too
     full_copy(builder.resolve(rootfs), os.path.join(d, "rootfs"))
     yield os.path.join(d, "rootfs")
     shutil.rmtree(d, ignore_errors=True)
@@ -76,13 +77,16 @@ class Bundle:
 
 
 @pytest.fixture
-def bundle(rootfs_copy, tmp_path):
+def bundle(rootfs_copy):
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    b = Bundle(str(tmp_path), rootfs_copy)
+    d = tempfile.mkdtemp(prefix="lkrt-bundle-")
+    os.chmod(d, 0o755)   # reachable by a user namespace's root too
+    b = Bundle(d, rootfs_copy)
     yield b
     for cid in b.ids:
         b.runtime("delete", "--force", cid)
+    shutil.rmtree(d, ignore_errors=True)
 
 
 def cgroup_dirs(cid):

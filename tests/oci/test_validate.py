@@ -1,0 +1,123 @@
+"""Bad config.json files are refused with one line naming the field path,
+before anything is created on the host; an untrusted bundle never mounts
+outside its rootfs."""
+
+import copy
+import os
+
+import pytest
+
+from labkit import home
+from labkit.oci import validate
+from labkit.oci.rootfs import secure_join
+
+
+def _edit(path, value):
+    """An edit setting config[path...] = value (path: keys and indexes)."""
+    def edit(cfg):
+        obj = cfg
+        for key in path[:-1]:
+            obj = obj[key]
+        if value is _DELETE:
+            del obj[path[-1]]
+        else:
+            obj[path[-1]] = value
+    return edit
+
+
+_DELETE = object()
+
+BAD = [
+    ("wrong type", _edit(["process", "args"], "sh"), "process.args"),
+    ("unknown ns type", _edit(["linux", "namespaces", 2], {"type": "pidd"}), "linux.namespaces[2]"),
+    ("missing args", _edit(["process", "args"], []), "process.args: must not be empty"),
+    ("no process", _edit(["process"], _DELETE), "process"),
+    ("unsupported field", _edit(["linux", "seccomp"], {"defaultAction": "SCMP_ACT_ALLOW"}),
+     "linux.seccomp: not supported by labkit"),
+    ("unsupported process field", _edit(["process", "apparmorProfile"], "x"),
+     "process.apparmorProfile: not supported by labkit"),
+    ("escaping mount", _edit(["mounts", 0, "destination"], "/../../../etc/x"),
+     "mounts[0].destination"),
+    ("relative cwd", _edit(["process", "cwd"], "tmp"), "process.cwd"),
+    ("no rootfs", _edit(["root", "path"], "nowhere"), "root.path"),
+    ("bad capability", _edit(["process", "capabilities", "bounding", 0], "CAP_FLY"),
+     "process.capabilities.bounding[0]"),
+    ("bad rlimit", _edit(["process", "rlimits", 0, "type"], "RLIMIT_FOO"), "process.rlimits[0].type"),
+    ("host sysctl", _edit(["linux", "sysctl"], {"vm.swappiness": "10"}), "linux.sysctl['vm.swappiness']"),
+    ("sysctl path", _edit(["linux", "sysctl"], {"net/../../x": "1"}), "linux.sysctl['net/../../x']"),
+    ("userns without maps", lambda c: c["linux"]["namespaces"].append({"type": "user"}), "linux.uidMappings"),
+    ("cgroupsPath elsewhere", _edit(["linux", "cgroupsPath"], "/system.slice/x"), "linux.cgroupsPath"),
+    ("hook not absolute", _edit(["hooks"], {"prestart": [{"path": "sh"}]}), "hooks.prestart[0].path"),
+]
+
+
+@pytest.mark.parametrize("name,edit,expected", BAD, ids=[b[0] for b in BAD])
+def test_bad_config_is_refused_naming_the_field(bundle, name, edit, expected):
+    cfg = copy.deepcopy(bundle.config)
+    edit(cfg)
+    bundle.write(cfg)
+    cid = "bad-" + name.replace(" ", "-")
+    r = bundle.runtime("create", cid)
+    assert r.returncode != 0
+    line = r.stderr.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert expected in line, line
+    assert not os.path.exists(home.containers_dir(cid))   # nothing half-created
+
+
+def test_not_json(bundle):
+    with open(os.path.join(bundle.path, "config.json"), "w") as f:
+        f.write("{not json")
+    r = bundle.runtime("run", "x")
+    assert r.returncode != 0 and "not valid JSON" in r.stderr
+
+
+def test_schema_check_is_cached(bundle):
+    bundle.write()
+    with open(os.path.join(bundle.path, "config.json"), "rb") as f:
+        raw = f.read()
+    cached = validate._cache_path(raw)
+    if os.path.exists(cached):
+        os.unlink(cached)
+    assert bundle.runtime("run", "cache1").returncode == 0
+    assert os.path.exists(cached)
+    # The meaning checks run every time, cache or not.
+    assert validate.meaning_errors(bundle.config, bundle.path) == []
+
+
+def test_schema_errors_come_from_the_schema():
+    errors = validate.schema_errors({"ociVersion": "1.0.2", "process": {"cwd": 5, "args": ["x"]},
+                                     "root": {"path": "r"}})
+    assert any(e.startswith("process.cwd:") for e in errors), errors
+
+
+def test_secure_join_stays_inside(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.symlink("/", root / "up")
+    os.symlink("../../../../tmp", root / "etc" / "rel")
+    for path in ("/../../x", "/up/etc/passwd", "/etc/rel/y", "up/../../z"):
+        joined = secure_join(str(root), path)
+        assert (joined + "/").startswith(str(root) + "/"), (path, joined)
+
+
+def test_symlink_in_rootfs_cannot_lead_a_mount_out(bundle, rootfs_copy, tmp_path):
+    """A link in the (untrusted) rootfs pointing at a host directory: the
+    mount lands inside the rootfs, the host directory stays untouched."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    link = os.path.join(rootfs_copy, "tmp", "escape")
+    os.symlink(str(outside), link)
+    try:
+        bundle.config["mounts"].append({"destination": "/tmp/escape", "type": "tmpfs", "source": "tmpfs",
+                                        "options": ["size=1m"]})
+        bundle.config["process"]["args"] = ["/bin/sh", "-c", "echo inside > /tmp/escape/f"]
+        bundle.write()
+        r = bundle.runtime("run", "esc1")
+        assert r.returncode == 0, r.stderr
+        assert os.listdir(outside) == []
+    finally:
+        os.unlink(link)
+        leftover = os.path.join(rootfs_copy, str(outside).lstrip("/"))
+        if os.path.isdir(leftover):   # the mount point made inside the copy
+            os.removedirs(leftover) if not os.listdir(leftover) else None
