@@ -164,3 +164,21 @@ def test_notebook_interrupt_through_the_api(rootfs, tmp_path):
     assert proc.returncode != 0                     # the cell raised KeyboardInterrupt
     assert ct.start_time(pid) is None               # the container is gone ...
     assert "cell-interrupted" not in ct.all_ids()   # ... and so is its state (--rm)
+
+
+def test_without_pid_namespace_children_die_with_the_container(rootfs):
+    """No PID namespace: the kernel does not kill the init's children when it
+    exits; labkit kills the init's session."""
+    with api.Container("sleep 3011 & sleep 3012 & wait", ns="net,mnt", name="nopidns") as c:
+        time.sleep(0.3)
+        kids = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).startswith("sleep 301")]
+        assert len(kids) == 2
+    assert all(ct.start_time(p) is None for p in kids)
+
+
+def _cmdline(pid):
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""

@@ -15,6 +15,29 @@ def fact(name, layer, check, inside, outside, ok, **extra):
     return d
 
 
+class host_link:
+    """A dummy network interface on the host for the duration of a fact, so
+    that "the container sees the host's interfaces" (or does not) is tested
+    against one we know exists — even on a host whose only interface is lo.
+    ``name`` is None where the kernel has no dummy driver."""
+
+    def __init__(self):
+        import os
+        self.name = f"lkfact{os.getpid() % 100000}"
+
+    def __enter__(self):
+        import subprocess
+        made = subprocess.run(["ip", "link", "add", self.name, "type", "dummy"], capture_output=True)
+        if made.returncode != 0:
+            self.name = None
+        return self.name
+
+    def __exit__(self, *exc):
+        import subprocess
+        if self.name:
+            subprocess.run(["ip", "link", "del", self.name], capture_output=True)
+
+
 def lines(text):
     return [line.strip() for line in text.strip().splitlines() if line.strip()]
 

@@ -92,6 +92,9 @@ def collect(cid):
     """Remove whatever a stopped or dead container left: its processes, its
     mounts on the host, its cgroup, its state directory."""
     state = ct.load(cid)
+    if ct.alive(state.get("pid"), state.get("pid_start")) and \
+            "pid" not in (state.get("config") or {}).get("namespaces", ["pid"]):
+        ct.kill_session(state["pid"])
     _kill(state.get("pid"), state.get("pid_start"), signal.SIGKILL)
     _kill(state.get("monitor"), state.get("monitor_start"), signal.SIGKILL)
     report = []
@@ -166,7 +169,7 @@ def leftovers():
         found += [f"netns {n}" for n in os.listdir("/run/netns") if "labkit" in n or n.startswith("lk")]
     me = os.getpid()
     for pid in filter(str.isdigit, os.listdir("/proc")):
-        if int(pid) == me:
+        if int(pid) == me or ct.start_time(pid) is None:   # a zombie holds nothing
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -177,7 +180,7 @@ def leftovers():
         if b"-m" in argv and b"labkit" in argv[argv.index(b"-m") + 1:argv.index(b"-m") + 2]:
             found.append(f"process {pid} {b' '.join(argv).decode(errors='replace')}")
         elif root.startswith(home.home()):
-            found.append(f"process {pid} in a container root {root}")
+            found.append(f"process {pid} in a container root {root}: {b' '.join(argv).decode(errors='replace')}")
     containers = home.containers_dir()
     if os.path.isdir(containers):
         found += [f"container state {c}" for c in os.listdir(containers)]

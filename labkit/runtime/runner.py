@@ -310,6 +310,8 @@ class Monitor:
         self.child_a = None
         code = os.waitstatus_to_exitcode(status)
         self.c.exit_code = 128 - code if code < 0 else code
+        if self.c.pid and "pid" not in self.config.namespaces:
+            ct.kill_session(self.c.pid)   # with a PID namespace the kernel does this
         self.c.pid = None
         return self.c.exit_code
 
