@@ -15,8 +15,8 @@ crun refuses this hybrid-cgroup host, so it runs inside
 the wrapper's own cost (the same command exec'ing /bin/true) is measured and shown.
 
 labkit's start is also split into phases: interpreter start, imports (python
--X importtime), and — when the runtime prints them with LABKIT_TRACE=1 —
-its own phase marks ("labkit-trace: PHASE MONOTONIC_NS" lines on stderr).
+-X importtime), and syscall marks from ``strace -f -ttt`` (first fork,
+pivot_root, the exec of /bin/true, exits).
 
 Usage: python bench/start.py [--runs N] [--json FILE]
 """
@@ -39,7 +39,6 @@ sys.path.insert(0, os.path.dirname(HERE))
 from labkit.oci import bundles, observe  # noqa: E402
 
 TARGET = 0.7          # the issue's goal: labkit at most 0.7 x runc's time
-TRACE = re.compile(r"^labkit-trace:\s+(\S+)\s+(\d+)\s*$")
 
 
 def timed(argv, env=None):
@@ -119,45 +118,98 @@ def ratios(times):
     return out
 
 
-def import_cost(module="labkit.runtime_cli"):
-    """Cumulative import time (ms) of ``module`` and its imports, from -X importtime."""
-    r = subprocess.run([sys.executable, "-X", "importtime", "-c", f"import {module}"],
-                       capture_output=True, text=True, env=observe._env())
+def import_cost(root, bundle):
+    """Import time (ms) during a real `labkit-runtime run`, from -X importtime:
+    the total of the top-level imports, and the heaviest of them."""
+    argv = [sys.executable, "-X", "importtime", "-m", "labkit.runtime_cli", "--root", root,
+            "run", "--bundle", bundle, f"labkit-bench-{uuid.uuid4().hex[:8]}"]
+    r = subprocess.run(argv, capture_output=True, text=True, env=observe._env())
+    top = {}
     for line in r.stderr.splitlines():
-        parts = [p.strip() for p in line.split("|")]
-        if len(parts) == 3 and parts[2] == module:
-            return int(parts[1]) / 1000
-    return None
+        parts = line.split("|")
+        # top level: the module name follows the bar after exactly one space
+        if len(parts) == 3 and parts[0].startswith("import time:") and parts[1].strip().isdigit() \
+                and not parts[2].startswith("  "):
+            top[parts[2].strip()] = int(parts[1]) / 1000
+    heaviest = dict(sorted(top.items(), key=lambda kv: -kv[1])[:5])
+    return sum(top.values()), heaviest
+
+
+STRACE_CALLS = "execve,clone,clone3,fork,vfork,unshare,pivot_root,exit_group"
+STRACE_LINE = re.compile(r"^(\d+)\s+(\d+\.\d+)\s+(\w+)\((.*)")
+
+
+def strace_marks(path):
+    """From `strace -f -ttt` output: when the runtime started, first forked,
+    called pivot_root, exec'd the container's process, and when that process
+    and the runtime exited (seconds, strace's own clock)."""
+    first = {}
+    main_pid = proc_pid = None
+    marks = {}
+    with open(path) as f:
+        for line in f:
+            m = STRACE_LINE.match(line)
+            if not m or "resumed>" in line:
+                continue
+            pid, t, call, args = int(m.group(1)), float(m.group(2)), m.group(3), m.group(4)
+            if main_pid is None:
+                main_pid, marks["start"] = pid, t
+            if call in ("clone", "clone3", "fork", "vfork"):
+                first.setdefault("fork", t)
+            elif call == "pivot_root":
+                first.setdefault("pivot_root", t)
+            elif call == "execve" and pid != main_pid:
+                proc_pid, marks["exec"] = pid, t       # the last exec is the container's process
+            elif call == "exit_group":
+                if pid == proc_pid:
+                    marks["process_exit"] = t
+                if pid == main_pid:
+                    marks["end"] = t
+    marks.update(first)
+    return marks
+
+
+PHASES = [("interpreter, imports, config, cgroups (to the first fork)", "start", "fork"),
+          ("namespaces, rootfs mounts (fork to pivot_root)", "fork", "pivot_root"),
+          ("after pivot_root: masks, caps, exec", "pivot_root", "exec"),
+          ("the container's /bin/true", "exec", "process_exit"),
+          ("teardown (process exit to runtime exit)", "process_exit", "end")]
 
 
 def phases(rt, bundle, runs=10):
-    """labkit's start split in phases (medians, ms)."""
-    env = dict(observe._env(), LABKIT_TRACE="1")
+    """labkit's start split in phases (medians, ms): interpreter start alone,
+    import cost (-X importtime), and syscall marks from strace (-f -ttt;
+    strace slows every syscall down, so these phases add up to more than the
+    untraced total)."""
     root = tempfile.mkdtemp(prefix="labkit-bench-root-")
-    interp, marks, totals = [], {}, []
+    interp, totals, per_phase = [], [], {name: [] for name, _, _ in PHASES}
+    strace = shutil.which("strace")
+    env = observe._env()
     try:
         for _ in range(runs):
             interp.append(timed([sys.executable, "-c", "pass"])[0])
-            cid = f"labkit-bench-{uuid.uuid4().hex[:8]}"
-            t0 = time.monotonic_ns()
-            t, r = timed(rt.command(root, "run", "--bundle", bundle, cid), env)
-            end = t0 + int(t * 1e9)
-            totals.append(t)
-            prev = t0
-            for line in r.stderr.decode(errors="replace").splitlines():
-                m = TRACE.match(line)
-                if m:
-                    stamp = int(m.group(2))
-                    marks.setdefault(m.group(1), []).append((stamp - prev) / 1e6)
-                    prev = stamp
-            if prev != t0:
-                marks.setdefault("(after the last mark, to exit)", []).append((end - prev) / 1e6)
+            totals.append(timed(rt.command(root, "run", "--bundle", bundle,
+                                           f"labkit-bench-{uuid.uuid4().hex[:8]}"), env)[0])
+            if not strace:
+                continue
+            out = os.path.join(root, "strace.out")
+            subprocess.run([strace, "-f", "-ttt", "-e", f"trace={STRACE_CALLS}", "-o", out,
+                            *rt.command(root, "run", "--bundle", bundle,
+                                        f"labkit-bench-{uuid.uuid4().hex[:8]}")],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+            marks = strace_marks(out)
+            for name, a, b in PHASES:
+                if a in marks and b in marks:
+                    per_phase[name].append(ms(marks[b] - marks[a]))
+        imports = [import_cost(root, bundle) for _ in range(3)]
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return {"total": ms(statistics.median(totals)),
+    total_imports, heaviest = sorted(imports, key=lambda i: i[0])[1]     # the median of three
+    return {"total (untraced)": ms(statistics.median(totals)),
             "python -c pass": ms(statistics.median(interp)),
-            "import labkit.runtime_cli (-X importtime)": import_cost(),
-            "trace": {k: statistics.median(v) for k, v in marks.items()}}
+            "imports during run (-X importtime)": total_imports,
+            "heaviest top-level imports": heaviest,
+            "strace phases": {k: statistics.median(v) for k, v in per_phase.items() if v}}
 
 
 def main(argv=None):
@@ -193,15 +245,16 @@ def main(argv=None):
             p = phases(labkit, b.path)
             result["labkit_phases_ms"] = p
             print("\nlabkit-runtime start, by phase (medians, ms):")
-            print(f"  total run                         {p['total']:.1f}")
-            print(f"  python -c pass (interpreter)      {p['python -c pass']:.1f}")
-            if p["import labkit.runtime_cli (-X importtime)"] is not None:
-                print(f"  import labkit.runtime_cli         {p['import labkit.runtime_cli (-X importtime)']:.1f}")
-            if p["trace"]:
-                for k, v in p["trace"].items():
-                    print(f"  {k:<33} {v:.1f}")
+            for k in ("total (untraced)", "python -c pass", "imports during run (-X importtime)"):
+                print(f"  {k:<58} {p[k]:7.1f}")
+            print("  heaviest top-level imports: "
+                  + ", ".join(f"{m} {v:.1f}" for m, v in p["heaviest top-level imports"].items()))
+            if p["strace phases"]:
+                print("  under strace -f (slower; the split, not the sum, is the point):")
+                for k, v in p["strace phases"].items():
+                    print(f"    {k:<56} {v:7.1f}")
             else:
-                print("  (no LABKIT_TRACE marks printed by this labkit-runtime)")
+                print("  (strace not installed: apt-get install strace for the syscall phases)")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=2)
