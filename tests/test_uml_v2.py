@@ -1,4 +1,5 @@
-"""The cgroup test cases again, on a real cgroup v2 kernel: user-mode Linux.
+"""The cgroup test cases again, on a real cgroup v2 kernel: user-mode Linux
+(and the chroot and namespace facts, so the runner is proven there too).
 
 The host here may be v1 or hybrid; tests/cgroups and tests/test_cgroups_run.py
 then run there as is and here once more inside UML, where only the unified
@@ -16,6 +17,8 @@ harness = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(harness)
 
 CGROUP_TESTS = os.path.join(os.path.dirname(__file__), "cgroups")
+# The namespace and chroot checks too: the runner on a v2-only kernel 6.1.
+NAMESPACE_TESTS = os.path.join(os.path.dirname(__file__), "test_facts.py")
 # The runner end to end with limits and --lxcfs: the base rootfs is read
 # through hostfs; overlay is not needed.
 RUN_TESTS = os.path.join(os.path.dirname(__file__), "test_cgroups_run.py")
