@@ -26,5 +26,8 @@ def print_url():
         raise NotFound("no JupyterLab is running", "start it with `sudo make lab` (or in the VM: "
                        "sudo systemctl start labkit-jupyter)")
     for s in found:
-        print(f"http://127.0.0.1:{s['port']}/lab?token={s['token']}")
+        # In the classroom VM the host's forwarded port may differ (LABKIT_PORT).
+        port = os.environ.get("LABKIT_PORT") or s["port"]
+        base = s.get("base_url", "/").rstrip("/")
+        print(f"http://127.0.0.1:{port}{base}/lab?token={s['token']}")
     return 0
