@@ -22,6 +22,7 @@ Never call this in a fork of a multithreaded process (a Jupyter kernel): the
 notebooks start `labkit run` as a fresh process (labkit/api.py).
 """
 
+import errno
 import os
 import signal
 import sys
@@ -61,7 +62,11 @@ def run(config):
     c = ct.Container(config)
     c.create()
     if config.exec_fifo:   # OCI create: `start` opens it for reading
-        os.mkfifo(os.path.join(c.state_dir, "exec.fifo"), 0o622)
+        fifo = os.path.join(c.state_dir, "exec.fifo")
+        os.mkfifo(fifo)
+        # Writable by the container's root even when that is an unprivileged
+        # host uid (a user namespace); mkfifo's mode is cut by the umask.
+        os.chmod(fifo, 0o622)
     if config.detach:
         return _detach(c)
     return Monitor(c).run()
@@ -170,6 +175,8 @@ class Monitor:
 
     def _start_and_wait(self):
         cfg = self.config
+        self.fifo = os.open(os.path.join(self.c.state_dir, "exec.fifo"),
+                            os.O_PATH | os.O_CLOEXEC) if cfg.exec_fifo else None
         r_sync, w_sync = os.pipe()    # A/B -> parent: "user", "pid N", "err ..."
         r_go, w_go = os.pipe()        # parent -> A, then B: one byte each
         r_err, w_err = os.pipe()      # B -> parent: error line; EOF once exec'd
@@ -392,11 +399,11 @@ class Monitor:
                 os._exit(EXIT_SETUP)
             os.close(r_go)
             cfg = self.config
-            fifo = None
-            if cfg.exec_fifo:
-                # Opened by path now, reopened for writing after the pivot
-                # through /proc/self/fd (the host's path is gone by then).
-                fifo = os.open(os.path.join(self.c.state_dir, "exec.fifo"), os.O_PATH | os.O_CLOEXEC)
+            # exec.fifo was opened (O_PATH) by the monitor, before any user
+            # namespace: the container's root may be an unprivileged uid that
+            # cannot walk to the state directory. It is reopened for writing
+            # after the pivot through /proc/self/fd (the host's path is gone then).
+            fifo = self.fifo
             if cfg.console_socket:
                 import socket
                 console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -424,6 +431,14 @@ class Monitor:
             if fifo is not None:
                 # OCI create is done: wait here, before exec, for `start`
                 # (opening a FIFO for writing blocks until a reader opens it).
+                # A non-blocking open first: ENXIO (no reader yet) means the
+                # blocking one will work; anything else fails `create` itself.
+                try:
+                    os.close(os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_NONBLOCK))
+                except OSError as e:
+                    if e.errno != errno.ENXIO:
+                        raise SetupError(f"exec.fifo: {e.strerror}: the container's process "
+                                         "cannot wait for `start`") from None
                 os.write(self.w_ready, b"R")
                 os.close(self.w_ready)
                 w = os.open(f"/proc/self/fd/{fifo}", os.O_WRONLY | os.O_CLOEXEC)
