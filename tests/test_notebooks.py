@@ -51,14 +51,23 @@ def test_every_notebook_has_expectations():
     assert set(notebook_names()) <= set(EXPECTED) | set(_extra_expectations())
 
 
-def _extra_expectations():
-    # Notebooks of later stages register their facts in tests/notebook_facts_*.py.
-    found = {}
-    for path in glob.glob(os.path.join(HERE, "notebook_facts_*.py")):
+def _registered():
+    """Notebooks of later stages register their facts in
+    tests/notebook_facts_*.py: EXPECTED = {notebook: [fact names]}, and
+    check_relations(facts) for relations across facts."""
+    expected, relations = {}, {}
+    for path in sorted(glob.glob(os.path.join(HERE, "notebook_facts_*.py"))):
         scope = {}
         exec(open(path).read(), scope)
-        found.update(scope["EXPECTED"])
-    return found
+        expected.update(scope["EXPECTED"])
+        if "check_relations" in scope:
+            for name in scope["EXPECTED"]:
+                relations[name] = scope["check_relations"]
+    return expected, relations
+
+
+def _extra_expectations():
+    return _registered()[0]
 
 
 @pytest.mark.parametrize("name", notebook_names())
@@ -70,7 +79,7 @@ def test_notebook(name, rootfs):
         assert not missing, f"run {n}: facts not recorded: {missing}"
         failed = [k for k, v in facts.items() if isinstance(v, dict) and v.get("ok") is False]
         assert not failed, f"run {n}: facts that do not hold: {failed}"
-    check = RELATIONS.get(name)
+    check = RELATIONS.get(name) or _registered()[1].get(name)
     if check:
         for facts in runs:
             check(facts)
