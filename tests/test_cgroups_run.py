@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from labkit import api, cgroups
+from labkit import api, cgroups, home
 from labkit.cgroups import hierarchy, lxcfs
 from labkit.cgroups.resources import parse_cpus, shares_to_weight
 from labkit.runtime import container as ct
@@ -264,7 +264,7 @@ def test_a_shared_lxcfs_is_used_and_left_running(rootfs, labkit_cli, gone):
                        "free -b; grep -c ' /proc/meminfo .* fuse.lxcfs' /proc/self/mountinfo")
         assert r.returncode == 0, r.stderr
         assert mem_total(r.stdout) == 40 * MiB and r.stdout.split()[-1] == "1"
-        assert not os.path.exists(ct.home.containers_dir(cid))
+        assert not os.path.exists(home.containers_dir(cid))
         assert lxcfs.mounted() and shared._proc.poll() is None       # still serving
         assert lxcfs_daemons_of(cid) == []                          # none of its own
     assert not lxcfs.mounted()

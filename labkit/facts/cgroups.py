@@ -42,9 +42,20 @@ def _name(what):
     return f"{PREFIX}{what}-{os.urandom(4).hex()}"
 
 
-def leftovers():
+def leftovers(wait=5.0):
     """What containers of these facts left on the host: their cgroups,
-    mounts, state, processes (found by their cgroup) and lxcfs daemons."""
+    mounts, state, processes (found by their cgroup) and lxcfs daemons.
+    A process SIGKILLed a moment ago may still be exiting: what is found is
+    looked at again for up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        found = _leftovers()
+        if not found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
+
+
+def _leftovers():
     from ..cgroups.manager import PARENT
     from ..runtime.lifecycle import leftovers as labkit_leftovers
     mine = f"/{PARENT}/{PREFIX}"
@@ -115,8 +126,7 @@ def limits_in_files(memory="64m", pids=20, cpus=0.5, rootfs="base"):
     else:
         want = {"memory.limit_in_bytes": str(limit), "pids.max": str(pids),
                 "cpu.cfs_quota_us": str(quota), "cpu.cfs_period_us": str(period)}
-    return fact("limits_in_files", LAYER, "the limits are values in the container's cgroup files; "
-                "its init is in cgroup.procs",
+    return fact("limits_in_files", LAYER, "limits are values in cgroup files; init in procs",
                 " ".join(f"{k}={v}" for k, v in values.items()), f"init pid {init} in {m.path}",
                 values == want and init in members,
                 command=f"labkit run --memory {memory} --pids-limit {pids} --cpus {cpus} -- sleep 300",
@@ -151,8 +161,7 @@ def oom_kill(limit="64m", rootfs="base", hz=20):
                              shell=True, capture_output=True, text=True, timeout=60)
     host_bytes = int(outside.stdout.strip() or 0)
     peak = stats["memory_peak"]
-    return fact("oom_kill", LAYER, f"--memory {limit}: the OOM killer stops a hog at the limit; "
-                "the host is untouched",
+    return fact("oom_kill", LAYER, f"--memory {limit}: OOM kill at the limit, host fine",
                 f"hog exit {r.returncode} (SIGKILL), {stats['oom_kills']} oom kill, "
                 f"peak {_mib(peak)}",
                 f"same hog, {2 * limit_bytes // MiB} MiB, on the host: "
@@ -188,8 +197,7 @@ def fork_bomb(limit=32, rootfs="base", hz=20, seconds=1.5, timeout=10.0):
         during_ok, during_ms = host_forks()
         stats = m.stats()
     peak = max(p or 0 for p in series["pids_current"])
-    return fact("fork_bomb", LAYER, f"--pids-limit {limit}: a fork bomb stops at pids.max; "
-                "the host can still fork",
+    return fact("fork_bomb", LAYER, f"--pids-limit {limit}: fork bomb stops, host forks",
                 f"at most {peak}/{stats['pids_limit']} processes, {stats['pids_refused']} forks refused",
                 f"host: {during_ok}/20 forks ok during the bomb ({during_ms} ms each; "
                 f"{before_ms} ms before)",
@@ -291,7 +299,7 @@ def cpu_shares(shares=(256, 768), rootfs="base", seconds=3.0, warmup=0.3, hz=20)
     want = shares[1] / shares[0]
     total = 100.0 * sum(used) / ((series["t"][-1] - series["t"][0]) * 1e6)
     return fact("cpu_shares", LAYER,
-                f"--cpu-shares {shares[0]} and {shares[1]} on one pinned cpu: a 1:{want:g} split (±20%)",
+                f"--cpu-shares {shares[0]}/{shares[1]} on one cpu: 1:{want:g} split (±20%)",
                 f"cpu time {used[0] / 1e6:.2f} s : {used[1] / 1e6:.2f} s = 1:{ratio}",
                 f"together {total:.0f}% of cpu {pin}",
                 # Other load on that cpu takes its part; the split between
@@ -335,7 +343,7 @@ def free_with_lxcfs(limit="64m", rootfs="base"):
                 check=True)
     inside, host = _mem_total(r.stdout), _host_total()
     limit_bytes = cgroups.parse_memory(limit)
-    return fact("free_with_lxcfs", LAYER, f"--memory {limit} --lxcfs: free (procps) shows the limit",
+    return fact("free_with_lxcfs", LAYER, f"--memory {limit} --lxcfs: procps free shows the limit",
                 f"total {_mib(inside)}", f"host total {_mib(host)}",
                 inside == limit_bytes < host,
                 command=r.command, inside_total=inside, host_total=host, limit_bytes=limit_bytes)
@@ -348,7 +356,7 @@ def busybox_free_with_lxcfs(limit="64m", rootfs="base"):
                 name=_name("free"), check=True)
     inside, host = _mem_total(r.stdout), _host_total()
     return fact("busybox_free_with_lxcfs", LAYER,
-                "--lxcfs: busybox free still shows the host's total (sysinfo(2))",
+                "--lxcfs: busybox free: host total (sysinfo(2))",
                 f"total {_mib(inside)}", f"host total {_mib(host)}",
                 inside == host > cgroups.parse_memory(limit),
                 command=r.command, inside_total=inside, host_total=host)
@@ -377,8 +385,7 @@ def cgroup_namespace(rootfs="base"):
         cid = c.id
     ours = sorted(k for k, v in outside.items() if v == f"/labkit/{cid}")
     key = next((k for k in ours if "memory" in k), ours[0] if ours else None)
-    return fact("cgroup_namespace", LAYER, "cgroup ns: /proc/self/cgroup shows / inside, "
-                "/labkit/<id> outside",
+    return fact("cgroup_namespace", LAYER, "cgroup ns: /proc/self/cgroup is / inside",
                 f"{key} {inside.get(key)}", f"{key} {outside.get(key)}",
                 bool(ours) and all(inside.get(k) == "/" for k in ours),
                 hierarchies=ours, path_inside=inside.get(key), path_outside=outside.get(key), id=cid)
@@ -386,12 +393,12 @@ def cgroup_namespace(rootfs="base"):
 
 def all_facts(rootfs="base"):
     import shutil
-    facts = [limits_in_files(rootfs=rootfs), oom_kill(rootfs=rootfs), fork_bomb(rootfs=rootfs), cpu_quota(rootfs=rootfs),
-             cpu_shares(rootfs=rootfs), free_without_lxcfs(rootfs=rootfs)]
+    facts = [f(rootfs=rootfs) for f in (limits_in_files, oom_kill, fork_bomb, cpu_quota,
+                                        cpu_shares, free_without_lxcfs)]
     if shutil.which("lxcfs"):
         facts += [free_with_lxcfs(rootfs=rootfs), busybox_free_with_lxcfs(rootfs=rootfs)]
     else:
-        facts.append(fact("free_with_lxcfs", LAYER, "--lxcfs: free (procps) shows the limit",
+        facts.append(fact("free_with_lxcfs", LAYER, "--lxcfs: procps free shows the limit",
                           "lxcfs is not installed", "apt-get install lxcfs", False))
     facts.append(cgroup_namespace(rootfs=rootfs))
     return facts
