@@ -8,8 +8,6 @@ period in microseconds, cpu shares as v1's cpu.shares, cpu weight as v2's
 cpu.weight.
 """
 
-from dataclasses import dataclass, fields
-
 from labkit.errors import LabkitError
 
 # v1's cpu.shares range and v2's cpu.weight range (the kernel's limits).
@@ -21,20 +19,51 @@ UNLIMITED = -1
 _UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 
 
-@dataclass
 class Resources:
-    memory: int = None           # bytes (memory.limit_in_bytes / memory.max)
-    memory_swap: int = None      # bytes, memory + swap; -1 = unlimited swap
-    cpu_shares: int = None       # relative, v1 style (1024 = one "share unit")
-    cpu_weight: int = None       # relative, v2 style (100 = default)
-    cpu_quota: int = None        # us of cpu time per period; -1 = no limit
-    cpu_period: int = None       # us
-    pids_limit: int = None       # max processes; -1 = no limit
-    cpuset_cpus: str = None      # "0", "0-1", "0,2"
-    cpuset_mems: str = None      # NUMA nodes, same syntax
+    """The limits, one attribute each; None = not asked for.
+
+    A plain class rather than a dataclass: `import dataclasses` costs ~10 ms
+    (it imports inspect, ast, re ...) and this module is on the container
+    start path whenever a limit is set."""
+
+    # name: unit (for reading only; every default is None)
+    FIELDS = {
+        "memory": "bytes (memory.limit_in_bytes / memory.max)",
+        "memory_swap": "bytes, memory + swap; -1 = unlimited swap",
+        "cpu_shares": "relative, v1 style (1024 = one share unit)",
+        "cpu_weight": "relative, v2 style (100 = default)",
+        "cpu_quota": "us of cpu time per period; -1 = no limit",
+        "cpu_period": "us",
+        "pids_limit": "max processes; -1 = no limit",
+        "cpuset_cpus": '"0", "0-1", "0,2"',
+        "cpuset_mems": "NUMA nodes, same syntax",
+    }
+    __slots__ = tuple(FIELDS)
+
+    def __init__(self, memory=None, memory_swap=None, cpu_shares=None, cpu_weight=None,
+                 cpu_quota=None, cpu_period=None, pids_limit=None, cpuset_cpus=None,
+                 cpuset_mems=None):
+        self.memory = memory
+        self.memory_swap = memory_swap
+        self.cpu_shares = cpu_shares
+        self.cpu_weight = cpu_weight
+        self.cpu_quota = cpu_quota
+        self.cpu_period = cpu_period
+        self.pids_limit = pids_limit
+        self.cpuset_cpus = cpuset_cpus
+        self.cpuset_mems = cpuset_mems
+
+    def _values(self):
+        return tuple(getattr(self, name) for name in self.FIELDS)
+
+    def __eq__(self, other):
+        return type(other) is type(self) and other._values() == self._values()
+
+    def __repr__(self):
+        return "Resources(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.FIELDS) + ")"
 
     def is_empty(self):
-        return all(getattr(self, f.name) is None for f in fields(self))
+        return all(v is None for v in self._values())
 
     def controllers(self):
         """The controllers whose files these limits are written to."""
@@ -59,7 +88,7 @@ class Resources:
         Sizes may be strings such as "64m"."""
         if isinstance(d, Resources):
             return d
-        known = {f.name for f in fields(cls)}
+        known = set(cls.FIELDS)
         r = cls()
         for key, value in (d or {}).items():
             if value is None:
