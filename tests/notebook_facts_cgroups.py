@@ -30,7 +30,3 @@ def check_relations(f):
     assert f["busybox_free_with_lxcfs"]["inside_total"] == f["busybox_free_with_lxcfs"]["host_total"]
     assert f["cgroup_namespace"]["path_inside"] == "/" != f["cgroup_namespace"]["path_outside"]
     assert f["cgroups_left"] == []
-
-
-# For tests/test_notebooks.py, beside its own RELATIONS.
-RELATIONS = {"03-cgroups": check_relations}
