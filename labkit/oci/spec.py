@@ -7,7 +7,6 @@ private PID, network, IPC, UTS and mount namespaces, and the /proc and /sys
 files a container should not see masked or read-only.
 """
 
-import json
 import os
 
 from ..errors import LabkitError, NotFound
@@ -62,26 +61,41 @@ def write_default(bundle, force=False):
     path = os.path.join(bundle, "config.json")
     if os.path.exists(path) and not force:
         raise LabkitError(f"File {path} exists. Remove it first", "or give another --bundle")
+    import json
     with open(path, "w") as f:
         json.dump(default(), f, indent="\t")
     return path
 
 
-def load(bundle):
-    """(config dict, raw bytes) of <bundle>/config.json, or a LabkitError."""
+def read(bundle):
+    """(raw bytes, path) of <bundle>/config.json, or a LabkitError."""
     path = os.path.join(bundle, "config.json")
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            return f.read(), path
     except FileNotFoundError:
         raise NotFound(f"{path}: no such file", "a bundle is a directory with config.json and its rootfs; "
                        "`labkit-runtime spec` writes a default config.json") from None
     except IsADirectoryError:
         raise LabkitError(f"{path} is a directory", "config.json must be a file") from None
+
+
+def parse(raw, path):
+    """The JSON object in ``raw`` (config.json's bytes), or a LabkitError.
+    json is imported here, not at the top: a config.json seen before comes
+    from validate's cache, and the start path then never imports json (nor
+    re and enum, which json imports)."""
+    import json
     try:
         cfg = json.loads(raw)
     except ValueError as e:
         raise LabkitError(f"{path}: not valid JSON: {e}", "check the syntax (e.g. python3 -m json.tool)") from None
     if not isinstance(cfg, dict):
         raise LabkitError(f"{path}: the top level must be a JSON object", "see `labkit-runtime spec`")
-    return cfg, raw
+    return cfg
+
+
+def load(bundle):
+    """(config dict, raw bytes) of <bundle>/config.json, or a LabkitError."""
+    raw, path = read(bundle)
+    return parse(raw, path), raw

@@ -13,7 +13,6 @@ exec.fifo exists -> created; alive, no fifo -> running; gone -> stopped.
 """
 
 import os
-import signal
 
 from .. import home
 from ..errors import Conflict, LabkitError, NotFound
@@ -56,8 +55,9 @@ def config(bundle, cid, **runtime):
     ct.check_id(cid)
     if os.path.isdir(home.containers_dir(cid)):
         raise Conflict(f"container with id exists: {cid}", f"delete it first: labkit-runtime delete {cid}")
-    cfg, raw = spec.load(bundle)
-    validate.validate(cfg, raw, bundle, cid)
+    raw, path = spec.read(bundle)
+    cfg = validate.load_checked(raw, path)
+    validate.check_meaning(cfg, bundle, cid)
     c = convert.to_config(cfg, bundle, cid)
     for key, value in runtime.items():
         setattr(c, key, value)
@@ -121,18 +121,19 @@ def _await_byte(fd, st):
             raise Conflict(f"container {st['id']} exited before it was started", "see its log; delete it")
 
 
-SIGNALS = {s.name: s.value for s in signal.Signals}
-
-
 def parse_signal(text):
     """KILL, SIGKILL, kill or 9 -> 9."""
+    # Imported here: signal imports enum, and `run` (the timed path) never
+    # parses a signal name.
+    import signal
     if text.isdigit():
         return int(text)
     name = text.upper()
     name = name if name.startswith("SIG") else "SIG" + name
-    if name not in SIGNALS:
+    signals = {s.name: s.value for s in signal.Signals}
+    if name not in signals:
         raise LabkitError(f"unknown signal {text!r}", "e.g. TERM, KILL, SIGHUP, 9")
-    return SIGNALS[name]
+    return signals[name]
 
 
 def kill(cid, sig="SIGTERM"):
@@ -144,6 +145,7 @@ def kill(cid, sig="SIGTERM"):
 
 
 def delete(cid, force=False):
+    import signal
     import time
     try:
         st, status = load(cid)
