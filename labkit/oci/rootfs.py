@@ -264,13 +264,17 @@ def mask_path(path):
         sc.mount("/dev/null", path, None, sc.MS_BIND)
 
 
-def enter(root, cfg, before_pivot=None):
-    """All phases for config ``cfg`` (a ContainerConfig with .mounts)."""
+def enter(root, cfg, before_pivot=None, before_cgroups=None):
+    """All phases for config ``cfg`` (a ContainerConfig with .mounts).
+    ``before_cgroups`` is called before the first cgroup mount, which shows
+    the process's own cgroup: it returns once the process is in it."""
     base.make_private()
     base.bind_self(root)
     cgroupns = "cgroup" in cfg.namespaces
     has_dev = False
     for m in cfg.mounts:
+        if m["type"] in ("cgroup", "cgroup2") and not m.get("bind") and before_cgroups is not None:
+            before_cgroups()
         mount_one(root, m, cgroupns)
         if m["destination"].rstrip("/") == "/dev" and not m.get("bind"):
             has_dev = True

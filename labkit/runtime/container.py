@@ -12,7 +12,7 @@ import os
 import time
 
 from .. import home
-from ..errors import Conflict, LabkitError, NotFound
+from ..errors import Conflict, LabkitError, NotFound, SetupError
 from .config import ContainerConfig
 
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -81,6 +81,21 @@ class Container:
         self.cgroup = None      # set by the cgroups stage
         self.exit_code = None
         self.created = time.time()
+        self.go_fd = None       # in the container's init: where the monitor's "G" arrives
+
+    def await_attach(self):
+        """In the container's init: return once the monitor has attached
+        every stage to this process (its pid written to cgroup.procs). The
+        first call waits, later ones return at once. Stages call it before
+        whatever depends on the process's cgroup (a cgroup namespace, a
+        cgroup mount); the runner calls it before the exec."""
+        fd, self.go_fd = self.go_fd, None
+        if fd is None:
+            return
+        go = os.read(fd, 1)
+        os.close(fd)
+        if go != b"G":
+            raise SetupError("the monitor stopped before the container was attached")
 
     def create(self):
         os.makedirs(home.containers_dir(), exist_ok=True)

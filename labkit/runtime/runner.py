@@ -189,7 +189,8 @@ class Monitor:
             console, console_peer = tty.console_socket()
         stdin_null = None if (cfg.interactive or cfg.tty) else os.open("/dev/null", os.O_RDONLY)
         parent = os.getpid()
-        pid = os.fork()
+        direct = _one_fork(cfg)
+        pid = _fork_init(cfg.namespaces) if direct else os.fork()
         if pid == 0:
             # Only the monitor may hold these: -d's "started" pipe must reach
             # EOF when the monitor closes it, not when the container exits.
@@ -199,7 +200,7 @@ class Monitor:
             if console is not None:
                 console.close()
             self.w_ready = w_ready
-            self._child_a(parent, w_sync, r_go, w_err, console_peer, stdin_null)
+            self._child_a(parent, w_sync, r_go, w_err, console_peer, stdin_null, direct)
         self.child_a = pid
         for fd in (w_sync, r_go, w_err, stdin_null, w_ready) + tuple(getattr(self.c, "stdio", ())):
             if fd is not None:
@@ -208,21 +209,26 @@ class Monitor:
             console_peer.close()
         master = None
         try:
-            self.c.pid = self._handshake(r_sync, w_go)
+            # One fork: the child is the init. Two: A says which pid B got.
+            self.c.pid = pid if direct else self._handshake(r_sync, w_go)
+            # Attach first: the init sets itself up meanwhile (see _child_b).
+            for stage in self.stages:
+                stage.attach(self.c, self.c.pid)
             if cfg.pid_file:
                 from .execute import _write_pid
                 _write_pid(cfg.pid_file, self.c.pid)
             self._install_signal_forwarding()
             if not cfg.exec_fifo:
                 self.c.save("created")
-            for stage in self.stages:
-                stage.attach(self.c, self.c.pid)
             if cfg.hooks:
                 # prestart and createRuntime: on the host, once the namespaces
                 # exist and before the root is set up.
                 from ..oci import hooks
                 hooks.run_phase(cfg, ("prestart", "createRuntime"), self.c.pid, "creating")
-            os.write(w_go, b"G")
+            try:
+                os.write(w_go, b"G")
+            except BrokenPipeError:
+                pass   # the init is gone already: r_err says why
             if console is not None:
                 master = tty.receive_master(console)
             if r_ready is not None:
@@ -324,13 +330,19 @@ class Monitor:
         return self.c.exit_code
 
     # ---- child side: A, then B ---------------------------------------
-    def _child_a(self, parent, w_sync, r_go, w_err, console, stdin_null):
-        """Runs in the first fork; never returns."""
+    def _child_a(self, parent, w_sync, r_go, w_err, console, stdin_null, direct):
+        """Runs in the first fork; never returns. ``direct``: the monitor made
+        the PID namespace (_one_fork) and this process is the init: it
+        unshares the rest and goes on as B; its errors go to w_err, which
+        the monitor reads, as B's do."""
         code = EXIT_SETUP
         try:
             # If the monitor dies (even by SIGKILL), so does the container.
             syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
-            if os.getppid() != parent:
+            # Did the monitor die before that? In its own PID namespace the
+            # init sees no parent (getppid() is 0): there, an EOF instead of
+            # the monitor's "G" tells (c.await_attach).
+            if os.getppid() != parent and not (direct and "pid" in self.config.namespaces):
                 os._exit(EXIT_SETUP)
             os.setsid()   # out of the terminal's process group: the monitor forwards signals
             for fd, saved in enumerate(getattr(self.c, "stdio", ())):
@@ -338,7 +350,7 @@ class Monitor:
                 os.close(saved)
             ns = self.config.namespaces
             joined = self.config.ns_paths
-            rest = namespaces.flags(ns - {"cgroup", "user"} - set(joined))
+            rest = namespaces.flags(ns - {"cgroup", "user"} - set(joined) - ({"pid"} if direct else set()))
             if joined:
                 # Namespaces given by path are joined, user first (it grants
                 # the rights to join the others), as setns(2) requires.
@@ -358,8 +370,9 @@ class Monitor:
                 os.setgroups([])
                 os.setresuid(0, 0, 0)
             syscalls.unshare(rest)
-            if "pid" not in ns and "time" not in ns:
-                os.write(w_sync, f"pid {os.getpid()}\n".encode())
+            if direct or ("pid" not in ns and "time" not in ns):
+                if not direct:
+                    os.write(w_sync, f"pid {os.getpid()}\n".encode())
                 self._child_b(w_err, r_go, console, stdin_null, same_process=True)
             pid_b = os.fork()
             if pid_b == 0:
@@ -379,9 +392,15 @@ class Monitor:
             code = 128 - code if code < 0 else code
         except BaseException as e:
             try:
-                os.write(w_sync, f"err {e}\n".encode())
+                if direct:
+                    os.write(w_err, str(e).encode())
+                else:
+                    os.write(w_sync, f"err {e}\n".encode())
             except OSError:
                 pass
+            if direct:   # the monitor is attaching this very process: let it finish
+                self.c.go_fd = r_go
+                _await_quietly(self.c)
         finally:
             os._exit(code)
 
@@ -396,10 +415,17 @@ class Monitor:
             if not same_process:
                 syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
                 os.setsid()
-            if os.read(r_go, 1) != b"G":   # the monitor has attached the cgroup
-                os._exit(EXIT_SETUP)
-            os.close(r_go)
             cfg = self.config
+            # Meanwhile the monitor attaches the stages: our pid goes into
+            # cgroup.procs, and moving a process between cgroups waits for an
+            # RCU grace period (~10 ms here). So the setup goes on and waits
+            # for the monitor's "G" only where it must (c.await_attach):
+            # before what depends on our cgroup (a cgroup namespace or
+            # mount) and before the exec. Hooks come first: the monitor runs
+            # prestart and createRuntime before the root is set up.
+            self.c.go_fd = r_go
+            if cfg.hooks:
+                self.c.await_attach()
             # exec.fifo was opened (O_PATH) by the monitor, before any user
             # namespace: the container's root may be an unprivileged uid that
             # cannot walk to the state directory. It is reopened for writing
@@ -421,6 +447,7 @@ class Monitor:
                 self.c.before_pivot = lambda: hooks.run(cfg, "createContainer", hook_state)
             for stage in self.stages:
                 stage.child(self.c)
+            self.c.await_attach()   # the limits hold before the program's first instruction
             if console is not None:
                 from . import tty
                 master, slave = tty.open_pty()
@@ -470,8 +497,51 @@ class Monitor:
                 os.write(w_err, str(e).encode())
             except OSError:
                 pass
+            # Exit only once attached: the monitor may be writing our pid to
+            # cgroup.procs, and must not find it gone (or reused).
+            _await_quietly(self.c)
         finally:
             os._exit(code)
+
+
+def _await_quietly(c):
+    try:
+        c.await_attach()
+    except BaseException:
+        pass
+
+
+def _one_fork(cfg):
+    """Whether the monitor can fork the container's init itself. Not with a
+    user namespace: it must own the others, so the child creates it first
+    and the PID namespace after it. Not with namespaces joined by path, nor
+    a time namespace: the first child joins or makes those."""
+    ns = cfg.namespaces
+    return "user" not in ns and "time" not in ns and not cfg.ns_paths
+
+
+def _fork_init(ns):
+    """fork(), the child being PID 1 of a new PID namespace when ``ns`` has
+    "pid". unshare(CLONE_NEWPID) moves only the children forked afterwards:
+    the monitor stays in its namespace, and right after the fork it sets its
+    children's namespace back to its own (setns on /proc/self/ns/pid), so
+    that hooks and helpers it starts later are not born in the container."""
+    if "pid" not in ns:
+        return os.fork()
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+        try:
+            pid = os.fork()
+        except BaseException:
+            syscalls.setns(own, syscalls.CLONE_NEWPID)
+            raise
+        if pid == 0:
+            return 0
+        syscalls.setns(own, syscalls.CLONE_NEWPID)
+        return pid
+    finally:
+        os.close(own)
 
 
 class _ExecFailed(LabkitError):

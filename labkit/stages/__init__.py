@@ -10,6 +10,9 @@ order and a stage never calls another stage:
   child(c)          the container's init, inside its namespaces, before exec
                     (pivot_root, /proc, hostname). Runs in a fresh,
                     single-threaded process, never in a fork of a notebook kernel.
+                    It may run while the parent is still attaching (moving a
+                    process between cgroups takes ~10 ms): anything that
+                    depends on the process's cgroup calls c.await_attach() first.
   teardown(c)       parent, after the container exited or failed at any
                     point: undo whatever prepare/attach did; idempotent.
 

@@ -30,7 +30,8 @@ class RootStage(Stage):
         if cfg.mounts is not None:
             # An OCI config.json: its own list of mounts, devices and paths.
             from ..oci import rootfs as oci_rootfs
-            oci_rootfs.enter(c.rootfs, cfg, before_pivot=getattr(c, "before_pivot", None))
+            oci_rootfs.enter(c.rootfs, cfg, before_pivot=getattr(c, "before_pivot", None),
+                             before_cgroups=c.await_attach)
         elif cfg.pivot_root:
             # c.binds: files other stages want bound over the new root's
             # (lxcfs's /proc/meminfo …). Only rootfs.enter knows the moment

@@ -17,9 +17,10 @@ class NamespaceStage(Stage):
 
     def child(self, c):
         ns = c.config.namespaces
-        if "cgroup" in ns and "cgroup" not in c.config.ns_paths:
-            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
         if "uts" in ns and c.config.hostname:
             syscalls.sethostname(c.config.hostname)
         if "net" in ns:
             network.link_up("lo")
+        if "cgroup" in ns and "cgroup" not in c.config.ns_paths:
+            c.await_attach()   # the namespace's root is the cgroup we are in now
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
