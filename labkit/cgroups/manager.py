@@ -82,11 +82,14 @@ class Manager:
 
 def _remove(path, timeout, plain_files=False):
     """Empty and rmdir one cgroup directory, children first."""
-    if not os.path.isdir(path):
+    try:
+        # scandir: a cgroup holds dozens of files, and the directory entry
+        # says which are directories without a stat(2) each.
+        children = [e.path for e in os.scandir(path) if e.is_dir(follow_symlinks=False)]
+    except (FileNotFoundError, NotADirectoryError):
         return
-    for name in os.listdir(path):
-        if os.path.isdir(os.path.join(path, name)):
-            _remove(os.path.join(path, name), timeout, plain_files)
+    for child in children:
+        _remove(child, timeout, plain_files)
     if plain_files:
         # A fake tree: its cgroup.procs lists no real members, never kill them.
         for name in os.listdir(path):
@@ -113,7 +116,10 @@ def _kill_all(path, timeout):
 
     First stop new forks: pids.max 0 makes fork(2) fail inside, so a fork
     bomb cannot outrun the killing; v2's cgroup.kill kills the whole
-    subtree in one write."""
+    subtree in one write. An empty cgroup (the usual end of a container)
+    needs none of it."""
+    if not fs.procs(path):
+        return
     for name, value in (("pids.max", 0), ("cgroup.kill", 1)):
         control = os.path.join(path, name)
         if os.path.exists(control):
@@ -140,7 +146,7 @@ def _kill_all(path, timeout):
 def _remove_parent(parent, plain_files=False):
     if os.path.basename(parent) != PARENT or not os.path.isdir(parent):
         return
-    if any(os.path.isdir(os.path.join(parent, n)) for n in os.listdir(parent)):
+    if any(e.is_dir(follow_symlinks=False) for e in os.scandir(parent)):
         return
     if plain_files:
         for name in os.listdir(parent):

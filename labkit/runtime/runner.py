@@ -14,7 +14,11 @@
 Why a fork in the middle: unshare(CLONE_NEWPID) does not move the caller, only
 the children it forks afterwards, so B is the one that becomes PID 1. Why the
 user namespace first: it must own the other namespaces, or the container's
-root could not mount /proc in its own PID namespace. Why the parent writes the
+root could not mount /proc in its own PID namespace. Without a user namespace
+(the usual case) A is not needed: the monitor unshares CLONE_NEWPID itself,
+forks B directly and sets its own children's PID namespace back (_fork_init);
+B unshares the rest. Either way B sets itself up while the monitor attaches
+it to its cgroup, and waits for "go" only before what needs the cgroup. Why the parent writes the
 id maps and joins the cgroup: a process cannot grant itself ids, and limits
 must hold before the first instruction of the user's program.
 
@@ -214,21 +218,19 @@ class Monitor:
             # Attach first: the init sets itself up meanwhile (see _child_b).
             for stage in self.stages:
                 stage.attach(self.c, self.c.pid)
-            if cfg.pid_file:
-                from .execute import _write_pid
-                _write_pid(cfg.pid_file, self.c.pid)
             self._install_signal_forwarding()
-            if not cfg.exec_fifo:
-                self.c.save("created")
             if cfg.hooks:
                 # prestart and createRuntime: on the host, once the namespaces
-                # exist and before the root is set up.
+                # exist and before the root is set up. They may ask `state`.
+                self._created()
                 from ..oci import hooks
                 hooks.run_phase(cfg, ("prestart", "createRuntime"), self.c.pid, "creating")
             try:
                 os.write(w_go, b"G")
             except BrokenPipeError:
                 pass   # the init is gone already: r_err says why
+            if not cfg.hooks:
+                self._created()   # while the init finishes its setup
             if console is not None:
                 master = tty.receive_master(console)
             if r_ready is not None:
@@ -239,7 +241,7 @@ class Monitor:
             if failure:
                 code = self._wait()
                 raise SetupError(failure) if code == EXIT_SETUP else _ExecFailed(failure, code)
-            if not cfg.exec_fifo or ct.start_time(self.c.pid) is not None:
+            if ct.start_time(self.c.pid) is not None:   # not once it has exited already
                 self.c.save("running")
             self._report("ok")
             if cfg.hooks.get("poststart") and not cfg.exec_fifo:
@@ -258,6 +260,13 @@ class Monitor:
                     os.close(fd)
             if console is not None:
                 console.close()
+
+    def _created(self):
+        if self.config.pid_file:
+            from .execute import _write_pid
+            _write_pid(self.config.pid_file, self.c.pid)
+        if not self.config.exec_fifo:
+            self.c.save("created")
 
     def _handshake(self, r_sync, w_go):
         while True:
