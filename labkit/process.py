@@ -16,11 +16,16 @@ Order matters, and follows from the man pages:
      permitted and inheritable;
   6. no_new_privs: from then on execve(2) can never grant more (no setuid bits,
      no file capabilities).
+
+Then exec_program: the last step of every container process (the init and
+each exec), and read_all for the pipes its errors come back on.
 """
 
 import ctypes
 import os
 import resource
+# The C module: signal.py only adds enums, and importing enum costs ~3 ms.
+import _signal as signal
 
 from . import syscalls
 from .errors import LabkitError
@@ -141,6 +146,62 @@ def apply(config):
                 syscalls.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, CAPABILITIES.index(name))
     if config.no_new_privileges:
         syscalls.prctl(syscalls.PR_SET_NO_NEW_PRIVS, 1)
+
+
+# Exit codes of a process that could not be started (docker's).
+EXIT_SETUP = 125      # the container could not be set up
+EXIT_NOEXEC = 126     # found but not executable
+EXIT_NOTFOUND = 127   # command not found
+# Python ignores SIGPIPE and SIGXFSZ and handles SIGINT, and the runner
+# forwards the others: the program gets the default action of each.
+_RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.SIGHUP,
+          signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
+
+
+def exec_program(args, env, w_err, where="the container"):
+    """Replace this process with ``args`` (looked up in PATH), its
+    environment the NAME=VALUE strings ``env``, every signal at its default.
+    Never returns: when the exec fails, the reason goes to ``w_err`` (the
+    pipe the parent reads; it sees EOF instead once the exec succeeded) and
+    the process exits 127 (not found), 126 (not executable) or 125."""
+    code = EXIT_SETUP
+    try:
+        for sig in _RESET:
+            signal.signal(sig, signal.SIG_DFL)
+        environ = dict(e.split("=", 1) for e in env if "=" in e)
+        try:
+            os.execvpe(args[0], args, environ)
+        except FileNotFoundError:
+            code = EXIT_NOTFOUND
+            raise LabkitError(f"command '{args[0]}' not found in {where}",
+                              "check the name, or add the program to the rootfs") from None
+        except PermissionError:
+            code = EXIT_NOEXEC
+            raise LabkitError(f"command '{args[0]}' cannot be executed in {where}",
+                              "is it a directory, or missing its execute bit?") from None
+    except BaseException as e:
+        report(w_err, e)
+    finally:
+        os._exit(code)
+
+
+def report(w_err, error):
+    """Tell the parent why this process fails, on its error pipe (best
+    effort: the parent may be gone)."""
+    try:
+        os.write(w_err, str(error).encode())
+    except OSError:
+        pass
+
+
+def read_all(fd):
+    """Everything a pipe carries until EOF (every write end closed)."""
+    chunks = []
+    while True:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            return b"".join(chunks)
+        chunks.append(chunk)
 
 
 def check_names(names, where):

@@ -22,6 +22,7 @@ import sys
 
 from .. import rootfs as rootfs_setup
 from .. import syscalls
+from ..process import read_all
 
 
 def escape():
@@ -58,12 +59,7 @@ def attempt(root, marker, method):
         os.write(w, json.dumps(result).encode())
         os._exit(0)
     os.close(w)
-    data = b""
-    while True:
-        chunk = os.read(r, 65536)
-        if not chunk:
-            break
-        data += chunk
+    data = read_all(r)
     os.close(r)
     os.waitpid(pid, 0)
     result = json.loads(data)

@@ -9,10 +9,10 @@ import os
 # The C module: signal.py only adds enums, and importing enum costs ~3 ms.
 import _signal as signal
 
-from .. import namespaces, syscalls
+from .. import namespaces, process, syscalls
 from ..errors import Conflict, LabkitError
+from ..process import EXIT_SETUP, exec_program, read_all
 from . import container as ct
-from .runner import EXIT_NOTFOUND, EXIT_SETUP
 
 
 def execute(cid, args, tty=False, interactive=False, process=None, pid_file=None):
@@ -45,12 +45,7 @@ def execute(cid, args, tty=False, interactive=False, process=None, pid_file=None
             pass
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
         signal.signal(sig, forward)
-    failure = b""
-    while True:
-        chunk = os.read(r_err, 4096)
-        if not chunk:
-            break
-        failure += chunk
+    failure = read_all(r_err)
     os.close(r_err)
     if master is not None and not failure:
         from . import tty as ttymod
@@ -78,10 +73,6 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None):
             manager = cgroups.load(state["id"])
             if manager is not None:
                 manager.add(os.getpid())
-        process = None
-        if config.capabilities is not None or config.user or config.rlimits \
-                or config.no_new_privileges:
-            from .. import process   # before the join: the host's modules are gone after it
         namespaces.join(pid, config.namespaces)
         os.chdir(config.cwd)
         if "user" in config.namespaces:
@@ -109,23 +100,12 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None):
         elif not keep_stdin:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM,
-                    signal.SIGHUP, signal.SIGQUIT):
-            signal.signal(sig, signal.SIG_DFL)
-        if process is not None:
+        if config.capabilities is not None or config.user or config.rlimits \
+                or config.no_new_privileges:
             process.apply(config)
-        env = dict(e.split("=", 1) for e in config.env if "=" in e)
-        try:
-            os.execvpe(args[0], args, env)
-        except FileNotFoundError:
-            code = EXIT_NOTFOUND
-            raise LabkitError(f"command '{args[0]}' not found in container '{state['id']}'",
-                              "check the name, or add the program to the rootfs") from None
+        exec_program(args, config.env, w_err, where=f"container '{state['id']}'")
     except BaseException as e:
-        try:
-            os.write(w_err, str(e).encode())
-        except OSError:
-            pass
+        process.report(w_err, e)
     finally:
         os._exit(code)
 

@@ -32,13 +32,10 @@ import os
 import _signal as signal
 import sys
 
-from .. import namespaces, syscalls
+from .. import namespaces, process, syscalls
 from ..errors import LabkitError, SetupError
+from ..process import EXIT_SETUP, exec_program, read_all
 from . import container as ct
-
-EXIT_SETUP = 125      # docker's code for "the container could not be set up"
-EXIT_NOEXEC = 126     # found but not executable
-EXIT_NOTFOUND = 127   # command not found
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
              signal.SIGUSR1, signal.SIGUSR2)
 KILL_GRACE = 3        # seconds between a forwarded SIGINT/SIGTERM and SIGKILL
@@ -100,21 +97,12 @@ def _detach(c):
         finally:
             os._exit(code)
     os.close(w)
-    message = _read_all(r).decode(errors="replace").strip()
+    message = read_all(r).decode(errors="replace").strip()
     os.close(r)
     if message != "ok":
         os.waitpid(pid, 0)
         raise LabkitError(message or f"container {c.id} failed to start")
     return 0
-
-
-def _read_all(fd):
-    chunks = []
-    while True:
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            return b"".join(chunks)
-        chunks.append(chunk)
 
 
 def _read_line(fd):
@@ -237,7 +225,7 @@ class Monitor:
                 if os.read(r_ready, 1) == b"R":
                     self.c.save("created")
                     self._report("ok")   # `create` returns; B waits for `start`
-            failure = _read_all(r_err).decode(errors="replace").strip()
+            failure = read_all(r_err).decode(errors="replace").strip()
             if failure:
                 code = self._wait()
                 raise SetupError(failure) if code == EXIT_SETUP else _ExecFailed(failure, code)
@@ -400,13 +388,10 @@ class Monitor:
             code = os.waitstatus_to_exitcode(status)
             code = 128 - code if code < 0 else code
         except BaseException as e:
-            try:
-                if direct:
-                    os.write(w_err, str(e).encode())
-                else:
-                    os.write(w_sync, f"err {e}\n".encode())
-            except OSError:
-                pass
+            if direct:
+                process.report(w_err, e)
+            else:
+                process.report(w_sync, f"err {e}\n")
             if direct:   # the monitor is attaching this very process: let it finish
                 self.c.go_fd = r_go
                 _await_quietly(self.c)
@@ -444,10 +429,8 @@ class Monitor:
                 import socket
                 console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
                 console.connect(cfg.console_socket)
-            process = None
-            if cfg.capabilities is not None or cfg.user or cfg.rlimits or cfg.no_new_privileges \
-                    or cfg.oom_score_adj is not None:
-                from .. import process   # now: after the pivot the host's modules are gone
+            set_process = cfg.capabilities is not None or cfg.user or cfg.rlimits \
+                or cfg.no_new_privileges or cfg.oom_score_adj is not None
             hook_state = None
             if cfg.hooks.get("createContainer") or cfg.hooks.get("startContainer"):
                 from ..oci import hooks
@@ -484,28 +467,11 @@ class Monitor:
                 os.close(fifo)
             if hook_state is not None:
                 hooks.run(cfg, "startContainer", hook_state)
-            if process is not None:
+            if set_process:
                 process.apply(cfg)
-            # Python ignores SIGPIPE and handles SIGINT; the program must not inherit that.
-            for sig in (signal.SIGPIPE, signal.SIGXFSZ) + FORWARDED:
-                signal.signal(sig, signal.SIG_DFL)
-            env = dict(e.split("=", 1) for e in self.config.env if "=" in e)
-            args = self.config.args
-            try:
-                os.execvpe(args[0], args, env)
-            except FileNotFoundError:
-                code = EXIT_NOTFOUND
-                raise LabkitError(f"command '{args[0]}' not found in the container",
-                                  "check the name, or add the program to the rootfs") from None
-            except PermissionError:
-                code = EXIT_NOEXEC
-                raise LabkitError(f"command '{args[0]}' cannot be executed in the container",
-                                  "is it a directory, or missing its execute bit?") from None
+            exec_program(cfg.args, cfg.env, w_err)
         except BaseException as e:
-            try:
-                os.write(w_err, str(e).encode())
-            except OSError:
-                pass
+            process.report(w_err, e)
             # Exit only once attached: the monitor may be writing our pid to
             # cgroup.procs, and must not find it gone (or reused).
             _await_quietly(self.c)
