@@ -12,6 +12,7 @@ its mounts and cgroups; only if that takes too long is it killed, and
 `labkit gc` collects the rest.
 """
 
+import os
 import shlex
 import signal
 import subprocess
@@ -29,7 +30,7 @@ class Result:
     @property
     def command(self):
         """The command line a student would type for this call."""
-        args = self.args[3:] if self.args[1:3] == ["-m", "labkit"] else self.args
+        args = self.args[3:] if self.args[1:3] == ["-m", "labkit"] else self.args[1:]
         return "labkit " + " ".join(shlex.quote(a) for a in args)
 
     def __repr__(self):
@@ -37,6 +38,11 @@ class Result:
 
 
 def labkit_argv(*args):
+    """`labkit ARGS`: the venv's lean launcher next to this interpreter when
+    provisioning wrote one (it starts ~10 ms faster), else `python -m labkit`."""
+    launcher = os.path.join(os.path.dirname(sys.executable), "labkit")
+    if os.access(launcher, os.X_OK):
+        return [launcher, *args]
     return [sys.executable, "-m", "labkit", *args]
 
 

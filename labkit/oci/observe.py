@@ -64,8 +64,10 @@ def labkit_available():
 def runtime(name):
     """A Runtime by name: 'labkit', 'runc' or 'crun' (None when not installed)."""
     if name == "labkit":
-        exe = shutil.which("labkit-runtime")
-        if exe and os.path.dirname(exe) == os.path.dirname(sys.executable):
+        # The venv's own launcher (provision writes it next to the interpreter),
+        # whether or not the venv's bin directory is on PATH.
+        exe = os.path.join(os.path.dirname(sys.executable), "labkit-runtime")
+        if os.access(exe, os.X_OK):
             return Runtime("labkit", [exe])
         if labkit_available() is None:
             return Runtime("labkit", [sys.executable, "-m", "labkit.runtime_cli"])
