@@ -18,7 +18,7 @@ _spec.loader.exec_module(harness)
 
 CGROUP_TESTS = os.path.join(os.path.dirname(__file__), "cgroups")
 # The namespace and chroot checks too: the runner on a v2-only kernel 6.1.
-NAMESPACE_TESTS = os.path.join(os.path.dirname(__file__), "test_facts.py")
+NAMESPACE_TESTS = os.path.join(os.path.dirname(__file__), "test_isolation_facts.py")
 # The runner end to end with limits and --lxcfs: the base rootfs is read
 # through hostfs; overlay is not needed.
 RUN_TESTS = os.path.join(os.path.dirname(__file__), "test_cgroups_run.py")
