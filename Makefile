@@ -27,6 +27,7 @@ test: PROVISION_ARGS += --test-tools
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+bench: PROVISION_ARGS += --test-tools
 bench: setup
 	$(PY) bench/start.py
 

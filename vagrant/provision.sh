@@ -51,10 +51,12 @@ packages=(
 # Test tools: `vagrant validate` and shellcheck, plus the Python libraries
 # cloud-init's schema validator imports (the Python part of cloud-init's own
 # Depends). cloud-init itself is not installed: see step 2.
+# crun is the second peer runtime of the benchmark and the bundle matrix,
+# strace splits labkit's start into phases for it (make bench).
 # gcc and libc6-dev build the small ptrace shim that lets Debian's UML 6.1
 # boot on CPUs with large FPU state (AVX-512/AMX): tests/uml/harness.py.
 test_packages=(
-    vagrant shellcheck systemd gcc libc6-dev
+    vagrant shellcheck systemd gcc libc6-dev crun strace
     python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema
     python3-netifaces python3-oauthlib python3-requests python3-serial python3-yaml
 )
