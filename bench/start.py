@@ -118,10 +118,24 @@ def ratios(times):
     return out
 
 
-def import_cost(root, bundle):
-    """Import time (ms) during a real `labkit-runtime run`, from -X importtime:
-    the total of the top-level imports, and the heaviest of them."""
-    argv = [sys.executable, "-X", "importtime", "-m", "labkit.runtime_cli", "--root", root,
+def interpreter(rt):
+    """How labkit-runtime is started: (the interpreter with its flags, the
+    script) for a launcher script (`#!…/python -IS`), else `python -m`."""
+    first = rt.command("x")[0]
+    if first != sys.executable:
+        with open(first) as f:
+            shebang = f.readline()
+        if shebang.startswith("#!"):
+            return shebang[2:].split(), [first]
+    return [sys.executable], ["-m", "labkit.runtime_cli"]
+
+
+def import_cost(rt, root, bundle):
+    """Import time (ms) during a real `labkit-runtime run`, from -X importtime
+    (started the way the runtime is): the total of the top-level imports, and
+    the heaviest of them."""
+    python, script = interpreter(rt)
+    argv = [*python, "-X", "importtime", *script, "--root", root,
             "run", "--bundle", bundle, f"labkit-bench-{uuid.uuid4().hex[:8]}"]
     r = subprocess.run(argv, capture_output=True, text=True, env=observe._env())
     top = {}
@@ -187,7 +201,7 @@ def phases(rt, bundle, runs=10):
     env = observe._env()
     try:
         for _ in range(runs):
-            interp.append(timed([sys.executable, "-c", "pass"])[0])
+            interp.append(timed([*interpreter(rt)[0], "-c", "pass"])[0])
             totals.append(timed(rt.command(root, "run", "--bundle", bundle,
                                            f"labkit-bench-{uuid.uuid4().hex[:8]}"), env)[0])
             if not strace:
@@ -201,7 +215,7 @@ def phases(rt, bundle, runs=10):
             for name, a, b in PHASES:
                 if a in marks and b in marks:
                     per_phase[name].append(ms(marks[b] - marks[a]))
-        imports = [import_cost(root, bundle) for _ in range(3)]
+        imports = [import_cost(rt, root, bundle) for _ in range(3)]
     finally:
         shutil.rmtree(root, ignore_errors=True)
     total_imports, heaviest = sorted(imports, key=lambda i: i[0])[1]     # the median of three
