@@ -9,7 +9,7 @@ import shutil
 import sys
 
 # The stages in the seed text's order; each facts module has all_facts().
-LAYERS = ["chroot", "namespaces", "cgroups", "unionfs"]
+LAYERS = ["chroot", "namespaces", "cgroups", "unionfs", "oci"]
 
 
 def _cell(value, width):
@@ -33,7 +33,7 @@ def collect(layers=LAYERS):
 
 def table(facts, width=None):
     width = width or max(100, shutil.get_terminal_size((140, 20)).columns)
-    widths = [14, 50, 0, 0, 7]
+    widths = [18, 50, 0, 0, 7]
     free = max(30, width - sum(widths) - 8)
     widths[2] = widths[3] = free // 2
     head = ["LAYER", "CHECK", "INSIDE", "OUTSIDE", "VERDICT"]

@@ -122,7 +122,7 @@ def exec_joins(rootfs="base"):
 def all_facts(rootfs="base"):
     facts = [pid_one(rootfs), pid_without_mnt(rootfs), uts(rootfs), net(rootfs), ipc(rootfs),
              mnt(rootfs), user(rootfs), exec_joins(rootfs)]
-    for chosen in ({"pid"}, {"net"}, {"ipc"}, {"mnt"}, {"uts"}, {"cgroup"},
+    for chosen in ({"pid"}, {"net"}, {"ipc"}, {"mnt"}, {"uts"}, {"cgroup"}, {"time"},
                    {"user", "mnt", "pid"}, {"pid", "net", "ipc", "mnt", "uts", "cgroup"}):
         if set(chosen) <= set(namespaces.available()):
             facts.append(inodes(chosen, rootfs))
