@@ -16,6 +16,12 @@ from labkit.runtime.lifecycle import leftovers as labkit_leftovers  # noqa: E402
 
 
 def pytest_sessionstart(session):
+    if os.geteuid() == 0 and labkit_leftovers():
+        # An earlier run that was killed may have left things: collect what
+        # belongs to dead containers first (running ones are left alone), so
+        # that this run is judged on what it leaves itself.
+        from labkit.runtime.lifecycle import gc
+        sys.stderr.write("labkit gc before the suite: " + "; ".join(gc()) + "\n")
     session.config._labkit_before = set(labkit_leftovers()) if os.geteuid() == 0 else set()
 
 
