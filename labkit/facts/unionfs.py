@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 
 from .. import api, builder, home, layers, overlay
+from . import overlay as overlay_facts
 from ..stages import unionfs
 from . import fact, lines
 
@@ -170,16 +171,16 @@ def top_layer_wins(rootfs="base"):
 
 
 def disk_usage(rootfs="base", counts=(1, 2, 4, 8)):
-    """N overlays on the rootfs against N full copies of it (overlay.fact_disk_usage),
+    """N overlays on the rootfs against N full copies of it (labkit.facts.overlay.fact_disk_usage),
     and what one real container on that rootfs costs (its upper and work dir)."""
     lower = builder.resolve(rootfs)
     with Lab() as lab:
-        f = overlay.fact_disk_usage(lab.path("disk"), lower, counts=counts)
+        f = overlay_facts.fact_disk_usage(lab.path("disk"), lower, counts=counts)
         with api.Container("sleep 300", rootfs=rootfs, layers=[lab.layer("empty", {})]) as c:
             _exec(c, "head -c 4096 /dev/zero | tr '\\0' x > /container-file")
             os.sync()
             state = home.containers_dir(c.id)
-            container_bytes = overlay.disk_blocks(os.path.join(state, "upper"), os.path.join(state, "work"))
+            container_bytes = overlay_facts.disk_blocks(os.path.join(state, "upper"), os.path.join(state, "work"))
     rows = f["rows"]
     big = rows[-1]
     ok = all(r["copies_bytes"] >= 0.95 * r["n"] * f["lower_bytes"] for r in rows) and \
@@ -260,7 +261,7 @@ def provenance(rootfs="base"):
     Stack: base rootfs, layer `app` (a directory), layer `patch` (a tar with a
     whiteout), and the container's upper dir (a write and a delete). Each
     file's content names its layer, so `cat` inside tells where it came from;
-    overlay.provenance tells the same from the host. Returns the fact, whose
+    labkit.facts.overlay.provenance tells the same from the host. Returns the fact, whose
     ``grid`` (rows = files, one state per layer) feeds the figure."""
     import io
     import tarfile
@@ -280,7 +281,7 @@ def provenance(rootfs="base"):
                 r = c.exec(f"cat /{rel}")
                 inside[rel] = r.stdout if r.returncode == 0 else None
             stack = unionfs.layers_of(home.containers_dir(c.id))
-            origin = overlay.provenance(stack["merged"], stack["lowers"], stack["upper"])
+            origin = overlay_facts.provenance(stack["merged"], stack["lowers"], stack["upper"])
             names = ["base", "app", "patch", "upper"]
             dirs = stack["lowers"] + [stack["upper"]]
             grid = []

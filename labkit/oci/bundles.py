@@ -310,7 +310,7 @@ def default_config(args=("/bin/true",)):
 def copy_rootfs(rootfs, dest):
     """A private copy of a rootfs (device nodes made anew, never read)."""
     from .. import builder
-    from ..overlay import full_copy
+    from ..builder import full_copy
     full_copy(builder.resolve(rootfs), dest)
 
 

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 @pytest.fixture(scope="session")
 def rootfs_copy(rootfs):
     from labkit import builder
-    from labkit.overlay import full_copy
+    from labkit.builder import full_copy
     d = tempfile.mkdtemp(prefix="lkrt-rootfs-")
     os.chmod(d, 0o755)   # reachable by a user namespace's root too
     full_copy(builder.resolve(rootfs), os.path.join(d, "rootfs"))

@@ -5,14 +5,15 @@ import stat
 
 import pytest
 
-from labkit import overlay
+from labkit import builder, overlay
+from labkit.facts import overlay as facts
 from unionfs_helpers import snapshot, write
 
 pytestmark = pytest.mark.root
 
 
 def test_copy_up(scratch):
-    f = overlay.fact_copy_up(str(scratch))
+    f = facts.fact_copy_up(str(scratch))
     assert not f["in_upper_before_write"] and f["in_upper_after_write"]
     assert f["merged_content"] == f["upper_content"] != f["lower_content"]
     assert f["upper_content"].startswith(f["lower_content"])       # the whole file was copied up
@@ -21,13 +22,13 @@ def test_copy_up(scratch):
 
 
 def test_whiteout(scratch):
-    f = overlay.fact_whiteout(str(scratch))
+    f = facts.fact_whiteout(str(scratch))
     assert not f["in_merged_after_delete"] and f["in_lower_after_delete"]
     assert f["upper_is_char_device"] and f["upper_rdev"] == [0, 0]
 
 
 def test_opaque(scratch):
-    f = overlay.fact_opaque(str(scratch))
+    f = facts.fact_opaque(str(scratch))
     assert f["upper_etc_opaque_xattr"] == "y"
     assert f["merged_etc"] == f["upper_etc"]
     assert not set(f["merged_etc"]) & set(f["lower_etc"])            # the lower entries stay hidden
@@ -35,7 +36,7 @@ def test_opaque(scratch):
 
 
 def test_isolation(scratch):
-    f = overlay.fact_isolation(str(scratch))
+    f = facts.fact_isolation(str(scratch))
     a, b, lower = f["a"], f["b"], f["lower"]
     assert a["shared"] != b["shared"] == lower["shared"]             # a's change: a only
     assert a["only-a"] and not b["only-a"] and not lower["only-a"]
@@ -46,8 +47,8 @@ def test_disk_usage_shared_layers_against_copies(scratch):
     lower = scratch / "image"
     for i in range(16):
         write(lower / f"usr/lib/lib{i}.so", os.urandom(64 << 10).hex())   # 128 KiB each
-    f = overlay.fact_disk_usage(str(scratch / "w"), str(lower), counts=(1, 2, 4))
-    assert f["lower_bytes"] == overlay.disk_blocks(str(lower)) >= 16 * (128 << 10)
+    f = facts.fact_disk_usage(str(scratch / "w"), str(lower), counts=(1, 2, 4))
+    assert f["lower_bytes"] == facts.disk_blocks(str(lower)) >= 16 * (128 << 10)
     rows = {r["n"]: r for r in f["rows"]}
     for n, r in rows.items():
         # N copies cost about N images; N containers cost one image plus N small uppers.
@@ -72,7 +73,7 @@ def test_provenance(scratch):
     with overlay.mounted(str(mg), [str(l0), str(l1)], str(up), str(wk)):
         write(mg / "app/log", "written")
         os.unlink(mg / "bin/sh")
-        origin = overlay.provenance(str(mg), [str(l0), str(l1)], str(up))
+        origin = facts.provenance(str(mg), [str(l0), str(l1)], str(up))
     assert origin["etc/os-release"] == "lower1"
     assert origin["app/run"] == "lower1"
     assert origin["app/log"] == "upper"
@@ -90,7 +91,7 @@ def test_full_copy_makes_device_nodes_and_keeps_hardlinks(scratch):
     os.mknod(src / "dev/zero", 0o666 | stat.S_IFCHR, os.makedev(1, 5))
     os.mkfifo(src / "dev/fifo")
     dst = scratch / "copy"
-    overlay.full_copy(str(src), str(dst))
+    builder.full_copy(str(src), str(dst))
     assert snapshot(dst) == snapshot(src)
     assert os.stat(dst / "bin/sh").st_ino == os.stat(dst / "bin/busybox").st_ino != os.stat(src / "bin/sh").st_ino
     assert os.path.getsize(dst / "dev/zero") == 0 and (dst / "dev/zero").is_char_device()
