@@ -8,6 +8,105 @@ from .errors import LabkitError, NotRoot
 
 USAGE_RUN = "labkit run [options] [--] [CMD ...]"
 
+# `labkit run`'s options, one table for two parsers: argparse builds the help
+# from it, and parse_run() reads a command line with it without importing
+# argparse (~12 ms with the re, enum and locale it pulls in), because run is
+# the container start path. (names, dest, kind, metavar, default, help)
+RUN_OPTIONS = [
+    (("--ns",), "ns", "value", "LIST", None, "namespaces to create, comma-separated: pid,net,ipc,mnt,"
+     "uts,user,cgroup,time, or 'none' for a plain chroot (default: pid,net,ipc,mnt,uts,cgroup)"),
+    (("--all",), "all", "flag", None, False, "every namespace type this kernel has, user and time included"),
+    (("--hostname", "-h"), "hostname", "value", None, None, "the container's hostname (needs the uts namespace)"),
+    (("--rootfs",), "rootfs", "value", None, "base", "rootfs name (labkit rootfs ls) or directory (default: base)"),
+    (("--name",), "name", "value", None, None, "the container's name (default: a random id)"),
+    (("-d", "--detach"), "detach", "flag", None, False, "run in the background and print the id"),
+    (("-i", "--interactive"), "interactive", "flag", None, False, "keep stdin open"),
+    (("-t", "--tty"), "tty", "flag", None, False, "give the container a terminal (a pty)"),
+    (("--rm",), "rm", "flag", None, False, "remove the container when it exits"),
+    (("-e", "--env"), "env", "append", "K=V", None, "set an environment variable"),
+    (("-w", "--workdir"), "workdir", "value", None, "/", "working directory inside (default /)"),
+    (("--read-only",), "read_only", "flag", None, False, "mount the root filesystem read-only"),
+    (("--no-proc",), "no_proc", "flag", None, False, "do not mount /proc inside"),
+    (("--memory", "-m"), "memory", "value", None, None, "memory limit, e.g. 64m (cgroups)"),
+    (("--memory-swap",), "memory_swap", "value", None, None,
+     "memory+swap limit, e.g. 128m, or -1 for unlimited (cgroups)"),
+    (("--cpus",), "cpus", "value", None, None, "CPU quota in cores, e.g. 0.5 (cgroups)"),
+    (("--cpu-shares",), "cpu_shares", "value", None, None, "relative CPU weight, v1 shares (cgroups)"),
+    (("--cpuset-cpus",), "cpuset_cpus", "value", None, None, "CPUs allowed, e.g. 0 or 0-1 (cgroups)"),
+    (("--pids-limit", "--pids"), "pids", "value", None, None, "maximum number of processes (cgroups)"),
+    (("--layer",), "layer", "append", "DIR_OR_TAR", None,
+     "a read-only layer on top of the rootfs (union filesystem); repeat to stack"),
+    (("--lxcfs",), "lxcfs", "flag", None, False, "bind lxcfs's /proc files so that free and top see the limits"),
+]
+
+
+class _Args:
+    """What parse_run returns: attributes like argparse's Namespace."""
+
+    def __init__(self, **values):
+        self.__dict__.update(values)
+
+
+def parse_run(args):
+    """`labkit run`'s command line (after "run"), as docker reads it: options
+    first (`-it`, `-m64m`, `--name=x` and `--name x` alike), then the command;
+    `--` ends the options. Unknown options are a one-line error."""
+    spec = {name: (dest, kind) for names, dest, kind, *_ in RUN_OPTIONS for name in names}
+    values = {dest: ([] if kind == "append" else default)
+              for _, dest, kind, _, default, _ in RUN_OPTIONS}
+    values["func"] = cmd_run
+
+    def store(name, dest, kind, value):
+        if value is None:
+            raise LabkitError(f"run: {name} needs a value", f"for example {name} VALUE; see `labkit run --help`")
+        if kind == "append":
+            values[dest].append(value)
+        else:
+            values[dest] = value
+
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            i += 1
+            break
+        if not arg.startswith("-") or arg == "-":
+            break
+        if arg.startswith("--"):
+            name, eq, value = arg.partition("=")
+            if name not in spec:
+                raise LabkitError(f"run: unknown option '{name}'", "see `labkit run --help`")
+            dest, kind = spec[name]
+            if kind == "flag":
+                if eq:
+                    raise LabkitError(f"run: {name} takes no value", "see `labkit run --help`")
+                values[dest] = True
+            else:
+                if not eq:
+                    i += 1
+                    value = args[i] if i < len(args) else None
+                store(name, dest, kind, value)
+        else:                      # a cluster of short options: -it, -dit, -m64m, -e K=V
+            for j in range(1, len(arg)):
+                name = "-" + arg[j]
+                if name not in spec:
+                    raise LabkitError(f"run: unknown option '{name}'", "see `labkit run --help`")
+                dest, kind = spec[name]
+                if kind == "flag":
+                    values[dest] = True
+                    continue
+                value = arg[j + 1:]
+                if not value:
+                    i += 1
+                    value = args[i] if i < len(args) else None
+                store(name, dest, kind, value)
+                break
+        i += 1
+    values["cmd"] = list(args[i:])
+    if values["ns"] is not None and values["all"]:
+        raise LabkitError("run: --ns and --all exclude each other", "give one of them")
+    return _Args(**values)
+
 
 def _need_root(what):
     if os.geteuid() != 0:
@@ -24,30 +123,13 @@ def _parser():
     sub.required = True
 
     r = sub.add_parser("run", help="run a command in a new container", usage=USAGE_RUN, add_help=False)
-    nsg = r.add_mutually_exclusive_group()
-    nsg.add_argument("--ns", metavar="LIST", help="namespaces to create, comma-separated: pid,net,ipc,mnt,uts,"
-                     "user,cgroup,time, or 'none' for a plain chroot (default: pid,net,ipc,mnt,uts,cgroup)")
-    nsg.add_argument("--all", action="store_true", help="every namespace type this kernel has, user and time included")
-    r.add_argument("--hostname", "-h", dest="hostname", help="the container's hostname (needs the uts namespace)")
-    r.add_argument("--rootfs", default="base", help="rootfs name (labkit rootfs ls) or directory (default: base)")
-    r.add_argument("--name", help="the container's name (default: a random id)")
-    r.add_argument("-d", "--detach", action="store_true", help="run in the background and print the id")
-    r.add_argument("-i", "--interactive", action="store_true", help="keep stdin open")
-    r.add_argument("-t", "--tty", action="store_true", help="give the container a terminal (a pty)")
-    r.add_argument("--rm", action="store_true", help="remove the container when it exits")
-    r.add_argument("-e", "--env", action="append", default=[], metavar="K=V", help="set an environment variable")
-    r.add_argument("-w", "--workdir", default="/", help="working directory inside (default /)")
-    r.add_argument("--read-only", action="store_true", help="mount the root filesystem read-only")
-    r.add_argument("--no-proc", action="store_true", help="do not mount /proc inside")
-    r.add_argument("--memory", "-m", help="memory limit, e.g. 64m (cgroups)")
-    r.add_argument("--memory-swap", help="memory+swap limit, e.g. 128m, or -1 for unlimited (cgroups)")
-    r.add_argument("--cpus", help="CPU quota in cores, e.g. 0.5 (cgroups)")
-    r.add_argument("--cpu-shares", help="relative CPU weight, v1 shares (cgroups)")
-    r.add_argument("--cpuset-cpus", help="CPUs allowed, e.g. 0 or 0-1 (cgroups)")
-    r.add_argument("--pids-limit", "--pids", dest="pids", help="maximum number of processes (cgroups)")
-    r.add_argument("--layer", action="append", default=[], metavar="DIR_OR_TAR",
-                   help="a read-only layer on top of the rootfs (union filesystem); repeat to stack")
-    r.add_argument("--lxcfs", action="store_true", help="bind lxcfs's /proc files so that free and top see the limits")
+    for names, dest, kind, metavar, default, text in RUN_OPTIONS:
+        if kind == "flag":
+            r.add_argument(*names, dest=dest, action="store_true", help=text)
+        elif kind == "append":
+            r.add_argument(*names, dest=dest, action="append", default=[], metavar=metavar, help=text)
+        else:
+            r.add_argument(*names, dest=dest, default=default, metavar=metavar, help=text)
     r.add_argument("--help", action="help", help="show this help and exit")
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="the command (default /bin/sh)")
     r.set_defaults(func=cmd_run)
@@ -316,7 +398,10 @@ def main(argv=None):
         from . import runtime_cli
         return runtime_cli.main(argv[1:], prog="labkit oci")
     try:
-        args = _parser().parse_args(argv)
+        if argv[:1] == ["run"] and "--help" not in argv[1:]:
+            args = parse_run(argv[1:])      # the start path: no argparse
+        else:
+            args = _parser().parse_args(argv)
         return args.func(args) or 0
     except LabkitError as e:
         print(f"labkit: {e}", file=sys.stderr)

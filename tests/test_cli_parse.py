@@ -1,0 +1,43 @@
+"""`labkit run`'s lean command-line reader agrees with the argparse parser
+built from the same option table (no root needed)."""
+
+import pytest
+
+from labkit import cli
+from labkit.errors import LabkitError
+
+CASES = [
+    ["--", "true"],
+    ["true"],
+    ["-it", "--hostname", "box", "--", "sh"],
+    ["-d", "--name=web", "-m", "64m", "--cpus", "0.5", "--pids-limit", "20", "sleep", "9"],
+    ["-m64m", "-e", "A=1", "-eB=2", "--env=C=3", "--layer", "a", "--layer=b", "ls", "-l"],
+    ["--ns", "pid,net", "--rm", "--read-only", "--no-proc", "--lxcfs", "-w", "/tmp", "echo", "--x"],
+    ["--all", "--rootfs", "/srv/root", "--memory-swap", "-1", "--cpu-shares", "512",
+     "--cpuset-cpus", "0", "--pids", "5", "-h", "n", "--", "-weird-name"],
+]
+
+
+@pytest.mark.parametrize("argv", CASES, ids=lambda a: " ".join(a))
+def test_same_as_argparse(argv):
+    lean = cli.parse_run(argv)
+    full = cli._parser().parse_args(["run", *argv])
+    for _, dest, *_ in cli.RUN_OPTIONS:
+        assert getattr(lean, dest) == getattr(full, dest), dest
+    strip = lambda cmd: cmd[1:] if cmd[:1] == ["--"] else cmd   # noqa: E731 — build_config does this
+    assert strip(lean.cmd) == strip(full.cmd)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--bogus"], ["unknown option '--bogus'"]),
+    (["-x"], ["unknown option '-x'"]),
+    (["--name"], ["--name needs a value"]),
+    (["--rm=yes"], ["--rm takes no value"]),
+    (["--ns", "pid", "--all"], ["exclude each other"]),
+])
+def test_errors_are_one_line(argv, words):
+    with pytest.raises(LabkitError) as info:
+        cli.parse_run(argv)
+    for w in words:
+        assert w in str(info.value)
+    assert "\n" not in str(info.value)
