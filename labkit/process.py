@@ -158,6 +158,29 @@ _RESET = (signal.SIGPIPE, signal.SIGXFSZ, signal.SIGINT, signal.SIGTERM, signal.
           signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2)
 
 
+def execvpe(file, args, env):
+    """execvp(3)'s PATH search, with the container's PATH.
+
+    Not os.execvpe: it imports the warnings module on first use, and this
+    runs after pivot_root, when the host's standard library is out of
+    reach. Like execvp: a name with a slash is used as is; a missing file or
+    directory tries the next PATH entry; EACCES is remembered and raised if
+    nothing else runs."""
+    if "/" in file:
+        os.execve(file, args, env)
+    denied = None
+    for directory in env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
+        try:
+            os.execve(os.path.join(directory or ".", file), args, env)
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        except PermissionError as e:
+            denied = e
+    if denied is not None:
+        raise denied
+    raise FileNotFoundError(2, "No such file or directory", file)
+
+
 def exec_program(args, env, w_err, where="the container"):
     """Replace this process with ``args`` (looked up in PATH), its
     environment the NAME=VALUE strings ``env``, every signal at its default.
@@ -170,7 +193,7 @@ def exec_program(args, env, w_err, where="the container"):
             signal.signal(sig, signal.SIG_DFL)
         environ = dict(e.split("=", 1) for e in env if "=" in e)
         try:
-            os.execvpe(args[0], args, environ)
+            execvpe(args[0], args, environ)
         except FileNotFoundError:
             code = EXIT_NOTFOUND
             raise LabkitError(f"command '{args[0]}' not found in {where}",

@@ -101,6 +101,16 @@ def _init_script(workdir, pytest_args, cwd, env):
         lines.append(f"insmod {q(module)}")
     for k, v in env.items():
         lines.append(f"export {k}={q(v)}")
+    # labkit's state inside: a LABKIT_HOME of its own on this kernel's tmpfs.
+    # hostfs shares files with the host, and a `labkit gc` in here cannot see
+    # the host's processes: it would take the host's containers for dead.
+    # The host's built root filesystems are used where they are.
+    host_home = env.get("LABKIT_HOME", "/var/lib/labkit")
+    lines += [
+        "mkdir -p /run/labkit/rootfs",
+        f'for r in {q(host_home)}/rootfs/*; do [ -d "$r" ] && ln -s "$r" /run/labkit/rootfs/; done',
+        "export LABKIT_HOME=/run/labkit",
+    ]
     lines += [
         f"cd {q(cwd)}",
         f"{q(python)} -m pytest -p no:cacheprovider {' '.join(q(a) for a in pytest_args)} "
