@@ -225,11 +225,3 @@ def read_all(fd):
         if not chunk:
             return b"".join(chunks)
         chunks.append(chunk)
-
-
-def check_names(names, where):
-    """For validation: each name must be in the table."""
-    for i, name in enumerate(names):
-        if name not in CAPABILITIES:
-            raise LabkitError(f"{where}[{i}]: {name!r} is not a capability",
-                              "names as in capabilities(7), e.g. CAP_NET_BIND_SERVICE")
