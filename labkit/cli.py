@@ -218,10 +218,10 @@ def _resources(a):
 
 
 def build_config(a):
-    """argparse namespace of `labkit run` -> ContainerConfig."""
+    """The parsed options of `labkit run` -> (ContainerConfig, RunOptions)."""
     from . import builder, namespaces
     from .runtime import container
-    from .runtime.config import DEFAULT_ENV, DEFAULT_NAMESPACES, ContainerConfig
+    from .runtime.config import DEFAULT_ENV, DEFAULT_NAMESPACES, ContainerConfig, RunOptions
     if a.all:
         ns = frozenset(namespaces.available())
     elif a.ns is not None:
@@ -254,7 +254,7 @@ def build_config(a):
         id=cid, args=cmd or ["/bin/sh"], rootfs=builder.resolve(a.rootfs), namespaces=ns,
         hostname=a.hostname or (cid[:12] if "uts" in ns else None), env=env, cwd=a.workdir,
         mount_proc=not a.no_proc, readonly_rootfs=a.read_only, tty=a.tty,
-        interactive=a.interactive, detach=a.detach, remove=a.rm,
+        interactive=a.interactive,
         resources=_resources(a), layers=list(a.layer), lxcfs=a.lxcfs)
     if config.lxcfs:   # its own PID and mount namespaces and a /proc: say so before anything exists
         from .stages import lxcfs
@@ -262,15 +262,15 @@ def build_config(a):
     if config.layers:  # a missing layer or an unsafe tar: refused before anything exists
         from .stages import unionfs
         unionfs.check_layers(config.layers)
-    return config
+    return config, RunOptions(detach=a.detach, remove=a.rm)
 
 
 def cmd_run(a):
     _need_root("labkit run")
     from .runtime import runner
-    config = build_config(a)
-    code = runner.run(config)
-    if config.detach:
+    config, options = build_config(a)
+    code = runner.run(config, options)
+    if options.detach:
         print(config.id)
     return code
 

@@ -84,7 +84,7 @@ def join(pid, names):
             if name in fds:
                 syscalls.setns(fds[name], FLAGS[name])
         os.fchdir(root)
-        os.chroot(".")
+        syscalls.chroot(".")
     finally:
         for fd in fds.values():
             os.close(fd)

@@ -17,8 +17,8 @@ Order matters, and follows from the man pages:
   6. no_new_privs: from then on execve(2) can never grant more (no setuid bits,
      no file capabilities).
 
-Then exec_program: the last step of every container process (the init and
-each exec), and read_all for the pipes its errors come back on.
+Then exec_tail: apply all of it and exec the program, the last step of
+every container process (the init and each exec).
 """
 
 import ctypes
@@ -127,10 +127,10 @@ def apply(config):
     if user is not None:
         if caps is not None:
             syscalls.prctl(PR_SET_KEEPCAPS, 1)
-        os.setgroups(list(user.get("additionalGids") or []))
+        syscalls.setgroups(list(user.get("additionalGids") or []))
         gid, uid = user.get("gid", 0), user.get("uid", 0)
-        os.setresgid(gid, gid, gid)
-        os.setresuid(uid, uid, uid)
+        syscalls.setresgid(gid, gid, gid)
+        syscalls.setresuid(uid, uid, uid)
         if user.get("umask") is not None:
             os.umask(user["umask"])
     if sets is not None:
@@ -181,31 +181,45 @@ def execvpe(file, args, env):
     raise FileNotFoundError(2, "No such file or directory", file)
 
 
-def exec_program(args, env, w_err, where="the container"):
+class ExecFailed(LabkitError):
+    """The program could not be executed: exit status 127 or 126, as a shell's."""
+
+    def __init__(self, message, hint, exit_code):
+        super().__init__(message, hint)
+        self.exit_code = exit_code
+
+
+def exec_program(args, env, where="the container"):
     """Replace this process with ``args`` (looked up in PATH), its
     environment the NAME=VALUE strings ``env``, every signal at its default.
-    Never returns: when the exec fails, the reason goes to ``w_err`` (the
-    pipe the parent reads; it sees EOF instead once the exec succeeded) and
-    the process exits 127 (not found), 126 (not executable) or 125."""
-    code = EXIT_SETUP
+    Returns only by raising ExecFailed (127 not found, 126 not executable)."""
+    for sig in _RESET:
+        signal.signal(sig, signal.SIG_DFL)
+    environ = dict(e.split("=", 1) for e in env if "=" in e)
     try:
-        for sig in _RESET:
-            signal.signal(sig, signal.SIG_DFL)
-        environ = dict(e.split("=", 1) for e in env if "=" in e)
-        try:
-            execvpe(args[0], args, environ)
-        except FileNotFoundError:
-            code = EXIT_NOTFOUND
-            raise LabkitError(f"command '{args[0]}' not found in {where}",
-                              "check the name, or add the program to the rootfs") from None
-        except PermissionError:
-            code = EXIT_NOEXEC
-            raise LabkitError(f"command '{args[0]}' cannot be executed in {where}",
-                              "is it a directory, or missing its execute bit?") from None
-    except BaseException as e:
-        report(w_err, e)
-    finally:
-        os._exit(code)
+        execvpe(args[0], args, environ)
+    except FileNotFoundError:
+        raise ExecFailed(f"command '{args[0]}' not found in {where}",
+                         "check the name, or add the program to the rootfs", EXIT_NOTFOUND) from None
+    except PermissionError:
+        raise ExecFailed(f"command '{args[0]}' cannot be executed in {where}",
+                         "is it a directory, or missing its execute bit?", EXIT_NOEXEC) from None
+
+
+def exec_tail(config, args=None, where="the container"):
+    """The last step of every process that enters a container, the init and
+    each `exec` alike: the process as configured (apply(), above), then the
+    program (``args``, by default the container's own)."""
+    if config.capabilities is not None or config.user or config.rlimits \
+            or config.no_new_privileges or config.oom_score_adj is not None:
+        apply(config)
+    exec_program(args or config.args, config.env, where)
+
+
+def exit_code(wait_status):
+    """A waitpid(2) status as a shell shows it: the exit code, or 128+N for signal N."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
 
 
 def report(w_err, error):

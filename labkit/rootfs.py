@@ -4,15 +4,25 @@ The phases follow what runc's rootfs_linux.go does, in the same order:
 
   1. stop mount propagation, so nothing done here reaches the host;
   2. make the new root a mount point (pivot_root(2) requires one);
-  3. mount /proc, a read-only /sys and a minimal /dev inside it, then any
-     bind mounts other stages asked for over files there;
-  4. pivot_root into it and detach the old root.
+  3. walk the mount table: /proc, a read-only /sys, a tmpfs /dev with its
+     devpts and shm, then whatever else the table lists (bind mounts of
+     host files, cgroups); then the device nodes;
+  4. pivot_root into it and detach the old root;
+  5. sysctls, read-only paths, masked paths, and the root read-only if asked.
+
+One table for every container: `labkit run` gets default_mounts() (what
+Docker would write into config.json for it), labkit-runtime the `mounts` of
+config.json (labkit/oci/convert.py turns its options into mount(2) flags).
 
 Why pivot_root and not chroot? chroot(2) only changes how *this process*
 resolves "/": the host's root is still mounted in its namespace, and a
-process that keeps CAP_SYS_CHROOT walks back out (stages/chroot.py shows the
-breakout). pivot_root(2) moves the whole mount namespace onto the new root;
-once the old root is unmounted there is no path left to the host's files.
+process that keeps CAP_SYS_CHROOT walks back out (labkit/facts/breakout.py
+shows the breakout). pivot_root(2) moves the whole mount namespace onto the
+new root; once the old root is unmounted there is no path left to the host's files.
+
+Every destination is resolved *inside* the root: a `..` or a symlink in the
+rootfs that points out of it is followed as if the root were `/`
+(secure_join), so that an untrusted bundle never mounts over a host path.
 """
 
 import errno
@@ -20,7 +30,8 @@ import os
 
 from . import syscalls as sc
 
-# The devices every container gets (the OCI runtime spec's default devices).
+# The devices every container gets (the OCI runtime spec's default devices),
+# bind-mounted from the host's: mknod is not allowed in a user namespace, a bind is.
 DEVICES = ("null", "zero", "full", "random", "urandom", "tty")
 DEVICE_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
                 "stdout": "/proc/self/fd/1", "stderr": "/proc/self/fd/2",
@@ -39,60 +50,274 @@ def bind_self(root):
     sc.mount(root, root, None, sc.MS_BIND | sc.MS_REC)
 
 
-def mount_proc(root):
-    target = os.path.join(root, "proc")
-    os.makedirs(target, exist_ok=True)
-    sc.mount("proc", target, "proc", _DEV_FLAGS)
+def mount_entry(destination, fstype, flags, data="", source=None):
+    """One row of the mount table, in the shape oci/convert.py makes."""
+    return {"destination": destination, "type": fstype, "source": source or fstype,
+            "flags": flags, "propagation": [], "data": data, "bind": fstype == "bind"}
 
 
-def mount_sys(root):
-    """A read-only sysfs. sysfs can only be mounted by a process that owns the
-    network namespace; without one (a user namespace and the host's network)
-    the host's /sys is bind-mounted read-only instead, as runc does."""
-    target = os.path.join(root, "sys")
-    os.makedirs(target, exist_ok=True)
-    try:
-        sc.mount("sysfs", target, "sysfs", _DEV_FLAGS | sc.MS_RDONLY)
-    except OSError as e:
-        if e.errno != errno.EPERM:
-            raise
-        sc.mount("/sys", target, None, sc.MS_BIND | sc.MS_REC)
-        sc.mount(None, target, None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY | _DEV_FLAGS)
+def default_mounts(proc=True, binds=()):
+    """`labkit run`'s table: a fresh /proc; a read-only sysfs; a tmpfs /dev
+    (the default devices are bound into it), a private devpts instance
+    (newinstance: the container's ptys are its own, not the host's) and a
+    /dev/shm for POSIX shared memory. ``binds``: (host file, path inside)
+    pairs bound over the others, e.g. lxcfs's /proc/meminfo: after /proc is
+    mounted (or /proc would cover them) and before the pivot (which detaches
+    the old root, the only place their sources can be reached from)."""
+    table = [mount_entry("/proc", "proc", _DEV_FLAGS)] if proc else []
+    table += [
+        mount_entry("/sys", "sysfs", _DEV_FLAGS | sc.MS_RDONLY),
+        mount_entry("/dev", "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k"),
+        mount_entry("/dev/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
+                    "newinstance,ptmxmode=0666,mode=0620"),
+        mount_entry("/dev/shm", "tmpfs", _DEV_FLAGS, "mode=1777,size=65536k", source="shm"),
+    ]
+    table += [mount_entry(target, "bind", sc.MS_BIND, source=source) for source, target in binds]
+    return table
 
 
-def mount_dev(root):
-    """A tmpfs /dev holding only the default devices, bind-mounted from the
-    host's (mknod is not allowed in a user namespace; a bind mount is), a
-    private devpts for terminals and a /dev/shm for POSIX shared memory."""
-    dev = os.path.join(root, "dev")
-    os.makedirs(dev, exist_ok=True)
-    sc.mount("tmpfs", dev, "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k")
-    for name in DEVICES:
+# OCI mount options (the fstab(5)/mount(8) words) -> (set, clear) of mount(2)
+# flags. Anything else is filesystem data ("mode=755", "size=64k").
+MOUNT_FLAGS = {
+    "defaults": (0, 0), "rw": (0, sc.MS_RDONLY), "ro": (sc.MS_RDONLY, 0),
+    "suid": (0, sc.MS_NOSUID), "nosuid": (sc.MS_NOSUID, 0),
+    "dev": (0, sc.MS_NODEV), "nodev": (sc.MS_NODEV, 0),
+    "exec": (0, sc.MS_NOEXEC), "noexec": (sc.MS_NOEXEC, 0),
+    "sync": (0x10, 0), "async": (0, 0x10), "dirsync": (0x80, 0),
+    "remount": (sc.MS_REMOUNT, 0), "mand": (0x40, 0), "nomand": (0, 0x40),
+    "atime": (0, sc.MS_NOATIME), "noatime": (sc.MS_NOATIME, 0),
+    "diratime": (0, 0x800), "nodiratime": (0x800, 0),
+    "relatime": (sc.MS_RELATIME, 0), "norelatime": (0, sc.MS_RELATIME),
+    "strictatime": (sc.MS_STRICTATIME, 0), "nostrictatime": (0, sc.MS_STRICTATIME),
+    "bind": (sc.MS_BIND, 0), "rbind": (sc.MS_BIND | sc.MS_REC, 0),
+}
+# Propagation options: each is a separate mount(2) call after the mount.
+PROPAGATION = {
+    "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
+    "shared": sc.MS_SHARED, "rshared": sc.MS_SHARED | sc.MS_REC,
+    "slave": sc.MS_SLAVE, "rslave": sc.MS_SLAVE | sc.MS_REC,
+    "unbindable": sc.MS_UNBINDABLE, "runbindable": sc.MS_UNBINDABLE | sc.MS_REC,
+}
+# Filesystem types labkit mounts itself; "bind" (or a bind option) binds a host path.
+FS_TYPES = ("proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "bind", "none")
+# statvfs f_flag bits that are also mount(2) flags: kept on a remount, which
+# must not clear a flag the kernel locked (a user namespace's mount).
+_KEEP = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_NOATIME | 0x800
+
+
+def parse_options(options):
+    """OCI options -> (flags, propagation flags list, data string)."""
+    flags, prop, data = 0, [], []
+    for opt in options or ():
+        if opt in MOUNT_FLAGS:
+            on, off = MOUNT_FLAGS[opt]
+            flags = (flags | on) & ~off
+        elif opt in PROPAGATION:
+            prop.append(PROPAGATION[opt])
+        else:
+            data.append(opt)
+    return flags, prop, ",".join(data)
+
+
+def secure_join(root, path):
+    """``path`` inside ``root``, following symlinks as if ``root`` were /.
+
+    A ``..`` never climbs above root, and a symlink's absolute target starts
+    again at root: the result is always root or below it."""
+    root = root.rstrip("/") or "/"
+    parts = [p for p in path.split("/") if p and p != "."]
+    resolved = []
+    hops = 0
+    while parts:
+        part = parts.pop(0)
+        if part == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        candidate = os.path.join(root, *resolved, part)
+        if os.path.islink(candidate):
+            hops += 1
+            if hops > 40:
+                raise OSError(40, f"too many symlinks resolving {path} in {root}")
+            target = os.readlink(candidate)
+            if target.startswith("/"):
+                resolved = []
+            parts = [p for p in target.split("/") if p and p != "."] + parts
+            continue
+        resolved.append(part)
+    return os.path.join(root, *resolved)
+
+
+def _make_point(dest, is_file):
+    if os.path.lexists(dest):
+        return
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    if is_file:
+        open(dest, "a").close()
+    else:
+        os.mkdir(dest, 0o755)
+
+
+def _remount_bind(dest, flags):
+    keep = os.statvfs(dest).f_flag & _KEEP
+    sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | keep | (flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)))
+
+
+def mount_one(root, m, cgroupns):
+    """One entry of config.mounts (already converted: flags, data, bind)."""
+    dest = secure_join(root, m["destination"])
+    flags, fstype = m["flags"], m["type"]
+    if fstype in ("cgroup", "cgroup2") and not m.get("bind"):
+        _make_point(dest, False)
+        mount_cgroups(dest, flags, cgroupns)
+    elif m.get("bind"):
+        source = m["source"]
+        _make_point(dest, not os.path.isdir(source))
+        sc.mount(source, dest, None, sc.MS_BIND | (flags & sc.MS_REC))
+        if flags & ~(sc.MS_BIND | sc.MS_REC):
+            _remount_bind(dest, flags)
+    else:
+        _make_point(dest, False)
+        try:
+            sc.mount(m["source"] or fstype, dest, fstype, flags, m["data"] or None)
+        except OSError as e:
+            # sysfs needs the network namespace's owner: in a user namespace
+            # with the host's network, bind the host's /sys read-only (as runc).
+            if fstype != "sysfs" or e.errno != errno.EPERM:
+                raise
+            sc.mount("/sys", dest, None, sc.MS_BIND | sc.MS_REC)
+            _remount_bind(dest, flags | sc.MS_RDONLY)
+    for p in m.get("propagation", ()):
+        sc.mount(None, dest, None, p)
+
+
+def _cgroup_mounts():
+    """(mount point, root inside the hierarchy, fstype, super options) of each
+    cgroup hierarchy under /sys/fs/cgroup, as this process sees them."""
+    found = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            sep = fields.index("-")
+            fstype = fields[sep + 1]
+            if fstype in ("cgroup", "cgroup2") and fields[4].startswith("/sys/fs/cgroup"):
+                found.append((fields[4], fields[3], fstype, fields[sep + 3]))
+    return found
+
+
+def _own_cgroups():
+    """hierarchy key ('memory', 'cpu,cpuacct', 'name=systemd', '' for v2) -> path."""
+    own = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctls, path = line.rstrip("\n").split(":", 2)
+            own[ctls] = path
+    return own
+
+
+def mount_cgroups(dest, flags, cgroupns):
+    """A `cgroup` mount: the container's own cgroup directories, never the
+    host's whole tree. On cgroup v2 (and with a cgroup namespace) cgroup2 is
+    mounted itself, its root being the container's cgroup; on v1 and hybrid
+    hosts a tmpfs holds one directory per hierarchy with the container's
+    cgroup of that hierarchy bound onto it (mounted fresh with a cgroup
+    namespace, which the kernel roots at the container's cgroup)."""
+    mounts = _cgroup_mounts()
+    ro = flags & sc.MS_RDONLY
+    plain = flags & ~sc.MS_RDONLY
+    if len(mounts) == 1 and mounts[0][0] == "/sys/fs/cgroup":   # pure v2
+        if cgroupns:
+            sc.mount("cgroup2", dest, "cgroup2", flags)
+            return
+        path = _own_cgroups().get("", "/")
+        sc.mount(os.path.join("/sys/fs/cgroup", path.lstrip("/")), dest, None, sc.MS_BIND)
+        _remount_bind(dest, flags)
+        return
+    sc.mount("tmpfs", dest, "tmpfs", plain & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC), "mode=755")
+    own = _own_cgroups()
+    for point, mroot, fstype, opts in mounts:
+        if point == "/sys/fs/cgroup":
+            continue
+        name = os.path.basename(point)
+        target = os.path.join(dest, name)
+        os.mkdir(target, 0o555)
+        supers = [o for o in opts.split(",") if o not in ("rw", "ro")]
+        if cgroupns:
+            if fstype == "cgroup2":
+                sc.mount("cgroup2", target, "cgroup2", plain)
+            else:
+                sc.mount("cgroup", target, "cgroup", plain, ",".join(supers))
+            if ro:
+                _remount_bind(target, sc.MS_RDONLY)
+            continue
+        if fstype == "cgroup2":
+            path = own.get("", "/")
+        else:   # the hierarchy whose controllers (or name=) are among the super options
+            path = next((p for k, p in own.items() if k and set(k.split(",")) <= set(supers)), "/")
+        rel = os.path.relpath(path, mroot) if path.startswith(mroot) else "."
+        sc.mount(os.path.normpath(os.path.join(point, rel)), target, None, sc.MS_BIND)
+        _remount_bind(target, plain | ro)
+    # Keep the host's aliases (cpu -> cpu,cpuacct on some hosts).
+    for entry in os.listdir("/sys/fs/cgroup"):
+        link = os.path.join("/sys/fs/cgroup", entry)
+        if os.path.islink(link) and not os.path.lexists(os.path.join(dest, entry)):
+            os.symlink(os.readlink(link), os.path.join(dest, entry))
+    if ro:
+        _remount_bind(dest, sc.MS_RDONLY)
+
+
+def make_devices(root, devices, userns, defaults=True):
+    """The default devices (null, zero, ...) and links in a tmpfs /dev, then
+    config's linux.devices: mknod(2), or — in a user namespace, where mknod of
+    a device is refused — a bind mount of the host's node of the same path."""
+    dev = secure_join(root, "/dev")
+    for name in DEVICES if defaults else ():
         target = os.path.join(dev, name)
-        open(target, "w").close()
-        sc.mount("/dev/" + name, target, None, sc.MS_BIND)
-    os.mkdir(os.path.join(dev, "pts"))
-    # newinstance: the container's ptys are its own, not the host's.
-    sc.mount("devpts", os.path.join(dev, "pts"), "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
-             "newinstance,ptmxmode=0666,mode=0620")
-    os.mkdir(os.path.join(dev, "shm"), 0o1777)
-    sc.mount("shm", os.path.join(dev, "shm"), "tmpfs", _DEV_FLAGS, "mode=1777,size=65536k")
-    for name, target in DEVICE_LINKS.items():
-        os.symlink(target, os.path.join(dev, name))
+        if not os.path.lexists(target):
+            open(target, "w").close()
+            sc.mount("/dev/" + name, target, None, sc.MS_BIND)
+    for name, link in DEVICE_LINKS.items() if defaults else ():
+        if not os.path.lexists(os.path.join(dev, name)):
+            os.symlink(link, os.path.join(dev, name))
+    for d in devices:
+        target = secure_join(root, d["path"])
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.lexists(target):
+            os.unlink(target)
+        kind = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}[d["type"]]
+        if userns and d["type"] != "p":
+            open(target, "w").close()
+            sc.mount(d["path"], target, None, sc.MS_BIND)
+            continue
+        os.mknod(target, kind | (d.get("fileMode") or 0o666), os.makedev(d.get("major", 0), d.get("minor", 0)))
+        os.chmod(target, d.get("fileMode") or 0o666)
+        os.chown(target, d.get("uid") or 0, d.get("gid") or 0)
 
 
-def bind_over(root, binds):
-    """Phase 3, last: bind-mount each (source on the host, path inside the
-    root) pair, e.g. another stage's /proc/meminfo over the one just mounted.
-    It must happen after /proc, /sys and /dev are mounted (or the new mount
-    would cover the bind) and before the pivot (which detaches the old root,
-    the only place the sources can be reached from)."""
-    top = os.path.realpath(root)
-    for source, target in binds:
-        dest = os.path.join(top, target.lstrip("/"))
-        if not os.path.realpath(dest).startswith(top.rstrip("/") + "/"):
-            raise ValueError(f"bind mount target {target!r} leads outside the root {root}")
-        sc.mount(source, dest, None, sc.MS_BIND)
+def write_sysctl(sysctl):
+    """net.ipv4.ip_forward=1 -> /proc/sys/net/ipv4/ip_forward, in the container's
+    namespaces (the keys were checked: no '/' and no '..')."""
+    for key, value in sysctl.items():
+        with open("/proc/sys/" + key.replace(".", "/"), "w") as f:
+            f.write(str(value))
+
+
+def readonly_path(path):
+    """Bind the path onto itself, then remount that bind read-only."""
+    if not os.path.lexists(path):
+        return
+    sc.mount(path, path, None, sc.MS_BIND | sc.MS_REC)
+    _remount_bind(path, sc.MS_RDONLY)
+
+
+def mask_path(path):
+    """A file reads as /dev/null; a directory as an empty read-only tmpfs."""
+    if not os.path.lexists(path):
+        return
+    if os.path.isdir(path):
+        sc.mount("tmpfs", path, "tmpfs", sc.MS_RDONLY)
+    else:
+        sc.mount("/dev/null", path, None, sc.MS_BIND)
 
 
 def pivot(root):
@@ -110,16 +335,41 @@ def remount_readonly():
     sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
 
 
-def enter(root, proc=True, readonly=False, binds=()):
-    """All four phases, for a process already in its own mount namespace.
-    ``binds``: (source, target inside the root) pairs for bind_over()."""
+def enter(root, cfg, mounts, no_pivot=False, before_pivot=(), before_cgroups=None):
+    """Every phase, for a process already in its own mount namespace: the
+    table ``mounts``; from ``cfg`` (a ContainerConfig) its devices, sysctls,
+    read-only and masked paths and read-only root. ``before_cgroups`` is
+    called before the first cgroup mount, which shows the process's own
+    cgroup: it returns once the process is in it. ``before_pivot``:
+    callables run once everything is mounted (createContainer hooks, which
+    may still see the host's files)."""
     make_private()
     bind_self(root)
-    if proc:
-        mount_proc(root)
-    mount_sys(root)
-    mount_dev(root)
-    bind_over(root, binds)
-    pivot(root)
-    if readonly:
+    cgroupns = "cgroup" in cfg.namespaces
+    has_dev = False
+    for m in mounts:
+        if m["type"] in ("cgroup", "cgroup2") and not m.get("bind") and before_cgroups is not None:
+            before_cgroups()
+        mount_one(root, m, cgroupns)
+        if m["destination"].rstrip("/") == "/dev" and not m.get("bind"):
+            has_dev = True
+    if has_dev or cfg.devices:
+        make_devices(root, cfg.devices, "user" in cfg.namespaces, defaults=has_dev)
+    for callback in before_pivot:
+        callback()
+    if no_pivot:
+        # pivot_root cannot leave a ramfs root: move the new root over / instead.
+        os.chdir(root)
+        sc.mount(root, "/", None, sc.MS_MOVE)
+        sc.chroot(".")
+        os.chdir("/")
+    else:
+        pivot(root)
+    if cfg.sysctl:
+        write_sysctl(cfg.sysctl)
+    for path in cfg.readonly_paths:
+        readonly_path(path)
+    for path in cfg.masked_paths:
+        mask_path(path)
+    if cfg.readonly_rootfs:
         remount_readonly()

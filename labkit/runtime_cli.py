@@ -175,12 +175,12 @@ def cmd_run(a):
     sock = getattr(a, "console_socket", None)
     pid_file = getattr(a, "pid_file", None)
     keep = getattr(a, "keep", False)
-    c = state.config(bundle, cid, remove=not keep, console_socket=os.path.abspath(sock) if sock else None,
-                     no_pivot=getattr(a, "no_pivot", False),
-                     pid_file=os.path.abspath(pid_file) if pid_file else None)
-    code = runner.run(c)
+    c = state.config(bundle, cid)
+    opts = state.options(pid_file, sock, getattr(a, "no_pivot", False), remove=not keep)
+    state.check_terminal(c, opts)
+    code = runner.run(c, opts)
     if c.hooks.get("poststop"):
-        from .oci import hooks
+        from . import hooks
         hooks.run_phase(c, ("poststop",), 0, "stopped")
     return code
 
@@ -310,7 +310,7 @@ def cmd_exec(a):
             code = 1
             try:
                 os.setsid()
-                code = execute.execute(cid, args, tty=False, interactive=True, process=edit, pid_file=pid_file)
+                code = execute.execute(cid, args, tty=False, interactive=True, edit=edit, pid_file=pid_file)
             except BaseException:
                 pass
             finally:
@@ -321,7 +321,7 @@ def cmd_exec(a):
             while not os.path.exists(pid_file) and time.monotonic() < deadline:
                 time.sleep(0.002)
         return 0
-    return execute.execute(cid, args, tty=tty, interactive=True, process=edit, pid_file=pid_file)
+    return execute.execute(cid, args, tty=tty, interactive=True, edit=edit, pid_file=pid_file)
 
 
 def _log(a, message):

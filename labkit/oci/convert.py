@@ -9,7 +9,7 @@ cgroups package's names, paths relative to the bundle to absolute ones.
 import os
 
 from ..runtime.config import ContainerConfig
-from .rootfs import parse_options
+from ..rootfs import parse_options
 from .validate import NS_TYPES
 
 # linux.resources -> ContainerConfig.resources (labkit/cgroups/resources.py names).

@@ -49,7 +49,7 @@ def oci_state(cid):
             "bundle": cfg.get("bundle") or "", "annotations": cfg.get("annotations") or {}}
 
 
-def config(bundle, cid, **runtime):
+def config(bundle, cid):
     """Load, validate and convert <bundle>/config.json for container ``cid``."""
     from . import convert, spec, validate
     ct.check_id(cid)
@@ -58,26 +58,34 @@ def config(bundle, cid, **runtime):
     raw, path = spec.read(bundle)
     cfg = validate.load_checked(raw, path)
     validate.check_meaning(cfg, bundle, cid)
-    c = convert.to_config(cfg, bundle, cid)
-    for key, value in runtime.items():
-        setattr(c, key, value)
-    return c
+    return convert.to_config(cfg, bundle, cid)
+
+
+def options(pid_file=None, console_socket=None, no_pivot=False, **more):
+    """runc's per-call flags as RunOptions, paths made absolute (the monitor
+    changes directory; the caller's relative paths must still hold)."""
+    from ..runtime.config import RunOptions
+    return RunOptions(pid_file=os.path.abspath(pid_file) if pid_file else None,
+                      console_socket=os.path.abspath(console_socket) if console_socket else None,
+                      no_pivot=no_pivot, **more)
+
+
+def check_terminal(c, opts):
+    if c.tty and not opts.console_socket and opts.detach:
+        raise LabkitError("cannot allocate tty if labkit-runtime will detach without setting console socket",
+                          "give --console-socket PATH, or set process.terminal to false")
+    if opts.console_socket and not c.tty:
+        raise LabkitError("--console-socket given but process.terminal is false",
+                          "set process.terminal to true in config.json, or drop --console-socket")
 
 
 def create(bundle, cid, pid_file=None, console_socket=None, no_pivot=False):
     from ..runtime import runner
-    if console_socket:
-        console_socket = os.path.abspath(console_socket)
-    c = config(bundle, cid, exec_fifo=True, detach=True, console_socket=console_socket,
-               no_pivot=no_pivot, pid_file=os.path.abspath(pid_file) if pid_file else None)
-    if c.tty and not console_socket:
-        raise LabkitError("cannot allocate tty if labkit-runtime will detach without setting console socket",
-                          "give --console-socket PATH, or set process.terminal to false")
-    if console_socket and not c.tty:
-        raise LabkitError("--console-socket given but process.terminal is false",
-                          "set process.terminal to true in config.json, or drop --console-socket")
+    c = config(bundle, cid)
+    opts = options(pid_file, console_socket, no_pivot, exec_fifo=True, detach=True)
+    check_terminal(c, opts)
     try:
-        runner.run(c)
+        runner.run(c, opts)
     except BaseException:
         # A failed create leaves nothing behind (the monitor has torn its stages down).
         from ..runtime import lifecycle
@@ -101,7 +109,7 @@ def start(cid):
     os.unlink(_fifo(cid))
     cfg = ct.config_of(st)
     if cfg.hooks.get("poststart"):
-        from . import hooks
+        from .. import hooks
         hooks.run_phase(cfg, ("poststart",), st["pid"], "running")
 
 
@@ -169,7 +177,7 @@ def delete(cid, force=False):
     from ..runtime import lifecycle
     lifecycle.collect(cid)
     if cfg is not None and cfg.hooks.get("poststop"):
-        from . import hooks
+        from .. import hooks
         hooks.run_phase(cfg, ("poststop",), 0, "stopped")
 
 

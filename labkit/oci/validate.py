@@ -275,7 +275,7 @@ def _escapes(path):
 
 
 def check_mounts(cfg, bundle):
-    from .rootfs import FS_TYPES, MOUNT_FLAGS, PROPAGATION
+    from ..rootfs import FS_TYPES, MOUNT_FLAGS, PROPAGATION
     for i, m in enumerate(cfg.get("mounts") or ()):
         dest = m.get("destination", "")
         where = f"mounts[{i}]"

@@ -16,8 +16,30 @@ DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bi
                "TERM=xterm", "HOME=/root")
 
 
-class ContainerConfig:
-    # name: default. Lists and dicts are copied per instance in __init__.
+class _Fields:
+    """A plain record: FIELDS names every attribute and its default."""
+    FIELDS = {}
+
+    def __init__(self, **values):
+        unknown = set(values) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"unknown {type(self).__name__} fields: {sorted(unknown)}")
+        for name, default in self.FIELDS.items():
+            value = values.get(name, default)
+            if isinstance(value, (list, dict)) and value is default:
+                value = type(value)(value)   # a list or dict per instance
+            setattr(self, name, value)
+
+    def to_dict(self):
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(**{k: v for k, v in d.items() if k in cls.FIELDS})
+
+
+class ContainerConfig(_Fields):
+    """What the container is: saved in its state, read again by exec and gc."""
     FIELDS = {
         "id": None,
         "args": None,
@@ -30,8 +52,6 @@ class ContainerConfig:
         "readonly_rootfs": False,
         "tty": False,            # -t: a pseudo-terminal, like docker run -t
         "interactive": False,    # -i: keep stdin open
-        "detach": False,         # -d: run in the background
-        "remove": False,         # --rm: forget the container when it exits
         # USER namespace: ids 0.. inside map to userns_size ids from userns_base.
         "userns_base": 100000,
         "userns_size": 65536,
@@ -56,36 +76,35 @@ class ContainerConfig:
         "uid_mappings": None,    # [{containerID, hostID, size}]; None = userns_base/size
         "gid_mappings": None,
         "hooks": {},             # OCI hooks by name: [{path, args, env, timeout}]
-        "exec_fifo": False,      # OCI create: wait on <state_dir>/exec.fifo before exec
-        "console_socket": None,  # a unix socket to send the pty master to (SCM_RIGHTS)
-        "no_pivot": False,       # MS_MOVE + chroot instead of pivot_root (a ramfs root)
-        "pid_file": None,        # write the init's pid (as the host sees it) there
         "bundle": None,          # the OCI bundle directory, for the state JSON
         "annotations": {},
     }
 
     def __init__(self, **values):
-        unknown = set(values) - set(self.FIELDS)
-        if unknown:
-            raise TypeError(f"unknown ContainerConfig fields: {sorted(unknown)}")
-        for name, default in self.FIELDS.items():
-            value = values.get(name, default)
-            if isinstance(value, (list, dict)) and value is default:
-                value = type(value)(value)
-            setattr(self, name, value)
+        super().__init__(**values)
         self.namespaces = frozenset(self.namespaces)
 
     def to_dict(self):
-        d = {name: getattr(self, name) for name in self.FIELDS}
+        d = super().to_dict()
         d["namespaces"] = sorted(self.namespaces)
         return d
-
-    @classmethod
-    def from_dict(cls, d):
-        return cls(**{k: v for k, v in d.items() if k in cls.FIELDS})
 
     @property
     def pivot_root(self):
         """With a mount namespace the root is changed with pivot_root; without
         one, only chroot(2) is possible (pivot_root would move the host's root)."""
         return "mnt" in self.namespaces
+
+
+class RunOptions(_Fields):
+    """How this one invocation runs the container, not what the container is
+    (runc keeps the same split: configs.Config against CreateOpts). Never
+    saved: `labkit exec` or `gc` of the same container need none of it."""
+    FIELDS = {
+        "detach": False,         # -d: run in the background, a monitor stays behind
+        "remove": False,         # --rm: forget the container when it exits
+        "exec_fifo": False,      # OCI create: wait on <state_dir>/exec.fifo before exec
+        "console_socket": None,  # a unix socket to send the pty master to (SCM_RIGHTS)
+        "pid_file": None,        # write the init's pid (as the host sees it) there
+        "no_pivot": False,       # MS_MOVE + chroot instead of pivot_root (a ramfs root)
+    }

@@ -12,7 +12,8 @@ import os
 import time
 
 from .. import home
-from ..errors import Conflict, LabkitError, NotFound, SetupError
+from ..errors import Conflict, LabkitError, NotFound
+from ..startpath import dumps, remove_tree  # noqa: F401 (remove_tree: for the monitor)
 from .config import ContainerConfig
 
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -69,33 +70,30 @@ def alive(pid, started):
 
 
 class Container:
-    """The runtime's view of one container while it is being run."""
+    """The runtime's view of one container while it is being run: every
+    field any process or stage sets is declared here."""
 
-    def __init__(self, config):
+    def __init__(self, config, options=None):
+        from .config import RunOptions
         self.config = config
+        self.options = options or RunOptions()
         self.id = config.id
         self.state_dir = home.containers_dir(config.id)
-        self.rootfs = config.rootfs
-        self.host_mounts = []   # mounts made in the host's namespace (chroot /proc)
-        self.pid = None         # the container's init, as the host sees it
-        self.cgroup = None      # set by the cgroups stage
-        self.exit_code = None
+        self.rootfs = config.rootfs   # the directory the init enters (unionfs: the overlay)
         self.created = time.time()
-        self.go_fd = None       # in the container's init: where the monitor's "G" arrives
-
-    def await_attach(self):
-        """In the container's init: return once the monitor has attached
-        every stage to this process (its pid written to cgroup.procs). The
-        first call waits, later ones return at once. Stages call it before
-        whatever depends on the process's cgroup (a cgroup namespace, a
-        cgroup mount); the runner calls it before the exec."""
-        fd, self.go_fd = self.go_fd, None
-        if fd is None:
-            return
-        go = os.read(fd, 1)
-        os.close(fd)
-        if go != b"G":
-            raise SetupError("the monitor stopped before the container was attached")
+        # Set by the monitor while it runs the container.
+        self.pid = None          # the container's init, as the host sees it
+        self.exit_code = None
+        self.stdio = ()          # OCI create: the caller's stdin, stdout, stderr for the init
+        # Set by stages (labkit/stages/), read by other stages or by gc.
+        self.host_mounts = []    # rootfs: mounts made in the host's namespace (a chroot's /proc)
+        self.cgroup = None       # cgroups: the manager of the container's cgroup
+        self.lxcfs = None        # lxcfs: the container's own lxcfs, if it started one
+        self.binds = []          # lxcfs: (host file, path inside) to bind over the new root
+        self.before_pivot = []   # lifecycle: callbacks after the mounts, before pivot_root
+        self.fifo = None         # lifecycle: exec.fifo, opened O_PATH by the monitor
+        # In the container's processes: their end of the protocol (runtime/sync.py).
+        self.sync = None
 
     def create(self):
         os.makedirs(home.containers_dir(), exist_ok=True)
@@ -120,48 +118,6 @@ class Container:
         with open(tmp, "w") as f:
             f.write(dumps(state))
         os.rename(tmp, os.path.join(self.state_dir, "state.json"))
-
-
-def _not_serializable(o):
-    raise TypeError(f"Object of type {type(o).__name__} is not JSON serializable")
-
-
-def dumps(obj):
-    """json.dumps(obj), without importing json on the start path: json imports
-    re, and re imports enum (~5 ms together). This is the C encoder json.dumps
-    itself uses for its default, compact form (no indent: the pure-Python
-    encoder would cost ~1 ms a save); json is the fallback where _json lacks it."""
-    try:
-        from _json import encode_basestring_ascii, make_encoder
-    except ImportError:
-        import json
-        return json.dumps(obj)
-    # markers (circular check), default, string encoder, indent,
-    # key and item separators, sort_keys, skipkeys, allow_nan: json.dumps's.
-    encode = make_encoder({}, _not_serializable, encode_basestring_ascii, None,
-                          ": ", ", ", False, False, True)
-    return "".join(encode(obj, 0))
-
-
-def remove_tree(top):
-    """rm -r, without importing shutil (and with it bz2, lzma, fnmatch) on
-    the start path. os.walk does not follow symlinks: a link is removed,
-    never what it points to."""
-    for base, dirs, files in os.walk(top, topdown=False):
-        for name in files + [d for d in dirs if os.path.islink(os.path.join(base, d))]:
-            try:
-                os.unlink(os.path.join(base, name))
-            except FileNotFoundError:
-                pass
-        for name in dirs:
-            try:
-                os.rmdir(os.path.join(base, name))
-            except (FileNotFoundError, NotADirectoryError):
-                pass
-    try:
-        os.rmdir(top)
-    except FileNotFoundError:
-        pass
 
 
 def load(cid):

@@ -1,30 +1,37 @@
 """Stages: one primitive each, usable alone, composed by the runner.
 
-A stage is an object with up to four hooks; the runner calls them in this
-order and a stage never calls another stage:
+A stage is an object with these hooks; the runner calls them in this order
+(labkit/runtime/sync.py draws the processes) and a stage never calls another
+stage:
 
-  prepare(c)        parent, before the child exists (create a cgroup, mount
-                    an overlay). May set ``c.rootfs``.
-  attach(c, pid)    parent, once the container's init exists and before it
-                    execs (add the pid to a cgroup, write uid maps).
+  prepare(c)        monitor, before the child exists (create a cgroup, mount
+                    an overlay, make exec.fifo). May set ``c.rootfs``.
+  attach(c, pid)    monitor, once the container's init exists and before it
+                    execs (add the pid to a cgroup, write the pid file, run
+                    prestart hooks), in stage order.
   child(c)          the container's init, inside its namespaces, before exec
-                    (pivot_root, /proc, hostname). Runs in a fresh,
+                    (hostname, mounts, pivot_root). Runs in a fresh,
                     single-threaded process, never in a fork of a notebook kernel.
-                    It may run while the parent is still attaching (moving a
+                    It may run while the monitor is still attaching (moving a
                     process between cgroups takes ~10 ms): anything that
-                    depends on the process's cgroup calls c.await_attach() first.
-  teardown(c)       parent, after the container exited or failed at any
+                    depends on the process's cgroup calls c.sync.wait_attached() first.
+  before_exec(c)    the init, once every stage's child() ran and its terminal
+                    is set up: the last moment before the program (wait for
+                    `start` on exec.fifo, startContainer hooks).
+  started(c)        monitor, once the program runs (poststart hooks).
+  teardown(c)       monitor, after the container exited or failed at any
                     point: undo whatever prepare/attach did; idempotent.
 
 ``c`` is a runtime.container.Container: its ``config`` (a ContainerConfig),
-``state_dir`` and ``rootfs`` (the directory the child enters).
+``options`` (this invocation's RunOptions), ``state_dir`` and ``rootfs`` (the
+directory the init enters); every field a stage may set is declared there.
 """
 
 
 class Stage:
     name = "stage"
 
-    def wanted(self, config):
+    def wanted(self, config, options=None):
         """Whether this container needs the stage at all."""
         return True
 
@@ -35,6 +42,12 @@ class Stage:
         pass
 
     def child(self, c):
+        pass
+
+    def before_exec(self, c):
+        pass
+
+    def started(self, c):
         pass
 
     def teardown(self, c):

@@ -12,7 +12,7 @@ from labkit.stages import Stage
 class CgroupsStage(Stage):
     name = "cgroups"
 
-    def wanted(self, config):
+    def wanted(self, config, options=None):
         return bool(config.resources)
 
     def prepare(self, c):
@@ -23,6 +23,6 @@ class CgroupsStage(Stage):
         c.cgroup.add(pid)
 
     def teardown(self, c):
-        m = getattr(c, "cgroup", None)
+        m = c.cgroup
         if m is not None:
             m.destroy()

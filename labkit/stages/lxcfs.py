@@ -19,7 +19,7 @@ Which lxcfs, and who stops it:
 
 lxcfs finds the reader's cgroup through the init of the reader's PID
 namespace, so the container needs its own PID namespace; and the binds are
-made inside its mount namespace, on top of its fresh /proc (rootfs.enter).
+made inside its mount namespace, on top of its fresh /proc (labkit/rootfs.py).
 """
 
 import os
@@ -44,7 +44,7 @@ def check(config):
 class LxcfsStage(Stage):
     name = "lxcfs"
 
-    def wanted(self, config):
+    def wanted(self, config, options=None):
         return bool(config.lxcfs)
 
     def prepare(self, c):
@@ -61,11 +61,11 @@ class LxcfsStage(Stage):
         if not binds:
             raise LabkitError(f"lxcfs at {path} offers no proc files",
                               "is it an lxcfs mount? see `labkit doctor`")
-        # RootStage binds these over <root>/proc/... once /proc is mounted.
-        c.binds = list(getattr(c, "binds", ())) + binds
+        # The rootfs stage binds these over <root>/proc/... once /proc is mounted.
+        c.binds += binds
 
     def teardown(self, c):
-        lx = getattr(c, "lxcfs", None)
+        lx = c.lxcfs
         if lx is not None:
             lx.stop()
             try:

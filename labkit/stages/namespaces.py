@@ -1,15 +1,105 @@
-"""Stage 2 — namespaces: what the container's init does once inside them.
+"""Stage 2 — namespaces: every unshare(2) and setns(2) of a container.
 
-The unshare(2) itself happens in the runner, because where it happens
-decides what it affects (a new PID namespace only applies to children forked
-afterwards). Here: the cgroup namespace, which must be created *after* the
-parent has moved the process into its cgroup so that the container sees that
-cgroup as its root; the hostname; and lo, which a new network namespace
-creates down.
+Where each call happens decides what it affects, so this stage is called
+at four points of the runner, by three processes (labkit/runtime/sync.py
+draws them):
+
+  fork_init()        the monitor: unshare(CLONE_NEWPID), then fork: a new PID
+                     namespace applies only to children forked afterwards,
+                     so the child is PID 1 and the monitor stays outside;
+  join(), unshare_user(), become_root()
+                     the intermediate process: namespaces given by path are
+                     joined (setns), the user namespace comes first because
+                     it must own the others (the monitor writes its id maps);
+  unshare_rest()     the first process inside: uts, ipc, net, mnt (and pid,
+                     time for its children when the monitor did not);
+  NamespaceStage.child()
+                     the init: the cgroup namespace, which must be made only
+                     once the monitor has moved the process into its cgroup
+                     (so that cgroup is its root); the hostname; and lo, which
+                     a new network namespace creates down.
 """
 
-from .. import network, syscalls
+import os
+
+from .. import namespaces, network, syscalls
 from . import Stage
+
+
+def one_fork(config):
+    """Whether the monitor can fork the container's init itself. Not with a
+    user namespace: it must own the others, so a first child creates it and
+    the PID namespace after it. Not with namespaces joined by path, nor a
+    time namespace: that first child joins or makes those."""
+    ns = config.namespaces
+    return "user" not in ns and "time" not in ns and not config.ns_paths
+
+
+def fork_init(config):
+    """fork(); the child is PID 1 of a new PID namespace when the config has
+    one. Right after the fork the monitor sets its children's PID namespace
+    back to its own (setns on /proc/self/ns/pid), so that hooks and helpers
+    it starts later are not born inside the container."""
+    if "pid" not in config.namespaces:
+        return syscalls.fork()
+    own = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        syscalls.unshare(syscalls.CLONE_NEWPID)
+        try:
+            pid = syscalls.fork()
+        except BaseException:
+            syscalls.setns(own, syscalls.CLONE_NEWPID)
+            raise
+        if pid:
+            syscalls.setns(own, syscalls.CLONE_NEWPID)
+        return pid
+    finally:
+        os.close(own)
+
+
+def join(config):
+    """setns(2) into the namespaces config.json gives by path, user first (it
+    grants the rights to join the others), in namespaces.JOIN_ORDER."""
+    for name in namespaces.JOIN_ORDER:
+        path = config.ns_paths.get(name)
+        if path:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                syscalls.setns(fd, namespaces.FLAGS[name])
+            finally:
+                os.close(fd)
+
+
+def wants_user(config):
+    return "user" in config.namespaces and "user" not in config.ns_paths
+
+
+def unshare_user():
+    syscalls.unshare(syscalls.CLONE_NEWUSER)
+
+
+def become_root():
+    """Once the id maps are written: uid and gid 0 of the new user namespace,
+    which owns (and so has every capability over) the namespaces made next."""
+    syscalls.setresgid(0, 0, 0)
+    syscalls.setgroups([])
+    syscalls.setresuid(0, 0, 0)
+
+
+def unshare_rest(config, pid_done):
+    """unshare(2) of every namespace not made or joined already. The cgroup
+    namespace waits for the init (NamespaceStage.child); ``pid_done``: the
+    monitor made the PID namespace (fork_init)."""
+    skip = {"cgroup", "user"} | set(config.ns_paths) | ({"pid"} if pid_done else set())
+    flags = namespaces.flags(config.namespaces - skip)
+    if flags:
+        syscalls.unshare(flags)
+
+
+def init_forks(config):
+    """Whether the init must be a child of the process that unshared: PID and
+    time namespaces apply to children only."""
+    return "pid" in config.namespaces or "time" in config.namespaces
 
 
 class NamespaceStage(Stage):
@@ -22,5 +112,5 @@ class NamespaceStage(Stage):
         if "net" in ns:
             network.link_up("lo")
         if "cgroup" in ns and "cgroup" not in c.config.ns_paths:
-            c.await_attach()   # the namespace's root is the cgroup we are in now
+            c.sync.wait_attached()   # the namespace's root is the cgroup we are in now
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)

@@ -76,7 +76,7 @@ def paths(state_dir):
 class UnionFS(Stage):
     name = "unionfs"
 
-    def wanted(self, config):
+    def wanted(self, config, options=None):
         return bool(config.layers)
 
     def prepare(self, c):

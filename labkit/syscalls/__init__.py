@@ -196,3 +196,29 @@ def sethostname(name):
 def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
     """prctl(2) for the integer options the runner needs."""
     return _check(_libc.prctl(option, arg2, arg3, arg4, arg5), "prctl", str(option))
+
+
+# The process calls of the start path, here so that the whole order of a
+# container's start goes through one layer (os already wraps each of them).
+def fork():
+    return os.fork()
+
+
+def chroot(path):
+    os.chroot(path)
+
+
+def setresgid(rgid, egid, sgid):
+    os.setresgid(rgid, egid, sgid)
+
+
+def setgroups(groups):
+    os.setgroups(groups)
+
+
+def setresuid(ruid, euid, suid):
+    os.setresuid(ruid, euid, suid)
+
+
+def execve(path, args, env):
+    os.execve(path, args, env)

@@ -2,9 +2,10 @@
 
 Without a mount namespace the only way to change a process's root is
 chroot(2). The container then shares the host's mount table: mounting /proc
-inside the rootfs is a mount on the host (the parent makes it, and removes it
-afterwards), and through it `ps` shows every host process. With a mount
-namespace the root is changed with pivot_root(2) instead (labkit/rootfs.py).
+inside the rootfs is a mount on the host (the monitor makes it, and removes
+it afterwards), and through it `ps` shows every host process. With a mount
+namespace the init walks a mount table and changes the root with
+pivot_root(2) instead (labkit/rootfs.py, which says why).
 """
 
 import os
@@ -14,7 +15,7 @@ from . import Stage
 
 
 class RootStage(Stage):
-    name = "chroot"
+    name = "rootfs"
 
     def prepare(self, c):
         cfg = c.config
@@ -27,19 +28,15 @@ class RootStage(Stage):
 
     def child(self, c):
         cfg = c.config
-        if cfg.mounts is not None:
-            # An OCI config.json: its own list of mounts, devices and paths.
-            from ..oci import rootfs as oci_rootfs
-            oci_rootfs.enter(c.rootfs, cfg, before_pivot=getattr(c, "before_pivot", None),
-                             before_cgroups=c.await_attach)
-        elif cfg.pivot_root:
-            # c.binds: files other stages want bound over the new root's
-            # (lxcfs's /proc/meminfo …). Only rootfs.enter knows the moment
-            # between "/proc is mounted" and "the old root is gone".
-            rootfs.enter(c.rootfs, proc=cfg.mount_proc, readonly=cfg.readonly_rootfs,
-                         binds=getattr(c, "binds", ()))
+        if cfg.pivot_root:
+            # config.json brings its own table; `labkit run` gets the one
+            # Docker would write for it, with other stages' binds (lxcfs).
+            mounts = cfg.mounts if cfg.mounts is not None else \
+                rootfs.default_mounts(proc=cfg.mount_proc, binds=c.binds)
+            rootfs.enter(c.rootfs, cfg, mounts, no_pivot=c.options.no_pivot,
+                         before_pivot=c.before_pivot, before_cgroups=c.sync.wait_attached)
         else:
-            os.chroot(c.rootfs)
+            syscalls.chroot(c.rootfs)
         os.chdir(cfg.cwd)
 
     def teardown(self, c):

@@ -11,10 +11,9 @@ A failing hook of the first four stops the container (an error naming the
 hook); a failing poststart or poststop hook is only reported, as the spec says.
 """
 
-import json
 import sys
 
-from ..errors import LabkitError
+from .errors import LabkitError
 
 FATAL = ("prestart", "createRuntime", "createContainer", "startContainer")
 OCI_VERSION = "1.0.2"
@@ -28,6 +27,9 @@ def state(cfg, pid, status):
 
 def run(cfg, name, st):
     """Run every hook of phase ``name`` in order with ``st`` on stdin."""
+    # Imported here: json and subprocess are not on the path of a container
+    # without hooks.
+    import json
     import subprocess
     data = json.dumps(st).encode()
     for i, hook in enumerate((cfg.hooks or {}).get(name) or ()):

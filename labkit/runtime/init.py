@@ -1,0 +1,103 @@
+"""The container's init: the process that becomes the user's program.
+
+It runs inside the new namespaces, as PID 1 of its PID namespace: every
+stage's child() (hostname, lo, the cgroup namespace, the mounts and
+pivot_root), then its terminal, then every stage's before_exec() (the wait
+for `start`), then the exec tail: user, capabilities, rlimits, no_new_privs,
+and execve (labkit/process.py). What it tells the monitor on the way is
+runtime/sync.py's protocol.
+
+It is always a fresh, single-threaded process: forked from the monitor (a
+fresh `labkit` process), never from a notebook's multithreaded kernel.
+"""
+
+import os
+
+from .. import process, syscalls
+from ..process import EXIT_SETUP
+from ..stages import namespaces as ns_stage
+from ..startpath import signal
+from . import sync
+
+
+def leave_monitor(c, parent):
+    """The first steps of a child of the monitor (the init, or the
+    intermediate process before it)."""
+    # If the monitor dies (even by SIGKILL), so does the container.
+    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # Did the monitor die before that? In a new PID namespace the parent is
+    # invisible (getppid() is 0): there, an EOF instead of ATTACHED tells.
+    if os.getppid() not in (parent, 0):
+        os._exit(EXIT_SETUP)
+    os.setsid()   # out of the terminal's process group: the monitor forwards signals
+    for fd, saved in enumerate(c.stdio):   # OCI create: the caller's stdio
+        os.dup2(saved, fd)
+        os.close(saved)
+
+
+def start(c, stages, parent, console, stdin_null):
+    """The init forked by the monitor itself (one fork: no user namespace),
+    already PID 1 of the PID namespace the monitor made. Never returns."""
+    try:
+        leave_monitor(c, parent)
+        ns_stage.unshare_rest(c.config, pid_done=True)
+    except BaseException as e:
+        _fail(c, e)
+    run(c, stages, console, stdin_null, own_process=False)
+
+
+def run(c, stages, console, stdin_null, own_process):
+    """Set up and exec; never returns. ``own_process``: forked by the
+    intermediate process, so not yet tied to the monitor's lifetime."""
+    code = EXIT_SETUP
+    try:
+        # Python's SIGINT handler would turn a forwarded Ctrl-C into a
+        # traceback here; the default action is what the program gets.
+        for sig in sync.FORWARDED:
+            signal.signal(sig, signal.SIG_DFL)
+        if own_process:
+            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            os.setsid()
+        if c.options.console_socket:   # the caller's socket, on the host: before the pivot
+            import socket
+            console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            console.connect(c.options.console_socket)
+        for stage in stages:
+            stage.child(c)
+        c.sync.wait_attached()   # the limits hold before the program's first instruction
+        _stdio(console, stdin_null)
+        for stage in stages:
+            stage.before_exec(c)
+        process.exec_tail(c.config)
+    except process.ExecFailed as e:
+        code = e.exit_code
+        c.sync.send_error(e)
+    except BaseException as e:
+        _fail(c, e)
+    finally:
+        os._exit(code)
+
+
+def _stdio(console, stdin_null):
+    """-t: a pty from the container's own devpts, its master sent to whoever
+    shows it (the monitor, or the OCI caller's console socket). Otherwise,
+    without -i, stdin reads /dev/null."""
+    if console is not None:
+        from . import tty
+        master, slave = tty.open_pty()
+        tty.send_master(console, master)
+        console.close()
+        tty.become_controlling(slave)
+    elif stdin_null is not None:
+        os.dup2(stdin_null, 0)
+
+
+def _fail(c, error):
+    """Tell the monitor why, and exit — only once attached: the monitor may
+    be writing our pid to cgroup.procs, and must not find it gone (or reused)."""
+    c.sync.send_error(error)
+    try:
+        c.sync.wait_attached()
+    except BaseException:
+        pass
+    os._exit(EXIT_SETUP)
