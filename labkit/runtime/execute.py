@@ -10,6 +10,7 @@ import os
 from .. import namespaces, process, syscalls
 from ..errors import Conflict, LabkitError
 from ..process import EXIT_SETUP, read_all
+from ..stages import namespaces as ns_stage
 from ..stages.lifecycle import write_pid_file
 from ..startpath import signal
 from . import container as ct
@@ -78,17 +79,8 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None):
         if "user" in config.namespaces:
             syscalls.setresgid(0, 0, 0)
             syscalls.setresuid(0, 0, 0)
-        if "pid" in config.namespaces or "time" in config.namespaces:
-            grandchild = syscalls.fork()
-            if grandchild and pid_file:
-                write_pid_file(pid_file, grandchild)
-            if grandchild:
-                os.close(w_err)
-                for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-                    signal.signal(sig, lambda s, f, g=grandchild: os.kill(g, s))
-                _, status = os.waitpid(grandchild, 0)
-                os._exit(process.exit_code(status))
-            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if ns_stage.init_forks(config):
+            _fork_into(w_err, pid_file)   # only the new process goes on
         elif pid_file:
             write_pid_file(pid_file, os.getpid())
         if slave is not None:
@@ -107,3 +99,19 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None):
         process.report(w_err, e)
     finally:
         os._exit(code)
+
+
+def _fork_into(w_err, pid_file):
+    """PID and time namespaces apply to children only: fork, and wait in
+    this process for the one that is inside, with its exit status."""
+    grandchild = syscalls.fork()
+    if grandchild == 0:
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+        return
+    if pid_file:
+        write_pid_file(pid_file, grandchild)
+    os.close(w_err)
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, lambda s, f: os.kill(grandchild, s))
+    _, status = os.waitpid(grandchild, 0)
+    os._exit(process.exit_code(status))

@@ -81,21 +81,26 @@ def become_controlling(slave):
         os.close(slave)
 
 
+def _make_raw(fd):
+    """cfmakeraw(3): no echo, no line editing, no signals from keys, so that
+    every key reaches the container. Returns the settings to restore."""
+    saved = termios.tcgetattr(fd)
+    raw = termios.tcgetattr(fd)
+    raw[0] &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP
+                | termios.INLCR | termios.IGNCR | termios.ICRNL | termios.IXON)
+    raw[1] &= ~termios.OPOST
+    raw[2] &= ~(termios.CSIZE | termios.PARENB)
+    raw[2] |= termios.CS8
+    raw[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
+    termios.tcsetattr(fd, termios.TCSANOW, raw)  # keep keys typed ahead
+    return saved
+
+
 def proxy(master, stdin=True):
     """Copy stdin -> master and master -> stdout until the container's side
     of the pty is closed (every process holding it has exited)."""
     is_tty = os.isatty(0)
-    saved = termios.tcgetattr(0) if (is_tty and stdin) else None
-    if saved is not None:
-        raw = termios.tcgetattr(0)
-        # cfmakeraw: no echo, no line editing, no signals from keys.
-        raw[0] &= ~(termios.IGNBRK | termios.BRKINT | termios.PARMRK | termios.ISTRIP
-                    | termios.INLCR | termios.IGNCR | termios.ICRNL | termios.IXON)
-        raw[1] &= ~termios.OPOST
-        raw[2] &= ~(termios.CSIZE | termios.PARENB)
-        raw[2] |= termios.CS8
-        raw[3] &= ~(termios.ECHO | termios.ECHONL | termios.ICANON | termios.ISIG | termios.IEXTEN)
-        termios.tcsetattr(0, termios.TCSANOW, raw)  # keep keys typed ahead
+    saved = _make_raw(0) if (is_tty and stdin) else None
     if is_tty:
         signal.signal(signal.SIGWINCH, lambda s, f: _copy_winsize(0, master))
     watch = [master] + ([0] if stdin else [])
