@@ -286,10 +286,11 @@ def cmd_exec(a):
 
 def cmd_ps(a):
     from .runtime import container as ct
+    from .status import ACTIVE, CREATING, DEAD, STOPPED
     rows = []
     for cid in ct.all_ids():
         st = ct.load(cid)
-        if a.all or st["status"] in ("creating", "created", "running", "stopping", "dead"):
+        if a.all or st["status"] in (CREATING, *ACTIVE, DEAD):
             rows.append(st)
     if a.quiet:
         for st in rows:
@@ -298,7 +299,7 @@ def cmd_ps(a):
     import time
     print(f"{'CONTAINER':<14} {'STATUS':<12} {'PID':>7}  {'CREATED':<19} COMMAND")
     for st in rows:
-        status = st["status"] + (f" ({st.get('exit_code')})" if st["status"] == "stopped" else "")
+        status = st["status"] + (f" ({st.get('exit_code')})" if st["status"] == STOPPED else "")
         created = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.get("created") or 0))
         cmd = " ".join(st.get("config", {}).get("args") or [])
         print(f"{st['id']:<14} {status:<12} {st.get('pid') or '-':>7}  {created:<19} {cmd}")

@@ -181,7 +181,8 @@ def cmd_run(a):
     code = runner.run(c, opts)
     if c.hooks.get("poststop"):
         from . import hooks
-        hooks.run_phase(c, ("poststop",), 0, "stopped")
+        from .status import STOPPED
+        hooks.run_phase(c, ("poststop",), 0, STOPPED)
     return code
 
 
@@ -293,8 +294,9 @@ def cmd_exec(a):
     from .runtime import execute
     from .oci import state
     cid = a.positional[0]
+    from .status import RUNNING
     _, status = state.load(cid)
-    if status != "running":
+    if status != RUNNING:
         raise LabkitError(f"cannot exec in a container that is {status}: {cid}", "start it first")
     edit, args, tty = _exec_process(a)
     if not args:

@@ -17,6 +17,7 @@ import os
 from .. import home
 from ..errors import Conflict, LabkitError, NotFound
 from ..runtime import container as ct
+from ..status import ACTIVE, CREATED, CREATING, RUNNING, STOPPED
 
 OCI_VERSION = "1.0.2"
 FIFO = "exec.fifo"
@@ -34,18 +35,18 @@ def load(cid):
     except NotFound:
         raise NotFound(f"container {cid} does not exist", "`labkit-runtime list` shows the containers") from None
     status = st["status"]
-    if status == "creating":
-        return st, "creating"
-    if status in ("created", "running", "stopping") and ct.alive(st.get("pid"), st.get("pid_start")):
-        return st, "created" if os.path.exists(_fifo(cid)) else "running"
-    return st, "stopped"
+    if status == CREATING:
+        return st, CREATING
+    if status in ACTIVE and ct.alive(st.get("pid"), st.get("pid_start")):
+        return st, CREATED if os.path.exists(_fifo(cid)) else RUNNING
+    return st, STOPPED
 
 
 def oci_state(cid):
     st, status = load(cid)
     cfg = st.get("config") or {}
     return {"ociVersion": OCI_VERSION, "id": cid, "status": status,
-            "pid": st.get("pid") if status in ("created", "running") else 0,
+            "pid": st.get("pid") if status in (CREATED, RUNNING) else 0,
             "bundle": cfg.get("bundle") or "", "annotations": cfg.get("annotations") or {}}
 
 
@@ -97,8 +98,8 @@ def create(bundle, cid, pid_file=None, console_socket=None, no_pivot=False):
 
 def start(cid):
     st, status = load(cid)
-    if status != "created":
-        what = "has stopped" if status == "stopped" else f"is {status}"
+    if status != CREATED:
+        what = "has stopped" if status == STOPPED else f"is {status}"
         raise Conflict(f"cannot start a container that {what}: {cid}",
                        "only a created container can be started (labkit-runtime create)")
     fd = os.open(_fifo(cid), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -110,7 +111,7 @@ def start(cid):
     cfg = ct.config_of(st)
     if cfg.hooks.get("poststart"):
         from .. import hooks
-        hooks.run_phase(cfg, ("poststart",), st["pid"], "running")
+        hooks.run_phase(cfg, ("poststart",), st["pid"], RUNNING)
 
 
 def _await_byte(fd, st):
@@ -147,7 +148,7 @@ def parse_signal(text):
 def kill(cid, sig="SIGTERM"):
     signum = parse_signal(sig)
     st, status = load(cid)
-    if status not in ("created", "running"):
+    if status not in (CREATED, RUNNING):
         raise Conflict(f"container {cid} is not running (status: {status})", "nothing to signal")
     os.kill(st["pid"], signum)
 
@@ -161,10 +162,10 @@ def delete(cid, force=False):
         if force:
             return
         raise
-    if status == "running" and not force:
+    if status == RUNNING and not force:
         raise Conflict(f"cannot delete container {cid} that is not stopped: running",
                        f"stop it (labkit-runtime kill {cid} KILL) or use delete --force")
-    if status in ("created", "running"):
+    if status in (CREATED, RUNNING):
         try:
             os.kill(st["pid"], signal.SIGKILL)
         except ProcessLookupError:
@@ -178,7 +179,7 @@ def delete(cid, force=False):
     lifecycle.collect(cid)
     if cfg is not None and cfg.hooks.get("poststop"):
         from .. import hooks
-        hooks.run_phase(cfg, ("poststop",), 0, "stopped")
+        hooks.run_phase(cfg, ("poststop",), 0, STOPPED)
 
 
 def list_states():
@@ -189,7 +190,7 @@ def list_states():
         except LabkitError:
             continue
         cfg = st.get("config") or {}
-        out.append({"ociVersion": OCI_VERSION, "id": cid, "pid": st.get("pid") if status in ("created", "running") else 0,
+        out.append({"ociVersion": OCI_VERSION, "id": cid, "pid": st.get("pid") if status in (CREATED, RUNNING) else 0,
                     "status": status, "bundle": cfg.get("bundle") or "", "rootfs": cfg.get("rootfs") or "",
                     "created": st.get("created"), "owner": "root", "annotations": cfg.get("annotations") or {}})
     return out

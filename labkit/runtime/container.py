@@ -14,6 +14,7 @@ import time
 from .. import home
 from ..errors import Conflict, LabkitError, NotFound
 from ..startpath import dumps, remove_tree  # noqa: F401 (remove_tree: for the monitor)
+from ..status import CREATED, CREATING, DEAD, RUNNING, STOPPING
 from .config import ContainerConfig
 
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -129,15 +130,15 @@ def load(cid):
             state = json.load(f)
     except FileNotFoundError:
         if os.path.isdir(home.containers_dir(cid)):
-            return {"id": cid, "status": "creating", "pid": None, "config": {}}
+            return {"id": cid, "status": CREATING, "pid": None, "config": {}}
         raise NotFound(f"no such container '{cid}'", "`labkit ps -a` lists the containers") from None
     except ValueError:
-        return {"id": cid, "status": "dead", "pid": None, "config": {}}
-    if state["status"] in ("created", "running"):
+        return {"id": cid, "status": DEAD, "pid": None, "config": {}}
+    if state["status"] in (CREATED, RUNNING):
         if not alive(state.get("monitor"), state.get("monitor_start")):
-            state["status"] = "dead"   # its runner was killed: `labkit gc` cleans up
+            state["status"] = DEAD   # its runner was killed: `labkit gc` cleans up
         elif not alive(state.get("pid"), state.get("pid_start")):
-            state["status"] = "stopping"
+            state["status"] = STOPPING
     return state
 
 

@@ -13,6 +13,7 @@ from ..process import EXIT_SETUP, read_all
 from ..stages import namespaces as ns_stage
 from ..stages.lifecycle import write_pid_file
 from ..startpath import signal
+from ..status import RUNNING
 from . import container as ct
 
 
@@ -20,7 +21,7 @@ def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None):
     """``edit``: a function of the container's ContainerConfig returning
     the one to use (env, cwd, user, capabilities... of an OCI exec)."""
     state = ct.load(cid)
-    if state["status"] != "running":
+    if state["status"] != RUNNING:
         raise Conflict(f"container '{cid}' is not running (status: {state['status']})",
                        f"start a new one with `labkit run`, or see `labkit ps -a`")
     config = ct.config_of(state)

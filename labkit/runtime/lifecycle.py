@@ -16,6 +16,7 @@ import time
 
 from .. import home, syscalls
 from ..errors import Conflict
+from ..status import ACTIVE, CREATING, DEAD
 from . import container as ct
 
 
@@ -40,7 +41,7 @@ def stop(cid, timeout=10):
     """SIGTERM to the container's init, SIGKILL after ``timeout`` seconds;
     returns once its monitor has cleaned up (as `docker stop` does)."""
     state = ct.load(cid)
-    if state["status"] not in ("created", "running", "stopping", "dead"):
+    if state["status"] not in (*ACTIVE, DEAD):
         return state
     monitor = (state.get("monitor"), state.get("monitor_start"))
     _kill(state.get("pid"), state.get("pid_start"), signal.SIGTERM)
@@ -49,14 +50,14 @@ def stop(cid, timeout=10):
         _kill(state.get("pid"), state.get("pid_start"), signal.SIGKILL)
         if not _wait_until(gone, 5):
             _kill(*monitor, signal.SIGKILL)
-    if ct.load(cid)["status"] == "dead":
+    if ct.load(cid)["status"] == DEAD:
         collect(cid)
     return ct.load(cid) if os.path.isdir(home.containers_dir(cid)) else None
 
 
 def remove(cid, force=False):
     state = ct.load(cid)
-    if state["status"] in ("created", "running", "stopping"):
+    if state["status"] in ACTIVE:
         if not force:
             raise Conflict(f"container '{cid}' is running",
                            f"stop it first with `labkit stop {cid}`, or use `labkit rm -f {cid}`")
@@ -117,15 +118,15 @@ def gc():
     live, keep_mounts = [], set()
     for cid in ct.all_ids():
         state = ct.load(cid)
-        status = state["status"]
-        fresh = status == "creating" and time.time() - os.stat(home.containers_dir(cid)).st_mtime < 30
-        if status in ("created", "running", "stopping") or fresh:
+        st = state["status"]
+        fresh = st == CREATING and time.time() - os.stat(home.containers_dir(cid)).st_mtime < 30
+        if st in ACTIVE or fresh:
             live.append(cid)
             keep_mounts.update(state.get("host_mounts") or [])
             continue
         for point in collect(cid):
             lines.append(f"unmounted {point}")
-        lines.append(f"removed container {cid} ({status})")
+        lines.append(f"removed container {cid} ({st})")
     # Mounts under $LABKIT_HOME that no live container owns (a chroot's /proc).
     for prefix in (home.rootfs_dir(), home.containers_dir()):
         live_prefixes = [home.containers_dir(c) for c in live]

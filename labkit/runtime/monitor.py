@@ -17,6 +17,7 @@ from ..errors import LabkitError, SetupError
 from ..process import EXIT_SETUP, read_all
 from ..stages import namespaces as ns_stage
 from ..startpath import signal
+from ..status import CREATED, RUNNING, STOPPED
 from . import container as ct
 from . import sync
 
@@ -108,7 +109,7 @@ class Monitor:
         if self.c.options.remove:
             ct.remove_tree(self.c.state_dir)
         else:
-            self.c.save("stopped")
+            self.c.save(STOPPED)
 
     # ---- start -------------------------------------------------------
     def _start(self):
@@ -173,7 +174,7 @@ class Monitor:
         self._install_signal_forwarding()
         c.sync.tell(sync.ATTACHED)
         if not c.options.exec_fifo:
-            c.save("created")   # while the init finishes its setup
+            c.save(CREATED)   # while the init finishes its setup
         master = None
         try:
             if console is not None:
@@ -209,8 +210,8 @@ class Monitor:
             name, arg = self.c.sync.recv()
             if name is None:
                 return
-            if name == sync.CREATED:
-                self.c.save("created")
+            if name == sync.AWAITING_START:
+                self.c.save(CREATED)
                 self._report("ok")   # `create` returns; the init waits for `start`
                 continue
             code = self._wait()
@@ -219,7 +220,7 @@ class Monitor:
 
     def _running(self):
         if ct.start_time(self.c.pid) is not None:   # not once it has exited already
-            self.c.save("running")
+            self.c.save(RUNNING)
         self._report("ok")
         for stage in self.stages:
             stage.started(self.c)

@@ -8,17 +8,18 @@ a name. Two pipes, made by the monitor before the first fork:
 
 The default path (no user namespace: one fork, the child is the init):
 
-    monitor                                        init (PID 1 inside)
-      │ prepare stages (cgroup, overlay, fifo)
-      │ unshare(CLONE_NEWPID), fork ───────────────►│ unshare(the rest)
-      │ attach stages (cgroup.procs ← pid)          │ stages' child(): hostname,
-      │ prestart/createRuntime hooks                │ lo, mounts, ... until
-      │ ── ATTACHED ───────────────────────────────►│ something needs its cgroup
-      │                                             │ (cgroup ns, pivot_root)
-      │ ◄──────────────────────────────── CREATED ──│ (OCI create: waits on
-      │                                             │  exec.fifo for `start`)
-      │ ◄───────────── ERROR text, or EOF at exec ──│ execve(the program)
-      │ wait, forward signals, teardown stages
+    monitor (monitor.py)                           init (init.py, PID 1 inside)
+      │ stages' prepare(): cgroup, overlay, fifo
+      │ unshare(CLONE_NEWPID), fork ───────────────►│ unshare(uts, ipc, net, mnt)
+      │ stages' attach(): cgroup.procs ← pid,       │ stages' child(): hostname, lo,
+      │   pid file, prestart/createRuntime hooks    │   then waits for ATTACHED
+      │ ── ATTACHED ───────────────────────────────►│ unshare(CLONE_NEWCGROUP),
+      │                                             │   mounts, pivot_root
+      │ ◄───────────────────────── AWAITING_START ──│ only OCI create: blocks on
+      │   (`create` returns; `start` opens the fifo)│   exec.fifo until `start`
+      │ ◄───────────── ERROR text, or EOF at exec ──│ exec tail: user, caps, execve
+      │ stages' started(); wait, forward signals;
+      │ stages' teardown()
 
 With a user namespace (or namespaces joined by path, or a time namespace) an
 intermediate process comes first (runtime/intermediate.py):
@@ -50,7 +51,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
 # child -> monitor (lines on `up`)
 USERNS = "userns"          # intermediate: my user namespace exists: write its id maps
 INIT_PID = "init-pid"      # intermediate: the init is this pid (as the host sees it)
-CREATED = "created"        # init: set up, waiting on exec.fifo for `start`
+AWAITING_START = "awaiting-start"   # init: set up, blocked on exec.fifo until `start`
 ERROR = "error"            # any: setup failed; everything after it says why
 # monitor -> child (bytes on `down`)
 MAPS_WRITTEN = b"M"        # the uid_map and gid_map are written
@@ -77,7 +78,7 @@ class Channel:
 
     def created(self):
         """OCI create is done: the init now blocks on exec.fifo until `start`."""
-        self.send(CREATED)
+        self.send(AWAITING_START)
 
     def send_error(self, error):
         """Best effort: the monitor may be gone."""

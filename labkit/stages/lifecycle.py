@@ -19,6 +19,7 @@ import os
 
 from .. import hooks
 from ..errors import SetupError
+from ..status import CREATED, CREATING, RUNNING
 from . import Stage
 
 FIFO = "exec.fifo"
@@ -63,8 +64,8 @@ class LifecycleStage(Stage):
         if c.options.pid_file:
             write_pid_file(c.options.pid_file, pid)
         if _has(c.config, ON_HOST):
-            c.save("created")   # the hooks may ask `state`
-            hooks.run_phase(c.config, ON_HOST, pid, "creating")
+            c.save(CREATED)   # the hooks may ask `state`
+            hooks.run_phase(c.config, ON_HOST, pid, CREATING)
 
     def child(self, c):
         cfg = c.config
@@ -72,7 +73,7 @@ class LifecycleStage(Stage):
             c.sync.wait_attached()   # the monitor runs them before the root is set up
         if _has(cfg, IN_CONTAINER):
             # Our pid as the host sees it: the host's /proc, before the pivot.
-            self.state = hooks.state(cfg, int(os.readlink("/proc/self")), "created")
+            self.state = hooks.state(cfg, int(os.readlink("/proc/self")), CREATED)
             c.before_pivot.append(lambda: hooks.run(cfg, "createContainer", self.state))
 
     def before_exec(self, c):
@@ -101,7 +102,7 @@ class LifecycleStage(Stage):
 
     def started(self, c):
         if c.config.hooks.get("poststart") and not c.options.exec_fifo:
-            hooks.run_phase(c.config, ("poststart",), c.pid, "running")
+            hooks.run_phase(c.config, ("poststart",), c.pid, RUNNING)
 
     def teardown(self, c):
         if c.fifo is not None:

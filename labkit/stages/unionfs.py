@@ -19,6 +19,7 @@ import time
 
 from .. import overlay
 from ..errors import LabkitError, NotFound
+from ..status import CREATING
 from . import Stage
 
 STATE_FILE = "overlay.json"
@@ -129,7 +130,7 @@ def commit_container(cid, output=None):
         raise NotFound(e.message, "`labkit ps -a` lists the containers; a removed container's changes "
                        "went with it: commit before `labkit rm` (a --rm container is removed when it exits)") from None
     state_dir = home.containers_dir(cid)
-    if state["status"] == "creating":
+    if state["status"] == CREATING:
         raise LabkitError(f"container '{cid}' is still being created", "wait a moment and commit again")
     if not os.path.isfile(os.path.join(state_dir, STATE_FILE)):
         raise LabkitError(f"container '{cid}' has no union filesystem, so no changes to commit: "
