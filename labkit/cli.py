@@ -10,8 +10,8 @@ USAGE_RUN = "labkit run [options] [--] [CMD ...]"
 
 # `labkit run`'s options, one table for two parsers: argparse builds the help
 # from it, and parse_run() reads a command line with it without importing
-# argparse (~12 ms with the re, enum and locale it pulls in), because run is
-# the container start path. (names, dest, kind, metavar, default, help)
+# argparse: run is the container start path (labkit/startpath.py).
+# (names, dest, kind, metavar, default, help)
 RUN_OPTIONS = [
     (("--ns",), "ns", "value", "LIST", None, "namespaces to create, comma-separated: pid,net,ipc,mnt,"
      "uts,user,cgroup,time, or 'none' for a plain chroot (default: pid,net,ipc,mnt,uts,cgroup)"),
@@ -175,7 +175,8 @@ def _parser():
         description="An OCI runtime driven by a bundle's config.json, with runc's command line "
         "(the same as the labkit-runtime command): labkit oci [--root DIR] COMMAND ...", add_help=False)
     oci.add_argument("args", nargs=argparse.REMAINDER, help="runc's arguments, e.g. run -b BUNDLE ID")
-    oci.set_defaults(func=cmd_oci)
+    # main() hands `labkit oci ...` to runtime_cli before argparse sees it
+    # (runc's flags must pass untouched): this entry only lists it in --help.
 
     gc = sub.add_parser("gc", help="remove every leftover of dead containers: mounts, cgroups, state")
     gc.set_defaults(func=cmd_gc)
@@ -337,11 +338,6 @@ def cmd_commit(a):
     print(f"saved {result['path']} ({result['size']} bytes, {result['entries']} entries); "
           f"run on it with: labkit run {rootfs}{stack}...", file=sys.stderr)
     return 0
-
-
-def cmd_oci(a):
-    from . import runtime_cli
-    return runtime_cli.main(a.args, prog="labkit oci")
 
 
 def cmd_gc(a):

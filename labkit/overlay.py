@@ -238,30 +238,11 @@ def unmount(target):
     return "detached"
 
 
-def _unescape(field):
-    # /proc/self/mountinfo writes space, tab, newline and backslash as \ooo.
-    out, i = [], 0
-    while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
-            i += 4
-        else:
-            out.append(field[i])
-            i += 1
-    return "".join(out)
-
-
 def mounts(fstype="overlay"):
     """[(mount point, super options)] of this mount namespace, from /proc/self/mountinfo
     (mounts of every type with ``fstype=None``)."""
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            fields, rfields = left.split(), right.split()
-            if rfields and fstype in (None, rfields[0]):
-                found.append((_unescape(fields[4]), rfields[2] if len(rfields) > 2 else ""))
-    return found
+    return [(m.mount_point, m.super_options) for m in mountinfo.read()
+            if fstype in (None, m.fstype)]
 
 
 def is_mounted(path):

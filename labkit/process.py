@@ -24,11 +24,10 @@ every container process (the init and each exec).
 import ctypes
 import os
 import resource
-# The C module: signal.py only adds enums, and importing enum costs ~3 ms.
-import _signal as signal
 
 from . import syscalls
 from .errors import LabkitError
+from .startpath import signal
 
 # linux/capability.h: capability name -> bit number. The one table of names.
 CAPABILITIES = (
@@ -42,10 +41,8 @@ CAPABILITIES = (
     "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON", "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 )
-CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
 
 # prctl(2) options
-PR_CAPBSET_READ = 23
 PR_CAPBSET_DROP = 24
 PR_SET_KEEPCAPS = 8
 PR_CAP_AMBIENT = 47

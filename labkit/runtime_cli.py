@@ -12,8 +12,7 @@
            [--process FILE] ID [CMD ...]
 
 A small parser of its own instead of argparse: this is on the container
-start path, which is timed against runc (`import argparse` alone costs
-several milliseconds). The state of each container lives in
+start path, which is timed against runc (labkit/startpath.py). The state of each container lives in
 $LABKIT_HOME/containers/<id> (where `labkit gc` finds it), or <root>/<id>.
 """
 

@@ -14,6 +14,11 @@ sys.modules). Measured on the course's machines (python -X importtime):
                 from one table (labkit/cli.py).
   dataclasses   ~20 ms with inspect: configs are plain classes.
   threading     nothing on the start path needs a thread.
+  jsonschema    ~100 ms: labkit/oci/validate.py checks a config.json against
+                the spec's schema once and caches the parsed config by the
+                sha256 of its bytes, in marshal format (no json to read it
+                again); the digest comes from the builtin _sha256, as
+                hashlib would load OpenSSL for it (~5 ms).
 
 Everything else imports what it needs, as usual; only the run path is fenced.
 """

@@ -16,8 +16,8 @@ DEFAULT_ROOT = "/sys/fs/cgroup"
 
 
 class Layout:
-    """What is mounted. A plain class, not a dataclass: `import dataclasses`
-    costs ~10 ms and this is on the container start path."""
+    """What is mounted. A plain class, not a dataclass: this is on the
+    container start path (labkit/startpath.py)."""
 
     def __init__(self, v1=None, v2=None, v2_controllers=(), v1_mounts=()):
         self.v1 = {} if v1 is None else v1      # controller -> mount point

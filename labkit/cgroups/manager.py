@@ -8,8 +8,7 @@ stats and destroy, never asking which version it is.
 import errno
 import os
 import time
-# _signal, not signal: the latter imports enum (~3 ms on the start path).
-from _signal import SIGKILL
+from ..startpath import signal
 
 from labkit.cgroups import fs, hierarchy, v1, v2
 from labkit.cgroups.hierarchy import KNOWN
@@ -137,7 +136,7 @@ def _kill_all(path, timeout):
                               "they may be stuck in the kernel (D state); try again later")
         for pid in left:
             try:
-                os.kill(pid, SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         time.sleep(0.005)

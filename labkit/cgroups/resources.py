@@ -22,9 +22,8 @@ _UNITS = {"b": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30}
 class Resources:
     """The limits, one attribute each; None = not asked for.
 
-    A plain class rather than a dataclass: `import dataclasses` costs ~10 ms
-    (it imports inspect, ast, re ...) and this module is on the container
-    start path whenever a limit is set."""
+    A plain class rather than a dataclass: this module is on the container
+    start path whenever a limit is set (labkit/startpath.py)."""
 
     # name: unit (for reading only; every default is None)
     FIELDS = {

@@ -2,12 +2,11 @@
 
 1. the runtime spec's own JSON schema (Debian's
    golang-github-opencontainers-specs-dev ships it): types, required fields,
-   enums. Importing jsonschema costs ~100 ms, so a config.json that passed
-   once is remembered by the sha256 of its bytes (and the schema's version)
-   in $LABKIT_HOME/cache/validated/ and not checked again. The cache file
-   holds the parsed config in marshal format: a bundle seen before is read
-   without importing json (json imports re, re imports enum: ~5 ms of the
-   container start). An empty cache file (older labkit) means "passed";
+   enums. A config.json that passed once is remembered by the sha256 of its
+   bytes (and the schema's version) in $LABKIT_HOME/cache/validated/ and not
+   checked again; the cache file holds the parsed config in marshal format,
+   so that a bundle seen before is read without jsonschema or json on the
+   start path (labkit/startpath.py). An empty cache file means "passed";
 2. checks of meaning, cheap and always run: a list of small functions, each
    naming the field path of what it refuses, e.g.
    ``linux.namespaces[2].type: "pidd" is not a namespace type``. A field
@@ -59,7 +58,7 @@ def schema_version():
 
 
 def _cache_path(raw):
-    try:   # the builtin module: hashlib would load OpenSSL (~5 ms) for one digest
+    try:   # the builtin module: hashlib would load OpenSSL for one digest
         from _sha256 import sha256
     except ImportError:
         from hashlib import sha256

@@ -2,8 +2,8 @@
 
 The CLI (`labkit run`), the notebooks' Python API and an OCI config.json all
 end up as one ContainerConfig; the runner and the stages read it and never
-look at where it came from. A plain class, not a dataclass: importing
-dataclasses costs ~20 ms, and this module is on the container start path.
+look at where it came from. Plain classes, not dataclasses: this module is
+on the container start path (labkit/startpath.py).
 """
 
 # The namespaces of namespaces(7), by the names /proc/PID/ns uses.

@@ -14,7 +14,7 @@ import signal
 import subprocess
 import time
 
-from .. import home, syscalls
+from .. import home, mountinfo, syscalls
 from ..errors import Conflict
 from ..status import ACTIVE, CREATING, DEAD
 from . import container as ct
@@ -67,12 +67,9 @@ def remove(cid, force=False):
 
 def _mounts_under(prefix):
     """Mount points below ``prefix`` in this mount namespace, deepest first."""
-    points = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4].replace("\\040", " ")
-            if point == prefix or point.startswith(prefix.rstrip("/") + "/"):
-                points.append(point)
+    below = prefix.rstrip("/") + "/"
+    points = [m.mount_point for m in mountinfo.read()
+              if m.mount_point == prefix or m.mount_point.startswith(below)]
     return sorted(points, key=len, reverse=True)
 
 
@@ -149,11 +146,7 @@ def gc():
 def leftovers():
     """What of labkit is on the host now: a sorted list of descriptions."""
     found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            point = line.split()[4]
-            if "labkit" in point:
-                found.append(f"mount {point}")
+    found += [f"mount {m.mount_point}" for m in mountinfo.read() if "labkit" in m.mount_point]
     for base, dirs, _ in os.walk("/sys/fs/cgroup"):
         depth = base.count("/") - "/sys/fs/cgroup".count("/")
         for d in dirs:
