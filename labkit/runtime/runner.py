@@ -30,12 +30,14 @@ def stages_for(config, options):
     if config.lxcfs:
         from ..stages.lxcfs import LxcfsStage
         stages.append(LxcfsStage())
-    from ..stages.lifecycle import LifecycleStage
+    if config.hooks or options.exec_fifo or options.pid_file:
+        # After the cgroup (its attach runs the prestart hooks in it) and
+        # before the namespaces (its child waits for those hooks).
+        from ..stages.lifecycle import LifecycleStage
+        stages.append(LifecycleStage())
     from ..stages.namespaces import NamespaceStage
     from ..stages.rootfs import RootStage
-    # The lifecycle stage after the cgroup (its attach runs the prestart
-    # hooks in it) and before the namespaces (its child waits for them).
-    stages += [LifecycleStage(), NamespaceStage(), RootStage()]
+    stages += [NamespaceStage(), RootStage()]
     return [s for s in stages if s.wanted(config, options)]
 
 
