@@ -22,7 +22,7 @@ import ctypes
 import errno
 import os
 
-from . import syscalls
+from . import mountinfo, syscalls
 from .errors import Conflict, LabkitError, NotFound, Unsupported
 
 # mount(2) copies its data argument into one page: the whole option string,
@@ -126,7 +126,7 @@ def _check_not_in_use(upper, work):
     for mp, opts in mounts():
         for opt in opts.split(","):
             key, _, value = opt.partition("=")
-            value = _unescape(value)
+            value = mountinfo.unescape(value)
             if key in ("upperdir", "workdir") and value in ours:
                 raise Conflict(f"{ours[value]} '{value}' is in use as {key} of the overlay mounted at {mp}",
                                "give every container its own upperdir and workdir")

@@ -10,6 +10,8 @@ labkit uses, as it does for runc.
 
 import os
 
+from .. import mountinfo
+
 # The controllers labkit can set limits with or read statistics from.
 KNOWN = ("cpu", "cpuacct", "cpuset", "memory", "pids")
 DEFAULT_ROOT = "/sys/fs/cgroup"
@@ -46,38 +48,31 @@ class Layout:
 
 
 def parse_mountinfo(text):
+    return hierarchies(mountinfo.parse(text))
+
+
+def hierarchies(mounts):
+    """({controller: v1 mount point}, every v1 mount point, the v2 mount point)
+    of a list of mountinfo.Mount."""
     v1, v1_mounts, v2 = {}, [], None
-    for line in text.splitlines():
-        left, sep, right = line.partition(" - ")
-        if not sep:
-            continue
-        mount_point = _unescape(left.split()[4])
-        fstype, _source, options = (right.split() + ["", ""])[:3]
-        if fstype == "cgroup":
-            v1_mounts.append(mount_point)
-            for opt in options.split(","):
+    for m in mounts:
+        if m.fstype == "cgroup":
+            v1_mounts.append(m.mount_point)
+            for opt in m.super_options.split(","):
                 if opt in KNOWN:
-                    v1.setdefault(opt, mount_point)
-        elif fstype == "cgroup2" and v2 is None:
-            v2 = mount_point
+                    v1.setdefault(opt, m.mount_point)
+        elif m.fstype == "cgroup2" and v2 is None:
+            v2 = m.mount_point
     return v1, tuple(v1_mounts), v2
 
 
-def _unescape(s):
-    # mountinfo writes space, tab, newline and backslash as octal escapes.
-    for code, ch in (("\\040", " "), ("\\011", "\t"), ("\\012", "\n"), ("\\134", "\\")):
-        s = s.replace(code, ch)
-    return s
-
-
-def detect(root=None, mountinfo="/proc/self/mountinfo"):
+def detect(root=None):
     """The Layout of this host, or of a fake tree under `root` (tests): a
     root holding cgroup.controllers is a v2 tree; otherwise each
     subdirectory named after controllers ("memory", "cpu,cpuacct") is a v1
     hierarchy."""
     if root is None:
-        with open(mountinfo) as f:
-            v1, v1_mounts, v2 = parse_mountinfo(f.read())
+        v1, v1_mounts, v2 = hierarchies(mountinfo.read())
     else:
         v1, v1_mounts, v2 = _scan_tree(root)
     layout = Layout(v1=v1, v2=v2, v1_mounts=v1_mounts)

@@ -15,6 +15,7 @@ import subprocess
 import tempfile
 import time
 
+from labkit import mountinfo
 from labkit.errors import LabkitError, NotFound
 
 LXCFS_DIR = "/var/lib/lxcfs"
@@ -22,12 +23,7 @@ PROC_FILES = ("meminfo", "cpuinfo", "stat", "uptime", "swaps", "diskstats")
 
 
 def mounted(path=LXCFS_DIR):
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            left, _, right = line.partition(" - ")
-            if left.split()[4] == path and right.startswith("fuse.lxcfs "):
-                return True
-    return False
+    return any(m.mount_point == path and m.fstype == "fuse.lxcfs" for m in mountinfo.read())
 
 
 def bind_mounts(path=LXCFS_DIR):

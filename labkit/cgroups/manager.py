@@ -10,6 +10,7 @@ import os
 import time
 from ..startpath import signal
 
+from labkit import mountinfo
 from labkit.cgroups import fs, hierarchy, v1, v2
 from labkit.cgroups.hierarchy import KNOWN
 from labkit.cgroups.resources import Resources
@@ -168,8 +169,7 @@ def _is_plain(root):
     than a mounted cgroup filesystem."""
     if root is None:
         return False
-    with open("/proc/self/mountinfo") as f:
-        v1_map, v1_mounts, v2 = hierarchy.parse_mountinfo(f.read())
+    v1_map, v1_mounts, v2 = hierarchy.hierarchies(mountinfo.read())
     real = os.path.realpath(root)
     mounts = list(v1_mounts) + ([v2] if v2 else [])
     return not any(real == m or real.startswith(m.rstrip("/") + "/") or

@@ -6,7 +6,7 @@ import re
 import socket
 import subprocess
 
-from .. import api, namespaces
+from .. import api, mountinfo, namespaces
 from . import fact, host_link, ip_links, lines
 
 LAYER = "2 namespaces"
@@ -74,8 +74,7 @@ def ipc(rootfs="base"):
 def mnt(rootfs="base"):
     r = api.run("mount -t tmpfs lab-tmpfs /mnt && grep -c lab-tmpfs /proc/self/mounts", ns="mnt",
                 rootfs=rootfs, check=True)
-    with open("/proc/self/mountinfo") as f:
-        host = sum(1 for line in f if "lab-tmpfs" in line)
+    host = sum(1 for m in mountinfo.read() if m.source == "lab-tmpfs")
     return fact("mnt_private", LAYER, "MNT ns: a mount made inside does not appear on the host",
                 f"{r.stdout.strip()} tmpfs mounted", f"{host} on the host",
                 r.stdout.strip() == "1" and host == 0)

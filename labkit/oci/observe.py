@@ -108,12 +108,14 @@ def sections(stdout):
 
 def mount_shape(mountinfo):
     """Sorted 'point type ro|rw' lines of a mountinfo text."""
+    from .. import mountinfo as mi
     shape = []
     for line in mountinfo.splitlines():
-        left, _, right = line.partition(" - ")
-        f = left.split()
-        if len(f) > 5 and right:
-            shape.append(f"{f[4]} {right.split()[0]} {f[5].split(',')[0]}")
+        try:
+            m = mi.parse_line(line)
+        except ValueError:
+            continue              # a probe's output may end mid-line
+        shape.append(f"{m.mount_point} {m.fstype} {m.options.split(',')[0]}")
     return sorted(shape)
 
 
@@ -209,8 +211,8 @@ def host_facts():
     """What the expectations compare with: the host's own view."""
     from ..facts import ip_links
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    root_type = next((line.split(" - ")[1].split()[0] for line in open("/proc/self/mountinfo")
-                      if line.split()[4] == "/"), None)
+    from .. import mountinfo
+    root_type = next((m.fstype for m in mountinfo.read() if m.mount_point == "/"), None)
     return {"links": ip_links(links), "ip_forward": _read("/proc/sys/net/ipv4/ip_forward"),
             "masked_candidates": [p for p in ("/proc/kcore", "/proc/keys", "/proc/timer_list",
                                               "/proc/sched_debug", "/proc/acpi", "/proc/scsi",
