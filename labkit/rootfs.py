@@ -28,6 +28,7 @@ rootfs that points out of it is followed as if the root were `/`
 import errno
 import os
 
+from . import mountinfo
 from . import syscalls as sc
 
 # The devices every container gets (the OCI runtime spec's default devices),
@@ -194,15 +195,8 @@ def mount_one(root, m, cgroupns):
 def _cgroup_mounts():
     """(mount point, root inside the hierarchy, fstype, super options) of each
     cgroup hierarchy under /sys/fs/cgroup, as this process sees them."""
-    found = []
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            fields = line.split()
-            sep = fields.index("-")
-            fstype = fields[sep + 1]
-            if fstype in ("cgroup", "cgroup2") and fields[4].startswith("/sys/fs/cgroup"):
-                found.append((fields[4], fields[3], fstype, fields[sep + 3]))
-    return found
+    return [(m.mount_point, m.root, m.fstype, m.super_options) for m in mountinfo.read()
+            if m.fstype in ("cgroup", "cgroup2") and m.mount_point.startswith("/sys/fs/cgroup")]
 
 
 def _own_cgroups():
