@@ -36,7 +36,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from labkit.oci import bundles, observe  # noqa: E402
+from labkit.conformance import bundles, observe  # noqa: E402
 
 TARGET = 0.7          # the goal: labkit at most 0.7 x runc's time
 

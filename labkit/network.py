@@ -27,3 +27,13 @@ def link_up(name="lo"):
         fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", name.encode(), flags | IFF_UP))
     finally:
         sock.close()
+
+
+def link_names(text):
+    """Interface names in `ip -o link` output: "2: eth0@if7: <...>" -> "eth0"."""
+    names = []
+    for line in text.splitlines():
+        parts = line.strip().split(":")
+        if len(parts) > 2:
+            names.append(parts[1].strip().split("@")[0])
+    return names

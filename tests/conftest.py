@@ -12,7 +12,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from labkit.runtime.lifecycle import leftovers as labkit_leftovers  # noqa: E402
+from labkit.leaks import leftovers as labkit_leftovers  # noqa: E402
 
 
 def pytest_sessionstart(session):

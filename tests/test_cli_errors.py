@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from labkit.runtime.lifecycle import leftovers as labkit_leftovers
+from labkit.leaks import leftovers as labkit_leftovers
 from labkit import api
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

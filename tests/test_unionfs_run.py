@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from labkit.runtime.lifecycle import leftovers as labkit_leftovers
+from labkit.leaks import leftovers as labkit_leftovers
 from labkit import api, home, layers, overlay
 from labkit.runtime import container as ct
 

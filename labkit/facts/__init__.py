@@ -40,13 +40,3 @@ class host_link:
 
 def lines(text):
     return [line.strip() for line in text.strip().splitlines() if line.strip()]
-
-
-def ip_links(text):
-    """Interface names from `ip -o link` output ("1: lo: <...>" -> "lo")."""
-    names = []
-    for line in lines(text):
-        parts = line.split(":")
-        if len(parts) > 2:
-            names.append(parts[1].strip().split("@")[0])
-    return names

@@ -57,7 +57,7 @@ def leftovers(wait=5.0):
 
 def _leftovers():
     from ..cgroups.manager import PARENT
-    from ..runtime.lifecycle import leftovers as labkit_leftovers
+    from ..leaks import leftovers as labkit_leftovers
     mine = f"/{PARENT}/{PREFIX}"
     found = [item for item in labkit_leftovers()
              if f"/{PREFIX}" in item or item.startswith(f"container state {PREFIX}")]

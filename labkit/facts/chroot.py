@@ -9,7 +9,8 @@ import sys
 import tempfile
 
 from .. import api, builder
-from . import fact, host_link, ip_links, lines
+from ..network import link_names
+from . import fact, host_link, lines
 
 LAYER = "1 chroot"
 
@@ -43,8 +44,8 @@ def hostname_shared(rootfs="base"):
 
 def network_shared(rootfs="base"):
     with host_link() as extra:    # an interface added on the host just now
-        inside = ip_links(api.run("ip -o link", ns="none", rootfs=rootfs, check=True).stdout)
-        outside = ip_links(subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout)
+        inside = link_names(api.run("ip -o link", ns="none", rootfs=rootfs, check=True).stdout)
+        outside = link_names(subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout)
     return fact("chroot_network_shared", LAYER, "ip link shows the host's interfaces",
                 inside, outside, sorted(inside) == sorted(outside) and (extra is None or extra in inside),
                 host_link=extra)

@@ -7,7 +7,8 @@ import socket
 import subprocess
 
 from .. import api, mountinfo, namespaces
-from . import fact, host_link, ip_links, lines
+from ..network import link_names
+from . import fact, host_link, lines
 
 LAYER = "2 namespaces"
 
@@ -46,8 +47,8 @@ def net(rootfs="base"):
     with host_link() as extra:    # an interface added on the host just now
         r = api.run("ip -o link; ping -c1 -W1 127.0.0.1 >/dev/null && echo lo-answers", ns="net",
                     rootfs=rootfs, check=True)
-        outside = ip_links(subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout)
-    inside = ip_links(r.stdout)
+        outside = link_names(subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout)
+    inside = link_names(r.stdout)
     return fact("net_only_lo", LAYER, "NET ns: ip link shows only lo (up: 127.0.0.1 answers)",
                 inside, outside, inside == ["lo"] and "lo-answers" in r.stdout
                 and (extra is None or extra in outside), host_link=extra)

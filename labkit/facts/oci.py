@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 
-from ..oci import bundles, observe
+from ..conformance import bundles, observe
 from . import fact
 
 LAYER = "5 container format"

@@ -11,7 +11,6 @@ rest: mounts under $LABKIT_HOME, cgroups named labkit, state directories.
 import os
 import shutil
 import signal
-import subprocess
 import time
 
 from .. import home, mountinfo, syscalls
@@ -142,40 +141,3 @@ def gc():
         lines.append("nothing to clean")
     return lines
 
-
-def leftovers():
-    """What of labkit is on the host now: a sorted list of descriptions."""
-    found = []
-    found += [f"mount {m.mount_point}" for m in mountinfo.read() if "labkit" in m.mount_point]
-    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
-        depth = base.count("/") - "/sys/fs/cgroup".count("/")
-        for d in dirs:
-            if "labkit" in d:
-                found.append(f"cgroup {os.path.join(base, d)}")
-        if depth >= 3:
-            dirs[:] = []
-    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
-    for line in links.splitlines():
-        name = line.split(":")[1].strip().split("@")[0] if ":" in line else ""
-        if name.startswith("lk") or "labkit" in name:
-            found.append(f"link {name}")
-    if os.path.isdir("/run/netns"):
-        found += [f"netns {n}" for n in os.listdir("/run/netns") if "labkit" in n or n.startswith("lk")]
-    me = os.getpid()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        if int(pid) == me or ct.start_time(pid) is None:   # a zombie holds nothing
-            continue
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().split(b"\0")
-            root = os.readlink(f"/proc/{pid}/root")
-        except OSError:
-            continue
-        if b"-m" in argv and b"labkit" in argv[argv.index(b"-m") + 1:argv.index(b"-m") + 2]:
-            found.append(f"process {pid} {b' '.join(argv).decode(errors='replace')}")
-        elif root.startswith(home.home()):
-            found.append(f"process {pid} in a container root {root}: {b' '.join(argv).decode(errors='replace')}")
-    containers = home.containers_dir()
-    if os.path.isdir(containers):
-        found += [f"container state {c}" for c in os.listdir(containers)]
-    return sorted(found)

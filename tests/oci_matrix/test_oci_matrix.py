@@ -1,6 +1,6 @@
 """The bundle matrix: the same OCI bundles under runc and under labkit-runtime.
 
-For every bundle variant (labkit/oci/bundles.py):
+For every bundle variant (labkit/conformance/bundles.py):
 
 * ``test_bundle_does_what_it_asks[runtime-variant]`` — the runtime's observed
   facts are what config.json asks for (exit code 3 -> 3, hostname -> that
@@ -9,7 +9,7 @@ For every bundle variant (labkit/oci/bundles.py):
 * ``test_same_facts_as_runc[runtime-variant]`` — labkit-runtime (and crun when
   installed) shows the same facts as runc, the reference implementation,
   except the differences the runtime spec allows, listed in
-  ``labkit.oci.observe.ALLOWED`` by name with their reason. The allowances used are printed with each test.
+  ``labkit.conformance.observe.ALLOWED`` by name with their reason. The allowances used are printed with each test.
 
 The labkit half is skipped only when ``labkit.runtime_cli`` cannot be
 imported; crun only when it is not installed.
@@ -24,7 +24,7 @@ import uuid
 import pytest
 
 from labkit import home
-from labkit.oci import bundles, observe
+from labkit.conformance import bundles, observe
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

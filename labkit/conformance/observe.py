@@ -148,8 +148,8 @@ def parse(stdout):
             facts["ps"] = [("1" if pid == "1" else "n", comm) for pid, comm in rows]
             facts["ps.pid1"] = next((comm for pid, comm in rows if pid == "1"), None)
         elif name == "links":
-            from ..facts import ip_links
-            facts["links"] = ip_links(text)
+            from ..network import link_names
+            facts["links"] = link_names(text)
         elif name in ("masked", "ro_paths"):
             facts[name] = {p: (int(v) if v.isdigit() else v)
                            for p, v in (line.rsplit(None, 1) for line in text.splitlines() if line.strip())}
@@ -209,11 +209,11 @@ def cgroup_limits(pid):
 
 def host_facts():
     """What the expectations compare with: the host's own view."""
-    from ..facts import ip_links
+    from ..network import link_names
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     from .. import mountinfo
     root_type = next((m.fstype for m in mountinfo.read() if m.mount_point == "/"), None)
-    return {"links": ip_links(links), "ip_forward": _read("/proc/sys/net/ipv4/ip_forward"),
+    return {"links": link_names(links), "ip_forward": _read("/proc/sys/net/ipv4/ip_forward"),
             "masked_candidates": [p for p in ("/proc/kcore", "/proc/keys", "/proc/timer_list",
                                               "/proc/sched_debug", "/proc/acpi", "/proc/scsi",
                                               "/sys/firmware") if os.path.exists(p)],

@@ -1,0 +1,62 @@
+"""Containers on disk, as every layer may read them: the state.json under
+$LABKIT_HOME/containers/<id>/, and whether the processes it names still run.
+
+The runtime writes state.json (labkit/runtime/container.py); the stages (the
+overlay's commit and gc), the leak scan and the OCI state only read it, so
+the reading is here, below all of them. A pid is recorded with its start
+time, so that a recycled pid is never mistaken for the container's.
+"""
+
+import os
+
+from . import home
+from .errors import NotFound
+from .status import CREATED, CREATING, DEAD, RUNNING, STOPPING
+
+
+def start_time(pid):
+    """The process's start time in clock ticks (field 22 of /proc/PID/stat),
+    or None if there is no such process or it is a zombie (it has exited;
+    its parent has not reaped it yet)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
+    fields = data[data.rindex(b")") + 2:].split()
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return int(fields[19])
+
+
+def alive(pid, started):
+    return pid is not None and started is not None and start_time(pid) == started
+
+
+def load(cid):
+    """The state of container ``cid``, with ``status`` brought up to date."""
+    import json
+    path = os.path.join(home.containers_dir(cid), "state.json")
+    try:
+        with open(path) as f:
+            state = json.load(f)
+    except FileNotFoundError:
+        if os.path.isdir(home.containers_dir(cid)):
+            return {"id": cid, "status": CREATING, "pid": None, "config": {}}
+        raise NotFound(f"no such container '{cid}'", "`labkit ps -a` lists the containers") from None
+    except ValueError:
+        return {"id": cid, "status": DEAD, "pid": None, "config": {}}
+    if state["status"] in (CREATED, RUNNING):
+        if not alive(state.get("monitor"), state.get("monitor_start")):
+            state["status"] = DEAD   # its runner was killed: `labkit gc` cleans up
+        elif not alive(state.get("pid"), state.get("pid_start")):
+            state["status"] = STOPPING
+    return state
+
+
+def all_ids():
+    base = home.containers_dir()
+    if not os.path.isdir(base):
+        return []
+    return sorted(os.listdir(base))

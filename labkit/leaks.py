@@ -1,0 +1,49 @@
+"""The leak scan: what of labkit is on the host right now.
+
+Mounts with "labkit" in their path, cgroups named labkit, network links and
+named network namespaces called lk* or labkit*, processes running `-m labkit`
+or with their root under $LABKIT_HOME, and container state directories. The
+test suite compares the scan before and after (tests/conftest.py) and the
+cgroup facts check that they leave nothing; `labkit gc` is what cleans up.
+"""
+
+import os
+import subprocess
+
+from . import home, mountinfo
+from .containers import start_time
+from .network import link_names
+
+
+def leftovers():
+    """What of labkit is on the host now: a sorted list of descriptions."""
+    found = [f"mount {m.mount_point}" for m in mountinfo.read() if "labkit" in m.mount_point]
+    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
+        depth = base.count("/") - "/sys/fs/cgroup".count("/")
+        for d in dirs:
+            if "labkit" in d:
+                found.append(f"cgroup {os.path.join(base, d)}")
+        if depth >= 3:
+            dirs[:] = []
+    links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found += [f"link {name}" for name in link_names(links) if name.startswith("lk") or "labkit" in name]
+    if os.path.isdir("/run/netns"):
+        found += [f"netns {n}" for n in os.listdir("/run/netns") if "labkit" in n or n.startswith("lk")]
+    me = os.getpid()
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        if int(pid) == me or start_time(pid) is None:   # a zombie holds nothing
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                argv = f.read().split(b"\0")
+            root = os.readlink(f"/proc/{pid}/root")
+        except OSError:
+            continue
+        if b"-m" in argv and b"labkit" in argv[argv.index(b"-m") + 1:argv.index(b"-m") + 2]:
+            found.append(f"process {pid} {b' '.join(argv).decode(errors='replace')}")
+        elif root.startswith(home.home()):
+            found.append(f"process {pid} in a container root {root}: {b' '.join(argv).decode(errors='replace')}")
+    containers = home.containers_dir()
+    if os.path.isdir(containers):
+        found += [f"container state {c}" for c in os.listdir(containers)]
+    return sorted(found)
