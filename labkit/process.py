@@ -50,6 +50,9 @@ PR_CAP_AMBIENT_RAISE = 2
 PR_CAP_AMBIENT_CLEAR_ALL = 4
 _LINUX_CAPABILITY_VERSION_3 = 0x20080522
 _SYS_CAPSET = {"x86_64": 126, "aarch64": 91}.get(os.uname().machine, 126)
+_SYS_CLOSE_RANGE = 436          # the same number on every architecture (Linux 5.9)
+CLOSE_RANGE_CLOEXEC = 4         # mark close-on-exec instead of closing (Linux 5.11)
+PR_SET_DUMPABLE = 4
 
 # setrlimit(2) resources by their OCI names.
 RLIMITS = {
@@ -178,6 +181,49 @@ def execvpe(file, args, env):
     raise FileNotFoundError(2, "No such file or directory", file)
 
 
+def close_fds(keep=(), first=3):
+    """Close every file descriptor from ``first`` up but those in ``keep``.
+
+    Whatever the caller of labkit held open (a shell's `exec 7</etc`, a
+    notebook's sockets) would otherwise be inherited by the container: a
+    directory fd is a way out of any root, e.g. a working directory of
+    /proc/self/fd/7 (runc's CVE-2024-21626). Called first thing by every
+    process that enters a container, before it changes directory."""
+    for name in os.listdir("/proc/self/fd"):
+        fd = int(name)
+        if fd >= first and fd not in keep:
+            try:
+                os.close(fd)
+            except OSError:
+                pass   # the directory's own fd, closed by listdir already
+
+
+def cloexec_from(first):
+    """Just before exec: every fd from ``first`` up is closed by execve(2)
+    (close_range(2) with CLOSE_RANGE_CLOEXEC), so that only stdio and the
+    fds the caller asked to pass (--preserve-fds) reach the program. Our own
+    pipes stay open until the exec itself, to report its failure."""
+    libc = syscalls._libc
+    if libc.syscall(_SYS_CLOSE_RANGE, ctypes.c_uint(first), ctypes.c_uint(0xFFFFFFFF),
+                    ctypes.c_uint(CLOSE_RANGE_CLOEXEC)) == 0:
+        return
+    for name in os.listdir("/proc/self/fd"):   # an older kernel
+        fd = int(name)
+        if fd >= first:
+            try:
+                os.set_inheritable(fd, False)
+            except OSError:
+                pass
+
+
+def not_dumpable():
+    """prctl(PR_SET_DUMPABLE, 0): until the exec, no process in the container
+    may open this one's /proc/PID/exe (the host's interpreter) or /proc/PID/fd
+    — the way in of runc's CVE-2019-5736. execve(2) makes the program
+    dumpable again."""
+    syscalls.prctl(PR_SET_DUMPABLE, 0)
+
+
 class ExecFailed(LabkitError):
     """The program could not be executed: exit status 127 or 126, as a shell's."""
 
@@ -203,13 +249,15 @@ def exec_program(args, env, where="the container"):
                          "is it a directory, or missing its execute bit?", EXIT_NOEXEC) from None
 
 
-def exec_tail(config, args=None, where="the container"):
+def exec_tail(config, args=None, where="the container", preserve_fds=0):
     """The last step of every process that enters a container, the init and
     each `exec` alike: the process as configured (apply(), above), then the
-    program (``args``, by default the container's own)."""
+    program (``args``, by default the container's own), with no fd but stdio
+    and the ``preserve_fds`` after it (3, 4, ...)."""
     if config.capabilities is not None or config.user or config.rlimits \
             or config.no_new_privileges or config.oom_score_adj is not None:
         apply(config)
+    cloexec_from(3 + preserve_fds)
     exec_program(args or config.args, config.env, where)
 
 

@@ -140,8 +140,29 @@ def _unsupported(a):
                           "labkit manages its cgroups itself under labkit/<id>; drop the flag")
     if str(getattr(a, "rootless", "false")).lower() not in ("false", "auto"):
         raise LabkitError("--rootless is not supported by labkit", "run it as root")
-    if getattr(a, "preserve_fds", "0") not in ("0", 0, None):
-        raise LabkitError("--preserve-fds is not supported by labkit", "pass data on stdin or a bind mount")
+    preserve_fds(a)   # a bad count is refused before anything is created
+
+
+def preserve_fds(a):
+    """How many of the caller's fds after stdio (3, 4, ...) the container's
+    process gets: --preserve-fds N, plus systemd's LISTEN_FDS (socket
+    activation), as runc counts them."""
+    counts = []
+    for what, text in (("--preserve-fds", getattr(a, "preserve_fds", None)),
+                       ("LISTEN_FDS", os.environ.get("LISTEN_FDS"))):
+        if text in (None, ""):
+            continue
+        if not str(text).isdigit():
+            raise LabkitError(f"{what}: {text!r} is not a number of file descriptors",
+                              "give a count, e.g. --preserve-fds 2 passes fds 3 and 4")
+        counts.append(int(text))
+    return sum(counts)
+
+
+def _listen_env(c):
+    """LISTEN_FDS passes through to the container, its pid 1 the listener (runc's rule)."""
+    if os.environ.get("LISTEN_FDS"):
+        c.env += [f"LISTEN_FDS={os.environ['LISTEN_FDS']}", "LISTEN_PID=1"]
 
 
 def cmd_spec(a):
@@ -153,7 +174,8 @@ def cmd_spec(a):
 def cmd_create(a):
     from .oci import state
     state.create(getattr(a, "bundle", None) or ".", a.positional[0], pid_file=getattr(a, "pid_file", None),
-                 console_socket=getattr(a, "console_socket", None), no_pivot=getattr(a, "no_pivot", False))
+                 console_socket=getattr(a, "console_socket", None), no_pivot=getattr(a, "no_pivot", False),
+                 preserve_fds=preserve_fds(a), edit=_listen_env)
     return 0
 
 
@@ -163,7 +185,8 @@ def cmd_run(a):
     bundle = getattr(a, "bundle", None) or "."
     if getattr(a, "detach", False):
         state.create(bundle, cid, pid_file=getattr(a, "pid_file", None),
-                     console_socket=getattr(a, "console_socket", None), no_pivot=getattr(a, "no_pivot", False))
+                     console_socket=getattr(a, "console_socket", None), no_pivot=getattr(a, "no_pivot", False),
+                     preserve_fds=preserve_fds(a), edit=_listen_env)
         try:
             state.start(cid)
         except LabkitError:
@@ -175,7 +198,9 @@ def cmd_run(a):
     pid_file = getattr(a, "pid_file", None)
     keep = getattr(a, "keep", False)
     c = state.config(bundle, cid)
-    opts = state.options(pid_file, sock, getattr(a, "no_pivot", False), remove=not keep)
+    _listen_env(c)
+    opts = state.options(pid_file, sock, getattr(a, "no_pivot", False), remove=not keep,
+                         preserve_fds=preserve_fds(a))
     state.check_terminal(c, opts)
     code = runner.run(c, opts)
     if c.hooks.get("poststop"):
@@ -311,7 +336,8 @@ def cmd_exec(a):
             code = 1
             try:
                 os.setsid()
-                code = execute.execute(cid, args, tty=False, interactive=True, edit=edit, pid_file=pid_file)
+                code = execute.execute(cid, args, tty=False, interactive=True, edit=edit,
+                                       pid_file=pid_file, preserve_fds=preserve_fds(a))
             except BaseException:
                 pass
             finally:
@@ -322,7 +348,8 @@ def cmd_exec(a):
             while not os.path.exists(pid_file) and time.monotonic() < deadline:
                 time.sleep(0.002)
         return 0
-    return execute.execute(cid, args, tty=tty, interactive=True, edit=edit, pid_file=pid_file)
+    return execute.execute(cid, args, tty=tty, interactive=True, edit=edit, pid_file=pid_file,
+                           preserve_fds=preserve_fds(a))
 
 
 def _log(a, message):

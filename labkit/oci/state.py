@@ -80,10 +80,15 @@ def check_terminal(c, opts):
                           "set process.terminal to true in config.json, or drop --console-socket")
 
 
-def create(bundle, cid, pid_file=None, console_socket=None, no_pivot=False):
+def create(bundle, cid, pid_file=None, console_socket=None, no_pivot=False, preserve_fds=0, edit=None):
+    """``edit``: a function that may change the converted config (the
+    caller's environment: LISTEN_FDS)."""
     from ..runtime import runner
     c = config(bundle, cid)
-    opts = options(pid_file, console_socket, no_pivot, exec_fifo=True, detach=True)
+    if edit is not None:
+        edit(c)
+    opts = options(pid_file, console_socket, no_pivot, exec_fifo=True, detach=True,
+                   preserve_fds=preserve_fds)
     check_terminal(c, opts)
     try:
         runner.run(c, opts)

@@ -107,4 +107,5 @@ class RunOptions(_Fields):
         "console_socket": None,  # a unix socket to send the pty master to (SCM_RIGHTS)
         "pid_file": None,        # write the init's pid (as the host sees it) there
         "no_pivot": False,       # MS_MOVE + chroot instead of pivot_root (a ramfs root)
+        "preserve_fds": 0,       # the caller's fds 3, 4, ... passed on (runc's --preserve-fds N)
     }

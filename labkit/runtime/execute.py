@@ -12,14 +12,16 @@ from ..errors import Conflict, LabkitError
 from ..process import EXIT_SETUP, read_all
 from ..stages import namespaces as ns_stage
 from ..stages.lifecycle import write_pid_file
+from ..stages.rootfs import enter_cwd
 from ..startpath import signal
 from ..status import RUNNING
 from . import container as ct
 
 
-def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None):
+def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None, preserve_fds=0):
     """``edit``: a function of the container's ContainerConfig returning
-    the one to use (env, cwd, user, capabilities... of an OCI exec)."""
+    the one to use (env, cwd, user, capabilities... of an OCI exec);
+    ``preserve_fds``: the caller's fds 3, 4, ... that the process gets too."""
     state = ct.load(cid)
     if state["status"] != RUNNING:
         raise Conflict(f"container '{cid}' is not running (status: {state['status']})",
@@ -35,7 +37,7 @@ def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None):
     r_err, w_err = os.pipe()
     child = syscalls.fork()
     if child == 0:
-        _child(pid, state, config, args, slave, interactive or tty, w_err, pid_file)
+        _child(pid, state, config, args, slave, interactive or tty, w_err, pid_file, preserve_fds)
     os.close(w_err)
     if slave is not None:
         os.close(slave)
@@ -65,18 +67,20 @@ class _Failed(LabkitError):
         self.exit_code = code if 0 < code < 128 else EXIT_SETUP
 
 
-def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None):
+def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None, preserve_fds=0):
     code = EXIT_SETUP
     try:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
         os.setsid()
+        process.not_dumpable()   # while this host process is inside the namespaces
+        process.close_fds(keep={w_err, slave, *range(3, 3 + preserve_fds)})
         if state.get("cgroup"):   # the same limits as the container's init
             from .. import cgroups
             manager = cgroups.load(state["id"])
             if manager is not None:
                 manager.add(os.getpid())
         namespaces.join(pid, config.namespaces)
-        os.chdir(config.cwd)
+        enter_cwd(config.cwd)
         if "user" in config.namespaces:
             syscalls.setresgid(0, 0, 0)
             syscalls.setresuid(0, 0, 0)
@@ -92,7 +96,7 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None):
         elif not keep_stdin:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
-        process.exec_tail(config, args, where=f"container '{state['id']}'")
+        process.exec_tail(config, args, where=f"container '{state['id']}'", preserve_fds=preserve_fds)
     except process.ExecFailed as e:
         code = e.exit_code
         process.report(w_err, e)

@@ -58,6 +58,10 @@ def run(c, stages, console, stdin_null, own_process):
         if own_process:
             syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
             os.setsid()
+        process.not_dumpable()
+        # Nothing the monitor's caller held goes further than this (only
+        # --preserve-fds ones): before any chdir, before the exec.
+        process.close_fds(keep=_own_fds(c, console, stdin_null))
         if c.options.console_socket:   # the caller's socket, on the host: before the pivot
             import socket
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -68,7 +72,7 @@ def run(c, stages, console, stdin_null, own_process):
         _stdio(console, stdin_null)
         for stage in stages:
             stage.before_exec(c)
-        process.exec_tail(c.config)
+        process.exec_tail(c.config, preserve_fds=c.options.preserve_fds)
     except process.ExecFailed as e:
         code = e.exit_code
         c.sync.send_error(e)
@@ -76,6 +80,14 @@ def run(c, stages, console, stdin_null, own_process):
         _fail(c, e)
     finally:
         os._exit(code)
+
+
+def _own_fds(c, console, stdin_null):
+    """The fds the init itself needs until the exec, and the caller's
+    --preserve-fds (3, 4, ...)."""
+    own = {c.sync.up_w, c.sync.down_r, c.fifo, stdin_null,
+           console.fileno() if console is not None else None}
+    return own | set(range(3, 3 + c.options.preserve_fds))
 
 
 def _stdio(console, stdin_null):

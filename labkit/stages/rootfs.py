@@ -11,7 +11,23 @@ pivot_root(2) instead (labkit/rootfs.py, which says why).
 import os
 
 from .. import rootfs, syscalls
+from ..errors import SetupError
 from . import Stage
+
+
+def enter_cwd(cwd):
+    """chdir to the process's working directory, once the root is the
+    container's: a cwd that resolves outside it (through /proc/self/fd/N, say:
+    runc's CVE-2024-21626) is refused, as runc 1.1.12 does."""
+    try:
+        os.chdir(cwd)
+        inside = os.getcwd()   # ENOENT, or "(unreachable)/...", outside the root
+    except OSError as e:
+        raise SetupError(f"working directory {cwd!r}: {e.strerror} in the container",
+                         "give a directory inside the container's root (-w, process.cwd)") from None
+    if not inside.startswith("/"):
+        raise SetupError(f"working directory {cwd!r} is outside the container's root",
+                         "give a directory inside the container's root (-w, process.cwd)")
 
 
 class RootStage(Stage):
@@ -37,7 +53,7 @@ class RootStage(Stage):
                          before_pivot=c.before_pivot, before_cgroups=c.sync.wait_attached)
         else:
             syscalls.chroot(c.rootfs)
-        os.chdir(cfg.cwd)
+        enter_cwd(cfg.cwd)
 
     def teardown(self, c):
         while c.host_mounts:
