@@ -14,7 +14,6 @@ from .. import mountinfo
 
 # The controllers labkit can set limits with or read statistics from.
 KNOWN = ("cpu", "cpuacct", "cpuset", "memory", "pids")
-DEFAULT_ROOT = "/sys/fs/cgroup"
 
 
 class Layout:

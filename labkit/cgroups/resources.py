@@ -61,9 +61,6 @@ class Resources:
     def __repr__(self):
         return "Resources(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.FIELDS) + ")"
 
-    def is_empty(self):
-        return all(v is None for v in self._values())
-
     def controllers(self):
         """The controllers whose files these limits are written to."""
         wanted = []

@@ -14,7 +14,6 @@ import subprocess
 import time
 
 from .. import api, builder, cgroups
-from ..cgroups.demos import one_cpu
 from . import fact
 
 LAYER = "3 cgroups"
@@ -271,6 +270,13 @@ def cpu_quota(cpus=0.5, rootfs="base", seconds=2.0, warmup=0.3, hz=20, attempts=
                 percent=inside, control_percent=outside, nr_throttled=throttled,
                 control_nr_throttled=control_throttled, busy_machine=busy, attempts=attempt,
                 mode=cgroups.mode(), series=series)
+
+
+def one_cpu():
+    """The lowest cpu this process may run on, or None on a 1-cpu machine
+    (nothing to pin: every process already shares that one)."""
+    cpus = sorted(os.sched_getaffinity(0))
+    return str(cpus[0]) if len(cpus) > 1 else None
 
 
 def _has_cpuset():

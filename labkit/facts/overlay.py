@@ -1,13 +1,13 @@
-"""What overlayfs does, shown on raw overlay mounts (no container): copy-up,
-whiteouts, opaque directories, isolation between two overlays on one lower,
-the disk that sharing saves, and which layer each visible file comes from.
-Notebook 04 records these; tests/unionfs asserts them. The same claims
-measured through containers are in labkit/facts/unionfs.py."""
+"""What overlayfs does, measured on raw overlay mounts (no container): the
+disk that sharing a lower saves against full copies, and which layer each
+visible file comes from. labkit/facts/unionfs.py builds its facts on these
+(copy-up, whiteouts, opaque directories and isolation are measured there,
+through containers); tests/unionfs asserts them."""
 
 import os
 
 from ..builder import full_copy, walk_one_fs
-from ..overlay import OPAQUE_XATTR, is_whiteout, mount, mounted, unmount
+from ..overlay import is_whiteout, mount, unmount
 
 
 def _scratch(workdir, name, lowers=None):
@@ -17,96 +17,6 @@ def _scratch(workdir, name, lowers=None):
     for d in dirs.values():
         os.makedirs(d, exist_ok=True)
     return dirs
-
-
-def _write(path, text):
-    with open(path, "w") as f:
-        f.write(text)
-
-
-def _read(path):
-    with open(path) as f:
-        return f.read()
-
-
-def fact_copy_up(workdir):
-    """Writing to a lower file copies it into the upper; the lower copy is untouched."""
-    lower = os.path.join(workdir, "lower")
-    os.makedirs(lower, exist_ok=True)
-    _write(os.path.join(lower, "motd"), "from the image\n")
-    d = _scratch(workdir, "c")
-    up = os.path.join(d["upper"], "motd")
-    with mounted(d["merged"], [lower], d["upper"], d["work"]):
-        before = os.path.lexists(up)
-        with open(os.path.join(d["merged"], "motd"), "a") as f:
-            f.write("written in the container\n")
-        merged = _read(os.path.join(d["merged"], "motd"))
-    return {"in_upper_before_write": before, "in_upper_after_write": os.path.exists(up),
-            "lower_content": _read(os.path.join(lower, "motd")), "upper_content": _read(up),
-            "merged_content": merged,
-            "lower_inode": os.stat(os.path.join(lower, "motd")).st_ino, "upper_inode": os.stat(up).st_ino}
-
-
-def fact_whiteout(workdir):
-    """Deleting a lower file leaves a 0/0 character device (a whiteout) in the upper."""
-    import stat
-    lower = os.path.join(workdir, "lower")
-    os.makedirs(lower, exist_ok=True)
-    _write(os.path.join(lower, "secret"), "in the image\n")
-    d = _scratch(workdir, "c")
-    with mounted(d["merged"], [lower], d["upper"], d["work"]):
-        os.unlink(os.path.join(d["merged"], "secret"))
-        in_merged = os.path.lexists(os.path.join(d["merged"], "secret"))
-    st = os.lstat(os.path.join(d["upper"], "secret"))
-    return {"in_merged_after_delete": in_merged,
-            "in_lower_after_delete": os.path.exists(os.path.join(lower, "secret")),
-            "upper_is_char_device": stat.S_ISCHR(st.st_mode),
-            "upper_rdev": [os.major(st.st_rdev), os.minor(st.st_rdev)],
-            "upper_size": st.st_size}
-
-
-def fact_opaque(workdir):
-    """Replacing a lower directory makes the new one opaque: the lower entries stay hidden."""
-    import shutil
-    lower = os.path.join(workdir, "lower")
-    os.makedirs(os.path.join(lower, "etc"), exist_ok=True)
-    for name in ("a.conf", "b.conf"):
-        _write(os.path.join(lower, "etc", name), name + "\n")
-    d = _scratch(workdir, "c")
-    with mounted(d["merged"], [lower], d["upper"], d["work"]):
-        shutil.rmtree(os.path.join(d["merged"], "etc"))
-        os.mkdir(os.path.join(d["merged"], "etc"))
-        _write(os.path.join(d["merged"], "etc", "new.conf"), "new\n")
-        merged_list = sorted(os.listdir(os.path.join(d["merged"], "etc")))
-    try:
-        xattr = os.getxattr(os.path.join(d["upper"], "etc"), OPAQUE_XATTR).decode()
-    except OSError:
-        xattr = None
-    return {"merged_etc": merged_list, "lower_etc": sorted(os.listdir(os.path.join(lower, "etc"))),
-            "upper_etc": sorted(os.listdir(os.path.join(d["upper"], "etc"))),
-            "upper_etc_opaque_xattr": xattr}
-
-
-def fact_isolation(workdir):
-    """Two overlays on the same lower never see each other's changes."""
-    lower = os.path.join(workdir, "lower")
-    os.makedirs(lower, exist_ok=True)
-    _write(os.path.join(lower, "shared"), "image\n")
-    _write(os.path.join(lower, "doomed"), "image\n")
-    a, b = _scratch(workdir, "a"), _scratch(workdir, "b")
-
-    def view(top):
-        return {"shared": _read(os.path.join(top, "shared")),
-                "only-a": os.path.exists(os.path.join(top, "only-a")),
-                "doomed": os.path.exists(os.path.join(top, "doomed"))}
-
-    with mounted(a["merged"], [lower], a["upper"], a["work"]), \
-            mounted(b["merged"], [lower], b["upper"], b["work"]):
-        # a changes a file and adds one; b deletes one.
-        _write(os.path.join(a["merged"], "shared"), "changed by a\n")
-        _write(os.path.join(a["merged"], "only-a"), "a\n")
-        os.unlink(os.path.join(b["merged"], "doomed"))
-        return {"a": view(a["merged"]), "b": view(b["merged"]), "lower": view(lower)}
 
 
 def disk_blocks(*paths):

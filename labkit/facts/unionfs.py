@@ -74,9 +74,9 @@ def _read(path):
         return None
 
 
-def upper_of(container):
-    """The container's upper dir, seen from the host."""
-    return unionfs.paths(home.containers_dir(container.id))["upper"]
+def upper_of(container, which="upper"):
+    """The container's upper dir (or its ``merged`` view), seen from the host."""
+    return unionfs.paths(home.containers_dir(container.id))[which]
 
 
 def _exec(c, cmd):
@@ -94,13 +94,17 @@ def copy_up(rootfs="base"):
             before = os.path.lexists(up)
             inside = _exec(c, "echo 'written inside' >> /etc/motd; cat /etc/motd")
             in_upper = _read(up)
+            upper_inode = os.stat(up).st_ino
+            merged = upper_of(c, "merged")
         in_layer = _read(os.path.join(lower, "etc/motd"))
+        layer_inode = os.stat(os.path.join(lower, "etc/motd")).st_ino
     return fact("unionfs_copy_up", LAYER,
                 "writing a layer's file copies it up into the container's upper dir; the layer keeps its copy",
                 inside, f"upper: {in_upper!r}; layer: {in_layer!r}",
                 not before and in_upper == inside and in_layer == "from the layer\n"
                 and inside.startswith(in_layer) and inside != in_layer,
-                in_upper_before=before, upper=in_upper, layer_content=in_layer)
+                in_upper_before=before, upper=in_upper, layer_content=in_layer,
+                upper_inode=upper_inode, layer_inode=layer_inode, merged=merged)
 
 
 def whiteout(rootfs="base"):
@@ -108,6 +112,7 @@ def whiteout(rootfs="base"):
         lower = lab.layer("layer", {"etc/secret": "in the layer\n"})
         with api.Container("sleep 300", rootfs=rootfs, layers=[lower]) as c:
             r = c.exec("rm /etc/secret && ls /etc/secret")
+            in_merged = os.path.lexists(os.path.join(upper_of(c, "merged"), "etc/secret"))
             st = os.lstat(os.path.join(upper_of(c), "etc/secret"))
         kept = _read(os.path.join(lower, "etc/secret"))
     is_chr = stat.S_ISCHR(st.st_mode)
@@ -118,7 +123,8 @@ def whiteout(rootfs="base"):
                 f"upper: {'char device' if is_chr else stat.filemode(st.st_mode)} {rdev[0]}/{rdev[1]}; "
                 f"layer still has it: {kept is not None}",
                 r.returncode != 0 and is_chr and rdev == [0, 0] and kept == "in the layer\n",
-                upper_rdev=rdev, upper_is_char_device=is_chr)
+                upper_rdev=rdev, upper_is_char_device=is_chr, in_merged_after_delete=in_merged,
+                layer_content=kept)
 
 
 def opaque(rootfs="base"):
@@ -130,12 +136,13 @@ def opaque(rootfs="base"):
                 xattr = os.getxattr(os.path.join(upper_of(c), "app"), overlay.OPAQUE_XATTR).decode()
             except OSError:
                 xattr = None
+            in_upper = sorted(os.listdir(os.path.join(upper_of(c), "app")))
         in_layer = sorted(os.listdir(os.path.join(lower, "app")))
     return fact("unionfs_opaque", LAYER,
                 "a directory that replaces a layer's is opaque (trusted.overlay.opaque=y): the old entries stay hidden",
                 inside, f"{overlay.OPAQUE_XATTR}={xattr}; layer: {in_layer}",
                 xattr == "y" and inside == ["new.conf"] and in_layer == ["a.conf", "b.conf"],
-                xattr=xattr, layer_entries=in_layer)
+                xattr=xattr, layer_entries=in_layer, upper_entries=in_upper)
 
 
 def isolation(rootfs="base"):
@@ -154,7 +161,7 @@ def isolation(rootfs="base"):
                 f"a: {seen_a}; b: {seen_b}", f"layer: {in_layer}, shared={shared.strip()!r}",
                 seen_a == ["changed by a", "/only-a", "/doomed"] and seen_b == ["from the layer"]
                 and in_layer == ["doomed", "shared"] and shared == "from the layer\n",
-                a=seen_a, b=seen_b)
+                a=seen_a, b=seen_b, layer_entries=in_layer, layer_shared=shared)
 
 
 def top_layer_wins(rootfs="base"):

@@ -129,15 +129,6 @@ def _recall(cached):
     return cfg if isinstance(cfg, dict) else None
 
 
-def check_schema(cfg, raw):
-    """Pass 1, remembered per config.json content."""
-    cached = _cache_path(raw)
-    if os.path.exists(cached):
-        return
-    _raise_schema_errors(cfg)
-    _remember(cached, cfg)
-
-
 def load_checked(raw, path):
     """config.json's bytes -> its dict, having passed pass 1: from the cache
     when this content passed before, else parsed, checked and remembered."""
@@ -374,12 +365,6 @@ def meaning_errors(cfg, bundle, cid=None):
     for check in CHECKS:
         out += [f"{path}: {message}" for path, message in check(cfg, bundle)]
     return out
-
-
-def validate(cfg, raw, bundle, cid=None):
-    """Both passes; raises one LabkitError naming the first problem's field."""
-    check_schema(cfg, raw)
-    check_meaning(cfg, bundle, cid)
 
 
 def check_meaning(cfg, bundle, cid=None):

@@ -50,8 +50,6 @@ UMOUNT_NOFOLLOW = 0x8
 
 # prctl(2) options used by the runner.
 PR_SET_PDEATHSIG = 1
-PR_SET_NAME = 15
-PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 
 _CLONE_NAMES = [

@@ -11,10 +11,11 @@ import types
 import pytest
 
 from labkit import cgroups
-from labkit.cgroups import demos, hierarchy
+from labkit.cgroups import hierarchy
 from labkit.errors import LabkitError
 from labkit.runtime.config import ContainerConfig
 from labkit.stages.cgroups import CgroupsStage
+import workloads
 
 pytestmark = pytest.mark.usefixtures("real")
 CID = f"t{os.getpid()}"
@@ -62,7 +63,7 @@ def test_limits_hold_in_the_kernel_and_destroy_kills_and_removes():
 
 
 def test_oom_kill_at_the_memory_limit():
-    f = demos.memory_oom("32m")
+    f = workloads.memory_oom("32m")
     show(f)
     assert f["killed_by"] == "SIGKILL"
     assert f["oom_kills"] >= 1
@@ -72,7 +73,7 @@ def test_oom_kill_at_the_memory_limit():
 
 
 def test_fork_bomb_stops_at_pids_max_and_host_still_forks():
-    f = demos.fork_bomb(limit=12)
+    f = workloads.fork_bomb(limit=12)
     show(f)
     assert f["pids_current"] == f["pids_limit"] == 12
     assert f["forks_refused"] > 0
@@ -80,14 +81,14 @@ def test_fork_bomb_stops_at_pids_max_and_host_still_forks():
 
 
 def test_cpu_quota_half_a_core():
-    f = demos.cpu_quota(0.5, seconds=2.0)
+    f = workloads.cpu_quota(0.5, seconds=2.0)
     show(f)
     assert abs(f["percent_of_one_core"] - 50) <= 10, f
     assert f["nr_throttled"] > 0
 
 
 def test_cpu_shares_one_to_three_on_one_cpu():
-    f = demos.cpu_shares((256, 768), seconds=3.0)
+    f = workloads.cpu_shares((256, 768), seconds=3.0)
     show(f)
     assert abs(f["fractions"][1] - 0.75) <= 0.10, f
     assert f["percent_of_one_core"] > 80        # the cpu was busy all along

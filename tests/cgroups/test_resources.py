@@ -61,7 +61,7 @@ def test_v2_strings():
 def test_from_dict_controllers_and_unknown_key():
     r = Resources.from_dict({"memory": "64m", "pids": 20, "cpu_shares": 512, "cpuset_cpus": "0"})
     assert r.controllers() == ["memory", "cpu", "pids", "cpuset"]
-    assert Resources.from_dict({}).is_empty()
+    assert Resources.from_dict({}) == Resources()           # nothing set
     with pytest.raises(LabkitError, match="unknown resource 'memroy'"):
         Resources.from_dict({"memroy": "64m"})
 

@@ -7,40 +7,47 @@ import pytest
 
 from labkit import builder, overlay
 from labkit.facts import overlay as facts
+from labkit.facts import unionfs as unionfs_facts
 from unionfs_helpers import snapshot, write
 
 pytestmark = pytest.mark.root
 
 
-def test_copy_up(scratch):
-    f = facts.fact_copy_up(str(scratch))
-    assert not f["in_upper_before_write"] and f["in_upper_after_write"]
-    assert f["merged_content"] == f["upper_content"] != f["lower_content"]
-    assert f["upper_content"].startswith(f["lower_content"])       # the whole file was copied up
-    assert f["upper_inode"] != f["lower_inode"]
-    assert not overlay.is_mounted(scratch / "c" / "merged")
+# Copy-up, whiteouts, opaque directories and isolation, through containers.
+
+def test_copy_up(rootfs):
+    f = unionfs_facts.copy_up(rootfs)
+    assert f["ok"], f
+    assert not f["in_upper_before"] and f["upper"] is not None
+    assert f["inside"] == f["upper"] != f["layer_content"]
+    assert f["upper"].startswith(f["layer_content"])                 # the whole file was copied up
+    assert f["upper_inode"] != f["layer_inode"]
+    assert not overlay.is_mounted(f["merged"])
 
 
-def test_whiteout(scratch):
-    f = facts.fact_whiteout(str(scratch))
-    assert not f["in_merged_after_delete"] and f["in_lower_after_delete"]
+def test_whiteout(rootfs):
+    f = unionfs_facts.whiteout(rootfs)
+    assert f["ok"], f
+    assert not f["in_merged_after_delete"] and f["layer_content"] is not None
     assert f["upper_is_char_device"] and f["upper_rdev"] == [0, 0]
 
 
-def test_opaque(scratch):
-    f = facts.fact_opaque(str(scratch))
-    assert f["upper_etc_opaque_xattr"] == "y"
-    assert f["merged_etc"] == f["upper_etc"]
-    assert not set(f["merged_etc"]) & set(f["lower_etc"])            # the lower entries stay hidden
-    assert f["lower_etc"]                                             # ... and untouched
+def test_opaque(rootfs):
+    f = unionfs_facts.opaque(rootfs)
+    assert f["ok"], f
+    assert f["xattr"] == "y"
+    assert f["inside"] == f["upper_entries"]
+    assert not set(f["inside"]) & set(f["layer_entries"])           # the layer's entries stay hidden
+    assert f["layer_entries"]                                         # ... and untouched
 
 
-def test_isolation(scratch):
-    f = facts.fact_isolation(str(scratch))
-    a, b, lower = f["a"], f["b"], f["lower"]
-    assert a["shared"] != b["shared"] == lower["shared"]             # a's change: a only
-    assert a["only-a"] and not b["only-a"] and not lower["only-a"]
-    assert not b["doomed"] and a["doomed"] and lower["doomed"]       # b's delete: b only
+def test_isolation(rootfs):
+    f = unionfs_facts.isolation(rootfs)
+    assert f["ok"], f
+    a, b = f["a"], f["b"]
+    assert a[0] != b[0] == f["layer_shared"].strip()                 # a's change: a only
+    assert "/only-a" in a and "/only-a" not in b and "only-a" not in f["layer_entries"]
+    assert "/doomed" not in b and "/doomed" in a and "doomed" in f["layer_entries"]   # b's delete: b only
 
 
 def test_disk_usage_shared_layers_against_copies(scratch):

@@ -1,9 +1,11 @@
-"""The limits at work, as functions a notebook and the tests both call.
+"""The limits at work on plain processes, no container: the cgroup manager
+proven on its own, on the host and inside user-mode Linux (v2).
 
-Each demo creates its own cgroup(s), runs a small workload as a plain
+Each workload creates its own cgroup(s), runs a small program as a plain
 process moved into the cgroup *before* it starts working (it waits on a
 pipe until released), removes everything on the way out and returns a
-dict of facts measured from the kernel's own counters.
+dict of what was measured from the kernel's own counters. The same limits
+through `labkit run` are the facts of labkit/facts/cgroups.py.
 """
 
 import os
@@ -13,6 +15,8 @@ import sys
 import time
 
 from labkit import cgroups
+from labkit.cgroups.lxcfs import LXCFS_DIR, Lxcfs
+from labkit.facts.cgroups import one_cpu
 
 MiB = 1 << 20
 
@@ -179,13 +183,6 @@ def cpu_quota(cpus=0.5, seconds=2.0, warmup=0.3, hz=20):
         m.destroy()
 
 
-def one_cpu():
-    """The lowest cpu this process may run on, or None on a 1-cpu machine
-    (nothing to pin: every process already shares that one)."""
-    cpus = sorted(os.sched_getaffinity(0))
-    return str(cpus[0]) if len(cpus) > 1 else None
-
-
 def cpu_shares(shares=(256, 768), seconds=3.0, warmup=0.3, hz=20):
     """Two busy loops on one cpu with cpu shares 1:3 (cpu.weight 10:30 on v2)
     split that cpu about 1:3."""
@@ -220,3 +217,43 @@ def cpu_shares(shares=(256, 768), seconds=3.0, warmup=0.3, hz=20):
             _stop(p)
         for m in made:
             m.destroy()
+
+
+# -- free and lxcfs -------------------------------------------------------
+
+_FREE = """
+total() { free -b | awk '/^Mem:/ {print $2}'; }
+total
+mount --bind "$1" /proc/meminfo && total
+"""
+
+
+def free_inside(memory="64m", path=LXCFS_DIR):
+    """What procps `free` says about total memory in a cgroup with `memory`
+    as its limit and its own PID namespace, without and with lxcfs's
+    meminfo bound over /proc/meminfo; and what it says on the host."""
+    limit = cgroups.parse_memory(memory)
+    host_total = int(subprocess.run(["free", "-b"], capture_output=True, text=True, check=True)
+                     .stdout.split("\n")[1].split()[1])
+    with Lxcfs(path) as lx:
+        m = cgroups.create(f"demo-free-{os.getpid()}", {"memory": limit})
+        try:
+            # unshare: a new PID namespace (lxcfs needs its init in the cgroup)
+            # and a private mount namespace, so the bind mount stays inside.
+            argv = ["unshare", "--pid", "--fork", "--mount-proc", "sh", "-c", _FREE, "sh",
+                    os.path.join(lx.path, "proc", "meminfo")]
+            p = start_paused(m, f"os.execvp('unshare', {argv!r})", stdout=subprocess.PIPE)
+            release(p)
+            mounts = lx.bind_mounts()
+            out = p.stdout.read().decode()
+            p.wait(timeout=60)
+        finally:
+            m.destroy()
+    totals = [int(x) for x in out.split()]
+    return {
+        "limit_bytes": limit,
+        "host_total": host_total,
+        "inside_without_lxcfs": totals[0] if totals else None,
+        "inside_with_lxcfs": totals[1] if len(totals) > 1 else None,
+        "bind_mounts": mounts,
+    }
