@@ -11,6 +11,11 @@ container on disk can also be in:
   dead      its monitor was killed (SIGKILL, a reboot): `labkit gc` cleans up
 """
 
+# The runtime-spec version labkit implements: the ociVersion of the state
+# JSON, of hooks' stdin and of the default config.json. Here, at the bottom
+# of the layers, because the hooks (below the runtime) need it as well.
+OCI_VERSION = "1.0.2"
+
 CREATING = "creating"
 CREATED = "created"
 RUNNING = "running"

@@ -10,8 +10,7 @@ files a container should not see masked or read-only.
 import os
 
 from ..errors import LabkitError, NotFound
-
-OCI_VERSION = "1.0.2"
+from ..status import OCI_VERSION
 _BASIC_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 

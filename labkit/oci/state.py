@@ -17,9 +17,8 @@ import os
 from .. import home
 from ..errors import Conflict, LabkitError, NotFound
 from ..runtime import container as ct
-from ..status import ACTIVE, CREATED, CREATING, RUNNING, STOPPED
+from ..status import ACTIVE, CREATED, CREATING, OCI_VERSION, RUNNING, STOPPED
 
-OCI_VERSION = "1.0.2"
 FIFO = "exec.fifo"
 
 
