@@ -40,7 +40,7 @@ def checks():
     rows.append(("kernel", major_minor >= (5, 6), rel, "the time namespace needs Linux 5.6 or newer", False))
     rows.append(("root", os.geteuid() == 0, f"euid {os.geteuid()}", "run labkit with sudo", True))
     have = namespaces.available()
-    from .runtime.config import NAMESPACES
+    from .namespaces import NAMESPACES
     missing = [n for n in NAMESPACES if n not in have]
     rows.append(("namespaces", not missing, " ".join(have) + (f" (missing: {' '.join(missing)})" if missing else ""),
                  "a kernel built with CONFIG_*_NS for the missing ones", True))

@@ -9,7 +9,12 @@ import os
 
 from . import syscalls
 from .errors import LabkitError
-from .runtime.config import NAMESPACES
+
+# The namespaces of namespaces(7), by the names /proc/PID/ns uses.
+NAMESPACES = ("pid", "net", "ipc", "mnt", "uts", "user", "cgroup", "time")
+# `--all`: the five of the seed text (PID, NET, IPC, MNT, UTS) plus CGROUP.
+# USER and TIME stay opt-in, as with docker (userns-remap is off by default).
+DEFAULT_NAMESPACES = ("pid", "net", "ipc", "mnt", "uts", "cgroup")
 
 FLAGS = {
     "pid": syscalls.CLONE_NEWPID, "net": syscalls.CLONE_NEWNET,

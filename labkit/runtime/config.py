@@ -6,11 +6,7 @@ look at where it came from. Plain classes, not dataclasses: this module is
 on the container start path (labkit/startpath.py).
 """
 
-# The namespaces of namespaces(7), by the names /proc/PID/ns uses.
-NAMESPACES = ("pid", "net", "ipc", "mnt", "uts", "user", "cgroup", "time")
-# `--all`: the five of the seed text (PID, NET, IPC, MNT, UTS) plus CGROUP.
-# USER and TIME stay opt-in, as with docker (userns-remap is off by default).
-DEFAULT_NAMESPACES = ("pid", "net", "ipc", "mnt", "uts", "cgroup")
+from ..namespaces import DEFAULT_NAMESPACES, NAMESPACES  # noqa: F401 (re-exported)
 
 DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "TERM=xterm", "HOME=/root")

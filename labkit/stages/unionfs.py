@@ -122,10 +122,9 @@ def commit_container(cid, output=None):
     A running container is not paused: what it writes during the commit may
     be caught halfway. Returns layers.commit()'s description plus ``lowers``
     (the configured layers below the committed one, bottom first)."""
-    from .. import home
-    from ..runtime import container as ct
+    from .. import containers, home
     try:
-        state = ct.load(cid)
+        state = containers.load(cid)
     except NotFound as e:
         raise NotFound(e.message, "`labkit ps -a` lists the containers; a removed container's changes "
                        "went with it: commit before `labkit rm` (a --rm container is removed when it exits)") from None
@@ -162,7 +161,7 @@ def commit_container(cid, output=None):
 def _alive(state_dir):
     """Whether a container still owns its overlay: its monitor (the process
     that tears the stages down) runs, or it is being created right now."""
-    from ..runtime import container as ct
+    from ..containers import alive
     try:
         with open(os.path.join(state_dir, "state.json")) as f:
             state = json.load(f)
@@ -173,7 +172,7 @@ def _alive(state_dir):
             return False
     except (OSError, ValueError):
         return False
-    return state.get("status") == "running" and ct.alive(state.get("monitor"), state.get("monitor_start"))
+    return state.get("status") == "running" and alive(state.get("monitor"), state.get("monitor_start"))
 
 
 def gc(containers_dir=None, alive=_alive):
