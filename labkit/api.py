@@ -81,8 +81,10 @@ def command(cmd):
 
 
 def run_args(cmd, ns=None, hostname=None, rootfs=None, name=None, memory=None, cpus=None,
-             pids=None, layers=(), lxcfs=False, detach=False, remove=True, env=(), extra=()):
-    """The argv of `labkit run` for these options."""
+             pids=None, layers=(), lxcfs=False, detach=False, remove=True, env=(), extra=(),
+             privileged=False):
+    """The argv of `labkit run` for these options. ``privileged``: no guard
+    (every capability, nothing masked), for a lesson that needs one off."""
     args = ["run"]
     if ns is not None:
         args += ["--ns", ns if isinstance(ns, str) else (",".join(ns) or "none")]
@@ -96,6 +98,8 @@ def run_args(cmd, ns=None, hostname=None, rootfs=None, name=None, memory=None, c
         args += ["-e", item]
     if lxcfs:
         args.append("--lxcfs")
+    if privileged:
+        args.append("--privileged")
     if detach:
         args.append("-d")
     elif remove:

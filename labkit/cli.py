@@ -37,6 +37,11 @@ RUN_OPTIONS = [
     (("--layer",), "layer", "append", "DIR_OR_TAR", None,
      "a read-only layer on top of the rootfs (union filesystem); repeat to stack"),
     (("--lxcfs",), "lxcfs", "flag", None, False, "bind lxcfs's /proc files so that free and top see the limits"),
+    (("--cap-add",), "cap_add", "append", "CAP", None, "a capability on top of Docker's default 14 (or ALL)"),
+    (("--cap-drop",), "cap_drop", "append", "CAP", None, "a capability taken away (or ALL)"),
+    (("--privileged",), "privileged", "flag", None, False,
+     "every capability, a writable /sys, nothing masked: no guard at all (the escape lessons)"),
+    (("--security-opt",), "security_opt", "append", "OPT", None, "no-new-privileges, seccomp=unconfined"),
 ]
 
 
@@ -251,7 +256,14 @@ def build_config(a):
     if a.tty and a.detach:
         raise LabkitError("-t with -d is not supported: a detached container has no terminal",
                           f"run it with -d only, then `labkit exec -it ID sh` for a shell")
+    from . import security
+    sec = security.security_options(a.security_opt)
+    guarded = not a.privileged
     config = ContainerConfig(
+        capabilities=security.capabilities(a.cap_add, a.cap_drop, a.privileged),
+        masked_paths=list(security.MASKED_PATHS) if guarded else [],
+        readonly_paths=list(security.READONLY_PATHS) if guarded else [],
+        privileged=a.privileged, no_new_privileges=sec["no_new_privileges"],
         id=cid, args=cmd or ["/bin/sh"], rootfs=builder.resolve(a.rootfs), namespaces=ns,
         hostname=a.hostname or (cid[:12] if "uts" in ns else None), env=env, cwd=a.workdir,
         mount_proc=not a.no_proc, readonly_rootfs=a.read_only, tty=a.tty,

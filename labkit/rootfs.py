@@ -57,17 +57,18 @@ def mount_entry(destination, fstype, flags, data="", source=None):
             "flags": flags, "propagation": [], "data": data, "bind": fstype == "bind"}
 
 
-def default_mounts(proc=True, binds=()):
+def default_mounts(proc=True, binds=(), sys_rw=False):
     """`labkit run`'s table: a fresh /proc; a read-only sysfs; a tmpfs /dev
     (the default devices are bound into it), a private devpts instance
     (newinstance: the container's ptys are its own, not the host's) and a
     /dev/shm for POSIX shared memory. ``binds``: (host file, path inside)
     pairs bound over the others, e.g. lxcfs's /proc/meminfo: after /proc is
     mounted (or /proc would cover them) and before the pivot (which detaches
-    the old root, the only place their sources can be reached from)."""
+    the old root, the only place their sources can be reached from).
+    ``sys_rw``: a writable /sys, for a privileged container only."""
     table = [mount_entry("/proc", "proc", _DEV_FLAGS)] if proc else []
     table += [
-        mount_entry("/sys", "sysfs", _DEV_FLAGS | sc.MS_RDONLY),
+        mount_entry("/sys", "sysfs", _DEV_FLAGS | (0 if sys_rw else sc.MS_RDONLY)),
         mount_entry("/dev", "tmpfs", sc.MS_NOSUID | sc.MS_STRICTATIME, "mode=755,size=65536k"),
         mount_entry("/dev/pts", "devpts", sc.MS_NOSUID | sc.MS_NOEXEC,
                     "newinstance,ptmxmode=0666,mode=0620"),

@@ -61,10 +61,12 @@ def _marker():
 def proc_root_escape(rootfs="base"):
     """/proc/PID/root of any process outside the chroot (here the parent,
     `labkit run` itself) is the host's root: a chrooted root user reads host
-    files through it."""
+    files through it. Only with the guards off (--privileged): reading another
+    process's /proc/PID/root needs CAP_SYS_PTRACE over it, which a default
+    container lacks (notebook 09 shows that guard); chroot by itself stops nothing."""
     marker = _marker()
     try:
-        r = api.run(f"cat /proc/$PPID/root{marker}", ns="none", rootfs=rootfs)
+        r = api.run(f"cat /proc/$PPID/root{marker}", ns="none", rootfs=rootfs, privileged=True)
         outside = "exists" if os.path.exists(marker) else "missing"
         return fact("chroot_proc_root_escape", LAYER, "a chroot reads host files via /proc/$PPID/root",
                     r.stdout.strip() or r.stderr.strip(), f"{marker} {outside}",

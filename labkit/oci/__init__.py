@@ -4,7 +4,7 @@ driven through the same stages as `labkit run`.
     spec.py      the default config.json (`labkit-runtime spec`) and loading one
     validate.py  the runtime-spec JSON schema, then checks of meaning
     convert.py   config.json -> ContainerConfig (what runc calls specconv)
-    rootfs.py    mounts, devices, masked and read-only paths from config.json
+    (labkit/rootfs.py walks config.json's mounts, devices, masked and read-only paths)
     hooks.py     prestart, createRuntime, ... poststop
     state.py     the state JSON of the runtime spec; create/start/kill/delete
 

@@ -55,6 +55,7 @@ class ContainerConfig(_Fields):
         "resources": {},         # cgroups: memory, cpus, pids …
         "layers": [],            # union filesystem: lower layers
         "lxcfs": False,          # bind lxcfs's /proc files over the container's
+        "privileged": False,     # no guard: a writable /sys (labkit/security.py)
         # What an OCI config.json adds (labkit/oci/convert.py). The defaults
         # are `labkit run`'s behaviour: the built-in /proc, /sys, /dev set,
         # root with every capability, the runner's own id maps.

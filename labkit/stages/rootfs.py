@@ -48,7 +48,7 @@ class RootStage(Stage):
             # config.json brings its own table; `labkit run` gets the one
             # Docker would write for it, with other stages' binds (lxcfs).
             mounts = cfg.mounts if cfg.mounts is not None else \
-                rootfs.default_mounts(proc=cfg.mount_proc, binds=c.binds)
+                rootfs.default_mounts(proc=cfg.mount_proc, binds=c.binds, sys_rw=cfg.privileged)
             rootfs.enter(c.rootfs, cfg, mounts, no_pivot=c.options.no_pivot,
                          before_pivot=c.before_pivot, before_cgroups=c.sync.wait_attached)
         else:

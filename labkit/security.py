@@ -1,0 +1,81 @@
+"""What a default container may do: Docker's defaults, which `labkit run`
+follows, and the switches that lift them (--cap-add, --cap-drop,
+--privileged, --security-opt).
+
+Root in a container is root on the host's kernel: the namespaces only change
+what it sees. What keeps it from using that power is what it is *allowed*:
+
+  capabilities    14 of the kernel's 41 (capabilities(7)): no CAP_SYS_ADMIN
+                  (mount, most namespace and device work), no CAP_SYS_MODULE,
+                  CAP_SYS_PTRACE, CAP_NET_ADMIN, CAP_SYS_TIME ... CapEff in
+                  /proc/self/status reads 00000000a80425fb.
+  masked paths    /proc files that describe or control the host's kernel read
+                  as /dev/null or an empty directory.
+  read-only paths /proc/sys and friends: readable, never written (a sysctl
+                  there would change the host's kernel, not the container's).
+  a read-only /sys
+  no_new_privs    (--security-opt no-new-privileges) setuid programs and file
+                  capabilities grant nothing at execve.
+
+--privileged drops every one of these guards, as Docker's does: the
+lessons that show an escape turn it on, on purpose.
+"""
+
+from .errors import LabkitError
+from .process import CAPABILITIES
+
+# Docker's default set (moby's oci/caps defaults), in capabilities(7)'s names.
+DEFAULT_CAPABILITIES = (
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
+    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+)
+# Docker's (and the runtime spec's reference) masked and read-only paths.
+MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+                "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
+                "/sys/firmware")
+READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+_CAP_HINT = "names are capabilities(7)'s, with or without CAP_: e.g. NET_ADMIN, CAP_SYS_ADMIN, or ALL"
+
+
+def capability_name(text, option):
+    name = text.strip().upper()
+    if name == "ALL":
+        return name
+    name = name if name.startswith("CAP_") else "CAP_" + name
+    if name not in CAPABILITIES:
+        raise LabkitError(f"{option} {text}: no such capability", _CAP_HINT)
+    return name
+
+
+def capabilities(add=(), drop=(), privileged=False):
+    """The process's capability sets (the OCI shape) for `labkit run`, as
+    Docker computes them: the default set, plus --cap-add, less --cap-drop
+    (ALL in either means every capability). None with --privileged: the
+    process keeps all of root's."""
+    adds = {capability_name(n, "--cap-add") for n in add}
+    drops = {capability_name(n, "--cap-drop") for n in drop}
+    if privileged:
+        return None
+    caps = set(CAPABILITIES) if "ALL" in adds else set(DEFAULT_CAPABILITIES) | adds
+    caps = (adds if "ALL" in drops else caps - drops) - {"ALL"}
+    ordered = [name for name in CAPABILITIES if name in caps]
+    return {"bounding": ordered, "effective": list(ordered), "permitted": list(ordered),
+            "inheritable": [], "ambient": []}
+
+
+def security_options(options):
+    """--security-opt values -> {"no_new_privileges": bool}. seccomp=unconfined
+    is what labkit does today (no seccomp filter yet); anything else is refused."""
+    out = {"no_new_privileges": False}
+    for opt in options:
+        key, _, value = opt.replace("=", ":", 1).partition(":")
+        if key == "no-new-privileges" and value in ("", "true", "false"):
+            out["no_new_privileges"] = value != "false"
+        elif key == "seccomp" and value == "unconfined":
+            continue
+        else:
+            raise LabkitError(f"--security-opt {opt}: not supported by labkit",
+                              "supported: no-new-privileges[:true|false], seccomp=unconfined")
+    return out

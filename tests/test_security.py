@@ -1,0 +1,83 @@
+"""A default `labkit run` container is as confined as `docker run`'s:
+Docker's 14 capabilities, masked and read-only /proc paths, a read-only
+/sys; each guard is lifted by the switch that names it, and --privileged
+lifts them all."""
+
+import pytest
+
+from labkit import api, process, security
+
+pytestmark = pytest.mark.root
+
+
+def status(field, **options):
+    r = api.run(f"grep '^{field}:' /proc/self/status", check=True, **options)
+    return r.stdout.split()[1]
+
+
+def expected_mask(names):
+    known = [n for n in names if process.CAPABILITIES.index(n) <= process.last_cap()]
+    return f"{process.cap_bits(known):016x}"
+
+
+def test_default_capabilities_are_dockers(rootfs):
+    assert status("CapEff") == expected_mask(security.DEFAULT_CAPABILITIES)
+    assert status("CapBnd") == expected_mask(security.DEFAULT_CAPABILITIES)
+    assert status("CapInh") == "0" * 16
+
+
+def test_cap_add_and_drop(rootfs):
+    wanted = set(security.DEFAULT_CAPABILITIES) - {"CAP_CHOWN"} | {"CAP_NET_ADMIN"}
+    got = status("CapEff", extra=["--cap-add", "net_admin", "--cap-drop", "CAP_CHOWN"])
+    assert got == expected_mask(wanted)
+    assert status("CapEff", extra=["--cap-drop", "ALL"]) == "0" * 16
+
+
+def test_privileged_keeps_what_the_host_root_has(rootfs):
+    host = [line.split()[1] for line in open("/proc/self/status") if line.startswith("CapEff:")][0]
+    assert status("CapEff", privileged=True) == host
+
+
+def test_mount_needs_the_guard_off(rootfs):
+    cmd = "mount -t tmpfs lab-sec /mnt && echo mounted"
+    assert api.run(cmd).stdout.strip() == ""
+    assert api.run(cmd, privileged=True).stdout.strip() == "mounted"
+    assert api.run(cmd, extra=["--cap-add", "SYS_ADMIN"]).stdout.strip() == "mounted"
+
+
+def test_proc_sys_and_sys_are_read_only_by_default(rootfs):
+    # kernel/domainname belongs to the container's own UTS namespace: writing
+    # it with the guard off changes nothing on the host.
+    cmd = "echo lab > /proc/sys/kernel/domainname && cat /proc/sys/kernel/domainname"
+    assert api.run(cmd).returncode != 0
+    assert api.run(cmd, privileged=True).stdout.strip() == "lab"
+    ro = "grep ' /sys ' /proc/self/mounts | cut -d' ' -f4 | cut -d, -f1"
+    assert api.run(ro).stdout.strip() == "ro"
+    assert api.run(ro, privileged=True).stdout.strip() == "rw"
+
+
+def test_masked_paths_read_as_nothing(rootfs):
+    import os
+    present = [p for p in ("/proc/keys", "/proc/timer_list", "/proc/sched_debug") if os.path.exists(p)]
+    assert present, "this kernel has none of the masked files to compare"
+    for path in present:
+        with open(path) as f:
+            assert f.read(), f"{path} is empty on the host too: nothing to compare"
+        assert api.run(f"cat {path}", check=True).stdout == ""
+        assert api.run(f"cat {path}", privileged=True, check=True).stdout != ""
+
+
+def test_no_new_privileges(rootfs):
+    assert status("NoNewPrivs") == "0"
+    assert status("NoNewPrivs", extra=["--security-opt", "no-new-privileges"]) == "1"
+
+
+@pytest.mark.parametrize("flags, word", [
+    (["--cap-add", "CAP_FLY"], "CAP_FLY"),
+    (["--cap-drop", "nope"], "nope"),
+    (["--security-opt", "apparmor=x"], "apparmor"),
+])
+def test_bad_security_options_are_one_line(rootfs, labkit_cli, flags, word):
+    r = labkit_cli("run", "--rm", *flags, "--", "true")
+    assert r.returncode != 0
+    assert len(r.stderr.strip().splitlines()) == 1 and word in r.stderr and "Traceback" not in r.stderr
