@@ -167,11 +167,11 @@ def execvpe(file, args, env):
     directory tries the next PATH entry; EACCES is remembered and raised if
     nothing else runs."""
     if "/" in file:
-        os.execve(file, args, env)
+        syscalls.execve(file, args, env)
     denied = None
     for directory in env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin").split(":"):
         try:
-            os.execve(os.path.join(directory or ".", file), args, env)
+            syscalls.execve(os.path.join(directory or ".", file), args, env)
         except (FileNotFoundError, NotADirectoryError):
             continue
         except PermissionError as e:

@@ -50,11 +50,11 @@ def rootfs():
 @pytest.fixture
 def labkit_cli():
     """Run `python -m labkit ARGS` and return the CompletedProcess."""
-    def run(*args, input=None, timeout=60, user=None):
+    def run(*args, input=None, timeout=60, user=None, env=None):
         argv = [sys.executable, "-m", "labkit", *args]
         if user is not None:
             argv = ["setpriv", f"--reuid={user}", f"--regid={user}", "--clear-groups", *argv]
-        env = dict(os.environ, PYTHONPATH=ROOT)
+        env = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
         return subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
                               env=env, cwd="/")
     return run

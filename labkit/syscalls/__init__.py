@@ -8,7 +8,25 @@ the call, its path(s) and its flags, plus a hint a student can act on:
 
     mount(proc -> /x/proc, MS_NOSUID|MS_NODEV): EPERM (Operation not permitted)
 
-No printing and no policy here: callers decide what to do.
+The calls of a container's start that os already has (fork, chroot,
+setresuid, setresgid, setgroups, execve) are here too, so that the whole
+order of a start goes through this one layer.
+
+No policy here: callers decide what to do. And no printing, unless asked:
+with LABKIT_TRACE=1 in the environment each call is written to stderr as it
+happens, flags by name, the result or the errno after it (trace.py):
+
+    labkit-trace[4242]: unshare(CLONE_NEWNS|CLONE_NEWUTS|CLONE_NEWIPC|CLONE_NEWNET) = 0
+    labkit-trace[1]: mount(none, "/", none, MS_REC|MS_PRIVATE) = 0
+    labkit-trace[1]: pivot_root(".", ".") = 0
+    labkit-trace[1]: umount2(".", MNT_DETACH) = 0
+    labkit-trace[1]: execve("/bin/true", ["true"]) ...
+    labkit-trace[1]: sethostname("x") = -1 EPERM
+
+PID is the caller's own pid, as it sees itself (1 is a container's init).
+execve is written before the call, since a successful one never returns.
+The variable is read once, when this module is imported: untraced, no call
+tests anything.
 """
 
 import ctypes
@@ -206,24 +224,36 @@ def prctl(option, arg2=0, arg3=0, arg4=0, arg5=0):
 # The process calls of the start path, here so that the whole order of a
 # container's start goes through one layer (os already wraps each of them).
 def fork():
+    """fork(2): the child's pid in the parent, 0 in the child."""
     return os.fork()
 
 
 def chroot(path):
+    """chroot(2): ``path`` becomes the caller's root directory."""
     os.chroot(path)
 
 
 def setresgid(rgid, egid, sgid):
+    """setresgid(2): the real, effective and saved group ids."""
     os.setresgid(rgid, egid, sgid)
 
 
 def setgroups(groups):
+    """setgroups(2): the supplementary group ids."""
     os.setgroups(groups)
 
 
 def setresuid(ruid, euid, suid):
+    """setresuid(2): the real, effective and saved user ids."""
     os.setresuid(ruid, euid, suid)
 
 
 def execve(path, args, env):
+    """execve(2): run ``path``; returns only by raising OSError."""
     os.execve(path, args, env)
+
+
+# Last, once every call above exists: wrap them all, or leave them as they are.
+if os.environ.get("LABKIT_TRACE") == "1":
+    from .trace import install as _install
+    _install(globals())
