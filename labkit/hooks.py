@@ -14,9 +14,9 @@ hook); a failing poststart or poststop hook is only reported, as the spec says.
 import sys
 
 from .errors import LabkitError
+from .status import OCI_VERSION
 
 FATAL = ("prestart", "createRuntime", "createContainer", "startContainer")
-OCI_VERSION = "1.0.2"
 
 
 def state(cfg, pid, status):

@@ -85,10 +85,11 @@ MOUNT_FLAGS = {
     "suid": (0, sc.MS_NOSUID), "nosuid": (sc.MS_NOSUID, 0),
     "dev": (0, sc.MS_NODEV), "nodev": (sc.MS_NODEV, 0),
     "exec": (0, sc.MS_NOEXEC), "noexec": (sc.MS_NOEXEC, 0),
-    "sync": (0x10, 0), "async": (0, 0x10), "dirsync": (0x80, 0),
-    "remount": (sc.MS_REMOUNT, 0), "mand": (0x40, 0), "nomand": (0, 0x40),
+    "sync": (sc.MS_SYNCHRONOUS, 0), "async": (0, sc.MS_SYNCHRONOUS), "dirsync": (sc.MS_DIRSYNC, 0),
+    "remount": (sc.MS_REMOUNT, 0), "mand": (sc.MS_MANDLOCK, 0), "nomand": (0, sc.MS_MANDLOCK),
     "atime": (0, sc.MS_NOATIME), "noatime": (sc.MS_NOATIME, 0),
-    "diratime": (0, 0x800), "nodiratime": (0x800, 0),
+    "diratime": (0, sc.MS_NODIRATIME), "nodiratime": (sc.MS_NODIRATIME, 0),
+    "lazytime": (sc.MS_LAZYTIME, 0), "nolazytime": (0, sc.MS_LAZYTIME),
     "relatime": (sc.MS_RELATIME, 0), "norelatime": (0, sc.MS_RELATIME),
     "strictatime": (sc.MS_STRICTATIME, 0), "nostrictatime": (0, sc.MS_STRICTATIME),
     "bind": (sc.MS_BIND, 0), "rbind": (sc.MS_BIND | sc.MS_REC, 0),
@@ -104,7 +105,7 @@ PROPAGATION = {
 FS_TYPES = ("proc", "sysfs", "tmpfs", "devpts", "mqueue", "cgroup", "cgroup2", "bind", "none")
 # statvfs f_flag bits that are also mount(2) flags: kept on a remount, which
 # must not clear a flag the kernel locked (a user namespace's mount).
-_KEEP = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_NOATIME | 0x800
+_KEEP = sc.MS_RDONLY | sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC | sc.MS_NOATIME | sc.MS_NODIRATIME
 
 
 def parse_options(options):

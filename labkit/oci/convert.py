@@ -9,6 +9,7 @@ cgroups package's names, paths relative to the bundle to absolute ones.
 import os
 
 from ..runtime.config import ContainerConfig
+from .. import syscalls as sc
 from ..rootfs import parse_options
 from .validate import NS_TYPES
 
@@ -23,7 +24,7 @@ RESOURCES = {
 
 def _mount(m, bundle):
     flags, prop, data = parse_options(m.get("options"))
-    bind = m.get("type") == "bind" or bool(flags & 0x1000)   # MS_BIND
+    bind = m.get("type") == "bind" or bool(flags & sc.MS_BIND)
     source = m.get("source") or ""
     if bind and not source.startswith("/"):
         source = os.path.join(bundle, source)

@@ -12,9 +12,9 @@ import os
 import time
 
 from .. import home
-from ..errors import Conflict, LabkitError, NotFound
+from ..errors import Conflict, LabkitError
 from ..startpath import dumps, remove_tree  # noqa: F401 (remove_tree: for the monitor)
-from ..status import CREATED, CREATING, DEAD, RUNNING, STOPPING
+from ..containers import alive, all_ids, load, start_time  # noqa: F401 (the runtime's view of them)
 from .config import ContainerConfig
 
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
@@ -29,22 +29,6 @@ def check_id(cid):
 
 def new_id():
     return os.urandom(6).hex()
-
-
-def start_time(pid):
-    """The process's start time in clock ticks (field 22 of /proc/PID/stat),
-    or None if there is no such process or it is a zombie (it has exited;
-    its parent has not reaped it yet)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except (FileNotFoundError, ProcessLookupError):
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = data[data.rindex(b")") + 2:].split()
-    if fields[0] in (b"Z", b"X"):
-        return None
-    return int(fields[19])
 
 
 def kill_session(sid, sig=9):
@@ -64,10 +48,6 @@ def kill_session(sid, sig=9):
                 os.kill(int(pid), sig)
             except ProcessLookupError:
                 pass
-
-
-def alive(pid, started):
-    return pid is not None and started is not None and start_time(pid) == started
 
 
 class Container:
@@ -121,33 +101,5 @@ class Container:
         os.rename(tmp, os.path.join(self.state_dir, "state.json"))
 
 
-def load(cid):
-    """The state of container ``cid``, with ``status`` brought up to date."""
-    import json
-    path = os.path.join(home.containers_dir(cid), "state.json")
-    try:
-        with open(path) as f:
-            state = json.load(f)
-    except FileNotFoundError:
-        if os.path.isdir(home.containers_dir(cid)):
-            return {"id": cid, "status": CREATING, "pid": None, "config": {}}
-        raise NotFound(f"no such container '{cid}'", "`labkit ps -a` lists the containers") from None
-    except ValueError:
-        return {"id": cid, "status": DEAD, "pid": None, "config": {}}
-    if state["status"] in (CREATED, RUNNING):
-        if not alive(state.get("monitor"), state.get("monitor_start")):
-            state["status"] = DEAD   # its runner was killed: `labkit gc` cleans up
-        elif not alive(state.get("pid"), state.get("pid_start")):
-            state["status"] = STOPPING
-    return state
-
-
 def config_of(state):
     return ContainerConfig.from_dict(state["config"])
-
-
-def all_ids():
-    base = home.containers_dir()
-    if not os.path.isdir(base):
-        return []
-    return sorted(os.listdir(base))
