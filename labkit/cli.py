@@ -268,7 +268,11 @@ def build_config(a):
         hostname=a.hostname or (cid[:12] if "uts" in ns else None), env=env, cwd=a.workdir,
         mount_proc=not a.no_proc, readonly_rootfs=a.read_only, tty=a.tty,
         interactive=a.interactive,
-        resources=_resources(a), layers=list(a.layer), lxcfs=a.lxcfs)
+        resources=_resources(a), layers=list(a.layer), lxcfs=a.lxcfs,
+        # A named rootfs is shared by every container: each gets a writable
+        # layer of its own over it (Docker's container layer). A directory
+        # given on purpose is used as it is.
+        writable_layer="/" not in a.rootfs)
     if config.lxcfs:   # its own PID and mount namespaces and a /proc: say so before anything exists
         from .stages import lxcfs
         lxcfs.check(config)

@@ -160,15 +160,46 @@ def test_commit_then_a_new_container_sees_the_change(labkit_cli, tmp_path):
 
 
 def test_commit_needs_a_container_with_layers(labkit_cli):
+    """A rootfs given as a directory is used as it is: no layer of its own."""
+    from labkit import builder
     store = layers.layers_dir()
     before = sorted(os.listdir(store)) if os.path.isdir(store) else []
-    r = labkit_cli("run", "-d", "--name", "lkplain", "--", "sleep", "300")
+    r = labkit_cli("run", "-d", "--name", "lkplain", "--rootfs", builder.resolve("base"), "--", "sleep", "300")
     assert r.returncode == 0, r.stderr
     try:
         one_line_error(labkit_cli("commit", "lkplain"), "lkplain", "--layer")
     finally:
         labkit_cli("rm", "-f", "lkplain")
     assert (sorted(os.listdir(store)) if os.path.isdir(store) else []) == before
+
+
+def test_a_default_container_writes_to_its_own_layer(labkit_cli):
+    """The base rootfs is shared by every container: a write, even an rm -rf,
+    lands in the container's upper dir, and commit finds it there."""
+    from labkit import builder
+    base = builder.resolve("base")
+    before = sorted(os.listdir(base))
+    r = labkit_cli("run", "-d", "--name", "lkown", "--", "sh", "-c",
+                   "rm -rf /bin /etc/passwd; echo mine > /written; sleep 300")
+    assert r.returncode == 0, r.stderr
+    try:
+        import time
+        for _ in range(100):   # bounded: the container's first command is an rm
+            if os.path.exists(os.path.join(layers_upper("lkown"), "written")):
+                break
+            time.sleep(0.05)
+        c = labkit_cli("commit", "lkown")
+        assert c.returncode == 0, c.stderr
+    finally:
+        labkit_cli("rm", "-f", "lkown")
+    assert sorted(os.listdir(base)) == before
+    assert os.path.isdir(os.path.join(base, "bin")) and os.path.exists(os.path.join(base, "etc", "passwd"))
+    assert not os.path.exists(os.path.join(base, "written"))
+
+
+def layers_upper(cid):
+    from labkit import home
+    return os.path.join(home.containers_dir(cid), "upper")
 
 
 def test_missing_layer_is_one_line_and_creates_nothing(labkit_cli, tmp_path):

@@ -54,6 +54,7 @@ class ContainerConfig(_Fields):
         # Opaque to the runner; each stage reads its own part.
         "resources": {},         # cgroups: memory, cpus, pids …
         "layers": [],            # union filesystem: lower layers
+        "writable_layer": False, # union filesystem: a layer of its own over the rootfs, even with no layers
         "lxcfs": False,          # bind lxcfs's /proc files over the container's
         "privileged": False,     # no guard: a writable /sys (labkit/security.py)
         # What an OCI config.json adds (labkit/oci/convert.py). The defaults

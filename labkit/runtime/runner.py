@@ -24,7 +24,7 @@ def stages_for(config, options):
     if config.resources:
         from ..stages.cgroups import CgroupsStage
         stages.append(CgroupsStage())
-    if config.layers:
+    if config.layers or config.writable_layer:
         from ..stages.unionfs import UnionFS
         stages.append(UnionFS())
     if config.lxcfs:

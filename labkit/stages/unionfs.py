@@ -13,13 +13,12 @@ container runs, and the child enters it with pivot_root or chroot.
     <state_dir>/merged  the view the container sees as /
 """
 
-import json
 import os
-import time
 
 from .. import overlay
 from ..errors import LabkitError, NotFound
 from ..status import CREATING
+from ..startpath import dumps
 from . import Stage
 
 STATE_FILE = "overlay.json"
@@ -78,7 +77,7 @@ class UnionFS(Stage):
     name = "unionfs"
 
     def wanted(self, config, options=None):
-        return bool(config.layers)
+        return bool(config.layers) or config.writable_layer
 
     def prepare(self, c):
         lowers = [os.path.abspath(c.rootfs)] + [_layer_dir(layer) for layer in c.config.layers]
@@ -89,7 +88,7 @@ class UnionFS(Stage):
         try:
             # What is stacked, bottom first: for `commit`, for provenance, for gc.
             with open(os.path.join(c.state_dir, STATE_FILE), "w") as f:
-                json.dump({"lowers": lowers, **p}, f)
+                f.write(dumps({"lowers": lowers, **p}))
         except BaseException:
             overlay.unmount(p["merged"])
             raise
@@ -101,6 +100,7 @@ class UnionFS(Stage):
 
 def layers_of(state_dir):
     """The lowers (bottom first), upper, work and merged of a container's overlay."""
+    import json
     with open(os.path.join(state_dir, STATE_FILE)) as f:
         return json.load(f)
 
@@ -133,9 +133,9 @@ def commit_container(cid, output=None):
         raise LabkitError(f"container '{cid}' is still being created", "wait a moment and commit again")
     if not os.path.isfile(os.path.join(state_dir, STATE_FILE)):
         raise LabkitError(f"container '{cid}' has no union filesystem, so no changes to commit: "
-                          "it was started without --layer",
-                          "start it with `labkit run --layer DIR_OR_TAR ...` to give it a writable upper dir; "
-                          "an empty directory will do as the layer")
+                          "it ran on a --rootfs directory as it is, without --layer",
+                          "run it on a named rootfs (the default, base), or add `--layer DIR_OR_TAR` "
+                          "to give it a writable upper dir; an empty directory will do as the layer")
     upper = paths(state_dir)["upper"]
     if not os.path.isdir(upper):
         raise NotFound(f"container '{cid}' has lost its upper dir '{upper}'", "nothing to commit")
@@ -163,10 +163,12 @@ def _alive(state_dir):
     that tears the stages down) runs, or it is being created right now."""
     from ..containers import alive
     try:
+        import json
         with open(os.path.join(state_dir, "state.json")) as f:
             state = json.load(f)
     except FileNotFoundError:
         try:
+            import time
             return time.time() - os.stat(state_dir).st_mtime < 30    # no state.json yet: creating
         except FileNotFoundError:
             return False
