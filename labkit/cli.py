@@ -412,6 +412,8 @@ def main(argv=None):
         return runtime_cli.main(argv[1:], prog="labkit oci")
     try:
         if argv[:1] == ["run"] and "--help" not in argv[1:]:
+            from .startpath import hold_gc
+            hold_gc()                       # the monitor resumes it once the program runs
             args = parse_run(argv[1:])      # the start path: no argparse
         else:
             args = _parser().parse_args(argv)

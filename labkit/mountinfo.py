@@ -80,9 +80,11 @@ def parse_line(line):
         raise ValueError(f"not a mountinfo line: {line!r}") from None
     if len(fields) < sep + 4:
         raise ValueError(f"not a mountinfo line: {line!r}")
-    return Mount(int(fields[0]), int(fields[1]), fields[2], unescape(fields[3]),
-                 unescape(fields[4]), fields[5], tuple(fields[6:sep]), fields[sep + 1],
-                 unescape(fields[sep + 2]), " ".join(fields[sep + 3:]))
+    root, point, source = fields[3], fields[4], fields[sep + 2]
+    if "\\" in line:   # rare: most lines have nothing to unescape
+        root, point, source = unescape(root), unescape(point), unescape(source)
+    return Mount(int(fields[0]), int(fields[1]), fields[2], root, point, fields[5],
+                 tuple(fields[6:sep]), fields[sep + 1], source, " ".join(fields[sep + 3:]))
 
 
 def parse(text):

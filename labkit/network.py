@@ -2,31 +2,33 @@
 
 A new network namespace has one interface, lo, and it is down: even
 127.0.0.1 does not answer. Docker brings it up; so does labkit, with the
-SIOCSIFFLAGS ioctl that `ip link set lo up` sends over netlink. Stdlib
-``_socket`` and ``fcntl`` only: this is on the container start path.
+SIOCSIFFLAGS ioctl that `ip link set lo up` sends over netlink, through the
+syscall layer (this is on the container start path: labkit/startpath.py).
 """
 
-import fcntl
-import struct
+import ctypes
+import os
+import sys
 
-import _socket
+from . import syscalls
 
 SIOCGIFFLAGS = 0x8913
 SIOCSIFFLAGS = 0x8914
 IFF_UP = 0x1
+_IFREQ_SIZE = 40     # struct ifreq: a 16-byte name, then a union (flags: a short)
 
 
 def link_up(name="lo"):
     """Set the IFF_UP flag on an interface (ip link set NAME up)."""
-    sock = _socket.socket(_socket.AF_INET, _socket.SOCK_DGRAM)
+    req = ctypes.create_string_buffer(name.encode(), _IFREQ_SIZE)
+    fd = syscalls.socket(syscalls.AF_INET, syscalls.SOCK_DGRAM | syscalls.SOCK_CLOEXEC)
     try:
-        # struct ifreq: a 16-byte name, then a union whose first member for
-        # these ioctls is a short of flags; 40 bytes cover it on every arch.
-        req = struct.pack("16sH22x", name.encode(), 0)
-        flags = struct.unpack("16sH22x", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, req))[1]
-        fcntl.ioctl(sock.fileno(), SIOCSIFFLAGS, struct.pack("16sH22x", name.encode(), flags | IFF_UP))
+        syscalls.ioctl(fd, SIOCGIFFLAGS, req)
+        flags = int.from_bytes(req.raw[16:18], sys.byteorder) | IFF_UP
+        req[16:18] = flags.to_bytes(2, sys.byteorder)
+        syscalls.ioctl(fd, SIOCSIFFLAGS, req)
     finally:
-        sock.close()
+        os.close(fd)
 
 
 def link_names(text):

@@ -23,7 +23,6 @@ every container process (the init and each exec).
 
 import ctypes
 import os
-import resource
 
 from . import syscalls
 from .errors import LabkitError
@@ -117,7 +116,7 @@ def apply_capabilities(caps):
 def apply(config):
     """Everything above, in order, for ``config`` (a ContainerConfig)."""
     for rl in config.rlimits:
-        resource.setrlimit(RLIMITS[rl["type"]], (rl["soft"], rl["hard"]))
+        syscalls.setrlimit(RLIMITS[rl["type"]], rl["soft"], rl["hard"])
     if config.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(config.oom_score_adj))

@@ -370,6 +370,8 @@ def _log(a, message):
 
 
 def main(argv=None, prog="labkit-runtime"):
+    from .startpath import hold_gc
+    hold_gc()   # every command is short, or becomes a monitor that resumes it
     argv = sys.argv[1:] if argv is None else argv
     a = None
     try:

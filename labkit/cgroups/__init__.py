@@ -11,7 +11,17 @@ units of the OCI runtime spec.
 from labkit.cgroups import hierarchy
 from labkit.cgroups.manager import Manager, create, gc, load
 from labkit.cgroups.resources import Resources, parse_cpus, parse_memory
-from labkit.cgroups.sample import Sampler, sample
+
+
+def __getattr__(name):
+    """Sampler and sample on first use: a container's start never samples."""
+    if name in ("Sampler", "sample"):
+        import importlib
+        module = importlib.import_module("labkit.cgroups.sample")
+        # Importing the submodule bound the name "sample" to it: the function wins.
+        globals().update(Sampler=module.Sampler, sample=module.sample)
+        return globals()[name]
+    raise AttributeError(f"module 'labkit.cgroups' has no attribute {name!r}")
 
 __all__ = ["Manager", "Resources", "Sampler", "create", "gc", "load", "mode",
            "parse_cpus", "parse_memory", "sample"]

@@ -16,10 +16,10 @@ from .. import process, syscalls
 from ..errors import LabkitError, SetupError
 from ..process import EXIT_SETUP, read_all
 from ..stages import namespaces as ns_stage
-from ..startpath import signal
+from ..startpath import resume_gc, signal
 from ..status import CREATED, RUNNING, STOPPED
 from . import container as ct
-from . import sync
+from . import init, sync
 
 KILL_GRACE = 3        # seconds between a forwarded SIGINT/SIGTERM and SIGKILL
 
@@ -154,7 +154,6 @@ class Monitor:
             if console is not None:
                 console.close()
             if direct:
-                from . import init
                 init.start(c, self.stages, parent, peer, stdin_null)
             from . import intermediate
             intermediate.run(c, self.stages, parent, peer, stdin_null)
@@ -173,8 +172,10 @@ class Monitor:
             stage.attach(c, c.pid)
         self._install_signal_forwarding()
         c.sync.tell(sync.ATTACHED)
-        if not c.options.exec_fifo:
-            c.save(CREATED)   # while the init finishes its setup
+        # No "created" save here: without OCI create (which saves it on
+        # AWAITING_START) or hooks (the lifecycle stage saves it for them)
+        # nothing can look at it before "running" a few ms later, and each
+        # save is a write and a rename on the start path.
         master = None
         try:
             if console is not None:
@@ -221,7 +222,11 @@ class Monitor:
     def _running(self):
         if ct.start_time(self.c.pid) is not None:   # not once it has exited already
             self.c.save(RUNNING)
-        self._report("ok")
+        if self.started is not None:
+            # -d: the caller is told and gone; this process may now live as
+            # long as the container, so it collects its garbage again.
+            self._report("ok")
+            resume_gc()
         for stage in self.stages:
             stage.started(self.c)
 

@@ -154,6 +154,8 @@ _libc.sethostname.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
 _libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong,
                         ctypes.c_ulong, ctypes.c_ulong]
 _libc.syscall.restype = ctypes.c_long
+_libc.socket.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int]
+_libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 # glibc has no pivot_root() wrapper; call it by number.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218,
                    "ppc64le": 203, "s390x": 217, "riscv64": 41}.get(os.uname().machine, 155)
@@ -251,6 +253,38 @@ def setresuid(ruid, euid, suid):
 def execve(path, args, env):
     """execve(2): run ``path``; returns only by raising OSError."""
     os.execve(path, args, env)
+
+
+class _Rlimit(ctypes.Structure):
+    _fields_ = [("rlim_cur", ctypes.c_ulong), ("rlim_max", ctypes.c_ulong)]
+
+
+RLIM_INFINITY = (1 << 64) - 1
+
+
+def setrlimit(resource, soft, hard):
+    """setrlimit(2); RLIM_INFINITY (or -1) for no limit. Here rather than
+    Python's resource module, which costs a shared library to load."""
+    lim = _Rlimit(soft & RLIM_INFINITY, hard & RLIM_INFINITY)
+    _check(_libc.setrlimit(resource, ctypes.byref(lim)), "setrlimit", f"{resource}, {soft}, {hard}")
+
+
+# socket(2) families and types, for the ioctls of network.py.
+AF_INET = 2
+SOCK_DGRAM = 2
+SOCK_CLOEXEC = 0o2000000
+
+
+def socket(domain, type_, protocol=0):
+    """socket(2): a file descriptor. Here rather than Python's socket module:
+    _socket costs more to load than a whole container start can spare."""
+    return _check(_libc.socket(domain, type_, protocol), "socket", f"{domain}, {type_}, {protocol}")
+
+
+def ioctl(fd, request, buf):
+    """ioctl(2) with a mutable ctypes buffer the kernel reads and fills."""
+    _check(_libc.ioctl(fd, request, buf), "ioctl", f"{fd}, {request:#x}")
+    return buf
 
 
 # Last, once every call above exists: wrap them all, or leave them as they are.

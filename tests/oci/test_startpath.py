@@ -15,7 +15,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 # What labkit/startpath.py says the start path does without.
-FENCED = ("json", "re", "enum", "argparse", "dataclasses", "threading", "shutil", "signal")
+FENCED = ("json", "re", "enum", "argparse", "dataclasses", "threading", "shutil", "signal",
+          "_socket", "socket", "resource")
 
 LAUNCHER = """import os, sys
 sys.path.insert(0, {root!r})
