@@ -15,7 +15,9 @@ Order matters, and follows from the man pages:
   5. ambient capabilities last: the kernel accepts one only if it is already
      permitted and inheritable;
   6. no_new_privs: from then on execve(2) can never grant more (no setuid bits,
-     no file capabilities).
+     no file capabilities);
+  7. the seccomp filter (labkit/seccomp.py): with no_new_privs just before the
+     exec; without it first of all, while CAP_SYS_ADMIN is still held.
 
 Then exec_tail: apply all of it and exec the program, the last step of
 every container process (the init and each exec).
@@ -113,13 +115,18 @@ def apply_capabilities(caps):
             cap_bits(known(caps.get("inheritable", ()))), known(caps.get("ambient", ())))
 
 
-def apply(config):
-    """Everything above, in order, for ``config`` (a ContainerConfig)."""
+def apply(config, seccomp=None):
+    """Everything above, in order, for ``config`` (a ContainerConfig);
+    ``seccomp``: its filter, compiled (labkit/seccomp.py Filter)."""
     for rl in config.rlimits:
         syscalls.setrlimit(RLIMITS[rl["type"]], rl["soft"], rl["hard"])
     if config.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(config.oom_score_adj))
+    if seccomp is not None and not config.no_new_privileges:
+        # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: now,
+        # before the user and the capabilities change (runc's order).
+        seccomp.load()
     caps = config.capabilities
     sets = apply_capabilities(caps) if caps is not None else None
     user = config.user
@@ -248,14 +255,18 @@ def exec_program(args, env, where="the container"):
                          "is it a directory, or missing its execute bit?", EXIT_NOEXEC) from None
 
 
-def exec_tail(config, args=None, where="the container", preserve_fds=0):
+def exec_tail(config, args=None, where="the container", preserve_fds=0, seccomp=None):
     """The last step of every process that enters a container, the init and
     each `exec` alike: the process as configured (apply(), above), then the
     program (``args``, by default the container's own), with no fd but stdio
     and the ``preserve_fds`` after it (3, 4, ...)."""
-    if config.capabilities is not None or config.user or config.rlimits \
+    if config.capabilities is not None or config.user or config.rlimits or seccomp is not None \
             or config.no_new_privileges or config.oom_score_adj is not None:
-        apply(config)
+        apply(config, seccomp)
+    if seccomp is not None and config.no_new_privileges:
+        # With no_new_privs, as close to execve as it can be: the filter
+        # then applies to as little of labkit's own setup as possible.
+        seccomp.load()
     cloexec_from(3 + preserve_fds)
     exec_program(args or config.args, config.env, where)
 

@@ -83,24 +83,31 @@ fi
 #    downloaded and unpacked into the cache, and the test runs its
 #    cloudinit.config.schema module with PYTHONPATH pointing there and the
 #    libraries from test_packages above.
-if [ "$test_tools" = yes ]; then
-    ci_root="$cache/cloud-init"
-    if [ -f "$ci_root/usr/lib/python3/dist-packages/cloudinit/config/schema.py" ]; then
-        say "cloud-init schema validator present"
-    else
-        say "unpacking cloud-init's schema validator into $ci_root"
-        mkdir -p "$cache"
-        tmp=$(mktemp -d "$cache/.tmp-XXXXXX")
-        trap 'rm -rf "$tmp"' EXIT
-        # _apt cannot write into a root-only temp dir: download as root.
-        ( cd "$tmp" && { apt_get download -qq -o APT::Sandbox::User=root cloud-init 2>/dev/null \
-                         || { apt_get update -qq && apt_get download -qq -o APT::Sandbox::User=root cloud-init; }; } )
-        dpkg -x "$tmp"/cloud-init_*.deb "$tmp/root"
-        rm -rf "$ci_root"
-        mv "$tmp/root" "$ci_root"
-        rm -rf "$tmp"
-        trap - EXIT
+unpack_deb() {   # unpack_deb PACKAGE DIR FILE: PACKAGE's files into DIR, unless DIR/FILE is there
+    local pkg=$1 root=$2 file=$3 tmp
+    if [ -f "$root/$file" ]; then
+        say "$pkg present, unpacked in $root"
+        return
     fi
+    say "unpacking $pkg into $root"
+    mkdir -p "$cache"
+    tmp=$(mktemp -d "$cache/.tmp-XXXXXX")
+    # _apt cannot write into a root-only temp dir: download as root.
+    ( cd "$tmp" && { apt_get download -qq -o APT::Sandbox::User=root "$pkg" 2>/dev/null \
+                     || { apt_get update -qq && apt_get download -qq -o APT::Sandbox::User=root "$pkg"; }; } ) \
+        || { rm -rf "$tmp"; return 1; }
+    dpkg -x "$tmp/${pkg}"_*.deb "$tmp/root"
+    rm -rf "$root"
+    mv "$tmp/root" "$root"
+    rm -rf "$tmp"
+}
+if [ "$test_tools" = yes ]; then
+    unpack_deb cloud-init "$cache/cloud-init" usr/lib/python3/dist-packages/cloudinit/config/schema.py
+    # podman's default seccomp profile (containers/common), the one real
+    # clients send: tests/oci/test_seccomp.py runs bundles with it. Only
+    # the data file is used; the Go sources around it are never built.
+    unpack_deb golang-github-containers-common-dev "$cache/containers-common" \
+        usr/share/gocode/src/github.com/containers/common/pkg/seccomp/seccomp.json
 fi
 
 # 3. The virtualenv, from the system interpreter (not a pyenv shim: its

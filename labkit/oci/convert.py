@@ -79,6 +79,7 @@ def to_config(cfg, bundle, cid):
         oom_score_adj=proc.get("oomScoreAdj"),
         uid_mappings=linux.get("uidMappings"), gid_mappings=linux.get("gidMappings"),
         hooks=dict(cfg.get("hooks") or {}),
+        seccomp=linux.get("seccomp") or None,
         resources=res,
         tty=bool(proc.get("terminal")), interactive=True,
         bundle=bundle, annotations=dict(cfg.get("annotations") or {}),

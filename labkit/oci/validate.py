@@ -33,7 +33,7 @@ SUPPORTED = {
     "process.user": {"uid", "gid", "umask", "additionalGids"},
     "root": {"path", "readonly"},
     "linux": {"namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath", "resources",
-              "sysctl", "maskedPaths", "readonlyPaths"},
+              "sysctl", "maskedPaths", "readonlyPaths", "seccomp"},
     "linux.resources": {"memory", "cpu", "pids", "devices"},
     "linux.resources.memory": {"limit", "swap"},
     "linux.resources.cpu": {"shares", "quota", "period", "cpus", "mems"},
@@ -354,9 +354,16 @@ def check_hooks(cfg, bundle):
                 yield _bad(f"hooks.{name}[{i}].path", "must be an absolute path")
 
 
+def check_seccomp(cfg, bundle):
+    spec = (cfg.get("linux") or {}).get("seccomp")
+    if spec:
+        from ..seccomp import check
+        yield from check(spec)
+
+
 CHECKS = [check_version, check_supported, check_process, check_capabilities, check_rlimits,
           check_root, check_namespaces, check_mounts, check_paths, check_sysctl,
-          check_resources, check_devices, check_hooks]
+          check_resources, check_devices, check_hooks, check_seccomp]
 
 
 def meaning_errors(cfg, bundle, cid=None):

@@ -69,6 +69,7 @@ class ContainerConfig(_Fields):
         "capabilities": None,    # {bounding: [...], effective: [...], ...}; None = keep all
         "rlimits": [],           # [{type: "RLIMIT_NOFILE", soft, hard}]
         "no_new_privileges": False,
+        "seccomp": None,         # an OCI linux.seccomp object (labkit/seccomp.py)
         "oom_score_adj": None,
         "ns_paths": {},          # namespace name -> a /proc/PID/ns/* or bind-mounted file to setns(2)
         "uid_mappings": None,    # [{containerID, hostID, size}]; None = userns_base/size

@@ -73,6 +73,7 @@ class Container:
         self.binds = []          # lxcfs: (host file, path inside) to bind over the new root
         self.before_pivot = []   # lifecycle: callbacks after the mounts, before pivot_root
         self.fifo = None         # lifecycle: exec.fifo, opened O_PATH by the monitor
+        self.seccomp = None      # seccomp: the compiled filter the init loads before exec
         # In the container's processes: their end of the protocol (runtime/sync.py).
         self.sync = None
 

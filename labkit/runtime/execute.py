@@ -34,10 +34,16 @@ def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None, p
     if tty:
         from . import tty as ttymod
         master, slave = ttymod.open_pty()
+    # The container's seccomp filter, compiled here on the host: libseccomp is
+    # out of reach once the child has joined the container's root.
+    seccomp = None
+    if config.seccomp:
+        from ..seccomp import Filter
+        seccomp = Filter(config.seccomp)
     r_err, w_err = os.pipe()
     child = syscalls.fork()
     if child == 0:
-        _child(pid, state, config, args, slave, interactive or tty, w_err, pid_file, preserve_fds)
+        _child(pid, state, config, args, slave, interactive or tty, w_err, pid_file, preserve_fds, seccomp)
     os.close(w_err)
     if slave is not None:
         os.close(slave)
@@ -67,7 +73,8 @@ class _Failed(LabkitError):
         self.exit_code = code if 0 < code < 128 else EXIT_SETUP
 
 
-def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None, preserve_fds=0):
+def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None, preserve_fds=0,
+           seccomp=None):
     code = EXIT_SETUP
     try:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -96,7 +103,8 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err, pid_file=None, pr
         elif not keep_stdin:
             null = os.open("/dev/null", os.O_RDONLY)
             os.dup2(null, 0)
-        process.exec_tail(config, args, where=f"container '{state['id']}'", preserve_fds=preserve_fds)
+        process.exec_tail(config, args, where=f"container '{state['id']}'", preserve_fds=preserve_fds,
+                          seccomp=seccomp)
     except process.ExecFailed as e:
         code = e.exit_code
         process.report(w_err, e)

@@ -72,7 +72,7 @@ def run(c, stages, console, stdin_null, own_process):
         _stdio(console, stdin_null)
         for stage in stages:
             stage.before_exec(c)
-        process.exec_tail(c.config, preserve_fds=c.options.preserve_fds)
+        process.exec_tail(c.config, preserve_fds=c.options.preserve_fds, seccomp=c.seccomp)
     except process.ExecFailed as e:
         code = e.exit_code
         c.sync.send_error(e)

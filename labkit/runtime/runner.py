@@ -35,6 +35,9 @@ def stages_for(config, options):
         # before the namespaces (its child waits for those hooks).
         from ..stages.lifecycle import LifecycleStage
         stages.append(LifecycleStage())
+    if config.seccomp:
+        from ..stages.seccomp import SeccompStage
+        stages.append(SeccompStage())
     from ..stages.namespaces import NamespaceStage
     from ..stages.rootfs import RootStage
     stages += [NamespaceStage(), RootStage()]
