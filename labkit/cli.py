@@ -41,7 +41,8 @@ RUN_OPTIONS = [
     (("--cap-drop",), "cap_drop", "append", "CAP", None, "a capability taken away (or ALL)"),
     (("--privileged",), "privileged", "flag", None, False,
      "every capability, a writable /sys, nothing masked: no guard at all (the escape lessons)"),
-    (("--security-opt",), "security_opt", "append", "OPT", None, "no-new-privileges, seccomp=unconfined"),
+    (("--security-opt",), "security_opt", "append", "OPT", None,
+     "no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json"),
 ]
 
 
@@ -259,8 +260,10 @@ def build_config(a):
     from . import security
     sec = security.security_options(a.security_opt)
     guarded = not a.privileged
+    caps = security.capabilities(a.cap_add, a.cap_drop, a.privileged)
     config = ContainerConfig(
-        capabilities=security.capabilities(a.cap_add, a.cap_drop, a.privileged),
+        capabilities=caps,
+        seccomp=security.seccomp_profile(sec["seccomp"], caps) if sec["seccomp"] else None,
         masked_paths=list(security.MASKED_PATHS) if guarded else [],
         readonly_paths=list(security.READONLY_PATHS) if guarded else [],
         privileged=a.privileged, no_new_privileges=sec["no_new_privileges"],

@@ -66,16 +66,43 @@ def capabilities(add=(), drop=(), privileged=False):
 
 
 def security_options(options):
-    """--security-opt values -> {"no_new_privileges": bool}. seccomp=unconfined
-    is what labkit does today (no seccomp filter yet); anything else is refused."""
-    out = {"no_new_privileges": False}
+    """--security-opt values -> {"no_new_privileges": bool, "seccomp": None
+    or a profile's path}. seccomp=unconfined is labkit run's default today
+    (no default profile yet); seccomp=FILE loads a Docker/podman profile."""
+    out = {"no_new_privileges": False, "seccomp": None}
     for opt in options:
         key, _, value = opt.replace("=", ":", 1).partition(":")
         if key == "no-new-privileges" and value in ("", "true", "false"):
             out["no_new_privileges"] = value != "false"
         elif key == "seccomp" and value == "unconfined":
-            continue
+            out["seccomp"] = None
+        elif key == "seccomp" and value:
+            out["seccomp"] = value
         else:
             raise LabkitError(f"--security-opt {opt}: not supported by labkit",
-                              "supported: no-new-privileges[:true|false], seccomp=unconfined")
+                              "supported: no-new-privileges[:true|false], seccomp=unconfined|FILE")
     return out
+
+
+def seccomp_profile(path, capabilities):
+    """--security-opt seccomp=FILE: a Docker/podman profile (or a config.json
+    linux.seccomp object), as the filter for a process holding
+    ``capabilities`` (None: all of them)."""
+    import json
+    from . import seccomp
+    from .process import CAPABILITIES as ALL
+    where = f"--security-opt seccomp={path}"
+    try:
+        with open(path) as f:
+            profile = json.load(f)
+    except OSError as e:
+        raise LabkitError(f"{where}: {e.strerror}", "give the path of a seccomp profile (JSON)") from None
+    except ValueError as e:
+        raise LabkitError(f"{where}: not JSON ({e})", "a profile is a JSON object with defaultAction") from None
+    if not isinstance(profile, dict) or "defaultAction" not in profile:
+        raise LabkitError(f"{where}: no defaultAction", "a profile is a JSON object with defaultAction")
+    caps = ALL if capabilities is None else capabilities["bounding"]
+    spec = seccomp.from_profile(profile, caps)
+    for field, message in seccomp.check(spec, where):
+        raise LabkitError(f"{field}: {message}", "fix the profile, or use seccomp=unconfined")
+    return spec

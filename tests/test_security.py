@@ -3,6 +3,8 @@ Docker's 14 capabilities, masked and read-only /proc paths, a read-only
 /sys; each guard is lifted by the switch that names it, and --privileged
 lifts them all."""
 
+import json
+
 import pytest
 
 from labkit import api, process, security
@@ -81,3 +83,31 @@ def test_bad_security_options_are_one_line(rootfs, labkit_cli, flags, word):
     r = labkit_cli("run", "--rm", *flags, "--", "true")
     assert r.returncode != 0
     assert len(r.stderr.strip().splitlines()) == 1 and word in r.stderr and "Traceback" not in r.stderr
+
+
+def test_security_opt_seccomp_profile(rootfs, tmp_path):
+    """A profile in Docker's format, its rules by capability: mkdir refused
+    for a process without CAP_SYS_ADMIN, allowed with it (includes.caps)."""
+    profile = tmp_path / "profile.json"
+    profile.write_text(json.dumps({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "archMap": [{"architecture": "SCMP_ARCH_X86_64", "subArchitectures": ["SCMP_ARCH_X86"]}],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 1,
+                      "excludes": {"caps": ["CAP_SYS_ADMIN"]}}]}))
+    cmd = "mkdir /made && echo made; grep Seccomp: /proc/self/status"
+    confined = api.run(cmd, extra=["--security-opt", f"seccomp={profile}"]).stdout
+    assert "made" not in confined and "Seccomp:\t2" in confined
+    with_cap = api.run(cmd, extra=["--security-opt", f"seccomp={profile}", "--cap-add", "SYS_ADMIN"]).stdout
+    assert "made" in with_cap and "Seccomp:\t2" in with_cap
+    plain = api.run(cmd).stdout
+    assert "made" in plain and "Seccomp:\t0" in plain
+
+
+@pytest.mark.parametrize("content, word", [("not json", "not JSON"), ('{"x": 1}', "defaultAction"),
+                                           ('{"defaultAction": "SCMP_ACT_NOPE"}', "SCMP_ACT_NOPE")])
+def test_a_bad_seccomp_profile_is_one_line(rootfs, labkit_cli, tmp_path, content, word):
+    profile = tmp_path / "bad.json"
+    profile.write_text(content)
+    r = labkit_cli("run", "--rm", "--security-opt", f"seccomp={profile}", "--", "true")
+    assert r.returncode != 0 and word in r.stderr and "Traceback" not in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
