@@ -263,7 +263,7 @@ def build_config(a):
     caps = security.capabilities(a.cap_add, a.cap_drop, a.privileged)
     config = ContainerConfig(
         capabilities=caps,
-        seccomp=security.seccomp_profile(sec["seccomp"], caps) if sec["seccomp"] else None,
+        seccomp=security.seccomp_filter(sec["seccomp"], caps, a.privileged),
         masked_paths=list(security.MASKED_PATHS) if guarded else [],
         readonly_paths=list(security.READONLY_PATHS) if guarded else [],
         privileged=a.privileged, no_new_privileges=sec["no_new_privileges"],

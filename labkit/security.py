@@ -14,6 +14,9 @@ what it sees. What keeps it from using that power is what it is *allowed*:
   read-only paths /proc/sys and friends: readable, never written (a sysctl
                   there would change the host's kernel, not the container's).
   a read-only /sys
+  seccomp         a filter of system calls (labkit/seccomp_profile.py): no
+                  namespaces, mounts, modules, keyrings, BPF or clock changes
+                  without the capability they are about; `Seccomp: 2`.
   no_new_privs    (--security-opt no-new-privileges) setuid programs and file
                   capabilities grant nothing at execve.
 
@@ -66,10 +69,10 @@ def capabilities(add=(), drop=(), privileged=False):
 
 
 def security_options(options):
-    """--security-opt values -> {"no_new_privileges": bool, "seccomp": None
-    or a profile's path}. seccomp=unconfined is labkit run's default today
-    (no default profile yet); seccomp=FILE loads a Docker/podman profile."""
-    out = {"no_new_privileges": False, "seccomp": None}
+    """--security-opt values -> {"no_new_privileges": bool, "seccomp":
+    "default" (labkit/seccomp_profile.py), None (seccomp=unconfined) or the
+    path of a Docker/podman profile (seccomp=FILE)}."""
+    out = {"no_new_privileges": False, "seccomp": "default"}
     for opt in options:
         key, _, value = opt.replace("=", ":", 1).partition(":")
         if key == "no-new-privileges" and value in ("", "true", "false"):
@@ -82,6 +85,18 @@ def security_options(options):
             raise LabkitError(f"--security-opt {opt}: not supported by labkit",
                               "supported: no-new-privileges[:true|false], seccomp=unconfined|FILE")
     return out
+
+
+def seccomp_filter(choice, capabilities, privileged):
+    """The linux.seccomp object for `labkit run`: none with --privileged or
+    seccomp=unconfined, labkit's default profile, or the profile given."""
+    if privileged or choice is None:
+        return None
+    if choice == "default":
+        from . import seccomp
+        from .seccomp_profile import PROFILE
+        return seccomp.from_profile(PROFILE, capabilities["bounding"])
+    return seccomp_profile(choice, capabilities)
 
 
 def seccomp_profile(path, capabilities):

@@ -22,7 +22,7 @@ LAYERS = [
     # 1: one Linux primitive each, usable alone (a notebook cell, a test).
     ("primitives", ["labkit.namespaces", "labkit.rootfs", "labkit.overlay", "labkit.layers",
                     "labkit.cgroups", "labkit.process", "labkit.network", "labkit.builder",
-                    "labkit.leaks", "labkit.containers", "labkit.hooks", "labkit.security", "labkit.seccomp"]),
+                    "labkit.leaks", "labkit.containers", "labkit.hooks", "labkit.security", "labkit.seccomp", "labkit.seccomp_profile"]),
     # 2: stages: each puts one primitive into a container's life.
     ("stages", ["labkit.stages"]),
     # 3: the runtime composes the stages into a running container.

@@ -99,7 +99,7 @@ def test_security_opt_seccomp_profile(rootfs, tmp_path):
     assert "made" not in confined and "Seccomp:\t2" in confined
     with_cap = api.run(cmd, extra=["--security-opt", f"seccomp={profile}", "--cap-add", "SYS_ADMIN"]).stdout
     assert "made" in with_cap and "Seccomp:\t2" in with_cap
-    plain = api.run(cmd).stdout
+    plain = api.run(cmd, extra=["--security-opt", "seccomp=unconfined"]).stdout
     assert "made" in plain and "Seccomp:\t0" in plain
 
 
@@ -111,3 +111,21 @@ def test_a_bad_seccomp_profile_is_one_line(rootfs, labkit_cli, tmp_path, content
     r = labkit_cli("run", "--rm", "--security-opt", f"seccomp={profile}", "--", "true")
     assert r.returncode != 0 and word in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_default_seccomp_refuses_a_user_namespace(rootfs):
+    """Docker's effect: no namespace (nor mount, keyring, module...) without
+    CAP_SYS_ADMIN; each way out lifts it on purpose."""
+    cmd = "unshare -U true && echo unshared; grep Seccomp: /proc/self/status"
+    default = api.run(cmd).stdout
+    assert "unshared" not in default and "Seccomp:\t2" in default
+    for extra in (["--security-opt", "seccomp=unconfined"], ["--cap-add", "SYS_ADMIN"], ["--privileged"]):
+        assert "unshared" in api.run(cmd, extra=extra).stdout, extra
+    assert "Seccomp:\t0" in api.run(cmd, privileged=True).stdout
+
+
+def test_default_seccomp_lets_ordinary_programs_run(rootfs):
+    """A denylist: what a shell, ps, ip and ping need all passes."""
+    r = api.run("ps -e >/dev/null && ip -o link >/dev/null && ping -c1 -W1 127.0.0.1 >/dev/null "
+                "&& sh -c 'sleep 0 &' && echo fine")
+    assert r.stdout.strip() == "fine", r.stderr
