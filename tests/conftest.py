@@ -1,6 +1,7 @@
-"""Suite-wide: the rootfs the tests use, and the check that the host is
-clean at the end — no mount, cgroup, network link or namespace, process or
-container state of labkit may outlive the suite."""
+"""Suite-wide: the rootfs the tests use, and the checks at the end: the host
+is clean — no mount, cgroup, network link or namespace, process or container
+state of labkit may outlive the suite — and the shared base rootfs is as it
+was: no container wrote into it."""
 
 import os
 import subprocess
@@ -23,12 +24,41 @@ def pytest_sessionstart(session):
         from labkit.runtime.lifecycle import gc
         sys.stderr.write("labkit gc before the suite: " + "; ".join(gc()) + "\n")
     session.config._labkit_before = set(labkit_leftovers()) if os.geteuid() == 0 else set()
+    session.config._base_before = base_tree()
+
+
+def base_tree():
+    """The base rootfs as names, types, modes, sizes and file mtimes (a write
+    changes a file's mtime; a directory's changes when a test only looks, so
+    it is left out). None where there is no base rootfs yet."""
+    from labkit import home
+    top = home.rootfs_dir("base")
+    if not os.path.isdir(top) or os.environ.get("LABKIT_IN_UML") == "1":
+        return None
+    tree = {}
+    for base, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = os.path.join(base, name)
+            st = os.lstat(path)
+            rel = os.path.relpath(path, top)
+            if os.path.islink(path):
+                tree[rel] = ("link", os.readlink(path))
+            elif os.path.isdir(path):
+                tree[rel] = ("dir", st.st_mode)
+            else:
+                tree[rel] = ("file", st.st_mode, st.st_size, st.st_mtime_ns)
+    return tree
 
 
 def pytest_sessionfinish(session, exitstatus):
     if os.geteuid() != 0 or hasattr(session.config, "workerinput"):
         return
     left = sorted(set(labkit_leftovers()) - session.config._labkit_before)
+    before, after = session.config._base_before, base_tree()
+    if before is not None and after is not None and before != after:
+        changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
+        left.append(f"base rootfs changed: {', '.join(changed[:8])}"
+                    + (f" (+{len(changed) - 8} more)" if len(changed) > 8 else ""))
     if left:
         sys.stderr.write("\nlabkit leak check FAILED — the suite left on the host:\n  "
                          + "\n  ".join(left) + "\n")
