@@ -63,7 +63,7 @@ def proc_root_escape(rootfs="base"):
     `labkit run` itself) is the host's root: a chrooted root user reads host
     files through it. Only with the guards off (--privileged): reading another
     process's /proc/PID/root needs CAP_SYS_PTRACE over it, which a default
-    container lacks (notebook 09 shows that guard); chroot by itself stops nothing."""
+    container lacks (labkit/security.py); chroot by itself stops nothing."""
     marker = _marker()
     try:
         r = api.run(f"cat /proc/$PPID/root{marker}", ns="none", rootfs=rootfs, privileged=True)
