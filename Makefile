@@ -1,7 +1,9 @@
 # labkit — two commands on a Linux host, as root:
 #   sudo make lab    set up and serve the notebooks on http://127.0.0.1:8888
 #   sudo make test   set up and run the whole suite
-VENV ?= $(CURDIR)/.venv
+# The classroom VM's provisioned venv when there is one (sudo drops the VENV
+# that /etc/environment sets where /etc/pam.d/sudo has no pam_env), else .venv.
+VENV ?= $(if $(wildcard /opt/labkit/venv/bin/python),/opt/labkit/venv,$(CURDIR)/.venv)
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 

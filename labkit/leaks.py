@@ -15,13 +15,25 @@ from .containers import start_time
 from .network import link_names
 
 
+# The cgroups labkit makes: its own tree (labkit/<id>) and those of the
+# conformance harness's containers under runc and crun (named by their ids).
+HARNESS_PREFIX = "labkit-matrix-"
+
+
+def own_cgroup(name):
+    """Not any cgroup with "labkit" in its name: a systemd unit of the lab
+    (labkit-jupyter.service) is the machine's, not a leftover."""
+    from .cgroups.manager import PARENT
+    return name == PARENT or name.startswith(HARNESS_PREFIX)
+
+
 def leftovers():
     """What of labkit is on the host now: a sorted list of descriptions."""
     found = [f"mount {m.mount_point}" for m in mountinfo.read() if "labkit" in m.mount_point]
     for base, dirs, _ in os.walk("/sys/fs/cgroup"):
         depth = base.count("/") - "/sys/fs/cgroup".count("/")
         for d in dirs:
-            if "labkit" in d:
+            if own_cgroup(d):
                 found.append(f"cgroup {os.path.join(base, d)}")
         if depth >= 3:
             dirs[:] = []

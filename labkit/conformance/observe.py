@@ -24,7 +24,9 @@ import tempfile
 import time
 import uuid
 
-ID_PREFIX = "labkit-matrix-"
+from ..leaks import HARNESS_PREFIX
+
+ID_PREFIX = HARNESS_PREFIX   # the leak scan knows its cgroups by it
 NS_TYPES = ("cgroup", "ipc", "mnt", "net", "pid", "time", "user", "uts")
 UNLIMITED = 1 << 62     # v1 prints 9223372036854771712 for "no memory limit"
 
