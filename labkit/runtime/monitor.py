@@ -148,9 +148,8 @@ class Monitor:
             # Only the monitor may hold these: -d's "started" pipe must reach
             # EOF when the monitor closes it, not when the container exits.
             c.sync.child_side()
-            for fd in (self.started,):
-                if fd is not None:
-                    os.close(fd)
+            if self.started is not None:
+                os.close(self.started)
             if console is not None:
                 console.close()
             if direct:
