@@ -13,7 +13,7 @@ import time
 
 from .. import home
 from ..errors import Conflict, LabkitError
-from ..startpath import dumps, remove_tree  # noqa: F401 (remove_tree: for the monitor)
+from ..startpath import dumps
 from ..containers import alive, all_ids, load, start_time  # noqa: F401 (the runtime's view of them)
 from .config import ContainerConfig
 

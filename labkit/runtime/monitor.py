@@ -16,7 +16,7 @@ from .. import process, syscalls
 from ..errors import LabkitError, SetupError
 from ..process import EXIT_SETUP, read_all
 from ..stages import namespaces as ns_stage
-from ..startpath import resume_gc, signal
+from ..startpath import remove_tree, resume_gc, signal
 from ..status import CREATED, RUNNING, STOPPED
 from . import container as ct
 from . import init, sync
@@ -107,7 +107,7 @@ class Monitor:
     def _finish(self, code):
         self.c.exit_code = code
         if self.c.options.remove:
-            ct.remove_tree(self.c.state_dir)
+            remove_tree(self.c.state_dir)
         else:
             self.c.save(STOPPED)
 
