@@ -218,6 +218,9 @@ def _resources(a):
         value = getattr(a, key)
         if value is not None:
             res[key] = value
+    if not a.privileged:
+        from .security import device_rules
+        res["devices"] = device_rules()
     if res:   # check the values now, before anything is created
         from .cgroups.resources import Resources
         Resources.from_dict(res)

@@ -14,6 +14,9 @@ what it sees. What keeps it from using that power is what it is *allowed*:
   read-only paths /proc/sys and friends: readable, never written (a sysctl
                   there would change the host's kernel, not the container's).
   a read-only /sys
+  devices         a device cgroup (labkit/cgroups/devices.py): any node may
+                  be made (CAP_MKNOD), only /dev's own may be opened — a
+                  node for the host's disk gives EPERM at open(2).
   seccomp         a filter of system calls (labkit/seccomp_profile.py): no
                   namespaces, mounts, modules, keyrings, BPF or clock changes
                   without the capability they are about; `Seccomp: 2`.
@@ -38,6 +41,13 @@ MASKED_PATHS = ("/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/pro
                 "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi",
                 "/sys/firmware")
 READONLY_PATHS = ("/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger")
+
+# Docker's device rules: it sends "deny everything" and runc adds what every
+# container needs (mknod of anything, /dev's own nodes).
+def device_rules():
+    from .cgroups.devices import ALLOWED, DENY_ALL
+    return [DENY_ALL, *ALLOWED]
+
 
 _CAP_HINT = "names are capabilities(7)'s, with or without CAP_: e.g. NET_ADMIN, CAP_SYS_ADMIN, or ALL"
 

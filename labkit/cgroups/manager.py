@@ -193,8 +193,8 @@ def _plan(layout, r, extra):
         return {c: os.path.join(layout.v1[c], PARENT) for c in joined}
     available = layout.v2_controllers
     for ctl in required:
-        if ctl == "cpuacct":
-            continue            # v2 accounts cpu in cpu.stat, always
+        if ctl in ("cpuacct", "devices"):
+            continue            # v2 accounts cpu in cpu.stat, always; devices are a BPF program
         if ctl not in available:
             raise Unsupported(
                 f"cgroup controller '{ctl}' is not available in the cgroup v2 tree {layout.v2}",

@@ -36,12 +36,13 @@ class Resources:
         "pids_limit": "max processes; -1 = no limit",
         "cpuset_cpus": '"0", "0-1", "0,2"',
         "cpuset_mems": "NUMA nodes, same syntax",
+        "devices": "device rules in order (labkit/cgroups/devices.py); None = the parent's",
     }
     __slots__ = tuple(FIELDS)
 
     def __init__(self, memory=None, memory_swap=None, cpu_shares=None, cpu_weight=None,
                  cpu_quota=None, cpu_period=None, pids_limit=None, cpuset_cpus=None,
-                 cpuset_mems=None):
+                 cpuset_mems=None, devices=None):
         self.memory = memory
         self.memory_swap = memory_swap
         self.cpu_shares = cpu_shares
@@ -51,6 +52,7 @@ class Resources:
         self.pids_limit = pids_limit
         self.cpuset_cpus = cpuset_cpus
         self.cpuset_mems = cpuset_mems
+        self.devices = devices
 
     def _values(self):
         return tuple(getattr(self, name) for name in self.FIELDS)
@@ -73,6 +75,8 @@ class Resources:
             wanted.append("pids")
         if self.cpuset_cpus is not None or self.cpuset_mems is not None:
             wanted.append("cpuset")
+        if self.devices is not None:
+            wanted.append("devices")
         return wanted
 
     # -- from what a user writes -----------------------------------------
@@ -98,6 +102,9 @@ class Resources:
                 setattr(r, key, r_value)
             elif key in ("cpuset_cpus", "cpuset_mems"):
                 setattr(r, key, _cpulist(key, value))
+            elif key == "devices":
+                from labkit.cgroups.devices import parse
+                r.devices = parse(value)
             elif key in known:
                 setattr(r, key, _int(key, value))
             else:

@@ -55,7 +55,17 @@ def set_pids(path, r):
         fs.write(os.path.join(path, "pids.max"), value, "pids limit")
 
 
-SETTERS = {"memory": set_memory, "cpu": set_cpu, "pids": set_pids}
+def set_devices(path, r):
+    # In order: "a" in devices.deny forgets every rule before it, each later
+    # line adds to or takes from the exceptions (labkit/cgroups/devices.py).
+    if r.devices is not None:
+        from labkit.cgroups.devices import line
+        for rule in r.devices:
+            name = "devices.allow" if rule["allow"] else "devices.deny"
+            fs.write(os.path.join(path, name), line(rule), "device rule")
+
+
+SETTERS = {"memory": set_memory, "cpu": set_cpu, "pids": set_pids, "devices": set_devices}
 
 
 def stats(paths):

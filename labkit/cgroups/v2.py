@@ -1,7 +1,7 @@
 """cgroup v2: one unified tree; the controllers a child may use are those
 enabled in its parent's cgroup.subtree_control.
 
-Limits are written in a fixed order (pids, memory, cpu, cpuset), each by a
+Limits are written in a fixed order (pids, memory, cpu, cpuset, devices), each by a
 small setter; names and units are those of the kernel's
 Documentation/admin-guide/cgroup-v2.rst.
 """
@@ -54,7 +54,14 @@ def set_cpuset(path, r):
         fs.write(os.path.join(path, "cpuset.mems"), r.cpuset_mems, "cpuset mems")
 
 
-SETTERS = (set_pids, set_memory, set_cpu, set_cpuset)
+def set_devices(path, r):
+    # No file for it in v2: a BPF program attached to the cgroup (devicefilter.py).
+    if r.devices is not None:
+        from labkit.cgroups import devicefilter
+        devicefilter.attach(path, r.devices)
+
+
+SETTERS = (set_pids, set_memory, set_cpu, set_cpuset, set_devices)
 
 
 def apply(path, r):

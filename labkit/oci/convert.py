@@ -38,6 +38,11 @@ def resources(res):
         value = (res.get(group) or {}).get(key)
         if value is not None:
             out[name] = value
+    if res.get("devices"):
+        # As runc does: the rules given, then mknod of anything and the nodes
+        # of every container's /dev (which the container would not work without).
+        from ..cgroups.devices import ALLOWED, parse
+        out["devices"] = parse(res["devices"]) + list(ALLOWED)
     return out
 
 

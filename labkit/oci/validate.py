@@ -321,13 +321,8 @@ def check_sysctl(cfg, bundle):
 def check_resources(cfg, bundle):
     linux = cfg.get("linux") or {}
     res = linux.get("resources") or {}
-    for i, d in enumerate(res.get("devices") or ()):
-        # Only "deny everything" is honoured: /dev holds only the default and
-        # linux.devices nodes, and mknod needs CAP_MKNOD.
-        if d.get("allow") or d.get("type") not in (None, "a") or d.get("major") not in (None, -1) \
-                or d.get("minor") not in (None, -1):
-            yield _bad(f"linux.resources.devices[{i}]", "not supported by labkit "
-                       "(only the deny-all rule {\"allow\": false, \"access\": \"rwm\"})")
+    from ..cgroups.devices import check
+    yield from check(res.get("devices"))
     path = linux.get("cgroupsPath")
     cid = cfg.get("__id__")
     if path and path.strip("/") not in (f"labkit/{cid}",):

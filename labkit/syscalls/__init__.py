@@ -159,6 +159,11 @@ _libc.ioctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p]
 # glibc has no pivot_root() wrapper; call it by number.
 _SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41, "armv7l": 218,
                    "ppc64le": 203, "s390x": 217, "riscv64": 41}.get(os.uname().machine, 155)
+# Nor bpf() nor seccomp().
+_SYS_BPF = {"x86_64": 321, "aarch64": 280, "armv7l": 386,
+            "ppc64le": 361, "s390x": 351, "riscv64": 280}.get(os.uname().machine, 321)
+_SYS_SECCOMP = {"x86_64": 317, "aarch64": 277, "armv7l": 383,
+                "ppc64le": 358, "s390x": 348, "riscv64": 277}.get(os.uname().machine, 317)
 
 
 def _b(value):
@@ -285,6 +290,35 @@ def ioctl(fd, request, buf):
     """ioctl(2) with a mutable ctypes buffer the kernel reads and fills."""
     _check(_libc.ioctl(fd, request, buf), "ioctl", f"{fd}, {request:#x}")
     return buf
+
+
+_BPF_CMDS = {5: "BPF_PROG_LOAD", 8: "BPF_PROG_ATTACH", 9: "BPF_PROG_DETACH", 16: "BPF_PROG_QUERY"}
+
+
+def bpf(cmd, attr):
+    """bpf(2) with ``attr`` (a ctypes Structure, the command's part of union
+    bpf_attr): a new file descriptor for BPF_PROG_LOAD, 0 otherwise."""
+    return _check(_libc.syscall(_SYS_BPF, ctypes.c_int(cmd), ctypes.byref(attr),
+                                ctypes.c_uint(ctypes.sizeof(attr))),
+                  "bpf", _BPF_CMDS.get(cmd, str(cmd)))
+
+
+SECCOMP_SET_MODE_FILTER = 1
+SECCOMP_FILTER_FLAG_LOG = 2
+SECCOMP_FILTER_FLAG_SPEC_ALLOW = 4
+
+
+class _SockFprog(ctypes.Structure):
+    _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+
+def seccomp(operation, flags, program):
+    """seccomp(2) SECCOMP_SET_MODE_FILTER: install ``program`` (the bytes of
+    a classic-BPF struct sock_filter array) as a filter on every later call."""
+    buf = ctypes.create_string_buffer(program, len(program))
+    prog = _SockFprog(len(program) // 8, ctypes.addressof(buf))
+    _check(_libc.syscall(_SYS_SECCOMP, ctypes.c_uint(operation), ctypes.c_uint(flags),
+                         ctypes.byref(prog)), "seccomp", f"{operation}, {flags:#x}, {len(program) // 8} instructions")
 
 
 # Last, once every call above exists: wrap them all, or leave them as they are.

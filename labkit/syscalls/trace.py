@@ -75,6 +75,9 @@ def install(ns):
         "setresuid": lambda r, e, s: f"{r}, {e}, {s}",
         "setresgid": lambda r, e, s: f"{r}, {e}, {s}",
         "setgroups": lambda groups: "[" + ", ".join(str(g) for g in groups) + "]",
+        "bpf": lambda cmd, attr: f"{ns['_BPF_CMDS'].get(cmd, cmd)}, {{...}}",
+        "seccomp": lambda op, flags, program:
+            f"SECCOMP_SET_MODE_FILTER, {flags:#x}, {{len={len(program) // 8}}}",
     }
     for name, fmt in show.items():
         ns[name] = _traced(ns[name], fmt)
