@@ -48,6 +48,21 @@ class Bundle:
             raise AssertionError(f"labkit-runtime {' '.join(args)}: {r.returncode} {r.stderr}")
         return r
 
+    def run_both(self, tmp_path):
+        """(labkit-runtime's, runc's) result of `run` of this bundle, with a
+        real rootfs path (runc refuses a symlinked root)."""
+        import uuid
+        self.config["root"] = {"path": os.path.realpath(os.path.join(self.path, "rootfs")), "readonly": False}
+        self.write()
+        out = []
+        for argv in ([sys.executable, "-m", "labkit.runtime_cli"], [shutil.which("runc")]):
+            cid = f"both-{uuid.uuid4().hex[:8]}"
+            r = subprocess.run([*argv, "--root", str(tmp_path / f"state-{cid}"), "run", "--bundle",
+                                self.path, cid], capture_output=True, text=True, timeout=60,
+                               cwd=self.path, env=dict(os.environ, PYTHONPATH=ROOT))
+            out.append(r)
+        return out
+
     def create(self, cid, *extra):
         self.write()
         self.ids.append(cid)

@@ -5,16 +5,11 @@ turned into config.json's form for the bundle's capabilities as podman does."""
 
 import json
 import os
-import shutil
-import subprocess
-import sys
-import uuid
 
 import pytest
 
 from labkit import seccomp
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PROFILE = os.path.join(os.environ.get("LABKIT_CACHE", "/var/cache/labkit"), "containers-common",
                        "usr/share/gocode/src/github.com/containers/common/pkg/seccomp/seccomp.json")
 # Each line: a command, then its exit status, so both runtimes can be compared.
@@ -33,26 +28,10 @@ def podman_profile(config):
     return seccomp.from_profile(profile, config["process"]["capabilities"]["bounding"])
 
 
-def run_both(bundle, tmp_path):
-    """(labkit-runtime's, runc's) result of the bundle, with a real rootfs
-    path (runc refuses a symlinked root)."""
-    bundle.config["root"] = {"path": os.path.realpath(os.path.join(bundle.path, "rootfs")), "readonly": False}
-    bundle.write()
-    out = []
-    for argv in ([sys.executable, "-m", "labkit.runtime_cli"], [shutil.which("runc")]):
-        cid = f"sc-{uuid.uuid4().hex[:8]}"
-        root = tmp_path / f"state-{cid}"
-        r = subprocess.run([*argv, "--root", str(root), "run", "--bundle", bundle.path, cid],
-                           capture_output=True, text=True, timeout=60, cwd=bundle.path,
-                           env=dict(os.environ, PYTHONPATH=ROOT))
-        out.append(r)
-    return out
-
-
 def test_podmans_default_profile_refuses_what_runc_refuses(bundle, tmp_path):
     bundle.config["process"]["args"] = ["sh", "-c", SCRIPT + "; rmdir /tmp/probe-dir"]
     bundle.config["linux"]["seccomp"] = podman_profile(bundle.config)
-    mine, runc = run_both(bundle, tmp_path)
+    mine, runc = bundle.run_both(tmp_path)
     assert runc.returncode == 0, runc.stderr
     assert mine.returncode == 0, mine.stderr
     assert mine.stdout == runc.stdout
@@ -66,7 +45,7 @@ def test_without_a_filter_the_same_calls_pass(bundle, tmp_path):
     """The other way: no linux.seccomp, and Seccomp is 0 under both."""
     bundle.config["process"]["args"] = ["sh", "-c", "grep Seccomp: /proc/self/status"]
     bundle.config["linux"].pop("seccomp", None)
-    mine, runc = run_both(bundle, tmp_path)
+    mine, runc = bundle.run_both(tmp_path)
     assert mine.stdout == runc.stdout and "Seccomp:\t0" in mine.stdout
 
 
@@ -78,7 +57,7 @@ def test_an_errno_rule_with_and_without_no_new_privs(bundle, tmp_path, nnp):
         "defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86"],
         "syscalls": [{"names": ["mkdir", "mkdirat", "no_such_call_in_any_kernel"],
                       "action": "SCMP_ACT_ERRNO", "errnoRet": 1}]}
-    mine, runc = run_both(bundle, tmp_path)
+    mine, runc = bundle.run_both(tmp_path)
     assert mine.stdout == runc.stdout == "mkdir=1\n"
     assert "no_such_call_in_any_kernel" in mine.stderr and "skipped" in mine.stderr
 
