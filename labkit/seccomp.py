@@ -18,6 +18,9 @@ labkit compiles it with libseccomp (Debian's libseccomp2, through ctypes),
 as runc does: the library knows every architecture's syscall numbers and
 writes a correct, optimised BPF program; a compiler of our own would have to
 carry those tables. The library is loaded only when a filter is asked for.
+Like runc, labkit then takes the program out (seccomp_export_bpf), puts an
+ENOSYS stub in front of it (enosys_stub: calls newer than the profile are
+"not there", not "refused") and loads the bytes with seccomp(2) itself.
 
 When: runc sets no_new_privs first; without it, the filter is loaded before
 the capabilities are dropped (loading one needs CAP_SYS_ADMIN then); with
@@ -44,8 +47,9 @@ ARCHITECTURES = ("SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARC
                  "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC",
                  "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390", "SCMP_ARCH_S390X",
                  "SCMP_ARCH_RISCV64")
-FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": None, "SECCOMP_FILTER_FLAG_LOG": 6,   # SCMP_FLTATR_CTL_LOG
-         "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 7}                               # SCMP_FLTATR_CTL_SSB
+# seccomp(2)'s flags. TSYNC (every thread at once) is 0 here: the init has one thread.
+FLAGS = {"SECCOMP_FILTER_FLAG_TSYNC": 0, "SECCOMP_FILTER_FLAG_LOG": 2,
+         "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4}
 _ATTR_CTL_NNP = 3          # SCMP_FLTATR_CTL_NNP: labkit sets no_new_privs itself
 _NR_ERROR = -1             # __NR_SCMP_ERROR: a name this libseccomp does not know
 
@@ -128,10 +132,15 @@ def _library():
                           "apt-get install libseccomp2 (make lab and make test install it)") from None
     lib.seccomp_init.restype = ctypes.c_void_p
     lib.seccomp_init.argtypes = [ctypes.c_uint32]
-    for name in ("seccomp_arch_add", "seccomp_attr_set", "seccomp_load", "seccomp_rule_add_array",
-                 "seccomp_syscall_resolve_name", "seccomp_release"):
+    for name in ("seccomp_arch_add", "seccomp_attr_set", "seccomp_rule_add_array",
+                 "seccomp_syscall_resolve_name", "seccomp_syscall_resolve_name_arch",
+                 "seccomp_export_bpf"):
         getattr(lib, name).restype = ctypes.c_int
     lib.seccomp_release.restype = None
+    lib.seccomp_arch_native.restype = ctypes.c_uint32
+    lib.seccomp_arch_native.argtypes = []
+    lib.seccomp_syscall_resolve_name_arch.argtypes = [ctypes.c_uint32, ctypes.c_char_p]
+    lib.seccomp_export_bpf.argtypes = [ctypes.c_void_p, ctypes.c_int]
     lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
     lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
     lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
@@ -139,7 +148,6 @@ def _library():
     lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
     lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int,
                                            ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     return lib
 
@@ -183,42 +191,121 @@ def _add_rules(lib, ctx, spec, default):
                     _fail(f"rule for {name}", rc)
 
 
+# Classic BPF (linux/filter.h), for the ENOSYS stub: a seccomp filter is
+# classic BPF on a struct seccomp_data {int nr; __u32 arch; ...}.
+_LD_ABS_W, _JEQ, _JGT, _JSET, _JA, _RET = 0x20, 0x15, 0x25, 0x45, 0x05, 0x06
+_RET_ENOSYS = 0x00050000 | errno.ENOSYS          # SECCOMP_RET_ERRNO | ENOSYS
+_X32_BIT = 0x40000000                            # __X32_SYSCALL_BIT
+_ARCH_X86_64, _ARCH_X32 = 0xC000003E, 0x4000003E  # AUDIT_ARCH_X86_64, libseccomp's x32 token
+
+
+def _sock_filter(code, jt=0, jf=0, k=0):
+    bo = sys.byteorder
+    return code.to_bytes(2, bo) + bytes((jt, jf)) + (k & 0xFFFFFFFF).to_bytes(4, bo)
+
+
+def enosys_stub(last):
+    """Classic BPF that answers ENOSYS for every call numbered above the
+    last one the profile names, per architecture (``last``: {arch token:
+    number}); the profile's own program follows it.
+
+    Why: a profile is written for the kernel of its day. A call newer than
+    the profile would get the default action, EPERM, and a program that
+    probes for it (glibc tries clone3, then clone) takes EPERM as "refused"
+    rather than "not there": ENOSYS makes it fall back. runc adds the same
+    stub. x32 calls share AUDIT_ARCH_X86_64 with their own numbers, told
+    apart by bit 30."""
+    blocks = []
+    x32 = last.pop(_ARCH_X32, None)
+    for arch, nr in sorted(last.items()):
+        if arch == _ARCH_X86_64:
+            body = [(_LD_ABS_W, 0, 0, 0), (_JSET, 1, 0, _X32_BIT), (_JGT, "ret", "end", nr),
+                    (_JGT, "ret", "end", x32) if x32 is not None else (_JA, 0, 0, "end"),
+                    (_RET, 0, 0, _RET_ENOSYS)]
+        else:
+            body = [(_LD_ABS_W, 0, 0, 0), (_JGT, "ret", "end", nr), (_RET, 0, 0, _RET_ENOSYS)]
+        blocks.append([(_JEQ, 0, len(body), arch)] + body)
+    code = [(_LD_ABS_W, 0, 0, 4)] + [insn for block in blocks for insn in block]
+    out = b""
+    for i, (op, jt, jf, k) in enumerate(code):
+        end = len(code) - i - 1
+        ret = next(j for j in range(i, len(code)) if code[j][0] == _RET) - i - 1 if "ret" in (jt, jf) else 0
+        jt, jf = (ret if v == "ret" else end if v == "end" else v for v in (jt, jf))
+        out += _sock_filter(op, jt, jf, end if k == "end" else k)
+    return out if blocks else b""
+
+
 class Filter:
-    """A compiled filter, ready to load. Compiled before the fork, on the
-    host, where libseccomp can be found: after pivot_root the library is out
-    of reach, and the fork copies the compiled context into the init."""
+    """A compiled filter, ready to load: the bytes of a BPF program.
+    libseccomp compiles it before the fork, on the host, where the library
+    can be found (after pivot_root it is out of reach); the init loads the
+    bytes with seccomp(2) itself."""
 
     def __init__(self, spec):
-        self.lib = _library()
+        lib = _library()
         default = _action(spec["defaultAction"], spec.get("defaultErrnoRet"))
-        self.ctx = self.lib.seccomp_init(default)
-        if not self.ctx:
+        ctx = lib.seccomp_init(default)
+        if not ctx:
             _fail("seccomp_init", -errno.EINVAL)
         try:
-            self.lib.seccomp_attr_set(self.ctx, _ATTR_CTL_NNP, 0)
-            for flag in spec.get("flags") or ():
-                if FLAGS[flag] is not None:
-                    self.lib.seccomp_attr_set(self.ctx, FLAGS[flag], 1)
-            self._add_architectures(spec.get("architectures") or ())
-            _add_rules(self.lib, self.ctx, spec, default)
-        except BaseException:
-            self.release()
-            raise
+            lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0)
+            self._add_architectures(lib, ctx, spec.get("architectures") or ())
+            _add_rules(lib, ctx, spec, default)
+            self.program = _enosys_patch(lib, spec) + _export(lib, ctx)
+        finally:
+            lib.seccomp_release(ctx)
+        self.flags = sum(FLAGS[f] for f in spec.get("flags") or ())
 
-    def _add_architectures(self, names):
+    @staticmethod
+    def _add_architectures(lib, ctx, names):
         for arch in names:
-            token = self.lib.seccomp_arch_resolve_name(arch[len("SCMP_ARCH_"):].lower().encode())
-            rc = self.lib.seccomp_arch_add(self.ctx, token) if token else -errno.EINVAL
+            token = _arch_token(lib, arch)
+            rc = lib.seccomp_arch_add(ctx, token) if token else -errno.EINVAL
             if rc < 0 and rc != -errno.EEXIST:   # the native one is there already
                 _fail(f"architecture {arch}", rc)
 
     def load(self):
         """From now on every system call of this process (and its children) is checked."""
-        rc = self.lib.seccomp_load(self.ctx)
-        if rc < 0:
-            _fail("seccomp_load", rc)
+        from . import syscalls as sc
+        sc.seccomp(sc.SECCOMP_SET_MODE_FILTER, self.flags, self.program)
 
     def release(self):
-        if self.ctx:
-            self.lib.seccomp_release(self.ctx)
-            self.ctx = None
+        self.program = None
+
+
+def _arch_token(lib, name):
+    return lib.seccomp_arch_resolve_name(name[len("SCMP_ARCH_"):].lower().encode())
+
+
+def _export(lib, ctx):
+    """seccomp_export_bpf(3) into a memfd: the program libseccomp would load."""
+    fd = os.memfd_create("labkit-seccomp", os.MFD_CLOEXEC)
+    try:
+        rc = lib.seccomp_export_bpf(ctx, fd)
+        if rc < 0:
+            _fail("seccomp_export_bpf", rc)
+        os.lseek(fd, 0, os.SEEK_SET)
+        chunks = []
+        while chunk := os.read(fd, 1 << 16):
+            chunks.append(chunk)
+        return b"".join(chunks)
+    finally:
+        os.close(fd)
+
+
+def _enosys_patch(lib, spec):
+    """The ENOSYS stub for this profile, or nothing where it has no use: a
+    default that allows (or already answers ENOSYS) needs no stub."""
+    if spec["defaultAction"] in ("SCMP_ACT_ALLOW", "SCMP_ACT_LOG") or \
+            (spec["defaultAction"] == "SCMP_ACT_ERRNO" and spec.get("defaultErrnoRet") == errno.ENOSYS):
+        return b""
+    native = lib.seccomp_arch_native()
+    tokens = {native} | {_arch_token(lib, a) for a in spec.get("architectures") or ()} - {0}
+    last = {}
+    for rule in spec.get("syscalls") or ():
+        for name in rule.get("names") or ():
+            for token in tokens:
+                nr = lib.seccomp_syscall_resolve_name_arch(token, name.encode())
+                if nr >= 0:
+                    last[token] = max(last.get(token, 0), nr | (_X32_BIT if token == _ARCH_X32 else 0))
+    return enosys_stub(last)

@@ -78,3 +78,60 @@ def test_a_bad_filter_is_refused_at_create(bundle, edit, word):
     r = bundle.runtime("run", "sc-bad")
     assert r.returncode != 0 and word in r.stderr and "Traceback" not in r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+CALL_C = r"""
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include <sys/syscall.h>
+/* call NR [NR ...]: each system call with zero arguments, and its errno */
+int main(int argc, char **argv) {
+    for (int i = 1; i < argc; i++) {
+        long r = syscall(atol(argv[i]), 0, 0, 0, 0, 0, 0);
+        printf("%s=%d\n", argv[i], r == -1 ? errno : 0);
+    }
+    return 0;
+}
+"""
+# A number no kernel has given a call yet, and kexec_load (246 on x86_64),
+# which the profile knows and refuses without CAP_SYS_BOOT.
+BEYOND, KNOWN_REFUSED = 1000, 246
+
+
+@pytest.fixture
+def call_binary(tmp_path):
+    import shutil
+    import subprocess
+    if os.uname().machine != "x86_64":
+        pytest.skip("the call numbers here are x86_64's")
+    cc = shutil.which("cc")
+    if not cc:
+        pytest.fail("cc is missing: `make test` installs gcc (provision.sh --test-tools)")
+    src = tmp_path / "call.c"
+    src.write_text(CALL_C)
+    subprocess.run([cc, "-static", "-O2", "-o", str(tmp_path / "call"), str(src)], check=True)
+    return str(tmp_path / "call")
+
+
+def test_a_call_newer_than_the_profile_is_enosys_as_under_runc(bundle, tmp_path, call_binary):
+    """runc's ENOSYS stub: a call the profile does not know is "not there"
+    (glibc then falls back), one it knows and refuses is EPERM. podman's
+    profile answers ENOSYS by default already (defaultErrnoRet 38); with
+    EPERM as the default (Docker 20.10's), only the stub tells them apart."""
+    bundle.config["mounts"].append({"destination": "/call", "type": "bind", "source": call_binary,
+                                    "options": ["bind", "ro"]})
+    bundle.config["process"]["args"] = ["/call", str(BEYOND), str(KNOWN_REFUSED)]
+    bundle.config["linux"]["seccomp"] = dict(podman_profile(bundle.config), defaultErrnoRet=1)
+    mine, runc = bundle.run_both(tmp_path)
+    assert runc.returncode == 0 and mine.returncode == 0, (mine.stderr, runc.stderr)
+    assert mine.stdout == runc.stdout == f"{BEYOND}=38\n{KNOWN_REFUSED}=1\n"
+
+
+def test_the_stub_is_left_out_where_the_default_allows():
+    spec = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO"}]}
+    with_errno = dict(spec, defaultAction="SCMP_ACT_ERRNO")
+    plain, stubbed = seccomp.Filter(spec).program, seccomp.Filter(with_errno).program
+    stub = seccomp.enosys_stub({0xC000003E: 83})
+    assert stub and stubbed.startswith(stub) and not plain.startswith(stub[:8 * 2])
