@@ -41,6 +41,9 @@ RUN_OPTIONS = [
     (("--cap-drop",), "cap_drop", "append", "CAP", None, "a capability taken away (or ALL)"),
     (("--privileged",), "privileged", "flag", None, False,
      "every capability, a writable /sys, nothing masked: no guard at all (the escape lessons)"),
+    (("--userns",), "userns", "value", "MODE", "host",
+     "host (the default: root inside is root outside) or remap: a user namespace where root is "
+     "uid 100000 on the host, and the rootfs is shifted to it (idmapped)"),
     (("--security-opt",), "security_opt", "append", "OPT", None,
      "no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json"),
 ]
@@ -238,6 +241,10 @@ def build_config(a):
         ns = namespaces.parse(a.ns)
     else:
         ns = frozenset(DEFAULT_NAMESPACES)
+    if a.userns not in ("host", "remap"):
+        raise LabkitError(f"--userns {a.userns}: not a mode labkit knows", "give host or remap")
+    if a.userns == "remap":
+        ns = ns | {"user"}
     missing = [n for n in ns if n not in namespaces.available()]
     if missing:
         from .errors import Unsupported
@@ -278,7 +285,10 @@ def build_config(a):
         # A named rootfs is shared by every container: each gets a writable
         # layer of its own over it (Docker's container layer). A directory
         # given on purpose is used as it is.
-        writable_layer="/" not in a.rootfs)
+        writable_layer="/" not in a.rootfs,
+        # In a user namespace root inside owns the union's lower layers only
+        # through an idmapped view of them (labkit/idmap.py).
+        idmapped_layers="user" in ns and ("/" not in a.rootfs or bool(a.layer)))
     if config.lxcfs:   # its own PID and mount namespaces and a /proc: say so before anything exists
         from .stages import lxcfs
         lxcfs.check(config)

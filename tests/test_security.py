@@ -4,6 +4,7 @@ Docker's 14 capabilities, masked and read-only /proc paths, a read-only
 lifts them all."""
 
 import json
+import os
 
 import pytest
 
@@ -129,3 +130,36 @@ def test_default_seccomp_lets_ordinary_programs_run(rootfs):
     r = api.run("ps -e >/dev/null && ip -o link >/dev/null && ping -c1 -W1 127.0.0.1 >/dev/null "
                 "&& sh -c 'sleep 0 &' && echo fine")
     assert r.stdout.strip() == "fine", r.stderr
+
+
+REMAP = ["--userns", "remap"]
+
+
+def test_userns_remap_root_owns_its_rootfs_and_is_uid_100000_outside(rootfs):
+    inside = api.run("id -u; stat -c %u /etc/passwd; touch /etc/lab-x && echo wrote; "
+                     "cat /proc/self/uid_map", extra=REMAP, check=True).stdout.split()
+    assert inside[:3] == ["0", "0", "wrote"]          # root inside, owner of its files, may write
+    assert inside[3:] == ["0", "100000", "65536"]     # ... as uid 100000 of the host
+    host_map = api.run("cat /proc/self/uid_map", check=True).stdout.split()
+    assert host_map[:2] == ["0", "0"]                 # without it, root inside is root outside
+    with api.Container("sleep 60", extra=REMAP) as c:
+        with open(f"/proc/{c.pid}/status") as f:
+            uids = next(line for line in f if line.startswith("Uid:")).split()[1:]
+        assert uids == ["100000"] * 4
+        c.exec("touch /etc/lab-y")
+        from labkit import home
+        upper = os.path.join(home.containers_dir(c.id), "upper", "etc", "lab-y")
+        assert os.stat(upper).st_uid == 100000        # what it writes is the unprivileged user's
+
+
+def test_userns_remap_all_capabilities_reach_no_device(rootfs):
+    """Every capability, but in its own user namespace: mknod is still the
+    host's to grant (a device is not owned by any namespace)."""
+    cmd = "mknod /tmp/kmsg c 1 11 && echo made"
+    assert api.run(cmd, privileged=True).stdout.strip() == "made"
+    assert api.run(cmd, privileged=True, extra=REMAP).stdout.strip() == ""
+
+
+def test_a_bad_userns_mode_is_one_line(rootfs, labkit_cli):
+    r = labkit_cli("run", "--rm", "--userns", "keep-id", "--", "true")
+    assert r.returncode != 0 and "--userns keep-id" in r.stderr and "Traceback" not in r.stderr

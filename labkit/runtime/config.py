@@ -55,6 +55,7 @@ class ContainerConfig(_Fields):
         "resources": {},         # cgroups: memory, cpus, pids …
         "layers": [],            # union filesystem: lower layers
         "writable_layer": False, # union filesystem: a layer of its own over the rootfs, even with no layers
+        "idmapped_layers": False,  # union filesystem: lower layers shifted by the id maps (labkit/idmap.py)
         "lxcfs": False,          # bind lxcfs's /proc files over the container's
         "privileged": False,     # no guard: a writable /sys (labkit/security.py)
         # What an OCI config.json adds (labkit/oci/convert.py). The defaults
@@ -87,6 +88,13 @@ class ContainerConfig(_Fields):
         d = super().to_dict()
         d["namespaces"] = sorted(self.namespaces)
         return d
+
+    def id_map(self, name):
+        """/proc/PID/uid_map's (name "uid") or gid_map's text for this container."""
+        maps = self.uid_mappings if name == "uid" else self.gid_mappings
+        if maps is None:
+            return f"0 {self.userns_base} {self.userns_size}\n"
+        return "".join(f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
 
     @property
     def pivot_root(self):

@@ -232,13 +232,9 @@ class Monitor:
     def _write_id_maps(self, pid):
         """uid 0..size-1 inside = userns_base.. outside: root in the container
         is an unprivileged user on the host (user_namespaces(7))."""
-        cfg = self.c.config
-        default = f"0 {cfg.userns_base} {cfg.userns_size}\n"
-        for name, maps in (("uid_map", cfg.uid_mappings), ("gid_map", cfg.gid_mappings)):
-            mapping = default if maps is None else "".join(
-                f"{m['containerID']} {m['hostID']} {m['size']}\n" for m in maps)
-            with open(f"/proc/{pid}/{name}", "w") as f:
-                f.write(mapping)
+        for name in ("uid", "gid"):
+            with open(f"/proc/{pid}/{name}_map", "w") as f:
+                f.write(self.c.config.id_map(name))
 
     # ---- signals and the end -----------------------------------------
     def _install_signal_forwarding(self):

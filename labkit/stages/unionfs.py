@@ -84,18 +84,60 @@ class UnionFS(Stage):
         p = paths(c.state_dir)
         for d in p.values():
             os.makedirs(d, exist_ok=True)
-        overlay.mount(p["merged"], lowers, p["upper"], p["work"])
+        stacked = lowers
         try:
+            if c.config.idmapped_layers:
+                stacked = _idmapped(c.config, lowers, c.state_dir, p["upper"])
+            overlay.mount(p["merged"], stacked, p["upper"], p["work"])
             # What is stacked, bottom first: for `commit`, for provenance, for gc.
             with open(os.path.join(c.state_dir, STATE_FILE), "w") as f:
                 f.write(dumps({"lowers": lowers, **p}))
         except BaseException:
-            overlay.unmount(p["merged"])
+            self.teardown(c)
             raise
         c.rootfs = p["merged"]
 
     def teardown(self, c):
         overlay.unmount(paths(c.state_dir)["merged"])
+        _unmount_idmapped(c.state_dir)
+
+
+IDMAPPED = "idmapped"     # <state_dir>/idmapped/<n>: the shifted views of the lowers
+
+
+def _idmapped(config, lowers, state_dir, upper):
+    """With a user namespace, each lower seen through its id maps
+    (labkit/idmap.py), so that root inside owns the rootfs; the upper dir's
+    root belongs to root inside too. Returns the views, bottom first."""
+    from .. import idmap
+    ns = idmap.userns_fd(config.id_map("uid"), config.id_map("gid"))
+    try:
+        views = []
+        for i, lower in enumerate(lowers):
+            view = os.path.join(state_dir, IDMAPPED, str(i))
+            os.makedirs(view, exist_ok=True)
+            idmap.bind(lower, view, ns)
+            views.append(view)
+    finally:
+        os.close(ns)
+    root_uid, root_gid = (int(config.id_map(n).split()[1]) for n in ("uid", "gid"))
+    os.chown(upper, root_uid, root_gid)
+    return views
+
+
+def _unmount_idmapped(state_dir):
+    top = os.path.join(state_dir, IDMAPPED)
+    if not os.path.isdir(top):
+        return
+    from .. import syscalls as sc
+    for name in os.listdir(top):
+        view = os.path.join(top, name)
+        try:
+            sc.umount2(view, sc.MNT_DETACH)
+        except OSError:
+            pass                  # not mounted (a failed start)
+        os.rmdir(view)
+    os.rmdir(top)
 
 
 def layers_of(state_dir):
@@ -178,7 +220,8 @@ def _alive(state_dir):
 
 
 def gc(containers_dir=None, alive=_alive):
-    """Unmount every overlay under ``containers_dir`` whose container is gone.
+    """Unmount every overlay (and idmapped view) under ``containers_dir``
+    whose container is gone.
 
     ``alive(state_dir)`` decides; by default a container is alive while its
     monitor runs (state.json) or for 30 s after its directory appeared without
@@ -187,7 +230,7 @@ def gc(containers_dir=None, alive=_alive):
     top = os.path.abspath(containers_dir or home.containers_dir()).rstrip("/") + "/"
     done = []
     # Deepest first, so a mount inside another comes off before its parent.
-    for mp, _ in sorted(overlay.mounts(), key=lambda m: -len(m[0])):
+    for mp, _ in sorted(overlay.mounts(None), key=lambda m: -len(m[0])):
         if not mp.startswith(top):
             continue
         state_dir = top + mp[len(top):].split("/", 1)[0]

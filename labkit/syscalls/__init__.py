@@ -292,6 +292,46 @@ def ioctl(fd, request, buf):
     return buf
 
 
+# The new mount API (Linux 5.2+; mount_setattr 5.12+): one number on every
+# architecture but alpha.
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT, _SYS_MOUNT_SETATTR = 428, 429, 442
+OPEN_TREE_CLONE = 0x1
+OPEN_TREE_CLOEXEC = 0o2000000
+AT_EMPTY_PATH = 0x1000
+AT_RECURSIVE = 0x8000
+MOVE_MOUNT_F_EMPTY_PATH = 0x4
+MOUNT_ATTR_RDONLY = 0x00000001
+MOUNT_ATTR_IDMAP = 0x00100000
+AT_FDCWD = -100
+
+
+class _MountAttr(ctypes.Structure):
+    _fields_ = [("attr_set", ctypes.c_uint64), ("attr_clr", ctypes.c_uint64),
+                ("propagation", ctypes.c_uint64), ("userns_fd", ctypes.c_uint64)]
+
+
+def open_tree(path, flags):
+    """open_tree(2): with OPEN_TREE_CLONE, a detached copy of the mount at
+    ``path``, as a file descriptor (a bind mount not yet attached anywhere)."""
+    return _check(_libc.syscall(_SYS_OPEN_TREE, ctypes.c_int(AT_FDCWD), _b(path), ctypes.c_uint(flags)),
+                  "open_tree", f"{path}, {flags:#x}")
+
+
+def mount_setattr(fd, attr_set, userns_fd=0, flags=AT_EMPTY_PATH):
+    """mount_setattr(2) on the mount ``fd`` refers to; MOUNT_ATTR_IDMAP with
+    ``userns_fd`` shows its files' owners through that namespace's id maps."""
+    attr = _MountAttr(attr_set=attr_set, userns_fd=userns_fd)
+    _check(_libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(fd), b"", ctypes.c_uint(flags),
+                         ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
+           "mount_setattr", f"{fd}, {attr_set:#x}")
+
+
+def move_mount(fd, target):
+    """move_mount(2): attach the detached mount ``fd`` at ``target``."""
+    _check(_libc.syscall(_SYS_MOVE_MOUNT, ctypes.c_int(fd), b"", ctypes.c_int(AT_FDCWD), _b(target),
+                         ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", f"{fd} -> {target}")
+
+
 _BPF_CMDS = {5: "BPF_PROG_LOAD", 8: "BPF_PROG_ATTACH", 9: "BPF_PROG_DETACH", 16: "BPF_PROG_QUERY"}
 
 
