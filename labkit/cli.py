@@ -44,6 +44,8 @@ RUN_OPTIONS = [
     (("--userns",), "userns", "value", "MODE", "host",
      "host (the default: root inside is root outside) or remap: a user namespace where root is "
      "uid 100000 on the host, and the rootfs is shifted to it (idmapped)"),
+    (("--device-cgroup-rule",), "device_rule", "append", "RULE", None,
+     "one more device the container may use, as devices.allow writes it: 'b 7:* r'"),
     (("--security-opt",), "security_opt", "append", "OPT", None,
      "no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json"),
 ]
@@ -210,6 +212,20 @@ def _parser():
     t = sub.add_parser("tour", help="run every stage headless and print what each proves")
     t.set_defaults(func=cmd_tour)
 
+    lab = sub.add_parser("lab", help="the exercises: list, check, hint, solve, reset")
+    lsub = lab.add_subparsers(dest="lab_command", metavar="ACTION")
+    lsub.required = True
+    lsub.add_parser("list", help="every exercise, one a line").set_defaults(func=cmd_lab)
+    for action, text in (("check", "exit 0 when it is done, 1 with a hint when not"),
+                         ("solve", "run the reference solution"), ("reset", "undo the exercise")):
+        x = lsub.add_parser(action, help=text)
+        x.add_argument("id", metavar="ID")
+        x.set_defaults(func=cmd_lab)
+    h = lsub.add_parser("hint", help="hint N (1: where to read, 2: the flag, 3: the command)")
+    h.add_argument("id", metavar="ID")
+    h.add_argument("n", nargs="?", type=int, default=1, metavar="N")
+    h.set_defaults(func=cmd_lab)
+
     u = sub.add_parser("url", help="print the URL (with its token) of the running JupyterLab")
     u.set_defaults(func=cmd_url)
     return p
@@ -223,7 +239,8 @@ def _resources(a):
             res[key] = value
     if not a.privileged:
         from .security import device_rules
-        res["devices"] = device_rules()
+        from .cgroups.devices import parse_line
+        res["devices"] = device_rules() + [parse_line(r) for r in a.device_rule]
     if res:   # check the values now, before anything is created
         from .cgroups.resources import Resources
         Resources.from_dict(res)
@@ -306,6 +323,23 @@ def cmd_run(a):
     if options.detach:
         print(config.id)
     return code
+
+
+def cmd_lab(a):
+    from . import lab
+    if a.lab_command == "list":
+        for ex in lab.exercises():
+            print(f"{ex.id:<18} {ex.notebook:<4} {ex.title}")
+        return 0
+    if a.lab_command == "hint":
+        lab.hint(a.id, a.n)
+        return 0
+    _need_root(f"labkit lab {a.lab_command}")
+    if a.lab_command == "check":
+        return 0 if lab.check(a.id) else 1
+    getattr(lab, a.lab_command)(a.id)
+    print(f"{a.id}: {a.lab_command} done")
+    return 0
 
 
 def cmd_exec(a):

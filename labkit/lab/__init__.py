@@ -1,0 +1,105 @@
+"""Exercises a student does and labkit checks against the real system.
+
+Each exercise has an id ("09.least-caps": notebook, then a name), a goal, a
+check that looks at what is really there (a container's /proc/PID/status,
+its cgroup, what it can open), three graded hints (1: where to read, 2: the
+flag or call, 3: the command), a reference solution and a reset. The
+solution and the reset are shell commands, the ones a student would type:
+`labkit lab solve` runs exactly those.
+
+In a notebook:                      In a terminal (the VM's shell):
+    from labkit import lab              labkit lab list
+    lab.check("09.least-caps")          labkit lab check 09.least-caps   (exit 0 when done)
+    lab.hint("09.least-caps", 2)        labkit lab hint 09.least-caps 2
+                                        labkit lab solve 09.least-caps
+                                        labkit lab reset 09.least-caps
+"""
+
+import importlib
+import os
+import subprocess
+import sys
+
+from ..errors import LabkitError, NotFound
+
+# The modules that hold each notebook's exercises, in course order.
+MODULES = ("security",)
+
+
+class Exercise:
+    def __init__(self, id, title, goal, hints, check, solution, reset):
+        self.id, self.title, self.goal = id, title, goal
+        self.hints = list(hints)             # three, from a pointer to the answer
+        self._check = check                  # () -> (done, what was seen)
+        self.solution = list(solution)       # shell commands
+        self.reset_commands = list(reset)
+
+    @property
+    def notebook(self):
+        return self.id.split(".", 1)[0]
+
+    def check(self):
+        return self._check()
+
+
+def exercises():
+    found = []
+    for name in MODULES:
+        found.extend(importlib.import_module(f"{__name__}.{name}").EXERCISES)
+    return found
+
+
+def get(exercise_id):
+    for ex in exercises():
+        if ex.id == exercise_id:
+            return ex
+    raise NotFound(f"no exercise '{exercise_id}'", "`labkit lab list` shows every exercise")
+
+
+def env():
+    """The environment for labkit commands: this interpreter's labkit first on PATH."""
+    return dict(os.environ, PATH=os.path.dirname(sys.executable) + ":" + os.environ.get("PATH", ""))
+
+
+def _shell(commands):
+    """Run a solution's or a reset's commands as a student would type them
+    (without the sudo: this runs as root already)."""
+    for cmd in commands:
+        r = subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, env=env(), timeout=120)
+        if r.returncode != 0:
+            raise LabkitError(f"`{cmd}` exited {r.returncode}: {r.stderr.strip()}",
+                              "run it by hand to see what it says")
+
+
+def check(exercise_id, out=print):
+    """✔ or ✗ with what was seen and the first hint; True when done."""
+    ex = get(exercise_id)
+    done, seen = ex.check()
+    if done:
+        out(f"✔ {ex.id}: {seen}")
+    else:
+        out(f"✗ {ex.id}: {seen}\n  hint 1: {ex.hints[0]}\n  (more: lab.hint({ex.id!r}, 2))")
+    return done
+
+
+def hint(exercise_id, n=1, out=print):
+    ex = get(exercise_id)
+    if not 1 <= n <= len(ex.hints):
+        raise LabkitError(f"{ex.id} has hints 1 to {len(ex.hints)}", "ask for one of those")
+    out(f"hint {n}: {ex.hints[n - 1]}")
+    return ex.hints[n - 1]
+
+
+def solve(exercise_id):
+    """Reset, then run the reference solution."""
+    ex = get(exercise_id)
+    reset(exercise_id)
+    _shell(ex.solution)
+
+
+def reset(exercise_id):
+    _shell(get(exercise_id).reset_commands)
+
+
+def show_solution(exercise_id):
+    return "\n".join("sudo " + c for c in get(exercise_id).solution)

@@ -1,0 +1,122 @@
+"""Notebook 09's exercises: confine a container yourself, and prove it."""
+
+import subprocess
+
+from . import Exercise, env
+from .. import containers
+from ..errors import NotFound
+
+DISK_CHECK = ("mknod /dev/lab-check b 7 0 2>/dev/null; (exec 3</dev/lab-check) 2>/dev/null && echo read=yes; "
+              "(exec 3>/dev/lab-check) 2>/dev/null && echo write=yes; rm -f /dev/lab-check")
+
+
+def _running(name):
+    """The pid of container ``name``'s init, or (None, why not)."""
+    try:
+        state = containers.load(name)
+    except NotFound:
+        return None, f"there is no container named {name}"
+    if state.get("status") != "running" or not state.get("pid"):
+        return None, f"container {name} is {state.get('status')}, not running"
+    return state["pid"], None
+
+
+def _status(pid, field):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return line.split()[1:]
+    return []
+
+
+def _rm(name):
+    return f"labkit ps -a -q | grep -qx {name} && labkit rm -f {name} >/dev/null || true"
+
+
+def _least_caps():
+    pid, why = _running("lab09-caps")
+    if pid is None:
+        return False, why
+    from ..facts.security import decode
+    names = decode(_status(pid, "CapEff")[0])
+    if names == ["CAP_NET_BIND_SERVICE"]:
+        return True, "its init holds CAP_NET_BIND_SERVICE and nothing else"
+    extra = [n for n in names if n != "CAP_NET_BIND_SERVICE"]
+    if extra:
+        return False, f"it still holds {len(extra)} more: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}"
+    return False, "it holds no capability at all: a web server could not bind port 80"
+
+
+def _no_new_privs():
+    pid, why = _running("lab09-nnp")
+    if pid is None:
+        return False, why
+    if _status(pid, "NoNewPrivs") == ["1"]:
+        return True, "NoNewPrivs: 1 — no setuid program can raise it"
+    return False, "NoNewPrivs is 0: a setuid program inside would run as its owner"
+
+
+def _userns():
+    pid, why = _running("lab09-remap")
+    if pid is None:
+        return False, why
+    uid = _status(pid, "Uid")[0]
+    with open(f"/proc/{pid}/uid_map") as f:
+        first = f.read().split()[:2]
+    if uid != "0" and first[:1] == ["0"]:
+        return True, f"root inside is uid {uid} on the host"
+    return False, f"its init is uid {uid} on the host: root inside is root outside"
+
+
+def _disk_read_only():
+    pid, why = _running("lab09-disk")
+    if pid is None:
+        return False, why
+    r = subprocess.run(["labkit", "exec", "lab09-disk", "sh", "-c", DISK_CHECK], capture_output=True,
+                       text=True, timeout=60, env=env())
+    seen = set(r.stdout.split())
+    if seen == {"read=yes"}:
+        return True, "a loop device opens for reading and not for writing"
+    if "write=yes" in seen:
+        return False, "a loop device opens for writing too: the rule allows more than reading"
+    return False, "a loop device does not open at all: the device cgroup still refuses it"
+
+
+EXERCISES = [
+    Exercise("09.least-caps", "only the capability a web server needs",
+             "Start a detached container named lab09-caps (running `sleep 600`) whose init keeps "
+             "CAP_NET_BIND_SERVICE and no other capability.",
+             ["capabilities(7): which capability lets a process bind a port below 1024?",
+              "--cap-drop ALL takes every capability away; --cap-add gives one back",
+              "sudo labkit run -d --name lab09-caps --cap-drop ALL --cap-add NET_BIND_SERVICE -- sleep 600"],
+             _least_caps,
+             ["labkit run -d --name lab09-caps --cap-drop ALL --cap-add NET_BIND_SERVICE -- sleep 600"],
+             [_rm("lab09-caps")]),
+    Exercise("09.no-new-privs", "setuid gains nothing",
+             "Start a detached container named lab09-nnp (running `sleep 600`) in which no program can "
+             "gain privileges at execve: NoNewPrivs 1.",
+             ["prctl(2), PR_SET_NO_NEW_PRIVS; grep NoNewPrivs /proc/PID/status",
+              "Docker's flag for it is a --security-opt",
+              "sudo labkit run -d --name lab09-nnp --security-opt no-new-privileges -- sleep 600"],
+             _no_new_privs,
+             ["labkit run -d --name lab09-nnp --security-opt no-new-privileges -- sleep 600"],
+             [_rm("lab09-nnp")]),
+    Exercise("09.userns", "root inside, nobody outside",
+             "Start a detached container named lab09-remap (running `sleep 600`) whose root is an "
+             "unprivileged user of the host.",
+             ["user_namespaces(7); compare /proc/PID/status Uid with /proc/PID/uid_map",
+              "labkit run has a --userns mode for it",
+              "sudo labkit run -d --name lab09-remap --userns remap -- sleep 600"],
+             _userns,
+             ["labkit run -d --name lab09-remap --userns remap -- sleep 600"],
+             [_rm("lab09-remap")]),
+    Exercise("09.device-rule", "a disk it may read, never write",
+             "Start a detached container named lab09-disk (running `sleep 600`) whose device cgroup "
+             "lets it open loop block devices (major 7) for reading, and for nothing else.",
+             ["the device rules: type major:minor access, as in devices.allow (b 7:* r)",
+              "docker run's --device-cgroup-rule adds one rule to the defaults",
+              "sudo labkit run -d --name lab09-disk --device-cgroup-rule 'b 7:* r' -- sleep 600"],
+             _disk_read_only,
+             ["labkit run -d --name lab09-disk --device-cgroup-rule 'b 7:* r' -- sleep 600"],
+             [_rm("lab09-disk")]),
+]

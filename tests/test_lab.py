@@ -1,0 +1,67 @@
+"""Every exercise's check, both ways, against the real system: it fails
+(with a hint) before the reference solution, fails on a near miss, passes
+after the solution, and fails again after reset — which leaves nothing."""
+
+import subprocess
+import sys
+
+import pytest
+
+from labkit import containers, lab
+
+pytestmark = pytest.mark.root
+
+# A near miss per exercise: a container that runs, but not as asked.
+NEAR_MISS = {
+    "09.least-caps": ("labkit run -d --name lab09-caps --cap-drop ALL -- sleep 600", "no capability"),
+    "09.no-new-privs": ("labkit run -d --name lab09-nnp -- sleep 600", "NoNewPrivs is 0"),
+    "09.userns": ("labkit run -d --name lab09-remap -- sleep 600", "root inside is root outside"),
+    "09.device-rule": ("labkit run -d --name lab09-disk --device-cgroup-rule 'b 7:* rw' -- sleep 600",
+                       "for writing too"),
+}
+
+
+def labkit(*args):
+    return subprocess.run([sys.executable, "-m", "labkit", *args], capture_output=True, text=True, timeout=120)
+
+
+def test_every_exercise_has_a_near_miss_and_three_hints():
+    assert {ex.id for ex in lab.exercises()} == set(NEAR_MISS)
+    for ex in lab.exercises():
+        assert len(ex.hints) == 3 and ex.solution and ex.reset_commands
+        assert lab.show_solution(ex.id).startswith("sudo labkit ")
+
+
+@pytest.mark.parametrize("exercise_id", sorted(NEAR_MISS))
+def test_the_check_tells_right_from_wrong(exercise_id, rootfs):
+    ex = lab.get(exercise_id)
+    out = []
+    try:
+        lab.reset(exercise_id)
+        assert lab.check(exercise_id, out=out.append) is False
+        assert ex.hints[0] in out[-1] and out[-1].startswith("✗")
+        miss, word = NEAR_MISS[exercise_id]
+        lab._shell([miss])
+        assert lab.check(exercise_id, out=out.append) is False and word in out[-1], out[-1]
+        lab.solve(exercise_id)
+        assert lab.check(exercise_id, out=out.append) is True, out[-1]
+    finally:
+        lab.reset(exercise_id)
+    assert lab.check(exercise_id, out=out.append) is False
+    assert not [c for c in containers.all_ids() if c.startswith("lab09-")]
+
+
+def test_the_lab_command(rootfs):
+    listing = labkit("lab", "list")
+    assert listing.returncode == 0 and len(listing.stdout.splitlines()) == len(lab.exercises())
+    assert labkit("lab", "check", "09.userns").returncode == 1
+    assert "--userns" in labkit("lab", "hint", "09.userns", "2").stdout
+    try:
+        assert labkit("lab", "solve", "09.userns").returncode == 0
+        done = labkit("lab", "check", "09.userns")
+        assert done.returncode == 0 and done.stdout.startswith("✔")
+    finally:
+        assert labkit("lab", "reset", "09.userns").returncode == 0
+    bad = labkit("lab", "check", "09.nope")
+    assert bad.returncode != 0 and "labkit lab list" in bad.stderr and "Traceback" not in bad.stderr
+    assert labkit("lab", "hint", "09.userns", "7").returncode != 0
