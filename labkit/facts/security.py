@@ -45,8 +45,8 @@ def attempt(name, check, cmd, works, guard_off, **extra):
 
 
 def _seen(result):
-    """What a student would read: the output, else the last line of the error."""
-    return result.stdout.strip() or (result.stderr.strip().splitlines() or [""])[-1]
+    """What a student would read: the output, else the first line of the error."""
+    return result.stdout.strip() or (result.stderr.strip().splitlines() or [""])[0].strip()
 
 
 MOUNT = "mount -t tmpfs lab-sec /mnt && echo mounted"
@@ -167,7 +167,7 @@ def release_agent():
     def wrote(r):
         return r.stdout.strip().rpartition("the agent wrote: ")[2]
     return fact("sec_release_agent", LAYER, "cgroup v1 release_agent runs a host command",
-                _seen(default), lifted.stdout.strip(),
+                wrote(default) or (default.stderr.strip().splitlines() or [""])[0], lifted.stdout.strip(),
                 wrote(default) != host and wrote(lifted) == host, applies=True, host=host,
                 shell=[shell_line(RELEASE_AGENT, PRIVILEGED)])
 
@@ -282,3 +282,24 @@ def capabilities():
                 names, decode(priv), sorted(names) == sorted(DEFAULT_CAPABILITIES)
                 and (by_capsh is None or sorted(n.upper() for n in by_capsh) == sorted(names))
                 and len(decode(priv)) > len(names), mask=default, capsh=by_capsh)
+
+
+REMAP = ["--userns", "remap"]
+MKNOD = "mknod /tmp/lab-kmsg c 1 11 && echo made"
+
+
+def userns_remap():
+    """--userns remap: root inside is an unprivileged uid of the host; even
+    --privileged then holds every capability over its own namespace only,
+    and no device (mknod) is that namespace's to grant."""
+    with api.Container("sleep 60", extra=REMAP) as c:
+        inside = c.exec("id -u; cat /proc/self/uid_map").stdout.split()
+        with open(f"/proc/{c.pid}/status") as f:
+            host_uid = next(line.split()[1] for line in f if line.startswith("Uid:"))
+    privileged = api.run(MKNOD, extra=PRIVILEGED).stdout.strip()
+    remapped = api.run(MKNOD, extra=PRIVILEGED + REMAP)
+    return fact("sec_userns_remap", LAYER, "root inside is an unprivileged user outside",
+                f"uid {inside[0]}, uid_map {' '.join(inside[1:4])}", f"uid {host_uid}",
+                inside[0] == "0" and host_uid != "0" and privileged == "made" and "made" not in remapped.stdout,
+                host_uid=int(host_uid), mknod_privileged=privileged, mknod_remapped=_seen(remapped),
+                shell=[shell_line("id -u; cat /proc/self/uid_map", REMAP), shell_line(MKNOD, PRIVILEGED + REMAP)])

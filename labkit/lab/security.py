@@ -113,7 +113,7 @@ EXERCISES = [
     Exercise("09.device-rule", "a disk it may read, never write",
              "Start a detached container named lab09-disk (running `sleep 600`) whose device cgroup "
              "lets it open loop block devices (major 7) for reading, and for nothing else.",
-             ["the device rules: type major:minor access, as in devices.allow (b 7:* r)",
+             ["the kernel's Documentation/admin-guide/cgroup-v1/devices.rst: a rule is TYPE MAJOR:MINOR ACCESS",
               "docker run's --device-cgroup-rule adds one rule to the defaults",
               "sudo labkit run -d --name lab09-disk --device-cgroup-rule 'b 7:* r' -- sleep 600"],
              _disk_read_only,

@@ -129,3 +129,29 @@ def cpu_shares(f, axes=None):
     axes[1].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
+
+
+# Which answer of the side-by-side probe (labkit/facts/security.py) means
+# the guard held.
+GUARD_HELD = {"mount": "no", "proc_sys": "no", "userns": "no", "open_disk": "no", "seccomp": "2",
+              "no_new_privs": "1"}
+GUARD_NAMES = {"mount": "mount(2)", "proc_sys": "write /proc/sys", "userns": "unshare -U",
+               "open_disk": "open a disk node", "seccomp": "seccomp filter", "no_new_privs": "no_new_privs"}
+
+
+def guards(columns, ax=None):
+    """One row per guard, one column per configuration: green where the
+    guard held (the escape failed), red where it did not."""
+    from matplotlib.colors import ListedColormap
+    fig, ax = _axes(ax, figsize=(7, 3.4))
+    names = list(columns)
+    rows = list(GUARD_HELD)
+    grid = [[1 if columns[c].get(r) == GUARD_HELD[r] else 0 for c in names] for r in rows]
+    ax.imshow(grid, cmap=ListedColormap(["#e06666", "#93c47d"]), vmin=0, vmax=1, aspect="auto")
+    for i, r in enumerate(rows):
+        for j, c in enumerate(names):
+            ax.text(j, i, "held" if grid[i][j] else "open", ha="center", va="center", fontsize=9)
+    ax.set_xticks(range(len(names)), names, fontsize=9)
+    ax.set_yticks(range(len(rows)), [GUARD_NAMES[r] for r in rows], fontsize=9)
+    ax.set_title("guards a default keeps (green: the escape failed)")
+    return fig
