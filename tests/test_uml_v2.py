@@ -22,6 +22,9 @@ NAMESPACE_TESTS = os.path.join(os.path.dirname(__file__), "test_isolation_facts.
 # The runner end to end with limits and --lxcfs: the base rootfs is read
 # through hostfs; overlay is not needed.
 RUN_TESTS = os.path.join(os.path.dirname(__file__), "test_cgroups_run.py")
+# The escape battery: blocked by default, possible with the guard off, with
+# the device rules as a BPF program (cgroup v2 has no devices.allow).
+ESCAPE_TESTS = os.path.join(os.path.dirname(__file__), "test_escapes.py")
 
 pytestmark = [
     pytest.mark.skipif(os.environ.get("LABKIT_IN_UML") == "1",
@@ -37,7 +40,7 @@ PROBE = os.path.join(os.path.dirname(__file__), "uml", "probe_v2.py")
 @pytest.fixture(scope="module")
 def uml_run():
     # One boot for both checks: the v2 probe and the shared test cases.
-    result = harness.run_pytest(["-q", "-rA", PROBE, CGROUP_TESTS, RUN_TESTS], timeout=420)
+    result = harness.run_pytest(["-q", "-rA", PROBE, CGROUP_TESTS, RUN_TESTS, ESCAPE_TESTS], timeout=480)
     print(f"uml: boot {result.boot_seconds} s, total {result.total_seconds} s")
     return result
 
@@ -50,6 +53,12 @@ def test_cgroup_cases_pass_on_v2(uml_run):
 def test_runner_with_limits_passes_on_v2(uml_run):
     assert "PASSED tests/test_cgroups_run.py::test_limits_are_in_the_cgroup_files_while_it_runs" \
         in uml_run.output, uml_run.output[-6000:] or uml_run.console[-3000:]
+
+
+def test_escape_battery_passes_on_v2(uml_run):
+    for escape in ("mount", "proc_sys", "userns_seccomp", "device_cgroup", "leaked_fd"):
+        assert f"PASSED tests/test_escapes.py::test_blocked_by_default_possible_with_the_guard_off[{escape}]" \
+            in uml_run.output, uml_run.output[-6000:] or uml_run.console[-3000:]
 
 
 def test_mode_inside_uml_is_v2(uml_run):

@@ -118,6 +118,8 @@ _HINTS = {
     ("mount", _errno.EBUSY): "something is already mounted there or the source is busy",
     ("umount2", _errno.EBUSY): "a process still uses this mount; MNT_DETACH unmounts it lazily",
     ("umount2", _errno.EINVAL): "this path is not a mount point",
+    ("mount_setattr", _errno.EINVAL): "this filesystem cannot be idmapped (ext4, xfs, btrfs and tmpfs 6.3+ can): "
+                                      "put the rootfs on one of those, or run without --userns remap",
     ("pivot_root", _errno.EINVAL): ("new_root must be a mount point, put_old must be at or under it, and / "
                                     "must not be shared: make / private (mount --make-rprivate /)"),
     ("pivot_root", _errno.EBUSY): ("new_root is on the current root mount: bind-mount it onto itself first "
