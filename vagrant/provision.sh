@@ -41,10 +41,11 @@ apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 # 1. Debian/Ubuntu packages. Real tools where a real user would use them:
 #    busybox-static and procps/iproute2/util-linux fill the container's root,
 #    lxcfs makes `free` truthful, runc is the reference runtime, user-mode-linux
-#    boots a real cgroup v2 kernel for the tests.
+#    boots a real cgroup v2 kernel for the tests; libseccomp2 compiles the
+#    seccomp filters, libcap2-bin's capsh decodes capability masks (09).
 packages=(
     python3 python3-venv make
-    busybox-static procps iproute2 util-linux kmod
+    busybox-static procps iproute2 util-linux kmod libseccomp2 libcap2-bin
     lxcfs runc user-mode-linux
     golang-github-opencontainers-specs-dev
 )

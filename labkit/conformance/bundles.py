@@ -277,6 +277,15 @@ BY_NAME = {v.name: v for v in VARIANTS}
 
 _SPEC_CACHE = {}
 
+# The device rules containerd's default spec sends (oci.WithDefaultUnixDevices
+# after "deny all"): what a real client hands a runtime.
+CONTAINERD_DEVICES = [{"allow": False, "access": "rwm"}] + [
+    {"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"}
+    for ma, mi in ((1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 1))] + [
+    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
+    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"}]
+
 
 def reference_spec(runtime=None):
     """The default config.json a runtime prints with `spec` (runc's, else labkit-runtime's)."""

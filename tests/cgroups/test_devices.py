@@ -16,6 +16,7 @@ from labkit import cgroups
 from labkit import syscalls as sc
 from labkit.cgroups import devices, hierarchy
 from labkit.cgroups.devices import ALLOW_ALL, ALLOWED, DENY_ALL, rule
+from labkit.conformance.bundles import CONTAINERD_DEVICES
 from labkit.errors import LabkitError
 from labkit.security import device_rules
 
@@ -25,13 +26,7 @@ CID = f"dev{os.getpid()}"
 PROBES = [("c", 1, 3), ("c", 1, 5), ("c", 1, 7), ("c", 1, 11), ("c", 5, 2), ("c", 10, 200),
           ("b", 7, 0), ("b", 254, 0)]
 ACCESSES = ("r", "w", "m")
-# containerd's default spec (oci.WithDefaultUnixDevices after "deny all").
-CONTAINERD = [{"allow": False, "access": "rwm"}] + [
-    {"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"}
-    for ma, mi in ((1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 1))] + [
-    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"}]
+CONTAINERD = CONTAINERD_DEVICES     # what containerd sends
 RULE_LISTS = {
     "docker": device_rules(),
     "containerd+runc": devices.parse(CONTAINERD) + list(ALLOWED),

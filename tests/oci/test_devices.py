@@ -5,15 +5,11 @@ tmpfs): nothing is written to the rootfs."""
 
 import pytest
 
+from labkit.conformance.bundles import CONTAINERD_DEVICES
+
 pytestmark = pytest.mark.root
 
-# containerd's default spec: "deny all", then oci.WithDefaultUnixDevices.
-CONTAINERD = [{"allow": False, "access": "rwm"}] + [
-    {"allow": True, "type": "c", "major": ma, "minor": mi, "access": "rwm"}
-    for ma, mi in ((1, 3), (1, 8), (1, 7), (5, 0), (1, 5), (1, 9), (5, 1))] + [
-    {"allow": True, "type": "c", "major": 136, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 5, "minor": 2, "access": "rwm"},
-    {"allow": True, "type": "c", "major": 10, "minor": 200, "access": "rwm"}]
+CONTAINERD = CONTAINERD_DEVICES     # what containerd sends
 # name, type, major, minor: /dev/null's twin, /dev/kmsg (the host's kernel
 # log), a loop block device, /dev/mem's neighbour /dev/port.
 NODES = (("lab-null", "c", 1, 3), ("lab-kmsg", "c", 1, 11), ("lab-loop", "b", 7, 0), ("lab-port", "c", 1, 4))
