@@ -11,7 +11,7 @@ import os
 
 from . import home
 from .errors import NotFound
-from .status import CREATED, CREATING, DEAD, RUNNING, STOPPING
+from .status import CREATED, CREATING, DEAD, RUNNING, STOPPED, STOPPING
 
 
 def start_time(pid):
@@ -48,7 +48,12 @@ def load(cid):
     except ValueError:
         return {"id": cid, "status": DEAD, "pid": None, "config": {}}
     if state["status"] in (CREATED, RUNNING):
-        if not alive(state.get("monitor"), state.get("monitor_start")):
+        if state.get("monitor", 0) is None:
+            # runc's contract (OCI create): no monitor at all, the init's own
+            # liveness is the status; its exit code went to its parent.
+            if not alive(state.get("pid"), state.get("pid_start")):
+                state["status"] = STOPPED
+        elif not alive(state.get("monitor"), state.get("monitor_start")):
             state["status"] = DEAD   # its runner was killed: `labkit gc` cleans up
         elif not alive(state.get("pid"), state.get("pid_start")):
             state["status"] = STOPPING

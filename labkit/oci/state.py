@@ -71,7 +71,7 @@ def options(pid_file=None, console_socket=None, no_pivot=False, **more):
 
 
 def check_terminal(c, opts):
-    if c.tty and not opts.console_socket and opts.detach:
+    if c.tty and not opts.console_socket and (opts.detach or opts.no_monitor):
         raise LabkitError("cannot allocate tty if labkit-runtime will detach without setting console socket",
                           "give --console-socket PATH, or set process.terminal to false")
     if opts.console_socket and not c.tty:
@@ -86,7 +86,9 @@ def create(bundle, cid, pid_file=None, console_socket=None, no_pivot=False, pres
     c = config(bundle, cid)
     if edit is not None:
         edit(c)
-    opts = options(pid_file, console_socket, no_pivot, exec_fifo=True, detach=True,
+    # runc's contract: this process sets the container up and exits once the
+    # init waits on exec.fifo; nothing of labkit's stays (RunOptions.no_monitor).
+    opts = options(pid_file, console_socket, no_pivot, exec_fifo=True, no_monitor=True,
                    preserve_fds=preserve_fds)
     check_terminal(c, opts)
     try:
@@ -112,10 +114,21 @@ def start(cid):
     finally:
         os.close(fd)
     os.unlink(_fifo(cid))
+    if st.get("monitor") is None:      # no monitor to write it: the state says running now
+        _save_status(cid, st, RUNNING)
     cfg = ct.config_of(st)
     if cfg.hooks.get("poststart"):
         from .. import hooks
         hooks.run_phase(cfg, ("poststart",), st["pid"], RUNNING)
+
+
+def _save_status(cid, st, status):
+    from ..startpath import dumps
+    st = dict(st, status=status)
+    path = os.path.join(home.containers_dir(cid), "state.json")
+    with open(path + ".tmp", "w") as f:
+        f.write(dumps(st))
+    os.rename(path + ".tmp", path)
 
 
 def _await_byte(fd, st):

@@ -115,4 +115,8 @@ class RunOptions(_Fields):
         "pid_file": None,        # write the init's pid (as the host sees it) there
         "no_pivot": False,       # MS_MOVE + chroot instead of pivot_root (a ramfs root)
         "preserve_fds": 0,       # the caller's fds 3, 4, ... passed on (runc's --preserve-fds N)
+        # OCI create (runc's contract): once the init waits for `start`, no
+        # labkit process is left; the caller (its subreaper) reaps the init,
+        # and `delete` does what a monitor would have done at the end.
+        "no_monitor": False,
     }

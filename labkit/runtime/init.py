@@ -23,8 +23,11 @@ from . import sync
 def leave_monitor(c, parent):
     """The first steps of a child of the monitor (the init, or the
     intermediate process before it)."""
-    # If the monitor dies (even by SIGKILL), so does the container.
-    syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+    # If the monitor dies (even by SIGKILL), so does the container. Not
+    # where no monitor stays (OCI create): there the init outlives the
+    # runtime and is reparented to the caller's subreaper.
+    if not c.options.no_monitor:
+        syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     # Did the monitor die before that? In a new PID namespace the parent is
     # invisible (getppid() is 0): there, an EOF instead of ATTACHED tells.
     if os.getppid() not in (parent, 0):
@@ -56,7 +59,8 @@ def run(c, stages, console, stdin_null, own_process):
         for sig in sync.FORWARDED:
             signal.signal(sig, signal.SIG_DFL)
         if own_process:
-            syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
+            if not c.options.no_monitor:
+                syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
             os.setsid()
         process.not_dumpable()
         # Nothing the monitor's caller held goes further than this (only
@@ -75,6 +79,8 @@ def run(c, stages, console, stdin_null, own_process):
         process.exec_tail(c.config, preserve_fds=c.options.preserve_fds, seccomp=c.seccomp)
     except process.ExecFailed as e:
         code = e.exit_code
+        if c.options.no_monitor:   # after `start` nobody else is there to say it
+            os.write(2, f"labkit-runtime: {e}\n".encode(errors="replace"))
         c.sync.send_error(e)
     except BaseException as e:
         _fail(c, e)

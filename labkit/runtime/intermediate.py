@@ -6,8 +6,9 @@ It joins the namespaces given by path, creates the user namespace and waits
 while the monitor writes its id maps (a process cannot grant itself ids),
 becomes root there, unshares the rest, and forks the init: PID and time
 namespaces apply only to children. Then it waits for the init and exits
-with its status, which the monitor reaps. runc's equivalent is the first
-child of its nsexec (runc:[1:CHILD]).
+with its status, which the monitor reaps — or, for OCI create, exits at
+once, as runc's does, so that the init is the caller's. runc's equivalent
+is the first child of its nsexec (runc:[1:CHILD]).
 """
 
 import os
@@ -43,6 +44,11 @@ def run(c, stages, parent, console, stdin_null):
         # From now on the init alone holds the children's ends: its exec
         # closes the last one (EOF for the monitor).
         c.sync.close_child_side()
+        if c.options.no_monitor:
+            # runc's contract: nothing of the runtime between the caller and
+            # the init; it goes to the caller's subreaper now.
+            code = 0
+            return
         if stdin_null is not None:
             os.close(stdin_null)
         if console is not None:

@@ -93,7 +93,8 @@ def collect(cid):
             "pid" not in (state.get("config") or {}).get("namespaces", ["pid"]):
         ct.kill_session(state["pid"])
     _kill(state.get("pid"), state.get("pid_start"), signal.SIGKILL)
-    _kill(state.get("monitor"), state.get("monitor_start"), signal.SIGKILL)
+    if state.get("monitor") != os.getpid():   # OCI create cleaning up after itself is its own monitor
+        _kill(state.get("monitor"), state.get("monitor_start"), signal.SIGKILL)
     report = []
     for point in state.get("host_mounts") or []:
         report += _unmount_all(point)

@@ -62,6 +62,7 @@ class Monitor:
         self.started = started   # -d: the fd to report "ok" or an error to
         self.child = None        # the monitor's own child: the init, or the intermediate
         self.killer_armed = False
+        self.left_running = False  # OCI create without a monitor: the container outlives this process
 
     def run(self):
         """Prepare, start and wait; tear down on every way out. Returns the
@@ -79,9 +80,10 @@ class Monitor:
         except OSError as e:
             error = LabkitError(str(e))
         finally:
-            self._kill_container()
-            self._teardown(prepared)
-            self._finish(code)
+            if not self.left_running:
+                self._kill_container()
+                self._teardown(prepared)
+                self._finish(code)
         if error is not None:
             self._report(str(error))
             raise error
@@ -181,6 +183,8 @@ class Monitor:
                 from . import tty
                 master = tty.receive_master(console)
             self._until_exec()
+            if self.left_running:
+                return 0
             self._running()
             if master is not None:
                 tty.proxy(master, stdin=c.config.interactive)
@@ -211,12 +215,26 @@ class Monitor:
             if name is None:
                 return
             if name == sync.AWAITING_START:
+                if self.c.options.no_monitor:
+                    self._leave()
+                    return
                 self.c.save(CREATED)
                 self._report("ok")   # `create` returns; the init waits for `start`
                 continue
             code = self._wait()
             failure = arg if name == sync.ERROR else f"unexpected message from the init: {name}"
             raise SetupError(failure) if code == EXIT_SETUP else _ExecFailed(failure, code)
+
+    def _leave(self):
+        """OCI create is done and no monitor stays: the state says so (no
+        monitor pid: status comes from the init's own liveness), the
+        intermediate, if any, has exited and is reaped, and this process
+        returns leaving the stages up for `delete`."""
+        if self.child != self.c.pid:
+            os.waitpid(self.child, 0)
+        self.child = None
+        self.c.save(CREATED, monitor=None, monitor_start=None)
+        self.left_running = True
 
     def _running(self):
         if ct.start_time(self.c.pid) is not None:   # not once it has exited already

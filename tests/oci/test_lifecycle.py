@@ -5,12 +5,16 @@ transitions; nothing left after delete; `labkit gc` after a SIGKILL."""
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
+
+import pytest
 
 from labkit import home
 from labkit.runtime import container as ct
 
-from .conftest import cgroup_dirs
+from .conftest import ROOT, cgroup_dirs
 
 
 def _cmdline(pid):
@@ -123,14 +127,20 @@ def test_cgroup_made_and_removed(bundle):
     assert not os.path.exists(home.containers_dir("lc6"))
 
 
-def test_gc_after_sigkill_of_monitor(bundle, labkit_cli):
+def test_create_leaves_no_labkit_process_and_gc_waits_for_the_init(bundle, labkit_cli):
+    """runc's contract: after create only the container's init is left (no
+    monitor); gc keeps it while it lives and cleans up once it is gone."""
     bundle.config["process"]["args"] = ["sleep", "300"]
     bundle.config["linux"]["resources"]["pids"] = {"limit": 20}
     assert bundle.create("lc7").returncode == 0
     with open(os.path.join(home.containers_dir("lc7"), "state.json")) as f:
         saved = json.load(f)
-    os.kill(saved["monitor"], signal.SIGKILL)
-    _wait(lambda: not ct.alive(saved["pid"], saved["pid_start"]))   # the init dies with it
+    assert saved["monitor"] is None and ct.alive(saved["pid"], saved["pid_start"])
+    assert "lc7" not in labkit_cli("gc").stdout                      # alive: kept
+    assert bundle.state("lc7")["status"] == "created"
+    os.kill(saved["pid"], signal.SIGKILL)
+    _wait(lambda: not ct.alive(saved["pid"], saved["pid_start"]))
+    assert bundle.state("lc7")["status"] == "stopped"
     r = labkit_cli("gc")
     assert r.returncode == 0 and "lc7" in r.stdout
     assert not os.path.exists(home.containers_dir("lc7"))
@@ -146,3 +156,44 @@ def test_root_option_keeps_state_there(bundle, tmp_path):
     assert os.path.isdir(os.path.join(root, "lc8")) and not os.path.exists(home.containers_dir("lc8"))
     assert bundle.runtime("--root", root, "delete", "lc8").returncode == 0
     assert not os.path.exists(os.path.join(root, "lc8"))
+
+
+SUBREAPER = r"""
+import ctypes, json, os, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)          # PR_SET_CHILD_SUBREAPER, as conmon and the shim
+runtime, bundle, cid, pid_file = sys.argv[1:5]
+# Files, not pipes: the init keeps the caller's stdio (runc's pass-through).
+with open(pid_file + ".err", "w+") as err:
+    r = subprocess.run([sys.executable, "-m", "labkit.runtime_cli", "create", "--bundle", bundle,
+                        "--pid-file", pid_file, cid], stdout=err, stderr=err)
+    if r.returncode:
+        err.seek(0); print(json.dumps({"error": err.read()})); sys.exit(0)
+pid = int(open(pid_file).read())
+with open(f"/proc/{pid}/stat") as f:
+    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+subprocess.run([sys.executable, "-m", "labkit.runtime_cli", "start", cid], check=True)
+_, status = os.waitpid(pid, 0)                 # the exit code: the caller's to collect
+print(json.dumps({"me": os.getpid(), "ppid": ppid, "code": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+@pytest.mark.parametrize("userns", [False, True], ids=["plain", "userns"])
+def test_the_init_is_the_callers_child_after_create(bundle, userns):
+    """No runtime process between a subreaper caller and the init: the caller
+    reaps it and learns its exit code, as conmon and containerd's shim do."""
+    bundle.config["process"]["args"] = ["sh", "-c", "exit 7"]
+    if userns:
+        bundle.config["linux"]["namespaces"].append({"type": "user"})
+        bundle.config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        bundle.config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+    bundle.write()
+    cid = "lc-reap-" + ("u" if userns else "p")
+    bundle.ids.append(cid)
+    r = subprocess.run([sys.executable, "-c", SUBREAPER, "labkit", bundle.path, cid,
+                        os.path.join(bundle.path, "pid")], capture_output=True, text=True, timeout=60,
+                       cwd=bundle.path, env=dict(os.environ, PYTHONPATH=ROOT))
+    seen = json.loads(r.stdout)
+    assert "error" not in seen, seen
+    assert seen["ppid"] == seen["me"] and seen["code"] == 7
+    assert bundle.state(cid)["status"] == "stopped"
+    assert bundle.runtime("delete", cid).returncode == 0
