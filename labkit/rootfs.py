@@ -93,6 +93,10 @@ MOUNT_FLAGS = {
     "relatime": (sc.MS_RELATIME, 0), "norelatime": (0, sc.MS_RELATIME),
     "strictatime": (sc.MS_STRICTATIME, 0), "nostrictatime": (0, sc.MS_STRICTATIME),
     "bind": (sc.MS_BIND, 0), "rbind": (sc.MS_BIND | sc.MS_REC, 0),
+    "silent": (sc.MS_SILENT, 0), "loud": (0, sc.MS_SILENT),
+    "iversion": (sc.MS_I_VERSION, 0), "noiversion": (0, sc.MS_I_VERSION),
+    "nosymfollow": (sc.MS_NOSYMFOLLOW, 0), "symfollow": (0, sc.MS_NOSYMFOLLOW),
+    "acl": (sc.MS_POSIXACL, 0), "noacl": (0, sc.MS_POSIXACL),
 }
 # Propagation options: each is a separate mount(2) call after the mount.
 PROPAGATION = {

@@ -3,6 +3,7 @@
     labkit-runtime [--root DIR] [--log FILE] [--log-format text|json] [--debug] COMMAND ...
 
     spec   [--bundle B]                       write a default config.json
+    features                                  what this runtime supports (JSON)
     create [-b B] [--pid-file F] [--console-socket S] [--no-pivot] ID
     start  ID                                 state  ID
     kill   ID [SIGNAL]                        delete [-f] ID
@@ -35,7 +36,7 @@ COMMANDS = {
     "run": dict(_B, **_PID, **_CONSOLE, **_NOOP, **{"--no-pivot": ("no_pivot", False),
                                                     "-d": ("detach", False), "--detach": ("detach", False),
                                                     "--keep": ("keep", False)}),
-    "start": {}, "state": {},
+    "start": {}, "state": {}, "features": {},
     "kill": {"-a": ("all", False), "--all": ("all", False)},
     "delete": {"-f": ("force", False), "--force": ("force", False)},
     "list": {"-q": ("quiet", False), "--quiet": ("quiet", False),
@@ -56,7 +57,7 @@ GLOBAL = {"--root": ("root", True), "--log": ("log", True), "--log-format": ("lo
           "--help": ("help", False), "-h": ("help", False), "--version": ("version", False),
           "-v": ("version", False)}
 # How many positional arguments each command takes (exec: the rest is the command).
-POSITIONAL = {"spec": 0, "create": 1, "run": 1, "start": 1, "state": 1, "kill": 2, "delete": 1,
+POSITIONAL = {"features": 0, "spec": 0, "create": 1, "run": 1, "start": 1, "state": 1, "kill": 2, "delete": 1,
               "list": 0, "exec": -1}
 
 
@@ -168,6 +169,13 @@ def _listen_env(c):
 def cmd_spec(a):
     from .oci import spec
     spec.write_default(getattr(a, "bundle", None) or ".")
+    return 0
+
+
+def cmd_features(a):
+    import json
+    from .oci.features import features
+    print(json.dumps(features(), indent="    "))
     return 0
 
 
@@ -325,31 +333,20 @@ def cmd_exec(a):
     edit, args, tty = _exec_process(a)
     if not args:
         raise LabkitError("exec: the command is missing", f"labkit-runtime exec {cid} CMD ...")
-    if getattr(a, "console_socket", None):
-        raise LabkitError("exec --console-socket is not supported by labkit", "use exec -t for a terminal")
+    sock = getattr(a, "console_socket", None)
+    if sock and not tty:
+        raise LabkitError("exec --console-socket needs a terminal", "add -t (or process.terminal: true)")
+    if tty and getattr(a, "detach", False) and not sock:
+        raise LabkitError("cannot allocate tty if labkit-runtime will detach without setting console socket",
+                          "give --console-socket PATH, or drop -t")
+    sock = os.path.abspath(sock) if sock else None
     pid_file = os.path.abspath(a.pid_file) if getattr(a, "pid_file", None) else None
     if getattr(a, "detach", False):
-        if tty:
-            raise LabkitError("exec -d with a terminal is not supported by labkit", "drop -t or -d")
-        pid = os.fork()
-        if pid == 0:
-            code = 1
-            try:
-                os.setsid()
-                code = execute.execute(cid, args, tty=False, interactive=True, edit=edit,
-                                       pid_file=pid_file, preserve_fds=preserve_fds(a))
-            except BaseException:
-                pass
-            finally:
-                os._exit(code)
-        if pid_file:   # returns once the process exists, as runc's exec -d
-            import time
-            deadline = time.monotonic() + 5
-            while not os.path.exists(pid_file) and time.monotonic() < deadline:
-                time.sleep(0.002)
-        return 0
+        # runc's contract: the process is the caller's once it runs; nothing stays between.
+        return execute.execute(cid, args, tty=tty, interactive=True, edit=edit, pid_file=pid_file,
+                               preserve_fds=preserve_fds(a), detach=True, console_socket=sock)
     return execute.execute(cid, args, tty=tty, interactive=True, edit=edit, pid_file=pid_file,
-                           preserve_fds=preserve_fds(a))
+                           preserve_fds=preserve_fds(a), console_socket=sock)
 
 
 def _log(a, message):

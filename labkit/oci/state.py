@@ -166,7 +166,8 @@ def kill(cid, sig="SIGTERM"):
     signum = parse_signal(sig)
     st, status = load(cid)
     if status not in (CREATED, RUNNING):
-        raise Conflict(f"container {cid} is not running (status: {status})", "nothing to signal")
+        # Word for word runc's ErrNotRunning: containerd's shim matches on it.
+        raise Conflict(f"container not running: {cid} is {status}", "nothing to signal")
     os.kill(st["pid"], signum)
 
 

@@ -197,3 +197,101 @@ def test_the_init_is_the_callers_child_after_create(bundle, userns):
     assert seen["ppid"] == seen["me"] and seen["code"] == 7
     assert bundle.state(cid)["status"] == "stopped"
     assert bundle.runtime("delete", cid).returncode == 0
+
+
+EXEC_SUBREAPER = r"""
+import ctypes, json, os, subprocess, sys
+ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
+cid, pid_file = sys.argv[1:3]
+with open(pid_file + ".err", "w+") as err:
+    r = subprocess.run([sys.executable, "-m", "labkit.runtime_cli", "exec", "-d", "--pid-file", pid_file,
+                        cid, "sh", "-c", "sleep 0.2; exit 5"], stdout=err, stderr=err)
+    if r.returncode:
+        err.seek(0); print(json.dumps({"error": err.read()})); sys.exit(0)
+pid = int(open(pid_file).read())
+with open(f"/proc/{pid}/stat") as f:
+    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+_, status = os.waitpid(pid, 0)
+print(json.dumps({"me": os.getpid(), "ppid": ppid, "code": os.waitstatus_to_exitcode(status)}))
+"""
+
+
+def test_exec_detach_leaves_the_process_to_the_caller(bundle):
+    bundle.config["process"]["args"] = ["sleep", "300"]
+    assert bundle.create("lc-exd").returncode == 0
+    assert bundle.runtime("start", "lc-exd").returncode == 0
+    r = subprocess.run([sys.executable, "-c", EXEC_SUBREAPER, "lc-exd", os.path.join(bundle.path, "xpid")],
+                       capture_output=True, text=True, timeout=60, cwd=bundle.path,
+                       env=dict(os.environ, PYTHONPATH=ROOT))
+    seen = json.loads(r.stdout)
+    assert "error" not in seen, seen
+    assert seen["ppid"] == seen["me"] and seen["code"] == 5
+    assert bundle.runtime("delete", "-f", "lc-exd").returncode == 0
+
+
+class ConsoleSocket:
+    """A unix socket that receives a pty master (SCM_RIGHTS), as conmon's
+    and runc's recvtty do, and reads what the container writes to it."""
+
+    def __init__(self, path):
+        import socket
+        self.path = path
+        self.server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.server.bind(path)
+        self.server.listen(1)
+        self.server.settimeout(30)
+
+    def read_all(self):
+        import socket
+        conn, _ = self.server.accept()
+        _, fds, _, _ = socket.recv_fds(conn, 1, 1)
+        conn.close()
+        out = b""
+        while True:
+            try:
+                chunk = os.read(fds[0], 4096)
+            except OSError:            # EIO: every process holding the slave is gone
+                break
+            if not chunk:
+                break
+            out += chunk
+        os.close(fds[0])
+        return out.decode(errors="replace")
+
+    def close(self):
+        self.server.close()
+        os.unlink(self.path)
+
+
+@pytest.mark.parametrize("detach", [False, True], ids=["attached", "detached"])
+def test_exec_with_a_console_socket_gets_a_pty_of_the_containers_own(bundle, tmp_path, detach):
+    import threading
+    bundle.config["process"]["args"] = ["sleep", "300"]
+    cid = f"lc-tty-{int(detach)}"
+    assert bundle.create(cid).returncode == 0
+    assert bundle.runtime("start", cid).returncode == 0
+    sock = ConsoleSocket(str(tmp_path / "console.sock"))
+    seen = {}
+    reader = threading.Thread(target=lambda: seen.update(out=sock.read_all()))
+    reader.start()
+    try:
+        flags = ["-d"] if detach else []
+        r = bundle.runtime("exec", "-t", *flags, "--console-socket", sock.path, cid,
+                           "sh", "-c", "t=$(tty); echo tty=$t; ls $t >/dev/null && echo inside=yes")
+        assert r.returncode == 0, r.stderr
+        reader.join(30)
+    finally:
+        sock.close()
+        bundle.runtime("delete", "-f", cid)
+    assert "tty=/dev/pts/" in seen["out"] and "inside=yes" in seen["out"], seen
+
+
+def test_exec_console_socket_without_a_terminal_is_one_line(bundle, tmp_path):
+    bundle.config["process"]["args"] = ["sleep", "300"]
+    assert bundle.create("lc-tty-bad").returncode == 0
+    assert bundle.runtime("start", "lc-tty-bad").returncode == 0
+    try:
+        r = bundle.runtime("exec", "--console-socket", str(tmp_path / "s"), "lc-tty-bad", "true")
+        assert r.returncode != 0 and "needs a terminal" in r.stderr and "Traceback" not in r.stderr
+    finally:
+        bundle.runtime("delete", "-f", "lc-tty-bad")
