@@ -138,7 +138,7 @@ def parse(argv):
 def _unsupported(a):
     if getattr(a, "systemd_cgroup", False):
         raise LabkitError("--systemd-cgroup is not supported by labkit",
-                          "labkit manages its cgroups itself under labkit/<id>; drop the flag")
+                          "labkit drives cgroups as runc's cgroupfs driver does (cgroupsPath as a path); drop the flag")
     if str(getattr(a, "rootless", "false")).lower() not in ("false", "auto"):
         raise LabkitError("--rootless is not supported by labkit", "run it as root")
     preserve_fds(a)   # a bad count is refused before anything is created

@@ -32,10 +32,13 @@ class Manager:
     ``paths`` maps each joined controller to its cgroup directory (on v2
     they all share one directory)."""
 
-    def __init__(self, cid, paths, version, plain_files=False):
+    def __init__(self, cid, paths, version, plain_files=False, made=()):
         self.id = cid
         self.paths = dict(paths)
         self.version = version
+        # Parents this manager made on the way down (a cgroupsPath's
+        # /libpod_parent): removed with it once empty, and only those.
+        self.made = list(made)
         # A fake tree of ordinary files (unit tests): rmdir must empty it first.
         self._plain_files = plain_files
 
@@ -78,6 +81,11 @@ class Manager:
             _remove(d, timeout, self._plain_files)
         for d in self.dirs:
             _remove_parent(os.path.dirname(d), self._plain_files)
+        for d in sorted(self.made, key=len, reverse=True):   # deepest first
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass        # not empty (another container under it), or gone already
 
 
 def _remove(path, timeout, plain_files=False):
@@ -176,7 +184,20 @@ def _is_plain(root):
                    m.startswith(real.rstrip("/") + "/") for m in mounts)
 
 
-def _plan(layout, r, extra):
+def relative_path(cid, path=None):
+    """A container's cgroup below each hierarchy's root: labkit/<id> by
+    default; an absolute cgroupsPath (/libpod_parent/libpod-ID) as it is,
+    a relative one under labkit/ (the runtime spec leaves relative paths to
+    the runtime)."""
+    if not path:
+        return f"{PARENT}/{cid}"
+    parts = [p for p in path.split("/") if p]
+    if not parts or any(p in (".", "..") for p in parts):
+        raise LabkitError(f"cgroupsPath {path!r} is not a cgroup path", "write it as /parent/name, with no '..'")
+    return "/".join(parts) if path.startswith("/") else "/".join([PARENT] + parts)
+
+
+def _plan(layout, r, extra, rel):
     """Which controllers to join, and where. Raises before anything exists."""
     for ctl in extra:
         if ctl not in KNOWN:
@@ -190,7 +211,7 @@ def _plan(layout, r, extra):
                     f"cgroup controller '{ctl}' is not mounted on this host",
                     "v1 hierarchies here: " + (", ".join(sorted(layout.v1)) or "none"))
         joined = list(dict.fromkeys(required + [c for c in _STATS_V1 if c in layout.v1]))
-        return {c: os.path.join(layout.v1[c], PARENT) for c in joined}
+        return {c: os.path.join(layout.v1[c], rel) for c in joined}
     available = layout.v2_controllers
     for ctl in required:
         if ctl in ("cpuacct", "devices"):
@@ -200,11 +221,12 @@ def _plan(layout, r, extra):
                 f"cgroup controller '{ctl}' is not available in the cgroup v2 tree {layout.v2}",
                 "its cgroup.controllers lists: " + (" ".join(available) or "nothing"))
     joined = [c for c in dict.fromkeys(required + list(_STATS_V2)) if c in available]
-    return {c: os.path.join(layout.v2, PARENT) for c in joined}
+    return {c: os.path.join(layout.v2, rel) for c in joined}
 
 
-def create(cid, resources=None, root=None, controllers=()):
-    """Create labkit/<cid> with `resources` (a Resources or a dict) applied.
+def create(cid, resources=None, root=None, controllers=(), path=None):
+    """Create labkit/<cid> (or the container's cgroupsPath, ``path``) with
+    `resources` (a Resources or a dict) applied.
 
     On any failure everything this call made is removed again and a
     LabkitError names the file and the value the kernel refused."""
@@ -214,9 +236,8 @@ def create(cid, resources=None, root=None, controllers=()):
     if layout.version is None:
         raise Unsupported("no cgroup filesystem is mounted",
                           "mount cgroup2 on /sys/fs/cgroup (or the v1 hierarchies)")
-    parents = _plan(layout, r, controllers)
+    paths = _plan(layout, r, controllers, relative_path(cid, path))
     plain = _is_plain(root)
-    paths = {c: os.path.join(p, cid) for c, p in parents.items()}
     for d in set(paths.values()):
         if os.path.exists(d):
             raise Conflict(f"cgroup {d} exists already",
@@ -224,9 +245,9 @@ def create(cid, resources=None, root=None, controllers=()):
     m = Manager(cid, paths, layout.version, plain_files=plain)
     try:
         if layout.version == 1:
-            _create_v1(paths, r, plain)
+            _create_v1(paths, r, plain, m.made)
         else:
-            _create_v2(layout, paths, r, plain)
+            _create_v2(layout, paths, r, plain, m.made)
     except BaseException:
         m.destroy(timeout=2.0)
         raise
@@ -247,14 +268,31 @@ def _mkdir(path, plain=False):
                 open(os.path.join(path, name), "w").close()
 
 
-def _create_v1(paths, r, plain):
+def _parents(path, made, plain, each=None):
+    """mkdir every missing level above ``path``, top first; ``each(dir)``
+    for every level made (a v1 cpuset's cpus and mems). Levels other than
+    the `labkit` parent (which gc owns) are noted in ``made``."""
+    missing = []
+    parent = os.path.dirname(path)
+    while not os.path.isdir(parent):
+        missing.append(parent)
+        parent = os.path.dirname(parent)
+    for d in reversed(missing):
+        _mkdir(d, plain)
+        if each is not None:
+            each(d)
+        if os.path.basename(d) != PARENT:
+            made.append(d)
+
+
+def _create_v1(paths, r, plain, made):
     for ctl, path in paths.items():
         if os.path.isdir(path):
             continue            # a hierarchy with several controllers
-        parent = os.path.dirname(path)
-        _mkdir(parent, plain)
-        if ctl == "cpuset":
-            v1.inherit_cpuset(parent, os.path.dirname(parent))
+        each = (lambda d: v1.inherit_cpuset(d, os.path.dirname(d))) if ctl == "cpuset" else None
+        _parents(path, made, plain, each)
+        if ctl == "cpuset":     # a parent that was there already may be an empty cpuset too
+            v1.inherit_cpuset(os.path.dirname(path), os.path.dirname(os.path.dirname(path)))
         _mkdir(path, plain)
     # Several controllers may share one hierarchy (cpu,cpuacct): each setter
     # writes only its own files.
@@ -265,33 +303,36 @@ def _create_v1(paths, r, plain):
         v1.set_cpuset(paths["cpuset"], r, os.path.dirname(paths["cpuset"]))
 
 
-def _create_v2(layout, paths, r, plain):
+def _create_v2(layout, paths, r, plain, made):
     path = next(iter(paths.values()))
-    parent = os.path.dirname(path)
-    # A controller reaches labkit/<cid> only if enabled on every level above.
+    # A controller reaches the container's cgroup only if enabled on every level above.
     wanted = [c for c in paths if c != "cpuacct"]
-    v2.enable(layout.v2, wanted)
-    _mkdir(parent, plain)
-    v2.enable(parent, wanted)
+    _parents(path, made, plain)
+    level = layout.v2
+    for part in os.path.relpath(os.path.dirname(path), layout.v2).split("/"):
+        v2.enable(level, wanted)
+        level = os.path.join(level, part)
+    v2.enable(level, wanted)
     _mkdir(path, plain)
     v2.apply(path, r)
 
 
-def load(cid, root=None):
-    """The Manager of an existing labkit/<cid> (for `labkit rm`, or after a
-    restart of the runner)."""
+def load(cid, root=None, path=None, made=()):
+    """The Manager of an existing labkit/<cid> (or cgroupsPath ``path``; with
+    the parents that ``made`` lists) for `labkit rm`, exec, or delete."""
     check_id(cid)
     layout = hierarchy.detect(root)
+    rel = relative_path(cid, path)
     if layout.version == 1:
-        paths = {c: os.path.join(m, PARENT, cid) for c, m in layout.v1.items()}
+        paths = {c: os.path.join(m, rel) for c, m in layout.v1.items()}
     elif layout.version == 2:
-        paths = {c: os.path.join(layout.v2, PARENT, cid) for c in layout.v2_controllers}
+        paths = {c: os.path.join(layout.v2, rel) for c in layout.v2_controllers}
     else:
         paths = {}
     paths = {c: p for c, p in paths.items() if os.path.isdir(p)}
     if not paths:
         return None
-    return Manager(cid, paths, layout.version, plain_files=_is_plain(root))
+    return Manager(cid, paths, layout.version, plain_files=_is_plain(root), made=made)
 
 
 def gc(keep_ids=(), root=None, timeout=10.0):

@@ -85,7 +85,7 @@ def to_config(cfg, bundle, cid):
         uid_mappings=linux.get("uidMappings"), gid_mappings=linux.get("gidMappings"),
         hooks=dict(cfg.get("hooks") or {}),
         seccomp=linux.get("seccomp") or None,
-        resources=res,
+        resources=res, cgroup_path=linux.get("cgroupsPath") or None,
         tty=bool(proc.get("terminal")), interactive=True,
         bundle=bundle, annotations=dict(cfg.get("annotations") or {}),
     )

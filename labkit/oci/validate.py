@@ -324,10 +324,12 @@ def check_resources(cfg, bundle):
     from ..cgroups.devices import check
     yield from check(res.get("devices"))
     path = linux.get("cgroupsPath")
-    cid = cfg.get("__id__")
-    if path and path.strip("/") not in (f"labkit/{cid}",):
-        yield _bad("linux.cgroupsPath", f"{path!r} not supported by labkit: a container's cgroup is "
-                   f"always labkit/<id> (give \"labkit/{cid}\", or leave it out)")
+    if path:
+        if ":" in path:
+            yield _bad("linux.cgroupsPath", f"{path!r} is systemd's slice:prefix:name form, which needs "
+                       "--systemd-cgroup: not supported by labkit (give a path, as the cgroupfs driver does)")
+        elif any(p in (".", "..") for p in path.split("/")):
+            yield _bad("linux.cgroupsPath", f"{path!r} must not contain '.' or '..'")
 
 
 def check_devices(cfg, bundle):

@@ -53,6 +53,7 @@ class ContainerConfig(_Fields):
         "userns_size": 65536,
         # Opaque to the runner; each stage reads its own part.
         "resources": {},         # cgroups: memory, cpus, pids …
+        "cgroup_path": None,     # cgroups: config.json's cgroupsPath; None = labkit/<id>
         "layers": [],            # union filesystem: lower layers
         "writable_layer": False, # union filesystem: a layer of its own over the rootfs, even with no layers
         "idmapped_layers": False,  # union filesystem: lower layers shifted by the id maps (labkit/idmap.py)

@@ -94,6 +94,8 @@ class Container:
             "rootfs": self.rootfs, "host_mounts": self.host_mounts,
             "exit_code": self.exit_code, "config": self.config.to_dict(),
             "cgroup": self.cgroup is not None,
+            # The parents a cgroupsPath made (delete removes them once empty).
+            "cgroup_made": self.cgroup.made if self.cgroup is not None else [],
         }
         state.update(extra)
         tmp = os.path.join(self.state_dir, "state.json.tmp")

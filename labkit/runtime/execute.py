@@ -126,7 +126,7 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err, w_pid=None, prese
             console.connect(console_socket)
         if state.get("cgroup"):   # the same limits as the container's init
             from .. import cgroups
-            manager = cgroups.load(state["id"])
+            manager = cgroups.load(state["id"], path=config.cgroup_path)
             if manager is not None:
                 manager.add(os.getpid())
         namespaces.join(pid, config.namespaces)

@@ -102,7 +102,13 @@ def collect(cid):
     if state.get("cgroup"):
         try:
             from .. import cgroups
-            cgroups.gc(keep_ids=[c for c in ct.all_ids() if c != cid])
+            path = (state.get("config") or {}).get("cgroup_path")
+            if path:          # a cgroupsPath of its own: not under labkit/, where gc looks
+                manager = cgroups.load(cid, path=path, made=state.get("cgroup_made") or ())
+                if manager is not None:
+                    manager.destroy()
+            else:
+                cgroups.gc(keep_ids=[c for c in ct.all_ids() if c != cid])
         except ImportError:
             pass
     shutil.rmtree(home.containers_dir(cid), ignore_errors=True)

@@ -17,7 +17,7 @@ class CgroupsStage(Stage):
 
     def prepare(self, c):
         from labkit import cgroups
-        c.cgroup = cgroups.create(c.config.id, c.config.resources)
+        c.cgroup = cgroups.create(c.config.id, c.config.resources, path=c.config.cgroup_path)
 
     def attach(self, c, pid):
         c.cgroup.add(pid)

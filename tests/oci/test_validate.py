@@ -46,7 +46,8 @@ BAD = [
     ("host sysctl", _edit(["linux", "sysctl"], {"vm.swappiness": "10"}), "linux.sysctl['vm.swappiness']"),
     ("sysctl path", _edit(["linux", "sysctl"], {"net/../../x": "1"}), "linux.sysctl['net/../../x']"),
     ("userns without maps", lambda c: c["linux"]["namespaces"].append({"type": "user"}), "linux.uidMappings"),
-    ("cgroupsPath elsewhere", _edit(["linux", "cgroupsPath"], "/system.slice/x"), "linux.cgroupsPath"),
+    ("cgroupsPath of systemd", _edit(["linux", "cgroupsPath"], "system.slice:docker:x"), "linux.cgroupsPath"),
+    ("cgroupsPath climbing", _edit(["linux", "cgroupsPath"], "/a/../../x"), "linux.cgroupsPath"),
     ("hook not absolute", _edit(["hooks"], {"prestart": [{"path": "sh"}]}), "hooks.prestart[0].path"),
 ]
 
