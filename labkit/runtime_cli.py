@@ -6,6 +6,8 @@
     features                                  what this runtime supports (JSON)
     create [-b B] [--pid-file F] [--console-socket S] [--no-pivot] ID
     start  ID                                 state  ID
+    pause  ID                                 resume ID
+    ps     [--format table|json] ID [PS_ARGS] update [--resources FILE|-] [--memory N] ... ID
     kill   ID [SIGNAL]                        delete [-f] ID
     run    [-b B] [-d] [--pid-file F] [--console-socket S] [--no-pivot] [--keep] ID
     list   [-q] [--format table|json]
@@ -36,7 +38,13 @@ COMMANDS = {
     "run": dict(_B, **_PID, **_CONSOLE, **_NOOP, **{"--no-pivot": ("no_pivot", False),
                                                     "-d": ("detach", False), "--detach": ("detach", False),
                                                     "--keep": ("keep", False)}),
-    "start": {}, "state": {}, "features": {},
+    "start": {}, "state": {}, "features": {}, "pause": {}, "resume": {},
+    "ps": {"-f": ("format", True), "--format": ("format", True)},
+    "update": {"-r": ("resources", True), "--resources": ("resources", True),
+               "--memory": ("memory", True), "--memory-swap": ("memory_swap", True),
+               "--cpu-shares": ("cpu_shares", True), "--cpu-quota": ("cpu_quota", True),
+               "--cpu-period": ("cpu_period", True), "--cpuset-cpus": ("cpuset_cpus", True),
+               "--cpuset-mems": ("cpuset_mems", True), "--pids-limit": ("pids_limit", True)},
     "kill": {"-a": ("all", False), "--all": ("all", False)},
     "delete": {"-f": ("force", False), "--force": ("force", False)},
     "list": {"-q": ("quiet", False), "--quiet": ("quiet", False),
@@ -57,7 +65,7 @@ GLOBAL = {"--root": ("root", True), "--log": ("log", True), "--log-format": ("lo
           "--help": ("help", False), "-h": ("help", False), "--version": ("version", False),
           "-v": ("version", False)}
 # How many positional arguments each command takes (exec: the rest is the command).
-POSITIONAL = {"features": 0, "spec": 0, "create": 1, "run": 1, "start": 1, "state": 1, "kill": 2, "delete": 1,
+POSITIONAL = {"features": 0, "pause": 1, "resume": 1, "ps": -1, "update": 1, "spec": 0, "create": 1, "run": 1, "start": 1, "state": 1, "kill": 2, "delete": 1,
               "list": 0, "exec": -1}
 
 
@@ -116,7 +124,7 @@ def parse(argv):
     if a.command not in COMMANDS:
         raise LabkitError(f"No help topic for '{a.command}'", "commands: " + ", ".join(COMMANDS))
     flags = COMMANDS[a.command]
-    if a.command == "exec":   # flags, the id, then the command and its own flags untouched
+    if a.command in ("exec", "ps"):   # flags, the id, then the command's (ps's) own flags untouched
         i = _take(flags, argv, i + 1, a, stop_at_positional=True)
         a.positional = argv[i:]
         if a.positional[1:2] == ["--"]:
@@ -177,6 +185,83 @@ def cmd_features(a):
     from .oci.features import features
     print(json.dumps(features(), indent="    "))
     return 0
+
+
+def cmd_pause(a):
+    from .oci import state
+    state.pause(a.positional[0])
+    return 0
+
+
+def cmd_resume(a):
+    from .oci import state
+    state.resume(a.positional[0])
+    return 0
+
+
+def cmd_ps(a):
+    """runc ps: `ps -ef` (or the given ps flags) cut to the container's
+    processes; --format json: their pids."""
+    import json
+    import subprocess
+    from .oci import state
+    pids = state.processes(a.positional[0])
+    fmt = getattr(a, "format", "table")
+    if fmt == "json":
+        print(json.dumps(pids))
+        return 0
+    if fmt != "table":
+        raise LabkitError(f"invalid format option {fmt!r}", "use --format table or json")
+    out = subprocess.run(["ps", *(a.positional[1:] or ["-ef"])], capture_output=True, text=True)
+    lines = out.stdout.splitlines()
+    if not lines or "PID" not in lines[0].split():
+        raise LabkitError("ps: its output has no PID column", "give ps flags that print one (e.g. -ef)")
+    column = lines[0].split().index("PID")
+    print(lines[0])
+    for line in lines[1:]:
+        fields = line.split()
+        if len(fields) > column and fields[column].isdigit() and int(fields[column]) in pids:
+            print(line)
+    return 0
+
+
+# runc update's flags -> config.json's linux.resources.
+_UPDATE_FLAGS = {"memory": ("memory", "limit"), "memory_swap": ("memory", "swap"),
+                 "cpu_shares": ("cpu", "shares"), "cpu_quota": ("cpu", "quota"),
+                 "cpu_period": ("cpu", "period"), "cpuset_cpus": ("cpu", "cpus"),
+                 "cpuset_mems": ("cpu", "mems"), "pids_limit": ("pids", "limit")}
+
+
+def cmd_update(a):
+    import json
+    from .oci import state
+    res = {}
+    source = getattr(a, "resources", None)
+    if source:
+        try:
+            text = sys.stdin.read() if source == "-" else open(source).read()
+            res = json.loads(text)
+        except (OSError, ValueError) as e:
+            raise LabkitError(f"update --resources {source}: {e}", "give linux.resources as JSON") from None
+        if not isinstance(res, dict):
+            raise LabkitError(f"update --resources {source}: not a JSON object", "give linux.resources as JSON")
+    for dest, (group, key) in _UPDATE_FLAGS.items():
+        value = getattr(a, dest, None)
+        if value is not None:
+            text = str(value)
+            res.setdefault(group, {})[key] = text if key in ("cpus", "mems") else _number(f"--{dest.replace('_', '-')}", text)
+    state.update(a.positional[0], res)
+    return 0
+
+
+def _number(flag, text):
+    from .cgroups.resources import parse_memory
+    if flag in ("--memory", "--memory-swap"):
+        return parse_memory(text, flag=flag[2:])
+    try:
+        return int(text)
+    except ValueError:
+        raise LabkitError(f"update {flag} {text}: not a number", f"for example {flag} 100000") from None
 
 
 def cmd_create(a):

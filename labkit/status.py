@@ -9,6 +9,9 @@ container on disk can also be in:
   stopping  its program has exited; the monitor is tearing the stages down
   stopped   it exited and is cleaned up; state kept until `labkit rm`
   dead      its monitor was killed (SIGKILL, a reboot): `labkit gc` cleans up
+
+and paused (pause: its cgroup is frozen), which is read from the cgroup
+itself, never written.
 """
 
 # The runtime-spec version labkit implements: the ociVersion of the state
@@ -22,5 +25,6 @@ RUNNING = "running"
 STOPPING = "stopping"
 STOPPED = "stopped"
 DEAD = "dead"
+PAUSED = "paused"
 
 ACTIVE = (CREATED, RUNNING, STOPPING)    # a monitor still owns it

@@ -13,7 +13,7 @@ import os
 from .. import mountinfo
 
 # The controllers labkit can set limits with or read statistics from.
-KNOWN = ("cpu", "cpuacct", "cpuset", "memory", "pids", "devices")
+KNOWN = ("cpu", "cpuacct", "cpuset", "memory", "pids", "devices", "freezer")
 
 
 class Layout:

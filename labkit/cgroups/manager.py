@@ -17,8 +17,9 @@ from labkit.cgroups.resources import Resources
 from labkit.errors import Conflict, LabkitError, Unsupported
 
 PARENT = "labkit"
-# Joined whenever present, for statistics and to find every process to kill.
-_STATS_V1 = ("memory", "cpu", "cpuacct", "pids")
+# Joined whenever present, for statistics and to find every process to kill
+# (and v1's freezer, for pause: v2 freezes any cgroup with cgroup.freeze).
+_STATS_V1 = ("memory", "cpu", "cpuacct", "pids", "freezer")
 _STATS_V2 = ("memory", "cpu", "pids")
 # A cgroup name: a letter or digit, then up to 127 of these (no re: the
 # start path does not import it).
@@ -69,6 +70,34 @@ class Manager:
             found.update(fs.procs(d))
         return sorted(found)
 
+    def _freezer(self):
+        return self.paths.get("freezer") if self.version == 1 else self.dirs[0]
+
+    def freeze(self, frozen=True, timeout=10.0):
+        """pause (frozen) or resume: every process of the cgroup stops being
+        scheduled, or goes on. Returns once the kernel says it is done."""
+        path = self._freezer()
+        if path is None:
+            raise Unsupported("this container has no freezer cgroup", "mount the v1 freezer hierarchy")
+        (v1 if self.version == 1 else v2).freeze(path, frozen, timeout)
+
+    def frozen(self):
+        path = self._freezer()
+        return path is not None and (v1 if self.version == 1 else v2).frozen(path)
+
+    def update(self, resources):
+        """New limits on a running container (runc update)."""
+        r = Resources.from_dict(resources)
+        if self.version == 1:
+            for ctl, setter in v1.SETTERS.items():
+                if ctl in self.paths and ctl != "devices":
+                    setter(self.paths[ctl], r)
+            if "cpuset" in self.paths and (r.cpuset_cpus or r.cpuset_mems):
+                v1.set_cpuset(self.paths["cpuset"], r, os.path.dirname(self.paths["cpuset"]))
+        else:
+            r.devices = None          # as runc: update leaves the device rules alone
+            v2.apply(self.dirs[0], r)
+
     def stats(self):
         if self.version == 2:
             return v2.stats(self.dirs[0])
@@ -77,6 +106,11 @@ class Manager:
     def destroy(self, timeout=10.0):
         """Kill what is left inside, remove the cgroup and, when empty, the
         `labkit` parent. Safe to call twice."""
+        if self.frozen():         # a frozen task takes no SIGKILL before it is thawed (v1)
+            try:
+                self.freeze(False, timeout=2.0)
+            except LabkitError:
+                pass
         for d in self.dirs:
             _remove(d, timeout, self._plain_files)
         for d in self.dirs:

@@ -91,3 +91,28 @@ def stats(paths):
         out["pids_limit"] = fs.read_int(os.path.join(pids, "pids.max"))
         out["pids_refused"] = fs.read_keyed(os.path.join(pids, "pids.events")).get("max")
     return out
+
+
+def freeze(path, frozen, timeout):
+    """freezer.state: FROZEN or THAWED; FREEZING while the kernel gets there."""
+    want = "FROZEN" if frozen else "THAWED"
+    fs.write(os.path.join(path, "freezer.state"), want, "freezer state")
+    _until(lambda: fs.read(os.path.join(path, "freezer.state")) == want, timeout, path)
+
+
+def frozen(path):
+    try:
+        return fs.read(os.path.join(path, "freezer.state")) in ("FROZEN", "FREEZING")
+    except FileNotFoundError:
+        return False
+
+
+def _until(done, timeout, path):
+    import time
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            from labkit.errors import LabkitError
+            raise LabkitError(f"the freezer of {path} did not settle in {timeout} s",
+                              "a process may be stuck in the kernel (D state)")
+        time.sleep(0.002)

@@ -85,3 +85,18 @@ def stats(path):
         "pids_limit": fs.read_int(os.path.join(path, "pids.max")),
         "pids_refused": fs.read_keyed(os.path.join(path, "pids.events")).get("max"),
     }
+
+
+def freeze(path, frozen, timeout):
+    """cgroup.freeze 1 or 0; cgroup.events says "frozen 1" once it holds."""
+    from labkit.cgroups.v1 import _until
+    fs.write(os.path.join(path, "cgroup.freeze"), int(frozen), "freeze")
+    _until(lambda: fs.read_keyed(os.path.join(path, "cgroup.events")).get("frozen") == int(frozen),
+           timeout, path)
+
+
+def frozen(path):
+    try:
+        return fs.read(os.path.join(path, "cgroup.freeze")) == "1"
+    except FileNotFoundError:       # a kernel before 5.2: no freezer in v2
+        return False

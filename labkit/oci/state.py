@@ -17,7 +17,7 @@ import os
 from .. import home
 from ..errors import Conflict, LabkitError, NotFound
 from ..runtime import container as ct
-from ..status import ACTIVE, CREATED, CREATING, OCI_VERSION, RUNNING, STOPPED
+from ..status import ACTIVE, CREATED, CREATING, OCI_VERSION, PAUSED, RUNNING, STOPPED
 
 FIFO = "exec.fifo"
 
@@ -37,8 +37,80 @@ def load(cid):
     if status == CREATING:
         return st, CREATING
     if status in ACTIVE and ct.alive(st.get("pid"), st.get("pid_start")):
-        return st, CREATED if os.path.exists(_fifo(cid)) else RUNNING
+        if os.path.exists(_fifo(cid)):
+            return st, CREATED
+        return st, PAUSED if _frozen(st) else RUNNING
     return st, STOPPED
+
+
+def manager(st):
+    """The container's cgroup manager, or None (no linux.resources, no cgroup)."""
+    if not st.get("cgroup"):
+        return None
+    from .. import cgroups
+    return cgroups.load(st["id"], path=(st.get("config") or {}).get("cgroup_path"),
+                        made=st.get("cgroup_made") or ())
+
+
+def _frozen(st):
+    m = manager(st)
+    return m is not None and m.frozen()
+
+
+def _cgroup_of(cid, verb):
+    st, status = load(cid)
+    m = manager(st)
+    if m is None:
+        raise LabkitError(f"container {cid} has no cgroup to {verb}",
+                          "give config.json linux.resources (or a cgroupsPath) for one")
+    return st, status, m
+
+
+def pause(cid):
+    st, status, m = _cgroup_of(cid, "pause")
+    if status != RUNNING:
+        raise Conflict(f"container not running: {cid} is {status}", "only a running container can be paused")
+    m.freeze(True)
+
+
+def resume(cid):
+    st, status, m = _cgroup_of(cid, "resume")
+    if status != PAUSED:
+        raise Conflict(f"container not paused: {cid} is {status}", "`labkit-runtime pause` it first")
+    m.freeze(False)
+
+
+def update(cid, resources):
+    """runc update: new limits (config.json's linux.resources shape) on a live container."""
+    from . import convert
+    st, status, m = _cgroup_of(cid, "update")
+    if status not in (CREATED, RUNNING, PAUSED):
+        raise Conflict(f"container not running: {cid} is {status}", "nothing to update")
+    m.update(convert.resources(resources))
+
+
+def processes(cid):
+    """The pids of the container's processes, as the host sees them: its
+    cgroup's, or (with no cgroup) those in its init's PID namespace."""
+    st, status = load(cid)
+    if status in (STOPPED, CREATING):
+        return []
+    m = manager(st)
+    if m is not None:
+        return m.pids()
+    try:
+        want = os.readlink(f"/proc/{st['pid']}/ns/pid")
+    except OSError:
+        return []
+    found = []
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                if os.readlink(f"/proc/{name}/ns/pid") == want:
+                    found.append(int(name))
+            except OSError:
+                pass
+    return sorted(found)
 
 
 def oci_state(cid):
@@ -165,7 +237,7 @@ def parse_signal(text):
 def kill(cid, sig="SIGTERM"):
     signum = parse_signal(sig)
     st, status = load(cid)
-    if status not in (CREATED, RUNNING):
+    if status not in (CREATED, RUNNING, PAUSED):
         # Word for word runc's ErrNotRunning: containerd's shim matches on it.
         raise Conflict(f"container not running: {cid} is {status}", "nothing to signal")
     os.kill(st["pid"], signum)
@@ -180,10 +252,12 @@ def delete(cid, force=False):
         if force:
             return
         raise
-    if status == RUNNING and not force:
-        raise Conflict(f"cannot delete container {cid} that is not stopped: running",
+    if status in (RUNNING, PAUSED) and not force:
+        raise Conflict(f"cannot delete container {cid} that is not stopped: {status}",
                        f"stop it (labkit-runtime kill {cid} KILL) or use delete --force")
-    if status in (CREATED, RUNNING):
+    if status == PAUSED:
+        manager(st).freeze(False)    # a frozen init takes no SIGKILL before it is thawed (v1)
+    if status in (CREATED, RUNNING, PAUSED):
         try:
             os.kill(st["pid"], signal.SIGKILL)
         except ProcessLookupError:

@@ -70,3 +70,93 @@ def test_kill_of_a_stopped_container_says_container_not_running(bundle):
     missing = bundle.runtime("kill", "cl-nope", "KILL")
     assert missing.returncode != 0 and "does not exist" in missing.stderr
     assert bundle.runtime("delete", "cl-kill").returncode == 0
+
+
+def utime(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        return int(f.read().rsplit(")", 1)[1].split()[11])
+
+
+def runc_state(cid, root):
+    return json.loads(subprocess.run(["runc", "--root", root, "state", cid], capture_output=True,
+                                     text=True).stdout or "{}")
+
+
+@pytest.mark.parametrize("runtime", ["labkit", "runc"])
+def test_pause_freezes_and_resume_thaws(bundle, tmp_path, runtime):
+    """The same busy loop under both runtimes: its cpu time stands still
+    while paused, and moves again after resume; the state says paused."""
+    import os
+    import time
+    bundle.config["process"]["args"] = ["sh", "-c", "while :; do :; done"]
+    bundle.config["linux"]["resources"]["pids"] = {"limit": 10}
+    cid = f"cl-pause-{runtime}"
+    if runtime == "labkit":
+        assert bundle.create(cid).returncode == 0
+        call = lambda *a: bundle.runtime(*a)                          # noqa: E731
+        state = lambda: bundle.state(cid)                              # noqa: E731
+    else:
+        root = str(tmp_path / "runc")
+        bundle.config["root"] = {"path": os.path.realpath(os.path.join(bundle.path, "rootfs"))}
+        bundle.write()
+        with open(tmp_path / "log", "w") as log:
+            subprocess.run(["runc", "--root", root, "create", "--bundle", bundle.path, cid], check=True,
+                           stdout=log, stderr=log)
+        call = lambda *a: subprocess.run(["runc", "--root", root, *a], capture_output=True, text=True)  # noqa
+        state = lambda: runc_state(cid, root)                          # noqa: E731
+    try:
+        assert call("start", cid).returncode == 0
+        pid = state()["pid"]
+        assert call("pause", cid).returncode == 0
+        assert state()["status"] == "paused"
+        before = utime(pid)
+        time.sleep(0.3)
+        assert utime(pid) == before
+        assert call("resume", cid).returncode == 0
+        assert state()["status"] == "running"
+        time.sleep(0.3)
+        assert utime(pid) > before
+        again = call("resume", cid)
+        assert again.returncode != 0
+    finally:
+        call("delete", "-f", cid)
+
+
+def test_ps_lists_the_containers_processes(bundle):
+    bundle.config["process"]["args"] = ["sh", "-c", "sleep 30 & sleep 30"]
+    bundle.config["linux"]["resources"]["pids"] = {"limit": 10}
+    assert bundle.create("cl-ps").returncode == 0
+    try:
+        assert bundle.runtime("start", "cl-ps").returncode == 0
+        import time
+        time.sleep(0.2)
+        pids = json.loads(bundle.runtime("ps", "--format", "json", "cl-ps").stdout)
+        assert bundle.state("cl-ps")["pid"] in pids and len(pids) == 3     # sh and its two sleeps
+        table = bundle.runtime("ps", "cl-ps", "-o", "pid,comm").stdout.splitlines()
+        assert table[0].split() == ["PID", "COMMAND"]
+        assert sorted(int(line.split()[0]) for line in table[1:]) == sorted(pids)
+    finally:
+        bundle.runtime("delete", "-f", "cl-ps")
+
+
+def test_update_changes_the_limits_of_a_running_container(bundle):
+    from labkit.cgroups import hierarchy
+    import os
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    bundle.config["linux"]["resources"]["memory"] = {"limit": 64 << 20}
+    bundle.config["linux"]["resources"]["pids"] = {"limit": 10}
+    assert bundle.create("cl-upd").returncode == 0
+    try:
+        layout = hierarchy.detect()
+        mem = os.path.join(layout.v1["memory"] if layout.version == 1 else layout.v2, "labkit", "cl-upd")
+        pids = os.path.join(layout.v1["pids"] if layout.version == 1 else layout.v2, "labkit", "cl-upd")
+        limit = "memory.limit_in_bytes" if layout.version == 1 else "memory.max"
+        assert bundle.runtime("update", "--memory", "32m", "--pids-limit", "7", "cl-upd").returncode == 0
+        assert int(open(os.path.join(mem, limit)).read()) == 32 << 20
+        assert open(os.path.join(pids, "pids.max")).read().strip() == "7"
+        r = bundle.runtime("update", "--resources", "-", "cl-upd", input=json.dumps({"pids": {"limit": 5}}))
+        assert r.returncode == 0 and open(os.path.join(pids, "pids.max")).read().strip() == "5"
+        bad = bundle.runtime("update", "--pids-limit", "many", "cl-upd")
+        assert bad.returncode != 0 and "--pids-limit" in bad.stderr and "Traceback" not in bad.stderr
+    finally:
+        bundle.runtime("delete", "-f", "cl-upd")
