@@ -40,10 +40,12 @@ DEVICE_LINKS = {"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0",
 _DEV_FLAGS = sc.MS_NOSUID | sc.MS_NOEXEC | sc.MS_NODEV
 
 
-def make_private():
+def make_private(propagation=None):
     """Phase 1: MS_REC|MS_PRIVATE on / — mounts made from now on stay in
-    this namespace, and the host's new mounts no longer arrive here."""
-    sc.mount(None, "/", None, sc.MS_REC | sc.MS_PRIVATE)
+    this namespace, and the host's new mounts no longer arrive here.
+    config.json's rootfsPropagation may ask for another (rslave: the host's
+    new mounts still arrive, none goes back)."""
+    sc.mount(None, "/", None, propagation or (sc.MS_REC | sc.MS_PRIVATE))
 
 
 def bind_self(root):
@@ -98,6 +100,34 @@ MOUNT_FLAGS = {
     "nosymfollow": (sc.MS_NOSYMFOLLOW, 0), "symfollow": (0, sc.MS_NOSYMFOLLOW),
     "acl": (sc.MS_POSIXACL, 0), "noacl": (0, sc.MS_POSIXACL),
 }
+# Recursive attributes (runc's r-options): one mount_setattr(2) with
+# AT_RECURSIVE after the mount, for it and every mount below it.
+# option -> (bits set, bits cleared); the atime ones are a mode, set whole.
+_ATIME = sc.MOUNT_ATTR__ATIME
+RECURSIVE = {
+    "rro": (sc.MOUNT_ATTR_RDONLY, 0), "rrw": (0, sc.MOUNT_ATTR_RDONLY),
+    "rnosuid": (sc.MOUNT_ATTR_NOSUID, 0), "rsuid": (0, sc.MOUNT_ATTR_NOSUID),
+    "rnodev": (sc.MOUNT_ATTR_NODEV, 0), "rdev": (0, sc.MOUNT_ATTR_NODEV),
+    "rnoexec": (sc.MOUNT_ATTR_NOEXEC, 0), "rexec": (0, sc.MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (sc.MOUNT_ATTR_NODIRATIME, 0), "rdiratime": (0, sc.MOUNT_ATTR_NODIRATIME),
+    "rnosymfollow": (sc.MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, sc.MOUNT_ATTR_NOSYMFOLLOW),
+    "rnoatime": (sc.MOUNT_ATTR_NOATIME, _ATIME), "ratime": (sc.MOUNT_ATTR_RELATIME, _ATIME),
+    "rrelatime": (sc.MOUNT_ATTR_RELATIME, _ATIME), "rnorelatime": (sc.MOUNT_ATTR_STRICTATIME, _ATIME),
+    "rstrictatime": (sc.MOUNT_ATTR_STRICTATIME, _ATIME), "rnostrictatime": (sc.MOUNT_ATTR_RELATIME, _ATIME),
+}
+
+
+def recursive_attrs(options):
+    """OCI options -> (attr_set, attr_clr) for mount_setattr(2); (0, 0)
+    when none is recursive. As runc, every option adds its bits: rro with
+    rrw sets and clears RDONLY, and the kernel (clear, then set) makes it ro."""
+    set_, clr = 0, 0
+    for opt in options or ():
+        if opt in RECURSIVE:
+            set_, clr = set_ | RECURSIVE[opt][0], clr | RECURSIVE[opt][1]
+    return set_, clr
+
+
 # Propagation options: each is a separate mount(2) call after the mount.
 PROPAGATION = {
     "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
@@ -121,7 +151,7 @@ def parse_options(options):
             flags = (flags | on) & ~off
         elif opt in PROPAGATION:
             prop.append(PROPAGATION[opt])
-        else:
+        elif opt not in RECURSIVE:
             data.append(opt)
     return flags, prop, ",".join(data)
 
@@ -194,6 +224,9 @@ def mount_one(root, m, cgroupns):
                 raise
             sc.mount("/sys", dest, None, sc.MS_BIND | sc.MS_REC)
             _remount_bind(dest, flags | sc.MS_RDONLY)
+    attr_set, attr_clr = m.get("recursive") or (0, 0)
+    if attr_set or attr_clr:
+        sc.mount_setattr(sc.AT_FDCWD, attr_set, flags=sc.AT_RECURSIVE, path=dest, attr_clr=attr_clr)
     for p in m.get("propagation", ()):
         sc.mount(None, dest, None, p)
 
@@ -343,7 +376,7 @@ def enter(root, cfg, mounts, no_pivot=False, before_pivot=(), before_cgroups=Non
     cgroup: it returns once the process is in it. ``before_pivot``:
     callables run once everything is mounted (createContainer hooks, which
     may still see the host's files)."""
-    make_private()
+    make_private(cfg.rootfs_propagation)
     bind_self(root)
     cgroupns = "cgroup" in cfg.namespaces
     has_dev = False

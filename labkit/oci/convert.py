@@ -10,7 +10,7 @@ import os
 
 from ..runtime.config import ContainerConfig
 from .. import syscalls as sc
-from ..rootfs import parse_options
+from ..rootfs import PROPAGATION, parse_options, recursive_attrs
 from .validate import NS_TYPES
 
 # linux.resources -> ContainerConfig.resources (labkit/cgroups/resources.py names).
@@ -29,7 +29,8 @@ def _mount(m, bundle):
     if bind and not source.startswith("/"):
         source = os.path.join(bundle, source)
     return {"destination": m["destination"], "type": m.get("type") or "none", "source": source,
-            "flags": flags, "propagation": prop, "data": data, "bind": bind}
+            "flags": flags, "propagation": prop, "data": data, "bind": bind,
+            "recursive": recursive_attrs(m.get("options"))}
 
 
 def resources(res):
@@ -73,6 +74,7 @@ def to_config(cfg, bundle, cid):
         namespaces=frozenset(namespaces), ns_paths=ns_paths,
         hostname=cfg.get("hostname") or None,
         mount_proc=any(m["type"] == "proc" for m in mounts), mounts=mounts, devices=devices,
+        rootfs_propagation=PROPAGATION.get(linux.get("rootfsPropagation") or "") or None,
         masked_paths=list(linux.get("maskedPaths") or ()),
         readonly_paths=list(linux.get("readonlyPaths") or ()),
         sysctl=dict(linux.get("sysctl") or {}),

@@ -33,7 +33,7 @@ SUPPORTED = {
     "process.user": {"uid", "gid", "umask", "additionalGids"},
     "root": {"path", "readonly"},
     "linux": {"namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath", "resources",
-              "sysctl", "maskedPaths", "readonlyPaths", "seccomp"},
+              "sysctl", "maskedPaths", "readonlyPaths", "seccomp", "rootfsPropagation"},
     "linux.resources": {"memory", "cpu", "pids", "devices"},
     "linux.resources.memory": {"limit", "swap"},
     "linux.resources.cpu": {"shares", "quota", "period", "cpus", "mems"},
@@ -265,7 +265,7 @@ def _escapes(path):
 
 
 def check_mounts(cfg, bundle):
-    from ..rootfs import FS_TYPES, MOUNT_FLAGS, PROPAGATION
+    from ..rootfs import FS_TYPES, MOUNT_FLAGS, PROPAGATION, RECURSIVE
     for i, m in enumerate(cfg.get("mounts") or ()):
         dest = m.get("destination", "")
         where = f"mounts[{i}]"
@@ -284,10 +284,25 @@ def check_mounts(cfg, bundle):
             if not os.path.exists(full):
                 yield _bad(f"{where}.source", f"{full} does not exist")
         for j, o in enumerate(opts):
-            if m.get("type") in ("bind", None) and o not in MOUNT_FLAGS and o not in PROPAGATION:
+            # A bind takes no filesystem data: key=value ones are ignored by the
+            # kernel, as under runc; an unknown word is a typo worth a line.
+            if m.get("type") in ("bind", None) and o not in MOUNT_FLAGS and o not in PROPAGATION \
+                    and o not in RECURSIVE and "=" not in o:
                 yield _bad(f"{where}.options[{j}]", f"{o!r} is not a mount option")
         if m.get("uidMappings") or m.get("gidMappings"):
             yield _bad(f"{where}.uidMappings", "not supported by labkit (idmapped mounts)")
+
+
+def check_rootfs_propagation(cfg, bundle):
+    from ..rootfs import PROPAGATION
+    value = (cfg.get("linux") or {}).get("rootfsPropagation")
+    if not value:
+        return
+    if value in ("shared", "rshared"):
+        yield _bad("linux.rootfsPropagation", f"{value!r} is not supported by labkit: pivot_root needs a "
+                   "root whose parent is not shared (give slave or private)")
+    elif value not in PROPAGATION:
+        yield _bad("linux.rootfsPropagation", f"{value!r} is not a propagation ({', '.join(sorted(PROPAGATION))})")
 
 
 def check_paths(cfg, bundle):
@@ -360,7 +375,7 @@ def check_seccomp(cfg, bundle):
 
 CHECKS = [check_version, check_supported, check_process, check_capabilities, check_rlimits,
           check_root, check_namespaces, check_mounts, check_paths, check_sysctl,
-          check_resources, check_devices, check_hooks, check_seccomp]
+          check_resources, check_devices, check_hooks, check_seccomp, check_rootfs_propagation]
 
 
 def meaning_errors(cfg, bundle, cid=None):

@@ -63,6 +63,7 @@ class ContainerConfig(_Fields):
         # are `labkit run`'s behaviour: the built-in /proc, /sys, /dev set,
         # root with every capability, the runner's own id maps.
         "mounts": None,          # [{destination, type, source, flags, data, propagation, bind}]
+        "rootfs_propagation": None,  # mount(2) propagation flags for / (rootfsPropagation); None = rprivate
         "devices": [],           # extra device nodes: [{path, type, major, minor, mode, uid, gid}]
         "masked_paths": [],      # a /dev/null or an empty read-only tmpfs over each
         "readonly_paths": [],    # bound onto themselves read-only

@@ -122,8 +122,9 @@ _HINTS = {
     ("mount", _errno.EBUSY): "something is already mounted there or the source is busy",
     ("umount2", _errno.EBUSY): "a process still uses this mount; MNT_DETACH unmounts it lazily",
     ("umount2", _errno.EINVAL): "this path is not a mount point",
-    ("mount_setattr", _errno.EINVAL): "this filesystem cannot be idmapped (ext4, xfs, btrfs and tmpfs 6.3+ can): "
-                                      "put the rootfs on one of those, or run without --userns remap",
+    ("mount_setattr", _errno.EINVAL): "the kernel refused these attributes: an idmapped mount needs a filesystem "
+                                      "that can be idmapped (ext4, xfs, btrfs, tmpfs 6.3+), and only one atime "
+                                      "option (rnoatime, rrelatime, rstrictatime ...) may be given",
     ("pivot_root", _errno.EINVAL): ("new_root must be a mount point, put_old must be at or under it, and / "
                                     "must not be shared: make / private (mount --make-rprivate /)"),
     ("pivot_root", _errno.EBUSY): ("new_root is on the current root mount: bind-mount it onto itself first "
@@ -307,7 +308,16 @@ AT_EMPTY_PATH = 0x1000
 AT_RECURSIVE = 0x8000
 MOVE_MOUNT_F_EMPTY_PATH = 0x4
 MOUNT_ATTR_RDONLY = 0x00000001
+MOUNT_ATTR_NOSUID = 0x00000002
+MOUNT_ATTR_NODEV = 0x00000004
+MOUNT_ATTR_NOEXEC = 0x00000008
+MOUNT_ATTR__ATIME = 0x00000070     # an enum, not bits: change it whole
+MOUNT_ATTR_RELATIME = 0x00000000
+MOUNT_ATTR_NOATIME = 0x00000010
+MOUNT_ATTR_STRICTATIME = 0x00000020
+MOUNT_ATTR_NODIRATIME = 0x00000080
 MOUNT_ATTR_IDMAP = 0x00100000
+MOUNT_ATTR_NOSYMFOLLOW = 0x00200000
 AT_FDCWD = -100
 
 
@@ -323,13 +333,15 @@ def open_tree(path, flags):
                   "open_tree", f"{path}, {flags:#x}")
 
 
-def mount_setattr(fd, attr_set, userns_fd=0, flags=AT_EMPTY_PATH):
-    """mount_setattr(2) on the mount ``fd`` refers to; MOUNT_ATTR_IDMAP with
-    ``userns_fd`` shows its files' owners through that namespace's id maps."""
-    attr = _MountAttr(attr_set=attr_set, userns_fd=userns_fd)
-    _check(_libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(fd), b"", ctypes.c_uint(flags),
+def mount_setattr(fd, attr_set, userns_fd=0, flags=AT_EMPTY_PATH, path=None, attr_clr=0):
+    """mount_setattr(2) on the mount ``fd`` refers to (or at ``path``, with
+    fd AT_FDCWD); MOUNT_ATTR_IDMAP with ``userns_fd`` shows its files'
+    owners through that namespace's id maps; AT_RECURSIVE in ``flags``
+    changes every mount below too (runc's rro, rnosuid ...)."""
+    attr = _MountAttr(attr_set=attr_set, attr_clr=attr_clr, userns_fd=userns_fd)
+    _check(_libc.syscall(_SYS_MOUNT_SETATTR, ctypes.c_int(fd), _b(path) or b"", ctypes.c_uint(flags),
                          ctypes.byref(attr), ctypes.c_size_t(ctypes.sizeof(attr))),
-           "mount_setattr", f"{fd}, {attr_set:#x}")
+           "mount_setattr", f"{path or fd}, set {attr_set:#x}, clear {attr_clr:#x}")
 
 
 def move_mount(fd, target):

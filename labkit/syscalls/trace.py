@@ -77,8 +77,9 @@ def install(ns):
         "setgroups": lambda groups: "[" + ", ".join(str(g) for g in groups) + "]",
         "bpf": lambda cmd, attr: f"{ns['_BPF_CMDS'].get(cmd, cmd)}, {{...}}",
         "open_tree": lambda path, flags: f"AT_FDCWD, {quote(path)}, {flags:#x}",
-        "mount_setattr": lambda fd, attr_set, userns_fd=0, flags=0x1000:
-            f"{fd}, {{attr_set={attr_set:#x}, userns_fd={fd_name(userns_fd)}}}",
+        "mount_setattr": lambda fd, attr_set, userns_fd=0, flags=0x1000, path=None, attr_clr=0:
+            f"{quote(path) if path else fd}, {flags:#x}, {{attr_set={attr_set:#x}, attr_clr={attr_clr:#x}, "
+            f"userns_fd={fd_name(userns_fd)}}}",
         "move_mount": lambda fd, target: f"{fd}, AT_FDCWD, {quote(target)}",
         "seccomp": lambda op, flags, program:
             f"SECCOMP_SET_MODE_FILTER, {flags:#x}, {{len={len(program) // 8}}}",
