@@ -128,6 +128,9 @@ def recursive_attrs(options):
     return set_, clr
 
 
+# runc's tmpcopyup: a tmpfs that starts with what the directory it covers held.
+COPYUP = "tmpcopyup"
+
 # Propagation options: each is a separate mount(2) call after the mount.
 PROPAGATION = {
     "private": sc.MS_PRIVATE, "rprivate": sc.MS_PRIVATE | sc.MS_REC,
@@ -151,7 +154,7 @@ def parse_options(options):
             flags = (flags | on) & ~off
         elif opt in PROPAGATION:
             prop.append(PROPAGATION[opt])
-        elif opt not in RECURSIVE:
+        elif opt not in RECURSIVE and opt != COPYUP:
             data.append(opt)
     return flags, prop, ",".join(data)
 
@@ -213,6 +216,9 @@ def mount_one(root, m, cgroupns):
         sc.mount(source, dest, None, sc.MS_BIND | (flags & sc.MS_REC))
         if flags & ~(sc.MS_BIND | sc.MS_REC):
             _remount_bind(dest, flags)
+    elif m.get("copyup") and fstype == "tmpfs":
+        _make_point(dest, False)
+        _tmpfs_copyup(m["source"] or fstype, dest, flags, m["data"] or None)
     else:
         _make_point(dest, False)
         try:
@@ -229,6 +235,25 @@ def mount_one(root, m, cgroupns):
         sc.mount_setattr(sc.AT_FDCWD, attr_set, flags=sc.AT_RECURSIVE, path=dest, attr_clr=attr_clr)
     for p in m.get("propagation", ()):
         sc.mount(None, dest, None, p)
+
+
+def _tmpfs_copyup(source, dest, flags, data):
+    """A tmpfs mounted aside, the directory's contents copied into it, then
+    moved over the directory (runc's order: the copy never sees the tmpfs
+    over its own source)."""
+    import tempfile
+    from .builder import full_copy
+    aside = tempfile.mkdtemp(prefix="labkit-copyup-")
+    try:
+        sc.mount(source, aside, "tmpfs", flags, data)
+        try:
+            full_copy(dest, aside)
+            sc.mount(aside, dest, None, sc.MS_MOVE)
+        except BaseException:
+            sc.umount2(aside, sc.MNT_DETACH)
+            raise
+    finally:
+        os.rmdir(aside)
 
 
 def _cgroup_mounts():

@@ -56,8 +56,10 @@ packages=(
 # strace splits labkit's start into phases for it (make bench).
 # gcc and libc6-dev build the small ptrace shim that lets Debian's UML 6.1
 # boot on CPUs with large FPU state (AVX-512/AMX): tests/uml/harness.py.
+# podman (with conmon) and containerd (with ctr) are the real clients that
+# drive labkit-runtime in tests/clients/, each with private state.
 test_packages=(
-    vagrant shellcheck systemd gcc libc6-dev crun strace
+    vagrant shellcheck systemd gcc libc6-dev crun strace podman conmon containerd
     python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema
     python3-netifaces python3-oauthlib python3-requests python3-serial python3-yaml
 )

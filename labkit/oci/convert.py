@@ -30,7 +30,7 @@ def _mount(m, bundle):
         source = os.path.join(bundle, source)
     return {"destination": m["destination"], "type": m.get("type") or "none", "source": source,
             "flags": flags, "propagation": prop, "data": data, "bind": bind,
-            "recursive": recursive_attrs(m.get("options"))}
+            "recursive": recursive_attrs(m.get("options")), "copyup": "tmpcopyup" in (m.get("options") or ())}
 
 
 def resources(res):

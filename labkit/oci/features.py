@@ -12,7 +12,7 @@ HOOKS = ["prestart", "createRuntime", "createContainer", "startContainer", "post
 def features():
     from .. import namespaces, seccomp
     from ..process import CAPABILITIES
-    from ..rootfs import MOUNT_FLAGS, PROPAGATION, RECURSIVE
+    from ..rootfs import COPYUP, MOUNT_FLAGS, PROPAGATION, RECURSIVE
     from ..status import OCI_VERSION
     from .validate import NS_TYPES
     oci_names = {v: k for k, v in NS_TYPES.items()}
@@ -20,7 +20,7 @@ def features():
     out = {
         "ociVersionMin": "1.0.0", "ociVersionMax": OCI_VERSION,
         "hooks": list(HOOKS),
-        "mountOptions": sorted(set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE)),
+        "mountOptions": sorted(set(MOUNT_FLAGS) | set(PROPAGATION) | set(RECURSIVE) | {COPYUP}),
         "linux": {
             "namespaces": sorted(oci_names[n] for n in have if n in oci_names),
             "capabilities": list(CAPABILITIES),
