@@ -199,19 +199,26 @@ def cmd_resume(a):
     return 0
 
 
+def _printed_json(a, value):
+    """--format json: print ``value`` and say so; table: leave it to the caller."""
+    fmt = getattr(a, "format", "table")
+    if fmt == "json":
+        import json
+        print(json.dumps(value))
+        return True
+    if fmt != "table":
+        raise LabkitError(f"invalid format option {fmt!r}", "use --format table or json")
+    return False
+
+
 def cmd_ps(a):
     """runc ps: `ps -ef` (or the given ps flags) cut to the container's
     processes; --format json: their pids."""
-    import json
     import subprocess
     from .oci import state
     pids = state.processes(a.positional[0])
-    fmt = getattr(a, "format", "table")
-    if fmt == "json":
-        print(json.dumps(pids))
+    if _printed_json(a, pids):
         return 0
-    if fmt != "table":
-        raise LabkitError(f"invalid format option {fmt!r}", "use --format table or json")
     out = subprocess.run(["ps", *(a.positional[1:] or ["-ef"])], capture_output=True, text=True)
     lines = out.stdout.splitlines()
     if not lines or "PID" not in lines[0].split():
@@ -329,19 +336,14 @@ def cmd_delete(a):
 
 
 def cmd_list(a):
-    import json
     from .oci import state
     states = state.list_states()
     if getattr(a, "quiet", False):
         for s in states:
             print(s["id"])
         return 0
-    fmt = getattr(a, "format", "table")
-    if fmt == "json":
-        print(json.dumps(states))
+    if _printed_json(a, states):
         return 0
-    if fmt != "table":
-        raise LabkitError(f"invalid format option {fmt!r}", "use --format table or json")
     import time
     print(f"{'ID':<14}{'PID':<10}{'STATUS':<10}{'BUNDLE':<40}{'CREATED':<30}OWNER")
     for s in states:

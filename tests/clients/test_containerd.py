@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from .test_podman import _remove_libpod_parent, _unmount_below
+from labkit.conformance.clients import remove_cgroup_parent, unmount_below
 
 LABKIT_RUNTIME = os.path.join(os.path.dirname(sys.executable), "labkit-runtime")
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -56,21 +56,9 @@ def ctr(rootfs):
         daemon.wait(timeout=20)
         subprocess.run(["pkill", "-f", f"containerd-shim-runc-v2 .*{top}"], capture_output=True)
         log.close()
-        _unmount_below(top)
+        unmount_below(top)
         shutil.rmtree(top, ignore_errors=True)
-        _remove_cgroup_parent("default")
-        _remove_libpod_parent()
-
-
-def _remove_cgroup_parent(name):
-    """ctr's cgroupsPath is /<namespace>/<id>: its /default, once empty."""
-    from labkit.cgroups import hierarchy
-    layout = hierarchy.detect()
-    for base in list(layout.v1_mounts) + ([layout.v2] if layout.v2 else []):
-        try:
-            os.rmdir(os.path.join(base, name))
-        except OSError:
-            pass
+        remove_cgroup_parent("default")
 
 
 def run(ctr, binary, cid, *cmd, detach=False):

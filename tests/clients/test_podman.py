@@ -7,42 +7,14 @@ reaps it: that is how podman learns every exit code below."""
 
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-LABKIT_RUNTIME = os.path.join(os.path.dirname(sys.executable), "labkit-runtime")
+from labkit.conformance.clients import LABKIT_RUNTIME, Podman
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="podman here runs as root")]
-
-
-class Podman:
-    def __init__(self, top, rootfs):
-        self.top, self.rootfs = top, rootfs
-        self.conf = os.path.join(top, "containers.conf")
-        with open(self.conf, "w") as f:
-            f.write("[containers]\ndefault_ulimits = []\n"
-                    "[engine]\nevents_logger = \"file\"\ncgroup_manager = \"cgroupfs\"\n"
-                    f"runtime_supports_json = [\"labkit-runtime\", \"runc\"]\n"
-                    "[engine.runtimes]\n"
-                    f"labkit-runtime = [\"{LABKIT_RUNTIME}\"]\n")
-
-    def argv(self, runtime, *args):
-        return ["podman", "--root", os.path.join(self.top, "root"), "--runroot", os.path.join(self.top, "run"),
-                "--tmpdir", os.path.join(self.top, "tmp"), "--storage-driver", "vfs",
-                "--runtime", runtime, *args]
-
-    def __call__(self, runtime, *args, input=None, timeout=120):
-        env = dict(os.environ, CONTAINERS_CONF=self.conf, PYTHONPATH=ROOT)
-        return subprocess.run(self.argv(runtime, *args), capture_output=True, text=True, input=input,
-                              timeout=timeout, env=env)
-
-    def run(self, runtime, *args, cmd=()):
-        return self(runtime, "run", "--rm", "--network", "none", *args, "--rootfs", self.rootfs, *cmd)
 
 
 @pytest.fixture(scope="module")
@@ -53,39 +25,9 @@ def podman(rootfs):
     top = tempfile.mkdtemp(prefix="lab-podman-")
     copy = os.path.join(top, "rootfs")
     builder.full_copy(builder.resolve(rootfs), copy)
-    p = Podman(top, copy)
+    p = Podman(copy, top=top)
     yield p
-    for runtime in (LABKIT_RUNTIME, "runc"):
-        p(runtime, "rm", "-af", "-t", "0")
-    _unmount_below(top)
-    shutil.rmtree(top, ignore_errors=True)
-    _remove_libpod_parent()
-
-
-def _unmount_below(top):
-    with open("/proc/self/mountinfo") as f:
-        points = [line.split()[4] for line in f if line.split()[4].startswith(top)]
-    for point in sorted(points, key=len, reverse=True):
-        subprocess.run(["umount", "-l", point], capture_output=True)
-
-
-def _remove_libpod_parent():
-    """podman's /libpod_parent in every hierarchy, once empty (runc leaves it)."""
-    from labkit.cgroups import hierarchy
-    layout = hierarchy.detect()
-    for base in list(layout.v1_mounts) + ([layout.v2] if layout.v2 else []):
-        path = os.path.join(base, "libpod_parent")
-        if os.path.isdir(path):
-            for child in os.listdir(path):
-                if os.path.isdir(os.path.join(path, child)):
-                    try:
-                        os.rmdir(os.path.join(path, child))
-                    except OSError:
-                        pass
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
+    p.close()
 
 
 # name: (podman run options, the command), compared on exit code and stdout.
