@@ -325,7 +325,8 @@ def cmd_state(a):
 
 def cmd_kill(a):
     from .oci import state
-    state.kill(a.positional[0], a.positional[1] if len(a.positional) > 1 else "SIGTERM")
+    state.kill(a.positional[0], a.positional[1] if len(a.positional) > 1 else "SIGTERM",
+               all_processes=getattr(a, "all", False))
     return 0
 
 

@@ -234,13 +234,19 @@ def parse_signal(text):
     return signals[name]
 
 
-def kill(cid, sig="SIGTERM"):
+def kill(cid, sig="SIGTERM", all_processes=False):
+    """The signal to the container's init, or (``all_processes``, runc's
+    --all) to every process of the container."""
     signum = parse_signal(sig)
     st, status = load(cid)
     if status not in (CREATED, RUNNING, PAUSED):
         # Word for word runc's ErrNotRunning: containerd's shim matches on it.
         raise Conflict(f"container not running: {cid} is {status}", "nothing to signal")
-    os.kill(st["pid"], signum)
+    for pid in processes(cid) if all_processes else [st["pid"]]:
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass                     # gone meanwhile
 
 
 def delete(cid, force=False):

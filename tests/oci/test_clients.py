@@ -162,3 +162,42 @@ def test_update_changes_the_limits_of_a_running_container(bundle):
         assert bad.returncode != 0 and "--pids-limit" in bad.stderr and "Traceback" not in bad.stderr
     finally:
         bundle.runtime("delete", "-f", "cl-upd")
+
+
+# The children first: an ignored signal stays ignored in what is forked after.
+TRAP = ["sh", "-c", "sleep 300 & sleep 301 & trap '' TERM; wait; sleep 302"]
+
+
+@pytest.mark.parametrize("flags, children_left", [([], True), (["--all"], False)], ids=["init", "all"])
+def test_kill_all_reaches_every_process(bundle, flags, children_left):
+    """TERM to the init alone (it ignores it) leaves its children; --all
+    sends it to every process of the container, as runc's does."""
+    import time
+    bundle.config["process"]["args"] = TRAP
+    bundle.config["linux"]["resources"]["pids"] = {"limit": 10}
+    cid = "cl-killall-" + ("a" if flags else "i")
+    assert bundle.create(cid).returncode == 0
+    try:
+        assert bundle.runtime("start", cid).returncode == 0
+        time.sleep(0.3)
+        before = json.loads(bundle.runtime("ps", "--format", "json", cid).stdout)
+        assert len(before) == 3
+        assert bundle.runtime("kill", *flags, cid, "TERM").returncode == 0
+        time.sleep(0.3)
+        after = json.loads(bundle.runtime("ps", "--format", "json", cid).stdout)
+        sleeps = [p for p in after if p in before and p != bundle.state(cid)["pid"]]
+        assert bool(sleeps) is children_left, (before, after)
+    finally:
+        bundle.runtime("delete", "-f", cid)
+
+
+def test_log_format_json_gets_the_error_as_runc_writes_it(bundle, tmp_path):
+    """podman passes --log FILE --log-format json and shows the error it finds there."""
+    bundle.config["linux"]["rootfsPropagation"] = "shared"       # refused at create
+    bundle.write()
+    log = tmp_path / "oci-log"
+    r = bundle.runtime("--log", str(log), "--log-format", "json", "run", "cl-log")
+    assert r.returncode != 0
+    entries = [json.loads(line) for line in log.read_text().splitlines()]
+    assert entries and entries[-1]["level"] == "error" and "rootfsPropagation" in entries[-1]["msg"]
+    assert set(entries[-1]) >= {"level", "msg", "time"}
