@@ -238,6 +238,19 @@ class ExecFailed(LabkitError):
         self.exit_code = exit_code
 
 
+def home_of(uid, passwd="/etc/passwd"):
+    """The home directory of ``uid`` in passwd(5), or "/" (runc's fallback)."""
+    try:
+        with open(passwd) as f:
+            for line in f:
+                fields = line.rstrip("\n").split(":")
+                if len(fields) >= 6 and fields[2] == str(uid):
+                    return fields[5] or "/"
+    except OSError:
+        pass
+    return "/"
+
+
 def exec_program(args, env, where="the container"):
     """Replace this process with ``args`` (looked up in PATH), its
     environment the NAME=VALUE strings ``env``, every signal at its default.
@@ -245,6 +258,8 @@ def exec_program(args, env, where="the container"):
     for sig in _RESET:
         signal.signal(sig, signal.SIG_DFL)
     environ = dict(e.split("=", 1) for e in env if "=" in e)
+    if "HOME" not in environ:           # as runc: the user's home from the container's passwd
+        environ["HOME"] = home_of(os.getuid())
     try:
         execvpe(args[0], args, environ)
     except FileNotFoundError:

@@ -430,13 +430,6 @@ def _cgroup_mount(facts, config):
             for m in facts["mounts"] if not m.startswith("/sys/fs/cgroup/unified cgroup2 "))
 
 
-def _home(facts, config):
-    # process.env is "the environment" (config.md); the spec adds nothing to it.
-    # runc and crun add HOME from the container's /etc/passwd when it is absent.
-    if not any(e.startswith("HOME=") for e in config["process"].get("env", [])):
-        facts.pop("env.HOME", None)
-
-
 ALLOWED = [
     Allowed("default-devices-by-bind",
             "the default devices (/dev/null, zero, full, random, urandom, tty…) may be made with "
@@ -445,9 +438,6 @@ ALLOWED = [
             "how a 'cgroup' mount is laid out on a v1/hybrid host (the tmpfs's ro flag, whether the "
             "cgroup2 hierarchy is included) is not in the spec; each controller's mount is compared",
             _cgroup_mount),
-    Allowed("home-not-added",
-            "HOME is not in process.env: the spec adds nothing to the environment; runc and crun "
-            "add HOME from /etc/passwd, labkit-runtime leaves it out", _home),
     Allowed("masked-file-device",
             "maskedPaths: files are masked with a bind mount of a null device; which one is the "
             "runtime's choice (spec: the path MUST not be readable)", _masked_file_mounts),

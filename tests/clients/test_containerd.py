@@ -104,3 +104,48 @@ def test_task_exec_ps_pause_resume_kill(ctr, binary):
     finally:
         ctr("task", "rm", "-f", cid)
         ctr("containers", "rm", cid)
+
+
+def _comparable(stdout, cid, config):
+    """A probe's output with what differs from run to run taken out: the
+    container id, mount ids (the mount table as its shape, with the spec's
+    named allowances applied, as tests/oci_matrix does), and every pid but 1."""
+    from labkit.conformance import observe
+    parts = observe.sections(stdout.replace(cid, "ID"))
+    if not parts:
+        return stdout.replace(cid, "ID")
+    for name, text in parts.items():
+        if name == "mounts":
+            view = {"mounts": observe.mount_shape(text)}
+            for allowed in observe.ALLOWED:
+                allowed.normalize(view, config)
+            parts[name] = view["mounts"]
+        elif name == "ps":
+            parts[name] = [" ".join(["1" if line.split()[0] == "1" else "N"] + line.split()[1:])
+                           for line in text.splitlines() if line.split()]
+    return parts
+
+
+def _matrix():
+    from labkit.conformance import bundles
+    return [v.name for v in bundles.VARIANTS if "netns" not in v.needs]
+
+
+@pytest.mark.parametrize("variant", _matrix())
+def test_the_bundle_matrix_through_ctr_run_config(ctr, variant, tmp_path):
+    """Each bundle of tests/oci_matrix, as a whole config.json (`ctr run
+    --config`), under containerd's shim with each runtime: the same exit
+    code and the same output."""
+    import json
+    from labkit.conformance import bundles
+    cfg = bundles.config_for(variant, str(tmp_path))
+    cfg["root"] = {"path": ctr.rootfs, "readonly": bool(cfg["root"].get("readonly"))}
+    with open(tmp_path / "config.json", "w") as f:
+        json.dump(cfg, f)
+    seen = {}
+    for tag, binary in (("labkit", LABKIT_RUNTIME), ("runc", RUNC)):
+        cid = f"mx-{variant.replace('_', '-')}-{tag}"
+        r = ctr("run", "--rm", "--runtime", "io.containerd.runc.v2", "--runc-binary", binary,
+                "--config", str(tmp_path / "config.json"), cid)
+        seen[tag] = (r.returncode, _comparable(r.stdout, cid, cfg), r.stderr[-500:])
+    assert seen["labkit"][:2] == seen["runc"][:2], seen
