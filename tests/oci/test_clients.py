@@ -201,3 +201,46 @@ def test_log_format_json_gets_the_error_as_runc_writes_it(bundle, tmp_path):
     entries = [json.loads(line) for line in log.read_text().splitlines()]
     assert entries and entries[-1]["level"] == "error" and "rootfsPropagation" in entries[-1]["msg"]
     assert set(entries[-1]) >= {"level", "msg", "time"}
+
+
+def test_version_names_the_runtime_and_the_spec(bundle):
+    r = bundle.runtime("--version", check=True)
+    assert r.stdout.splitlines()[0].startswith("labkit-runtime version ")
+    assert "spec: 1.0.2" in r.stdout
+
+
+def test_exec_process_file_detached_with_a_pid_file(bundle, tmp_path):
+    """containerd's shim execs this way: the process as a JSON file, detached,
+    its pid in a file; the process is inside the container's namespaces."""
+    import os
+    bundle.config["process"]["args"] = ["sleep", "30"]
+    assert bundle.create("cl-proc").returncode == 0
+    try:
+        assert bundle.runtime("start", "cl-proc").returncode == 0
+        process = dict(bundle.config["process"], args=["sleep", "7"], env=["PATH=/bin:/usr/bin", "LAB=1"])
+        (tmp_path / "p.json").write_text(json.dumps(process))
+        pid_file = tmp_path / "pid"
+        # Files for its stdio, not pipes: the detached process keeps them (runc's pass-through).
+        r = bundle.detached("exec", "--process", str(tmp_path / "p.json"), "-d", "--pid-file", str(pid_file),
+                            "cl-proc")
+        assert r.returncode == 0, r.stderr
+        pid = int(pid_file.read_text())
+        init = bundle.state("cl-proc")["pid"]
+        assert os.readlink(f"/proc/{pid}/ns/pid") == os.readlink(f"/proc/{init}/ns/pid")
+        assert open(f"/proc/{pid}/cmdline").read().split("\0")[:2] == ["sleep", "7"]
+        assert b"LAB=1" in open(f"/proc/{pid}/environ", "rb").read()
+    finally:
+        bundle.runtime("delete", "-f", "cl-proc")
+
+
+def test_empty_security_labels_are_absent(bundle):
+    """podman writes apparmorProfile and selinuxLabel even where they are
+    empty: empty is absent; set, they are refused in one line."""
+    bundle.config["process"].update(apparmorProfile="", selinuxLabel="")
+    bundle.config["linux"]["mountLabel"] = ""
+    bundle.write()
+    assert bundle.runtime("run", "cl-labels").returncode == 0
+    bundle.config["process"]["apparmorProfile"] = "docker-default"
+    bundle.write()
+    r = bundle.runtime("run", "cl-labels2")
+    assert r.returncode != 0 and "process.apparmorProfile" in r.stderr and "Traceback" not in r.stderr
