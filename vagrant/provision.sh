@@ -170,6 +170,17 @@ for cmd in labkit:labkit.cli labkit-runtime:labkit.runtime_cli; do
         say "launcher $venv/bin/$name present"
     fi
 done
+# JupyterLab's own defaults for the lab (overrides.json, read by every
+# JupyterLab of this venv): no "get notified about Jupyter news?" popup and no
+# update check, since the classroom machine has no business with the internet.
+overrides="$venv/share/jupyter/lab/settings/overrides.json"
+overrides_text='{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}'
+if [ "$(cat "$overrides" 2>/dev/null)" != "$overrides_text" ]; then
+    say "writing JupyterLab's settings $overrides"
+    mkdir -p "$(dirname "$overrides")"
+    printf '%s\n' "$overrides_text" > "$overrides"
+fi
+
 # The start path's modules compiled once (a run under PYTHONDONTWRITEBYTECODE
 # would otherwise compile them on every start); writes only what is stale.
 "$venv/bin/python" -m compileall -q "$repo/labkit" >/dev/null

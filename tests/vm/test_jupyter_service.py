@@ -127,3 +127,16 @@ def test_labkit_url_without_a_server_says_so(tmp_path):
     r = run(["bash", VAGRANT_DIR / "labkit-url.sh"], env=dict(os.environ, HOME=str(tmp_path), VENV=VENV))
     assert r.returncode == 1 and r.stdout == ""
     assert "no JupyterLab is running" in r.stderr
+
+
+@pytest.mark.slow
+def test_the_lab_asks_nothing_about_jupyter_news(jupyter_lab):
+    """provision.sh's overrides.json, as the running JupyterLab reports it:
+    no news popup, no update check (the classroom machine has no internet)."""
+    import json
+    env, port, token = jupyter_lab
+    assert run(["bash", VAGRANT_DIR / "labkit-url.sh", "--wait", "60"], env=dict(env, VENV=VENV)).returncode == 0
+    url = f"http://127.0.0.1:{port}/lab/api/settings/@jupyterlab/apputils-extension:notification?token={token}"
+    with urllib.request.urlopen(url, timeout=20) as resp:
+        props = json.load(resp)["schema"]["properties"]   # overrides.json becomes the defaults
+    assert props["fetchNews"]["default"] == "false" and props["checkForUpdates"]["default"] is False
