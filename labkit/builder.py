@@ -230,7 +230,10 @@ def walk_one_fs(top, mount_points=None):
     a rootfs may have a /proc mounted on it right now (a chroot without a
     mount namespace mounts it on the host), and that is no part of the image.
     The mount points met are appended to ``mount_points`` if given."""
-    dev = os.lstat(top).st_dev
+    # stat, not lstat: ``top`` may be a link on another filesystem to the
+    # rootfs (the UML harness links $LABKIT_HOME/rootfs/base on a tmpfs to the
+    # host's); the filesystem to stay on is the rootfs's own.
+    dev = os.stat(top).st_dev
     for root, dirs, files in os.walk(top):
         keep = []
         for d in dirs:

@@ -102,3 +102,22 @@ def test_full_copy_makes_device_nodes_and_keeps_hardlinks(scratch):
     assert snapshot(dst) == snapshot(src)
     assert os.stat(dst / "bin/sh").st_ino == os.stat(dst / "bin/busybox").st_ino != os.stat(src / "bin/sh").st_ino
     assert os.path.getsize(dst / "dev/zero") == 0 and (dst / "dev/zero").is_char_device()
+
+
+def test_full_copy_of_a_rootfs_given_by_a_link_on_another_filesystem(scratch):
+    """$LABKIT_HOME/rootfs/base may be a link (on a tmpfs, in the UML harness)
+    to the real rootfs elsewhere: every directory is still copied, none is
+    taken for a mount point."""
+    import tempfile
+    src = scratch / "rootfs"
+    write(src / "bin/busybox", "elf")
+    os.symlink("busybox", src / "bin/cat")
+    shm = "/dev/shm"
+    if not os.path.isdir(shm) or os.stat(shm).st_dev == os.stat(src).st_dev:
+        pytest.skip("no second filesystem to put the link on")
+    with tempfile.TemporaryDirectory(dir=shm) as d:
+        link = os.path.join(d, "base")
+        os.symlink(src, link)
+        dst = scratch / "copy"
+        builder.full_copy(link, str(dst))
+    assert os.readlink(dst / "bin/cat") == "busybox" and (dst / "bin/busybox").read_text() == "elf"
