@@ -77,3 +77,15 @@ def procs(path):
         return [int(p) for p in read(os.path.join(path, "cgroup.procs")).split()]
     except FileNotFoundError:
         return []
+
+
+def wait_until(done, timeout, what):
+    """Poll ``done()`` until it holds; a LabkitError naming ``what`` after
+    ``timeout`` seconds (a state the kernel reaches asynchronously: a freeze)."""
+    import time
+    deadline = time.monotonic() + timeout
+    while not done():
+        if time.monotonic() > deadline:
+            raise LabkitError(f"{what} did not settle in {timeout} s",
+                              "a process may be stuck in the kernel (D state)")
+        time.sleep(0.002)

@@ -97,7 +97,7 @@ def freeze(path, frozen, timeout):
     """freezer.state: FROZEN or THAWED; FREEZING while the kernel gets there."""
     want = "FROZEN" if frozen else "THAWED"
     fs.write(os.path.join(path, "freezer.state"), want, "freezer state")
-    _until(lambda: fs.read(os.path.join(path, "freezer.state")) == want, timeout, path)
+    fs.wait_until(lambda: fs.read(os.path.join(path, "freezer.state")) == want, timeout, f"the freezer of {path}")
 
 
 def frozen(path):
@@ -105,14 +105,3 @@ def frozen(path):
         return fs.read(os.path.join(path, "freezer.state")) in ("FROZEN", "FREEZING")
     except FileNotFoundError:
         return False
-
-
-def _until(done, timeout, path):
-    import time
-    deadline = time.monotonic() + timeout
-    while not done():
-        if time.monotonic() > deadline:
-            from labkit.errors import LabkitError
-            raise LabkitError(f"the freezer of {path} did not settle in {timeout} s",
-                              "a process may be stuck in the kernel (D state)")
-        time.sleep(0.002)

@@ -89,10 +89,9 @@ def stats(path):
 
 def freeze(path, frozen, timeout):
     """cgroup.freeze 1 or 0; cgroup.events says "frozen 1" once it holds."""
-    from labkit.cgroups.v1 import _until
     fs.write(os.path.join(path, "cgroup.freeze"), int(frozen), "freeze")
-    _until(lambda: fs.read_keyed(os.path.join(path, "cgroup.events")).get("frozen") == int(frozen),
-           timeout, path)
+    fs.wait_until(lambda: fs.read_keyed(os.path.join(path, "cgroup.events")).get("frozen") == int(frozen),
+                  timeout, f"the freezer of {path}")
 
 
 def frozen(path):

@@ -195,12 +195,7 @@ def start(cid):
 
 
 def _save_status(cid, st, status):
-    from ..startpath import dumps
-    st = dict(st, status=status)
-    path = os.path.join(home.containers_dir(cid), "state.json")
-    with open(path + ".tmp", "w") as f:
-        f.write(dumps(st))
-    os.rename(path + ".tmp", path)
+    ct.write_state(home.containers_dir(cid), dict(st, status=status))
 
 
 def _await_byte(fd, st):

@@ -98,10 +98,15 @@ class Container:
             "cgroup_made": self.cgroup.made if self.cgroup is not None else [],
         }
         state.update(extra)
-        tmp = os.path.join(self.state_dir, "state.json.tmp")
-        with open(tmp, "w") as f:
-            f.write(dumps(state))
-        os.rename(tmp, os.path.join(self.state_dir, "state.json"))
+        write_state(self.state_dir, state)
+
+
+def write_state(state_dir, state):
+    """state.json, replaced whole (a reader never sees half of it)."""
+    tmp = os.path.join(state_dir, "state.json.tmp")
+    with open(tmp, "w") as f:
+        f.write(dumps(state))
+    os.rename(tmp, os.path.join(state_dir, "state.json"))
 
 
 def config_of(state):
