@@ -46,6 +46,14 @@ RUN_OPTIONS = [
      "uid 100000 on the host, and the rootfs is shifted to it (idmapped)"),
     (("--device-cgroup-rule",), "device_rule", "append", "RULE", None,
      "one more device the container may use, as devices.allow writes it: 'b 7:* r'"),
+    (("--network", "--net"), "network", "value", "NET", "none",
+     "none (the default: a network namespace with lo only), host (the host's own network), "
+     "container:ID (another container's), or a network (labkit network ls; 'labkit' is made on first use)"),
+    (("--ip",), "ip", "value", None, None, "the container's address on its --network (default: the next free one)"),
+    (("--network-alias",), "aliases", "append", "NAME", None,
+     "one more name the other containers of the network find it by"),
+    (("-p", "--publish"), "publish", "append", "[IP:]HOSTPORT:PORT[/PROTO]", None,
+     "publish a container port on the host, on 127.0.0.1 unless IP is given (0.0.0.0: every address)"),
     (("--security-opt",), "security_opt", "append", "OPT", None,
      "no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json"),
 ]
@@ -189,6 +197,35 @@ def _parser():
     # main() hands `labkit oci ...` to runtime_cli before argparse sees it
     # (runc's flags must pass untouched): this entry only lists it in --help.
 
+    net = sub.add_parser("network", help="virtual networks: create, ls, inspect, rm, connect, disconnect",
+                         description="Networks of containers, with docker's commands: a bridge per "
+                         "network, a veth pair per container, NAT out, DNAT for published ports.")
+    nsub = net.add_subparsers(dest="network_command", metavar="ACTION")
+    nsub.required = True
+    nc = nsub.add_parser("create", help="make a network (its bridge is made when a container joins)")
+    nc.add_argument("name", metavar="NAME")
+    nc.add_argument("--subnet", metavar="CIDR", help="e.g. 10.77.5.0/24 (default: the next free /24 of 10.77.0.0/16)")
+    nc.add_argument("--gateway", metavar="IP", help="the bridge's address (default: the subnet's first)")
+    nc.add_argument("-d", "--driver", default="bridge", choices=("bridge", "cni"),
+                    help="bridge: labkit's own ip/nft commands; cni: Debian's CNI plugins (bridge, host-local)")
+    nsub.add_parser("ls", help="list networks").set_defaults(func=cmd_network)
+    ni = nsub.add_parser("inspect", help="a network as JSON: subnet, bridge, containers")
+    ni.add_argument("names", nargs="+", metavar="NAME")
+    nr = nsub.add_parser("rm", help="remove networks (refused while containers are attached)")
+    nr.add_argument("names", nargs="+", metavar="NAME")
+    for action, text in (("connect", "connect a running container, or with - the container of an "
+                          "OCI hook's state on stdin"), ("disconnect", "the other way round")):
+        x = nsub.add_parser(action, help=text)
+        x.add_argument("name", metavar="NETWORK")
+        x.add_argument("container", metavar="CONTAINER|-")
+        if action == "connect":
+            x.add_argument("--ip", help="its address (default: the next free one)")
+            x.add_argument("--alias", action="append", default=[], metavar="NAME", help="one more name")
+            x.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:PORT[/PROTO]")
+        x.set_defaults(func=cmd_network)
+    for x in (nc, ni, nr):
+        x.set_defaults(func=cmd_network)
+
     gc = sub.add_parser("gc", help="remove every leftover of dead containers: mounts, cgroups, state")
     gc.set_defaults(func=cmd_gc)
 
@@ -284,6 +321,10 @@ def build_config(a):
     if a.tty and a.detach:
         raise LabkitError("-t with -d is not supported: a detached container has no terminal",
                           f"run it with -d only, then `labkit exec -it ID sh` for a shell")
+    ns_paths, network = {}, None
+    if a.network != "none" or a.publish or a.ip or a.aliases:
+        from .stages.network import from_cli
+        ns, ns_paths, network = from_cli(a.network, a.ip, a.aliases, a.publish, ns)
     from . import security
     sec = security.security_options(a.security_opt)
     guarded = not a.privileged
@@ -299,6 +340,7 @@ def build_config(a):
         mount_proc=not a.no_proc, readonly_rootfs=a.read_only, tty=a.tty,
         interactive=a.interactive,
         resources=_resources(a), layers=list(a.layer), lxcfs=a.lxcfs,
+        network=network, ns_paths=ns_paths,
         # A named rootfs is shared by every container: each gets a writable
         # layer of its own over it (Docker's container layer). A directory
         # given on purpose is used as it is.
@@ -412,6 +454,13 @@ def cmd_gc(a):
     for line in lifecycle.gc():
         print(line)
     return 0
+
+
+def cmd_network(a):
+    from .networks import command
+    if a.network_command not in ("ls", "inspect"):
+        _need_root(f"labkit network {a.network_command}")
+    return command.main(a)
 
 
 def cmd_doctor(a):

@@ -1,7 +1,8 @@
 """The leak scan: what of labkit is on the host right now.
 
 Mounts with "labkit" in their path, cgroups named labkit, network links and
-named network namespaces called lk* or labkit*, processes running `-m labkit`
+named network namespaces called lk* or labkit*, networks and endpoints on
+disk and the nftables table `ip labkit`, processes running `-m labkit`
 or with their root under $LABKIT_HOME, and container state directories. The
 test suite compares the scan before and after (tests/conftest.py) and the
 cgroup facts check that they leave nothing; `labkit gc` is what cleans up.
@@ -25,6 +26,21 @@ def own_cgroup(name):
     (labkit-jupyter.service) is the machine's, not a leftover."""
     from .cgroups.manager import PARENT
     return name == PARENT or name.startswith(HARNESS_PREFIX)
+
+
+def network_leftovers():
+    """Networks on disk, with their endpoints, and labkit's nftables table."""
+    import shutil
+    from .networks import store
+    found = []
+    for name in store.names():
+        found.append(f"network {name}")
+        found += [f"endpoint {ep['name']} on network {name}" for ep in store.endpoints(name)]
+    if shutil.which("nft"):
+        r = subprocess.run(["nft", "list", "table", "ip", "labkit"], capture_output=True, text=True)
+        if r.returncode == 0:
+            found.append("nftables table ip labkit")
+    return found
 
 
 def leftovers():
@@ -55,6 +71,7 @@ def leftovers():
             found.append(f"process {pid} {b' '.join(argv).decode(errors='replace')}")
         elif root.startswith(home.home()):
             found.append(f"process {pid} in a container root {root}: {b' '.join(argv).decode(errors='replace')}")
+    found += network_leftovers()
     containers = home.containers_dir()
     if os.path.isdir(containers):
         found += [f"container state {c}" for c in os.listdir(containers)]

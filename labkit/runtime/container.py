@@ -74,6 +74,7 @@ class Container:
         self.before_pivot = []   # lifecycle: callbacks after the mounts, before pivot_root
         self.fifo = None         # lifecycle: exec.fifo, opened O_PATH by the monitor
         self.seccomp = None      # seccomp: the compiled filter the init loads before exec
+        self.network = None      # network: the endpoint reserved for it (labkit/networks/endpoints.py)
         # In the container's processes: their end of the protocol (runtime/sync.py).
         self.sync = None
 

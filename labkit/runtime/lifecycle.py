@@ -5,7 +5,8 @@ A container normally cleans up after itself: its monitor (the `labkit run`
 process) tears the stages down when the command exits, on an error, and on
 SIGINT or SIGTERM. Only SIGKILL of the monitor, or a reboot, skips that; the
 container's init dies with it (PR_SET_PDEATHSIG) and `labkit gc` removes the
-rest: mounts under $LABKIT_HOME, cgroups named labkit, state directories.
+rest: mounts under $LABKIT_HOME, cgroups named labkit, network endpoints
+(their links, firewall rules and hosts entries), state directories.
 """
 
 import os
@@ -111,6 +112,9 @@ def collect(cid):
                 cgroups.gc(keep_ids=[c for c in ct.all_ids() if c != cid])
         except ImportError:
             pass
+    if (state.get("config") or {}).get("network"):
+        from ..networks import endpoints
+        report += [f"disconnected from network {n}" for n in endpoints.release(cid)]
     shutil.rmtree(home.containers_dir(cid), ignore_errors=True)
     return report
 
@@ -127,8 +131,8 @@ def gc():
             live.append(cid)
             keep_mounts.update(state.get("host_mounts") or [])
             continue
-        for point in collect(cid):
-            lines.append(f"unmounted {point}")
+        for line in collect(cid):
+            lines.append(line if line.startswith("disconnected") else f"unmounted {line}")
         lines.append(f"removed container {cid} ({st})")
     # Mounts under $LABKIT_HOME that no live container owns (a chroot's /proc).
     for prefix in (home.rootfs_dir(), home.containers_dir()):
@@ -138,6 +142,8 @@ def gc():
                     if any(p.startswith(lp + "/") or p == lp for lp in live_prefixes))
         for point in _unmount_all(prefix, keep=keep):
             lines.append(f"unmounted {point}")
+    from ..networks import endpoints
+    lines += endpoints.gc()   # endpoints of processes gone (OCI hooks' too)
     try:
         from .. import cgroups
         for path in cgroups.gc(keep_ids=live) or []:

@@ -30,6 +30,9 @@ def stages_for(config, options):
     if config.lxcfs:
         from ..stages.lxcfs import LxcfsStage
         stages.append(LxcfsStage())
+    if config.network:
+        from ..stages.network import NetworkStage
+        stages.append(NetworkStage())
     if config.hooks or options.exec_fifo or options.pid_file:
         # After the cgroup (its attach runs the prestart hooks in it) and
         # before the namespaces (its child waits for those hooks).

@@ -1,0 +1,73 @@
+"""The firewall: one nftables table, `ip labkit`, rendered whole from the
+networks and endpoints on disk and replaced in one transaction (`nft -f`):
+either the old ruleset or the new one is in force, never half of each.
+
+    table ip labkit {
+      chain prerouting   nat, before routing: a connection from outside to a
+                         published port is sent to the container (DNAT)
+      chain output       nat, the same for connections made on this host
+      chain ports        the DNAT rules, one per published port
+      chain postrouting  nat, after routing: a container's packet leaving by
+                         another link gets the host's address (masquerade);
+                         one from 127.0.0.1 to a published port too
+      chain forward      filter: one network's bridge never forwards to
+                         another's (Docker's DOCKER-ISOLATION chains)
+    }
+
+`nft list table ip labkit` prints it; the table is deleted with the last network.
+"""
+
+from .links import run
+
+TABLE = "ip labkit"
+
+
+def render(networks, endpoints_of):
+    """The table as nft's input language. ``endpoints_of(name)``: its endpoints."""
+    ports, post, forward = [], [], []
+    bridges = [n["bridge"] for n in networks]
+    for net in networks:
+        br, subnet = net["bridge"], net["subnet"]
+        post.append(f'ip saddr {subnet} oifname != "{br}" masquerade comment "{net["name"]}: the way out"')
+        published = False
+        for ep in endpoints_of(net["name"]):
+            for p in ep.get("ports") or ():
+                published = True
+                match = "" if p["host_ip"] == "0.0.0.0" else f"ip daddr {p['host_ip']} "
+                ports.append(f"{match}{p['proto']} dport {p['host_port']} dnat to {ep['ip']}:{p['port']} "
+                             f'comment "{ep["name"]}"')
+        if published:
+            post.append(f'ip saddr 127.0.0.0/8 oifname "{br}" masquerade comment "{net["name"]}: from 127.0.0.1"')
+        others = [b for b in bridges if b != br]
+        if others:
+            quoted = ", ".join(f'"{b}"' for b in others)
+            forward.append(f'iifname "{br}" oifname {{ {quoted} }} drop comment "{net["name"]}: no other network"')
+
+    def chain(name, head, rules):
+        body = "".join(f"\t\t{r}\n" for r in rules)
+        return f"\tchain {name} {{\n" + (f"\t\t{head}\n" if head else "") + body + "\t}\n"
+
+    local = ["fib daddr type local jump ports"]
+    return (f"table {TABLE} {{\n"
+            + chain("prerouting", "type nat hook prerouting priority dstnat; policy accept;", local)
+            + chain("output", "type nat hook output priority -100; policy accept;", local)
+            + chain("ports", "", ports)
+            + chain("postrouting", "type nat hook postrouting priority srcnat; policy accept;", post)
+            + chain("forward", "type filter hook forward priority filter; policy accept;", forward)
+            + "}\n")
+
+
+def apply(networks, endpoints_of):
+    """Replace the table (or delete it, with no network left). `add table`
+    first: `delete table` of a table that does not exist would fail the
+    whole transaction."""
+    script = f"add table {TABLE}\ndelete table {TABLE}\n"
+    if networks:
+        script += render(networks, endpoints_of)
+    run(["nft", "-f", "-"], script)
+
+
+def listing():
+    """What the kernel has now, as `nft list table ip labkit` prints it ('' if none)."""
+    r = run(["nft", "list", "table"] + TABLE.split(), check=False)
+    return r.stdout if r.returncode == 0 else ""
