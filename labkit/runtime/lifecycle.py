@@ -114,7 +114,7 @@ def collect(cid):
             pass
     if (state.get("config") or {}).get("network"):
         from ..networks import endpoints
-        report += [f"disconnected from network {n}" for n in endpoints.release(cid)]
+        report += [f"disconnected {cid} from network {n}" for n in endpoints.release(cid)]
     shutil.rmtree(home.containers_dir(cid), ignore_errors=True)
     return report
 
