@@ -12,9 +12,14 @@ With - instead of a container, connect and disconnect read an OCI state
 by labkit-runtime or runc (createRuntime: connect; poststop: disconnect):
 
     "hooks": {"createRuntime": [{"path": "/usr/local/bin/labkit",
-                                 "args": ["labkit", "network", "connect", "labkit", "-"]}],
+                                 "args": ["labkit", "network", "connect", "labkit", "-"],
+                                 "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}],
               "poststop": [{"path": "/usr/local/bin/labkit",
-                            "args": ["labkit", "network", "disconnect", "labkit", "-"]}]}
+                            "args": ["labkit", "network", "disconnect", "labkit", "-"],
+                            "env": ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]}]}
+
+A hook gets only the environment its entry gives: `ip` and `nft` need PATH.
+tests/networks/test_oci_hooks.py runs one bundle so under labkit-runtime and runc.
 """
 
 import json
