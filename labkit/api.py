@@ -82,20 +82,26 @@ def command(cmd):
 
 def run_args(cmd, ns=None, hostname=None, rootfs=None, name=None, memory=None, cpus=None,
              pids=None, layers=(), lxcfs=False, detach=False, remove=True, env=(), extra=(),
-             privileged=False):
+             privileged=False, network=None, publish=(), aliases=(), ip=None):
     """The argv of `labkit run` for these options. ``privileged``: no guard
-    (every capability, nothing masked), for a lesson that needs one off."""
+    (every capability, nothing masked), for a lesson that needs one off.
+    ``network``, ``publish``, ``aliases``, ``ip``: --network, -p, --network-alias, --ip."""
     args = ["run"]
     if ns is not None:
         args += ["--ns", ns if isinstance(ns, str) else (",".join(ns) or "none")]
     for flag, value in (("--hostname", hostname), ("--rootfs", rootfs), ("--name", name),
-                        ("--memory", memory), ("--cpus", cpus), ("--pids-limit", pids)):
+                        ("--memory", memory), ("--cpus", cpus), ("--pids-limit", pids),
+                        ("--network", network), ("--ip", ip)):
         if value is not None:
             args += [flag, str(value)]
     for layer in layers:
         args += ["--layer", str(layer)]
     for item in env:
         args += ["-e", item]
+    for port in publish:
+        args += ["-p", port]
+    for alias in aliases:
+        args += ["--network-alias", alias]
     if lxcfs:
         args.append("--lxcfs")
     if privileged:

@@ -29,7 +29,7 @@ def own_cgroup(name):
 
 
 def network_leftovers():
-    """Networks on disk, with their endpoints, and labkit's nftables table."""
+    """Networks on disk, with their endpoints, and nftables tables named labkit or lk*."""
     import shutil
     from .networks import store
     found = []
@@ -37,9 +37,11 @@ def network_leftovers():
         found.append(f"network {name}")
         found += [f"endpoint {ep['name']} on network {name}" for ep in store.endpoints(name)]
     if shutil.which("nft"):
-        r = subprocess.run(["nft", "list", "table", "ip", "labkit"], capture_output=True, text=True)
-        if r.returncode == 0:
-            found.append("nftables table ip labkit")
+        r = subprocess.run(["nft", "list", "tables"], capture_output=True, text=True)
+        for line in r.stdout.splitlines():   # "table ip labkit"; lk… are the lessons' own
+            words = line.split()
+            if len(words) == 3 and (words[2].startswith("lk") or "labkit" in words[2]):
+                found.append(f"nftables {line.strip()}")
     return found
 
 

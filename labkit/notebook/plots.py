@@ -155,3 +155,37 @@ def guards(columns, ax=None):
     ax.set_yticks(range(len(rows)), [GUARD_NAMES[r] for r in rows], fontsize=9)
     ax.set_title("guards a default keeps (green: the escape failed)")
     return fig
+
+
+def topology(f, ax=None):
+    """The network as the kernel has it (fact net_topology): the host's
+    namespace with the bridge and the host ends of the veth pairs, and one box
+    per container namespace with its eth0, joined by the pair's two ends."""
+    from matplotlib.patches import FancyBboxPatch
+    containers = f["containers"]
+    n = max(1, len(containers))
+    fig, ax = _axes(ax, figsize=(2.6 * n + 2, 4.2))
+    width = 2.4 * n + 1
+    ax.set_xlim(0, width)
+    ax.set_ylim(0, 6)
+    ax.axis("off")
+
+    def box(x, y, w, h, text, color, **kw):
+        ax.add_patch(FancyBboxPatch((x, y), w, h, boxstyle="round,pad=0.05", fc=color, ec="#444", **kw))
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center", fontsize=8)
+
+    ax.add_patch(FancyBboxPatch((0.1, 3.0), width - 0.2, 2.8, boxstyle="round,pad=0.05", fc="#f3f3f3",
+                                ec="#999", ls="--"))
+    ax.text(0.25, 5.55, f"host network namespace ({f['host_ns']})", fontsize=8, color="#555")
+    br = f["bridge"]
+    box(width / 2 - 1.1, 4.4, 2.2, 0.8, f"bridge {br['name']}\n{br['address']} (gateway)", "#cfe2f3")
+    for i, c in enumerate(containers):
+        x = 0.5 + 2.4 * i
+        box(x, 3.3, 1.9, 0.6, f"{c['veth']}\nindex {c['peer_index']}", "#fff2cc")
+        ax.plot([x + 0.95, width / 2], [3.9, 4.4], color="#444", lw=1)
+        ax.plot([x + 0.95, x + 0.95], [3.3, 2.3], color="#c00", lw=2)
+        ax.text(x + 1.0, 2.75, "veth pair", fontsize=7, color="#c00")
+        box(x, 0.3, 1.9, 2.0, f"{c['name']}\nnet ns {c['net_ns']}\n\n{c['ifname']}@if{c['peer_index']}\n{c['ip']}",
+            "#d9ead3")
+    ax.set_title("the links, read from `ip -j addr` inside and outside")
+    return fig

@@ -16,10 +16,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from labkit import syscalls  # noqa: E402
 from labkit.leaks import network_leftovers  # noqa: E402
 from labkit.network import link_names  # noqa: E402
 from net_helpers import Outside  # noqa: E402
+from netns_helper import private_netns  # noqa: E402
 
 
 def own_leftovers():
@@ -33,10 +33,7 @@ def netns(rootfs):
     """A fresh network namespace for this test (lo up), checked clean at the end."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    own = os.open("/proc/self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
-    syscalls.unshare(syscalls.CLONE_NEWNET)
-    try:
-        subprocess.run(["ip", "link", "set", "lo", "up"], check=True)
+    with private_netns():
         before = own_leftovers()
         yield
         left = sorted(set(own_leftovers()) - set(before))
@@ -47,9 +44,6 @@ def netns(rootfs):
                     subprocess.run([sys.executable, "-m", "labkit", "network", "rm", line.split()[1]],
                                    capture_output=True)
         assert not left, f"the test left in its network namespace: {left}"
-    finally:
-        syscalls.setns(own, syscalls.CLONE_NEWNET)
-        os.close(own)
 
 
 @pytest.fixture

@@ -1,0 +1,119 @@
+"""Notebook 06's exercises: wire namespaces by hand, publish a port, find a
+container by name. Each check asks the real system: a ping from inside a
+namespace, a connection to the host's port, a lookup from a container."""
+
+import os
+import subprocess
+
+from . import Exercise, env
+from .. import containers
+from ..errors import LabkitError, NotFound
+
+PAGE = "mkdir -p /www && echo lab06 > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
+def _running(name):
+    try:
+        state = containers.load(name)
+    except NotFound:
+        return None, f"there is no container named {name}"
+    if state.get("status") != "running" or not state.get("pid"):
+        return None, f"container {name} is {state.get('status')}, not running"
+    return state["pid"], None
+
+
+def _sh(cmd, timeout=60):
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout, env=env())
+
+
+def _rm(name):
+    return f"labkit ps -a -q | grep -qx {name} && labkit rm -f {name} >/dev/null || true"
+
+
+def _veth_pair():
+    for ns in ("lk-a", "lk-b"):
+        if not os.path.exists(f"/run/netns/{ns}"):
+            return False, f"there is no network namespace {ns} (`ip netns list` lists them)"
+    b = _sh("ip -n lk-b -4 -o addr").stdout
+    if "10.78.1.2/" not in b:
+        return False, "lk-b has no address 10.78.1.2 (`ip -n lk-b addr`)"
+    if "10.78.1.2/" in _sh("ip -n lk-a -4 -o addr").stdout:
+        return False, "10.78.1.2 is an address of lk-a itself: a ping to it would never leave lk-a"
+    if _sh("ip netns exec lk-a ping -c1 -W1 10.78.1.2").returncode != 0:
+        return False, "lk-a cannot reach 10.78.1.2: is there a veth pair between them, both ends up?"
+    return True, "lk-a pings 10.78.1.2, an address of lk-b, over their veth pair"
+
+
+def _published():
+    pid, why = _running("lab06-web")
+    if pid is None:
+        return False, why
+    from ..facts.network import host_fetch
+    own = _sh("labkit exec lab06-web -- sh -c 'timeout 2 wget -q -O- http://127.0.0.1/'").stdout.strip()
+    if not own:
+        return False, "lab06-web serves nothing on its own port 80"
+    page = host_fetch("http://127.0.0.1:8080/", tries=10)
+    if page is None:
+        return False, "nothing answers on the host's 127.0.0.1:8080"
+    if page != own:
+        return False, "127.0.0.1:8080 answers, but not with lab06-web's page"
+    return True, "the host's 127.0.0.1:8080 answers with lab06-web's page"
+
+
+def _by_name():
+    from ..networks import endpoints, store
+    try:
+        store.load("lab06-net")
+    except LabkitError:
+        return False, "there is no network lab06-net (`labkit network ls`)"
+    pid, why = _running("lab06-db")
+    if pid is None:
+        return False, why
+    mine = [ep for ep in endpoints.attached("lab06-net") if ep["owner"] == "lab06-db"]
+    if not mine:
+        return False, "lab06-db is not on network lab06-net"
+    r = _sh("labkit run --rm --network lab06-net -- ping -c1 -W2 db")
+    if f"({mine[0]['ip']})" not in r.stdout:
+        return False, "a container of lab06-net does not find `db`: " + \
+            ((r.stdout + r.stderr).strip().splitlines() or ["no answer"])[0]
+    return True, f"`ping db` from lab06-net reaches lab06-db at {mine[0]['ip']}"
+
+
+EXERCISES = [
+    Exercise("06.veth-pair", "two namespaces, one cable",
+             "Make two network namespaces, lk-a and lk-b, joined by one veth pair (no bridge), with "
+             "10.78.1.1/24 in lk-a and 10.78.1.2/24 in lk-b, so that lk-a pings 10.78.1.2.",
+             ["ip-netns(8) makes named namespaces; ip-link(8), TYPE veth: a pair whose two ends may live "
+              "in two namespaces",
+              "ip link add NAME netns lk-a type veth peer name NAME netns lk-b; then ip -n NS addr add … "
+              "and ip -n NS link set … up",
+              "sudo ip netns add lk-a; sudo ip netns add lk-b; sudo ip link add eth0 netns lk-a type veth "
+              "peer name eth0 netns lk-b; sudo ip -n lk-a addr add 10.78.1.1/24 dev eth0; …"],
+             _veth_pair,
+             ["ip netns add lk-a", "ip netns add lk-b",
+              "ip link add eth0 netns lk-a type veth peer name eth0 netns lk-b",
+              "ip -n lk-a addr add 10.78.1.1/24 dev eth0", "ip -n lk-b addr add 10.78.1.2/24 dev eth0",
+              "ip -n lk-a link set eth0 up", "ip -n lk-b link set eth0 up"],
+             ["ip netns del lk-a 2>/dev/null || true", "ip netns del lk-b 2>/dev/null || true"]),
+    Exercise("06.publish", "a web server on the host's 127.0.0.1:8080",
+             "Start a detached container named lab06-web on the network labkit running the web server "
+             f"`sh -c '{PAGE}'` (port 80 inside), so that http://127.0.0.1:8080/ on the host answers with its page.",
+             ["the container's port 80 is in its own network namespace: the host needs a rule that sends "
+              "its port 8080 there (DNAT)",
+              "docker run's -p HOSTPORT:CONTAINERPORT; labkit's binds to 127.0.0.1 by default",
+              f"sudo labkit run -d --name lab06-web --network labkit -p 8080:80 -- sh -c '{PAGE}'"],
+             _published,
+             [f"labkit run -d --name lab06-web --network labkit -p 8080:80 -- sh -c '{PAGE}'"],
+             [_rm("lab06-web"), "labkit network rm labkit >/dev/null 2>&1 || true"]),
+    Exercise("06.by-name", "find the database by its name",
+             "Make a network lab06-net and start a detached container named lab06-db on it (running "
+             "`sleep 600`) that the other containers of lab06-net reach as `db`.",
+             ["containers of one network find each other by name: each one's /etc/hosts lists the others",
+              "labkit network create; labkit run --network NET --network-alias NAME",
+              "sudo labkit network create lab06-net; sudo labkit run -d --name lab06-db --network lab06-net "
+              "--network-alias db -- sleep 600"],
+             _by_name,
+             ["labkit network create lab06-net",
+              "labkit run -d --name lab06-db --network lab06-net --network-alias db -- sleep 600"],
+             [_rm("lab06-db"), "labkit network rm lab06-net >/dev/null 2>&1 || true"]),
+]
