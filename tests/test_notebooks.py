@@ -53,17 +53,23 @@ def test_every_notebook_has_expectations():
 
 def _registered():
     """Notebooks of later stages register their facts in
-    tests/notebook_facts_*.py: EXPECTED = {notebook: [fact names]}, and
-    check_relations(facts) for relations across facts."""
+    tests/notebook_facts_*.py: EXPECTED = {notebook: [fact names]},
+    check_relations(facts) for relations across facts, and NETNS: the
+    notebooks that run in a network namespace of the test's own (they make
+    bridges and firewall rules)."""
     expected, relations = {}, {}
     for path in sorted(glob.glob(os.path.join(HERE, "notebook_facts_*.py"))):
         scope = {}
         exec(open(path).read(), scope)
         expected.update(scope["EXPECTED"])
+        _NETNS.update(scope.get("NETNS", ()))
         if "check_relations" in scope:
             for name in scope["EXPECTED"]:
                 relations[name] = scope["check_relations"]
     return expected, relations
+
+
+_NETNS = set()
 
 
 def _extra_expectations():
@@ -73,7 +79,12 @@ def _extra_expectations():
 @pytest.mark.parametrize("name", notebook_names())
 def test_notebook(name, rootfs):
     expected = dict(EXPECTED, **_extra_expectations())[name]
-    runs = execute_twice(os.path.join(NOTEBOOKS, name + ".ipynb"))
+    if name in _NETNS:   # the kernel, and all it starts, in a network namespace of this test's own
+        from netns_helper import private_netns
+        with private_netns():
+            runs = execute_twice(os.path.join(NOTEBOOKS, name + ".ipynb"))
+    else:
+        runs = execute_twice(os.path.join(NOTEBOOKS, name + ".ipynb"))
     for n, facts in enumerate(runs, 1):
         missing = [f for f in expected if f not in facts]
         assert not missing, f"run {n}: facts not recorded: {missing}"

@@ -10,6 +10,7 @@ lab machine (the classroom VM), or inside a network namespace of your own
 import contextlib
 import json
 import os
+import shlex
 import subprocess
 
 from .. import api
@@ -49,6 +50,11 @@ BY_HAND_CLEANUP = ["ip netns del lk-red", "ip netns del lk-blue", "ip link del l
 
 def sh(cmd, timeout=60):
     return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout)
+
+
+def shell_line(cmd, detach=False, **options):
+    """The command a student types for an api call with these options."""
+    return "sudo labkit " + shlex.join(api.run_args(cmd, detach=detach, **options))
 
 
 def by_hand():
@@ -116,10 +122,12 @@ def host_fetch(url, tries=50):
     return None
 
 
+SERVE = "mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www"
+
+
 def server(name, text, **options):
     """A container serving ``text`` on port 80 with busybox httpd."""
-    cmd = f"mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www"
-    return api.Container(cmd, name=name, **options)
+    return api.Container(SERVE.format(text=text), name=name, **options)
 
 
 def addresses():
@@ -148,15 +156,20 @@ def by_name():
     out = lines(r.stdout)
     return fact("net_by_name", LAYER, "ping web: a container finds another by name (its /etc/hosts)",
                 out, f"lk-web is {ip}", bool(out) and out[0].split()[0] == ip and f"({ip})" in r.stdout
-                and out[-1] == "hello")
+                and out[-1] == "hello", shell=[shell_line(SERVE.format(text="hello"), True, name="lk-web",
+                                                          network=DEFAULT), "sudo " + r.command])
 
 
 def published():
     with network() as net, server("lk-pub", "published", network=net, publish=["8080:80"]) as web:
         page = host_fetch("http://127.0.0.1:8080/")
         port = endpoint(web.id, net)["Ports"]
+        listening = sh("ss -ltn 'sport = :8080' | tail -n +2").stdout.strip()
     return fact("net_published", LAYER, "-p 8080:80: the host's 127.0.0.1:8080 reaches the container's port 80",
-                port, f"curl http://127.0.0.1:8080/ -> {page}", page == "published" and port == ["127.0.0.1:8080->80/tcp"])
+                port, f"curl http://127.0.0.1:8080/ -> {page}", page == "published" and port == ["127.0.0.1:8080->80/tcp"],
+                shell=[shell_line(SERVE.format(text="published"), True, name="lk-pub", network=DEFAULT,
+                                  publish=["8080:80"])],
+                host_listener=listening)
 
 
 def same_port():
@@ -234,5 +247,50 @@ def topology():
                 containers=containers, veths=veths, host_ns=os.stat("/proc/self/ns/net").st_ino)
 
 
+def trace():
+    """LABKIT_TRACE=1: the ip commands `labkit run --network` types for the student."""
+    argv = api.labkit_argv(*api.run_args("ip -o -4 addr show eth0", network=DEFAULT))
+    with network():
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=60,
+                           env=dict(os.environ, LABKIT_TRACE="1"))
+    cmds = [line.split(": $ ", 1)[1] for line in r.stderr.splitlines() if ": $ " in line]
+    return fact("net_trace", LAYER, "labkit run --network: the same ip commands as by hand",
+                r.stdout.strip(), cmds, r.returncode == 0 and any(c.startswith("ip link add lkv") for c in cmds)
+                and any(c.startswith("nsenter --net=/proc/") for c in cmds), shell="LABKIT_TRACE=1 " + shell_line(
+                    "ip -o -4 addr show eth0", network=DEFAULT))
+
+
+def cni():
+    """The same network made by CNI's plugins: bridge and host-local."""
+    from .. import home
+    api.call(["network", "create", "-d", "cni", "lk-cni"], check=True)
+    try:
+        with server("lk-cweb", "via-cni", network="lk-cni") as web:
+            r = api.run("for i in $(seq 50); do timeout 2 wget -q -O- http://lk-cweb/ && break; sleep 0.1; done",
+                        network="lk-cni")
+            ip = endpoint(web.id, "lk-cni")["IPv4Address"].split("/")[0]
+            top = os.path.join(home.home(), "networks", "lk-cni")
+            leases = sorted(os.listdir(os.path.join(top, "cni-ipam", "lk-cni")))
+            with open(os.path.join(top, "cni.conflist")) as f:
+                conflist = json.load(f)
+    finally:
+        api.call(["network", "rm", "lk-cni"])
+    return fact("net_cni", LAYER, "a CNI network (bridge + host-local plugins): the same reach by name",
+                r.stdout.strip(), leases, r.stdout.strip() == "via-cni" and ip in leases,
+                conflist=conflist, ip=ip, plugins=[p["type"] for p in conflist["plugins"]])
+
+
+def left():
+    """What of the networks is left on this machine: nothing."""
+    from ..leaks import network_leftovers
+    from ..network import link_names
+    links = [n for n in link_names(sh("ip -o link").stdout) if n.startswith("lk") or "labkit" in n]
+    netns = [n for n in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else ()) if n.startswith("lk")]
+    found = network_leftovers() + [f"link {n}" for n in links] + [f"netns {n}" for n in netns]
+    return fact("net_left", LAYER, "nothing left: no network, endpoint, link, namespace or nft table",
+                found, "", not found)
+
+
 def all_facts(rootfs="base"):
-    return [by_hand(), addresses(), by_name(), published(), same_port(), isolated(), shared_ns(), ruleset()]
+    return [by_hand(), trace(), addresses(), by_name(), published(), same_port(), isolated(), shared_ns(),
+            ruleset(), cni()]

@@ -26,11 +26,18 @@ from ..errors import LabkitError
 
 
 def trace(argv, script=""):
-    if os.environ.get("LABKIT_TRACE") == "1":
-        from ..syscalls.trace import emit
-        prefix = " ".join(argv[:-2]) if argv[-2:] == ["-batch", "-"] else " ".join(argv)
-        for line in script.splitlines() or [""]:
-            emit(f"$ {prefix} {line}".rstrip())
+    """LABKIT_TRACE=1: each command as a student would type it: `ip -batch -`'s
+    lines one by one; nft's whole table as one line (`nft list table ip labkit` shows it)."""
+    if os.environ.get("LABKIT_TRACE") != "1":
+        return
+    from ..syscalls.trace import emit
+    if argv[:3] == ["nft", "-f", "-"]:
+        table = " ".join(script.split("\n", 1)[0].split()[1:4])   # "add table ip labkit"
+        emit(f"$ nft -f - < ruleset   # {table}, replaced whole in one transaction")
+        return
+    prefix = " ".join(argv[:-2]) if argv[-2:] == ["-batch", "-"] else " ".join(argv)
+    for line in script.splitlines() or [""]:
+        emit(f"$ {prefix} {line}".rstrip())
 
 
 def run(argv, script="", check=True):
