@@ -44,11 +44,11 @@ apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 #    boots a real cgroup v2 kernel for the tests; libseccomp2 compiles the
 #    seccomp filters, libcap2-bin's capsh decodes capability masks (09);
 #    nftables does the networks' NAT and containernetworking-plugins is
-#    their CNI driver, iputils-ping the by-hand ping (06).
+#    their CNI driver, iputils-ping and curl the by-hand checks (06).
 packages=(
     python3 python3-venv make
     busybox-static procps iproute2 util-linux kmod libseccomp2 libcap2-bin
-    nftables containernetworking-plugins iputils-ping
+    nftables containernetworking-plugins iputils-ping curl
     lxcfs runc user-mode-linux
     golang-github-opencontainers-specs-dev
 )
