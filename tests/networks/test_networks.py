@@ -301,3 +301,33 @@ def test_cni_driver(netns):
         ok("rm", "-f", web)
     assert ip not in os.listdir(leases)        # DEL released it
     ok("network", "rm", "lk-cni")
+
+
+def test_parallel_runs_get_distinct_addresses(netns):
+    """Six `labkit run -d` at once: the lock around the address book gives each its own."""
+    procs = [subprocess.Popen([sys.executable, "-m", "labkit", "run", "-d", "--network", "labkit", "--",
+                               "sleep", "300"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd="/", env=dict(os.environ, PYTHONPATH=ROOT)) for _ in range(6)]
+    ids = []
+    try:
+        for p in procs:
+            out, err = p.communicate(timeout=60)
+            assert p.returncode == 0, err
+            ids.append(out.strip())
+        found = json.loads(ok("network", "inspect", "labkit"))[0]["Containers"]
+        assert sorted(found) == sorted(ids)
+        assert len({c["IPv4Address"] for c in found.values()}) == 6
+    finally:
+        if ids:
+            ok("rm", "-f", *ids)
+        ok("network", "rm", "labkit")
+
+
+def test_user_namespace_on_a_network(netns):
+    """--userns remap: the network namespace belongs to the container's user
+    namespace; the host still plugs the veth in by pid, and names work."""
+    out = ok("run", "--rm", "--userns", "remap", "--network", "labkit", "--name", "lk-remap", "--",
+             "sh", "-c", "id -u; grep -w lk-remap /etc/hosts; ip -o -4 addr show eth0")
+    uid, hosts, addr = out.splitlines()
+    assert uid == "0" and hosts.split()[0] == addr.split()[3].split("/")[0]
+    ok("network", "rm", "labkit")
