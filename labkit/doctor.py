@@ -61,9 +61,13 @@ def checks():
     for tool, package, required in [("busybox", "busybox-static", True), ("ps", "procps", True),
                                     ("free", "procps", True), ("ip", "iproute2", True),
                                     ("unshare", "util-linux", True), ("nsenter", "util-linux", True),
+                                    ("nft", "nftables", False), ("ping", "iputils-ping", False),
                                     ("runc", "runc", False), ("linux.uml", "user-mode-linux", False)]:
         path = shutil.which(tool, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
         rows.append((tool, path is not None, path or "not found", f"apt-get install {package}", required))
+    cni = os.path.exists("/usr/lib/cni/bridge") and os.path.exists("/usr/lib/cni/host-local")
+    rows.append(("CNI plugins", cni, "/usr/lib/cni: bridge, host-local" if cni else "not installed",
+                 "apt-get install containernetworking-plugins", False))
     built = builder.list_rootfs()
     rows.append(("rootfs", "base" in built, " ".join(built) or "none built",
                  "sudo labkit rootfs build", True))

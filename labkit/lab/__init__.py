@@ -61,6 +61,24 @@ def env():
     return dict(os.environ, PATH=os.path.dirname(sys.executable) + ":" + os.environ.get("PATH", ""))
 
 
+def running(name):
+    """The pid of container ``name``'s init, or (None, why not): what a check
+    says first when the student's container is not there."""
+    from .. import containers
+    try:
+        state = containers.load(name)
+    except NotFound:
+        return None, f"there is no container named {name}"
+    if state.get("status") != "running" or not state.get("pid"):
+        return None, f"container {name} is {state.get('status')}, not running"
+    return state["pid"], None
+
+
+def rm_line(name):
+    """A reset's command: remove container ``name`` if there is one."""
+    return f"labkit ps -a -q | grep -qx {name} && labkit rm -f {name} >/dev/null || true"
+
+
 def _shell(commands):
     """Run a solution's or a reset's commands as a student would type them
     (without the sudo: this runs as root already)."""

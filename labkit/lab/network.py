@@ -5,29 +5,14 @@ namespace, a connection to the host's port, a lookup from a container."""
 import os
 import subprocess
 
-from . import Exercise, env
-from .. import containers
-from ..errors import LabkitError, NotFound
+from . import Exercise, env, rm_line, running
+from ..errors import LabkitError
 
 PAGE = "mkdir -p /www && echo lab06 > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
-def _running(name):
-    try:
-        state = containers.load(name)
-    except NotFound:
-        return None, f"there is no container named {name}"
-    if state.get("status") != "running" or not state.get("pid"):
-        return None, f"container {name} is {state.get('status')}, not running"
-    return state["pid"], None
-
-
 def _sh(cmd, timeout=60):
     return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout, env=env())
-
-
-def _rm(name):
-    return f"labkit ps -a -q | grep -qx {name} && labkit rm -f {name} >/dev/null || true"
 
 
 def _veth_pair():
@@ -45,7 +30,7 @@ def _veth_pair():
 
 
 def _published():
-    pid, why = _running("lab06-web")
+    pid, why = running("lab06-web")
     if pid is None:
         return False, why
     from ..facts.network import host_fetch
@@ -66,7 +51,7 @@ def _by_name():
         store.load("lab06-net")
     except LabkitError:
         return False, "there is no network lab06-net (`labkit network ls`)"
-    pid, why = _running("lab06-db")
+    pid, why = running("lab06-db")
     if pid is None:
         return False, why
     mine = [ep for ep in endpoints.attached("lab06-net") if ep["owner"] == "lab06-db"]
@@ -104,7 +89,7 @@ EXERCISES = [
               f"sudo labkit run -d --name lab06-web --network labkit -p 8080:80 -- sh -c '{PAGE}'"],
              _published,
              [f"labkit run -d --name lab06-web --network labkit -p 8080:80 -- sh -c '{PAGE}'"],
-             [_rm("lab06-web"), "labkit network rm labkit >/dev/null 2>&1 || true"]),
+             [rm_line("lab06-web"), "labkit network rm labkit >/dev/null 2>&1 || true"]),
     Exercise("06.by-name", "find the database by its name",
              "Make a network lab06-net and start a detached container named lab06-db on it (running "
              "`sleep 600`) that the other containers of lab06-net reach as `db`.",
@@ -115,5 +100,5 @@ EXERCISES = [
              _by_name,
              ["labkit network create lab06-net",
               "labkit run -d --name lab06-db --network lab06-net --network-alias db -- sleep 600"],
-             [_rm("lab06-db"), "labkit network rm lab06-net >/dev/null 2>&1 || true"]),
+             [rm_line("lab06-db"), "labkit network rm lab06-net >/dev/null 2>&1 || true"]),
 ]

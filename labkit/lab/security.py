@@ -2,23 +2,10 @@
 
 import subprocess
 
-from . import Exercise, env
-from .. import containers
-from ..errors import NotFound
+from . import Exercise, env, rm_line, running
 
 DISK_CHECK = ("mknod /dev/lab-check b 7 0 2>/dev/null; (exec 3</dev/lab-check) 2>/dev/null && echo read=yes; "
               "(exec 3>/dev/lab-check) 2>/dev/null && echo write=yes; rm -f /dev/lab-check")
-
-
-def _running(name):
-    """The pid of container ``name``'s init, or (None, why not)."""
-    try:
-        state = containers.load(name)
-    except NotFound:
-        return None, f"there is no container named {name}"
-    if state.get("status") != "running" or not state.get("pid"):
-        return None, f"container {name} is {state.get('status')}, not running"
-    return state["pid"], None
 
 
 def _status(pid, field):
@@ -29,12 +16,8 @@ def _status(pid, field):
     return []
 
 
-def _rm(name):
-    return f"labkit ps -a -q | grep -qx {name} && labkit rm -f {name} >/dev/null || true"
-
-
 def _least_caps():
-    pid, why = _running("lab09-caps")
+    pid, why = running("lab09-caps")
     if pid is None:
         return False, why
     from ..facts.security import decode
@@ -48,7 +31,7 @@ def _least_caps():
 
 
 def _no_new_privs():
-    pid, why = _running("lab09-nnp")
+    pid, why = running("lab09-nnp")
     if pid is None:
         return False, why
     if _status(pid, "NoNewPrivs") == ["1"]:
@@ -57,7 +40,7 @@ def _no_new_privs():
 
 
 def _userns():
-    pid, why = _running("lab09-remap")
+    pid, why = running("lab09-remap")
     if pid is None:
         return False, why
     uid = _status(pid, "Uid")[0]
@@ -69,7 +52,7 @@ def _userns():
 
 
 def _disk_read_only():
-    pid, why = _running("lab09-disk")
+    pid, why = running("lab09-disk")
     if pid is None:
         return False, why
     r = subprocess.run(["labkit", "exec", "lab09-disk", "sh", "-c", DISK_CHECK], capture_output=True,
@@ -91,7 +74,7 @@ EXERCISES = [
               "sudo labkit run -d --name lab09-caps --cap-drop ALL --cap-add NET_BIND_SERVICE -- sleep 600"],
              _least_caps,
              ["labkit run -d --name lab09-caps --cap-drop ALL --cap-add NET_BIND_SERVICE -- sleep 600"],
-             [_rm("lab09-caps")]),
+             [rm_line("lab09-caps")]),
     Exercise("09.no-new-privs", "setuid gains nothing",
              "Start a detached container named lab09-nnp (running `sleep 600`) in which no program can "
              "gain privileges at execve: NoNewPrivs 1.",
@@ -100,7 +83,7 @@ EXERCISES = [
               "sudo labkit run -d --name lab09-nnp --security-opt no-new-privileges -- sleep 600"],
              _no_new_privs,
              ["labkit run -d --name lab09-nnp --security-opt no-new-privileges -- sleep 600"],
-             [_rm("lab09-nnp")]),
+             [rm_line("lab09-nnp")]),
     Exercise("09.userns", "root inside, nobody outside",
              "Start a detached container named lab09-remap (running `sleep 600`) whose root is an "
              "unprivileged user of the host.",
@@ -109,7 +92,7 @@ EXERCISES = [
               "sudo labkit run -d --name lab09-remap --userns remap -- sleep 600"],
              _userns,
              ["labkit run -d --name lab09-remap --userns remap -- sleep 600"],
-             [_rm("lab09-remap")]),
+             [rm_line("lab09-remap")]),
     Exercise("09.device-rule", "a disk it may read, never write",
              "Start a detached container named lab09-disk (running `sleep 600`) whose device cgroup "
              "lets it open loop block devices (major 7) for reading, and for nothing else.",
@@ -118,5 +101,5 @@ EXERCISES = [
               "sudo labkit run -d --name lab09-disk --device-cgroup-rule 'b 7:* r' -- sleep 600"],
              _disk_read_only,
              ["labkit run -d --name lab09-disk --device-cgroup-rule 'b 7:* r' -- sleep 600"],
-             [_rm("lab09-disk")]),
+             [rm_line("lab09-disk")]),
 ]

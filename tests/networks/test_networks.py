@@ -9,25 +9,17 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 
 import pytest
 
 from labkit import home
+from labkit.facts.network import host_fetch
 from net_helpers import ROOT, labkit, ok
 
 HTTPD = "mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www"
 
 
-def get(url, tries=50):
-    """The page at ``url`` (a bounded retry loop: httpd starts in the background)."""
-    for _ in range(tries):
-        try:
-            with urllib.request.urlopen(url, timeout=2) as r:
-                return r.read().decode().strip()
-        except OSError:
-            time.sleep(0.1)
-    return None
+get = host_fetch   # the page at a URL, with a bounded retry loop
 
 
 def server(name, text, *extra):
