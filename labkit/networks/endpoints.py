@@ -52,31 +52,47 @@ def _sync(by_net=None):
 
 def reserve(network, owner, name=None, hostname=None, aliases=(), ip=None, publish=(), hosts_file=None):
     """The endpoint on disk, before its process exists; returns it."""
+    store.check_owner(owner)
+    for alias in aliases:
+        store.check_alias(alias)
     with store.Lock():
-        net = store.ensure(network)
-        by_net = _all()
-        if any(ep["owner"] == owner for ep in by_net.get(network, ())):
-            from ..errors import Conflict
-            raise Conflict(f"container {owner} is already connected to network '{network}'",
-                           f"disconnect it first: `labkit network disconnect {network} {owner}`")
-        ports.check_free(list(publish), _published(by_net, owner))
-        used = {e["ifname"] for eps in by_net.values() for e in eps if e["owner"] == owner}
-        ifname = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
-        ep = {"owner": owner, "name": name or owner, "hostname": hostname, "aliases": list(aliases),
-              "ifname": ifname, "veth": "lkv" + os.urandom(4).hex(), "ports": list(publish),
-              "hosts_file": hosts_file, "pid": None, "pid_start": None,
-              "keeper": os.getpid(), "keeper_start": start_time(os.getpid())}
-        if net["driver"] == "cni":
-            ep["ip"], ep["wanted_ip"], ep["mac"] = None, ip, None
-        else:
-            ep["ip"] = store.allocate(net, ip)
-            ep["mac"] = links.mac_of(ep["ip"])
-            links.ensure_bridge(net)
-        store.save_endpoint(network, ep)
-        if hosts_file:
-            hosts.write(hosts_file, hosts.render(
-                [e for e in by_net.get(network, ()) if e.get("ip")] + ([ep] if ep["ip"] else [])))
-        return ep
+        net, made = store.ensure(network)
+        try:
+            return _reserve(net, owner, name, hostname, aliases, ip, publish, hosts_file)
+        except BaseException:
+            if made:   # nothing left half made: not even the default network
+                links.remove_bridge(net)
+                store.remove_files(network)
+                if not store.names():
+                    links.restore_forward()
+            raise
+
+
+def _reserve(net, owner, name, hostname, aliases, ip, publish, hosts_file):
+    network = net["name"]
+    by_net = _all()
+    if any(ep["owner"] == owner for ep in by_net.get(network, ())):
+        from ..errors import Conflict
+        raise Conflict(f"container {owner} is already connected to network '{network}'",
+                       f"disconnect it first: `labkit network disconnect {network} {owner}`")
+    ports.check_free(list(publish), _published(by_net, owner))
+    used = {e["ifname"] for eps in by_net.values() for e in eps if e["owner"] == owner}
+    ifname = next(f"eth{n}" for n in range(len(used) + 1) if f"eth{n}" not in used)
+    ep = {"owner": owner, "name": name or owner, "hostname": hostname, "aliases": list(aliases),
+          "ifname": ifname, "veth": "lkv" + os.urandom(4).hex(), "ports": list(publish),
+          "hosts_file": hosts_file, "pid": None, "pid_start": None,
+          "keeper": os.getpid(), "keeper_start": start_time(os.getpid())}
+    if net["driver"] == "cni":
+        ep["ip"], ep["wanted_ip"], ep["mac"] = None, ip, None
+    else:
+        ep["ip"] = store.allocate(net, ip)
+        ep["mac"] = links.mac_of(ep["ip"])
+        links.ensure_bridge(net)
+    store.save_endpoint(network, ep)
+    if hosts_file:
+        hosts.write(hosts_file, hosts.render(
+            [e for e in by_net.get(network, ()) if e.get("ip")] + ([ep] if ep["ip"] else [])))
+    return ep
 
 
 def plug(network, owner, pid):

@@ -31,7 +31,7 @@ def render(endpoints):
 
 def write(path, text):
     """In place: truncate and write the same inode."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     try:
         os.ftruncate(fd, 0)
         os.write(fd, text.encode())

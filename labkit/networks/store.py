@@ -62,12 +62,30 @@ def write_json(path, data):
 
 def check_name(name):
     if not name or len(name) > 64 or not set(name) <= _NAME_CHARS or name[0] in ".-":
-        raise LabkitError(f"bad network name '{name}'",
+        raise LabkitError(f"bad network name {name!r}",
                           "use up to 64 letters, digits, '_', '.' or '-', starting with a letter or digit")
     if name in RESERVED:
         raise LabkitError(f"network name '{name}' is reserved",
                           "none and host are modes of --network, not networks: pick another name")
     return name
+
+
+def check_alias(alias):
+    """A name other containers find this one by: a DNS label's characters,
+    so that nothing but a name ever lands in another container's /etc/hosts."""
+    if not alias or len(alias) > 63 or not set(alias) <= _NAME_CHARS or alias[0] in ".-":
+        raise LabkitError(f"bad network alias {alias!r}",
+                          "use up to 63 letters, digits, '_', '.' or '-', starting with a letter or digit")
+    return alias
+
+
+def check_owner(owner):
+    """An endpoint's file is named by its owner (a container id, also one an
+    OCI hook read from stdin): never a path."""
+    if not owner or len(owner) > 128 or not set(owner) <= _NAME_CHARS or owner[0] in ".-":
+        raise LabkitError(f"bad container id {owner!r} for a network endpoint",
+                          "ids are letters, digits, '_', '.' and '-', as runc's")
+    return owner
 
 
 def names():
@@ -191,10 +209,11 @@ def create(name, subnet=None, gateway=None, driver="bridge"):
 
 
 def ensure(name):
-    """The network ``name``; the default one is created on first use."""
+    """(the network ``name``, whether this call made it): the default one is
+    created on first use."""
     if name == DEFAULT and not os.path.exists(_path(name)):
-        return create(DEFAULT)
-    return load(name)
+        return create(DEFAULT), True
+    return load(name), False
 
 
 def remove_files(name):

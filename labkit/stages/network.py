@@ -46,6 +46,8 @@ def from_cli(network, ip=None, aliases=(), publish=(), namespaces=frozenset()):
     if network != store.DEFAULT:
         store.check_name(network)
         store.load(network)          # a clear "no such network" now, not after the fork
+    for alias in aliases:
+        store.check_alias(alias)
     return namespaces, {}, {"name": network, "ip": ip, "aliases": list(aliases),
                             "ports": [ports.parse(p) for p in publish]}
 

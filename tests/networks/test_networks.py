@@ -224,6 +224,10 @@ BAD = [
     (["run", "--rm", "--network", "lk-taken", "-p", "8080:80", "-p", "8080:81", "--", "true"], "given twice"),
     (["run", "--rm", "--ns", "pid,mnt", "--network", "lk-taken", "--", "true"], "needs the net namespace"),
     (["run", "--rm", "--network", "container:lk-nosuch", "--", "true"], "no such container"),
+    # The default network is made on first use, and not left behind when that use fails.
+    (["run", "--rm", "--network", "labkit", "--ip", "10.99.0.5", "--", "true"], "outside network 'labkit'"),
+    (["run", "--rm", "--network", "lk-taken", "--network-alias", "a b", "--", "true"], "bad network alias"),
+    (["run", "--rm", "--network", "lk-taken", "--network-alias", "x\n10.0.0.1", "--", "true"], "bad network alias"),
 ]
 
 
@@ -323,3 +327,16 @@ def test_user_namespace_on_a_network(netns):
     uid, hosts, addr = out.splitlines()
     assert uid == "0" and hosts.split()[0] == addr.split()[3].split("/")[0]
     ok("network", "rm", "labkit")
+
+
+@pytest.mark.parametrize("state", ['{"id": "../../escape", "pid": 1}', "not json", '{"pid": 1}'])
+def test_hook_with_a_bad_state(netns, state):
+    """An OCI hook's stdin is input like any other: a path for an id is refused."""
+    ok("network", "create", "lk-hook")
+    try:
+        r = labkit("network", "connect", "lk-hook", "-", input=state)
+        assert r.returncode != 0 and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+        assert not os.path.exists(os.path.join(home.home(), "escape.json"))
+        assert os.listdir(os.path.join(home.home(), "networks", "lk-hook", "endpoints")) == []
+    finally:
+        ok("network", "rm", "lk-hook")
