@@ -6,7 +6,7 @@ import sys
 
 from .errors import LabkitError, NotRoot
 
-USAGE_RUN = "labkit run [options] [--] [CMD ...]"
+USAGE_RUN = "labkit run [options] IMAGE [CMD ...]   or   labkit run [options] [--rootfs R] -- CMD ..."
 
 # `labkit run`'s options, one table for two parsers: argparse builds the help
 # from it, and parse_run() reads a command line with it without importing
@@ -17,14 +17,15 @@ RUN_OPTIONS = [
      "uts,user,cgroup,time, or 'none' for a plain chroot (default: pid,net,ipc,mnt,uts,cgroup)"),
     (("--all",), "all", "flag", None, False, "every namespace type this kernel has, user and time included"),
     (("--hostname", "-h"), "hostname", "value", None, None, "the container's hostname (needs the uts namespace)"),
-    (("--rootfs",), "rootfs", "value", None, "base", "rootfs name (labkit rootfs ls) or directory (default: base)"),
+    (("--rootfs",), "rootfs", "value", None, None,
+     "run on a rootfs (labkit rootfs ls) or directory instead of an image; the default without IMAGE: base"),
     (("--name",), "name", "value", None, None, "the container's name (default: a random id)"),
     (("-d", "--detach"), "detach", "flag", None, False, "run in the background and print the id"),
     (("-i", "--interactive"), "interactive", "flag", None, False, "keep stdin open"),
     (("-t", "--tty"), "tty", "flag", None, False, "give the container a terminal (a pty)"),
     (("--rm",), "rm", "flag", None, False, "remove the container when it exits"),
     (("-e", "--env"), "env", "append", "K=V", None, "set an environment variable"),
-    (("-w", "--workdir"), "workdir", "value", None, "/", "working directory inside (default /)"),
+    (("-w", "--workdir"), "workdir", "value", None, None, "working directory inside (default: the image's, or /)"),
     (("--read-only",), "read_only", "flag", None, False, "mount the root filesystem read-only"),
     (("--no-proc",), "no_proc", "flag", None, False, "do not mount /proc inside"),
     (("--memory", "-m"), "memory", "value", None, None, "memory limit, e.g. 64m (cgroups)"),
@@ -84,10 +85,12 @@ def parse_run(args):
             values[dest] = value
 
     i = 0
+    dashdash = False
     while i < len(args):
         arg = args[i]
         if arg == "--":
             i += 1
+            dashdash = True
             break
         if not arg.startswith("-") or arg == "-":
             break
@@ -122,6 +125,11 @@ def parse_run(args):
                 break
         i += 1
     values["cmd"] = list(args[i:])
+    # docker's order: the first word after the options is the image, the rest
+    # its command. `--` (or --rootfs) instead: no image, the rest is the command.
+    values["image"] = None
+    if not dashdash and values["rootfs"] is None and values["cmd"]:
+        values["image"] = values["cmd"].pop(0)
     if values["ns"] is not None and values["all"]:
         raise LabkitError("run: --ns and --all exclude each other", "give one of them")
     return _Args(**values)
@@ -226,6 +234,8 @@ def _parser():
     for x in (nc, ni, nr):
         x.set_defaults(func=cmd_network)
 
+    _image_parsers(sub)
+
     gc = sub.add_parser("gc", help="remove every leftover of dead containers: mounts, cgroups, state")
     gc.set_defaults(func=cmd_gc)
 
@@ -268,6 +278,48 @@ def _parser():
     return p
 
 
+def _image_parsers(sub):
+    """docker's image commands, as `labkit image ACTION` and the top-level
+    shortcuts docker keeps (images, tag, rmi, history, save, load)."""
+    img = sub.add_parser("image", help="images: ls, inspect, history, tag, rm, save, load, unpack")
+    isub = img.add_subparsers(dest="image_command", metavar="ACTION")
+    isub.required = True
+
+    def action(parser_sub, name, action_name, text, args):
+        x = parser_sub.add_parser(name, help=text)
+        for names, kw in args:
+            x.add_argument(*names, **kw)
+        x.set_defaults(func=cmd_image, image_command=action_name)
+
+    refs = ((("refs",), {"nargs": "+", "metavar": "IMAGE"}),)
+    table = [
+        ("ls", "images", "list the local images", ()),
+        ("inspect", None, "an image's manifest and config, as JSON", refs),
+        ("history", "history", "the steps that made each layer", ((("ref",), {"metavar": "IMAGE"}),)),
+        ("tag", "tag", "another name for an image", ((("source",), {"metavar": "IMAGE"}),
+                                                    (("target",), {"metavar": "NEW"}))),
+        ("rm", "rmi", "untag images; blobs no other tag needs are deleted",
+         refs + ((("-f", "--force"), {"action": "store_true", "help": "even if a container uses it"}),)),
+        ("save", "save", "images as one OCI layout tar", refs + ((("-o", "--output"), {"required": True,
+                                                                                         "metavar": "FILE"}),)),
+        ("load", "load", "the images of an OCI layout tar", ((("-i", "--input"), {"required": True,
+                                                                                    "metavar": "FILE"}),)),
+        ("unpack", None, "an image as an OCI bundle (config.json + rootfs), as umoci unpack",
+         ((("ref",), {"metavar": "IMAGE"}), (("dir",), {"metavar": "DIR"}))),
+    ]
+    for name, shortcut, text, args in table:
+        action(isub, name, name, text, args)
+        if shortcut:
+            action(sub, shortcut, name, text, args)
+
+
+def cmd_image(a):
+    if a.image_command not in ("ls", "inspect", "history"):
+        _need_root(f"labkit image {a.image_command}")
+    from . import image_cli
+    return image_cli.main(a)
+
+
 def _resources(a):
     res = {}
     for key in ("memory", "memory_swap", "cpus", "cpu_shares", "cpuset_cpus", "pids"):
@@ -305,11 +357,23 @@ def build_config(a):
         raise Unsupported(f"this kernel has no {', '.join(missing)} namespace",
                           "drop it from --ns; `labkit doctor` lists what the kernel has")
     cmd = a.cmd[1:] if a.cmd[:1] == ["--"] else a.cmd
+    image = getattr(a, "image", None)
+    rootfs_name = a.rootfs or "base"
     if a.hostname and "uts" not in ns:
         raise LabkitError("--hostname needs the uts namespace",
                           "add uts to --ns, or the hostname would be the host's")
     cid = container.check_id(a.name) if a.name else container.new_id()
     env = list(DEFAULT_ENV)
+    cwd, user, image_layers = a.workdir or "/", None, []
+    if image is not None:
+        from .images import runnable
+        img = runnable.for_run(image)
+        base_dir, image_layers = img["lowers"][0], img["lowers"][1:]
+        cmd = img["entrypoint"] + (cmd or img["cmd"])
+        if not cmd:
+            raise LabkitError(f"image '{img['ref']}' has no Cmd nor Entrypoint", f"give a command: labkit run {image} CMD")
+        env = runnable.merge_env(env, img["env"])
+        cwd, user = a.workdir or img["cwd"], img["user"]
     for item in a.env:
         if "=" not in item:
             raise LabkitError(f"-e {item}: expected NAME=VALUE", "for example -e LANG=C.UTF-8")
@@ -335,19 +399,20 @@ def build_config(a):
         masked_paths=list(security.MASKED_PATHS) if guarded else [],
         readonly_paths=list(security.READONLY_PATHS) if guarded else [],
         privileged=a.privileged, no_new_privileges=sec["no_new_privileges"],
-        id=cid, args=cmd or ["/bin/sh"], rootfs=builder.resolve(a.rootfs), namespaces=ns,
-        hostname=a.hostname or (cid[:12] if "uts" in ns else None), env=env, cwd=a.workdir,
+        id=cid, args=cmd or ["/bin/sh"], rootfs=base_dir if image else builder.resolve(rootfs_name), namespaces=ns,
+        hostname=a.hostname or (cid[:12] if "uts" in ns else None), env=env, cwd=cwd, user=user,
+        image=img["ref"] if image else None,
         mount_proc=not a.no_proc, readonly_rootfs=a.read_only, tty=a.tty,
         interactive=a.interactive,
-        resources=_resources(a), layers=list(a.layer), lxcfs=a.lxcfs,
+        resources=_resources(a), layers=image_layers + list(a.layer), lxcfs=a.lxcfs,
         network=network, ns_paths=ns_paths,
         # A named rootfs is shared by every container: each gets a writable
         # layer of its own over it (Docker's container layer). A directory
         # given on purpose is used as it is.
-        writable_layer="/" not in a.rootfs,
+        writable_layer=bool(image) or "/" not in rootfs_name,
         # In a user namespace root inside owns the union's lower layers only
         # through an idmapped view of them (labkit/idmap.py).
-        idmapped_layers="user" in ns and ("/" not in a.rootfs or bool(a.layer)))
+        idmapped_layers="user" in ns and (bool(image) or "/" not in rootfs_name or bool(a.layer)))
     if config.lxcfs:   # its own PID and mount namespaces and a /proc: say so before anything exists
         from .stages import lxcfs
         lxcfs.check(config)
@@ -444,7 +509,7 @@ def cmd_commit(a):
     stack = "".join(f"--layer {shlex.quote(layer)} " for layer in result["lowers"] + [top])
     rootfs = "" if result["rootfs"] == home.rootfs_dir("base") else f"--rootfs {shlex.quote(result['rootfs'])} "
     print(f"saved {result['path']} ({result['size']} bytes, {result['entries']} entries); "
-          f"run on it with: labkit run {rootfs}{stack}...", file=sys.stderr)
+          f"run on it with: labkit run {rootfs}{stack}-- CMD", file=sys.stderr)
     return 0
 
 
@@ -457,10 +522,10 @@ def cmd_gc(a):
 
 
 def cmd_network(a):
-    from .networks import command
+    from . import network_cli
     if a.network_command not in ("ls", "inspect"):
         _need_root(f"labkit network {a.network_command}")
-    return command.main(a)
+    return network_cli.main(a)
 
 
 def cmd_doctor(a):

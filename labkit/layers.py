@@ -455,14 +455,15 @@ def commit(upper, dest=None, compress=False, out=None):
     return dict(describe(path), **summary)
 
 
-def unpacked(tar_path, cache=None):
+def unpacked(tar_path, cache=None, key=None):
     """The directory holding ``tar_path`` unpacked in overlay form (a lowerdir).
 
-    Unpacked once into ``cache/<sha256>/`` ($LABKIT_HOME/layers by default),
+    Unpacked once into ``cache/<key>/`` ($LABKIT_HOME/layers by default; the
+    key is the tar's sha256 unless given: the image store keys by diff_id),
     through a temporary name and a rename, so a failed or concurrent unpack
     never leaves a half-filled layer under the final name."""
     cache = cache or layers_dir()
-    final = os.path.join(cache, digest(tar_path).split(":", 1)[1])
+    final = os.path.join(cache, key or digest(tar_path).split(":", 1)[1])
     if os.path.isdir(final):
         return final
     check(tar_path)                              # a refused tar creates nothing, not even the cache

@@ -45,6 +45,14 @@ def network_leftovers():
     return found
 
 
+def image_leftovers():
+    """Tags in the local image store but labkit/base (made from the base rootfs on first use)."""
+    from .images import store
+    if not os.path.exists(store.root("index.json")):
+        return []
+    return [f"image {ref}" for ref, _ in store.tags() if ref != "labkit/base:latest"]
+
+
 def leftovers():
     """What of labkit is on the host now: a sorted list of descriptions."""
     found = [f"mount {m.mount_point}" for m in mountinfo.read() if "labkit" in m.mount_point]
@@ -73,7 +81,7 @@ def leftovers():
             found.append(f"process {pid} {b' '.join(argv).decode(errors='replace')}")
         elif root.startswith(home.home()):
             found.append(f"process {pid} in a container root {root}: {b' '.join(argv).decode(errors='replace')}")
-    found += network_leftovers()
+    found += network_leftovers() + image_leftovers()
     containers = home.containers_dir()
     if os.path.isdir(containers):
         found += [f"container state {c}" for c in os.listdir(containers)]

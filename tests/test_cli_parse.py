@@ -25,7 +25,25 @@ def test_same_as_argparse(argv):
     for _, dest, *_ in cli.RUN_OPTIONS:
         assert getattr(lean, dest) == getattr(full, dest), dest
     strip = lambda cmd: cmd[1:] if cmd[:1] == ["--"] else cmd   # noqa: E731 — build_config does this
-    assert strip(lean.cmd) == strip(full.cmd)
+    # docker's order: the first word after the options is the IMAGE, unless
+    # `--` (or --rootfs) says there is none.
+    words = strip(full.cmd)
+    if full.cmd[:1] == ["--"] or full.rootfs is not None or not words:
+        assert lean.image is None and strip(lean.cmd) == words
+    else:
+        assert [lean.image] + lean.cmd == words
+
+
+@pytest.mark.parametrize("argv, image, cmd", [
+    (["busybox"], "busybox", []),
+    (["-d", "--name", "w", "lab/web:v1", "httpd", "-f"], "lab/web:v1", ["httpd", "-f"]),
+    (["--rm", "--", "echo", "hi"], None, ["echo", "hi"]),
+    (["--rootfs", "base", "echo", "hi"], None, ["echo", "hi"]),
+    (["--rm"], None, []),
+])
+def test_image_or_command(argv, image, cmd):
+    a = cli.parse_run(argv)
+    assert a.image == image and [w for w in a.cmd if w != "--"] == cmd
 
 
 @pytest.mark.parametrize("argv, words", [

@@ -61,8 +61,9 @@ packages=(
 # boot on CPUs with large FPU state (AVX-512/AMX): tests/uml/harness.py.
 # podman (with conmon) and containerd (with ctr) are the real clients that
 # drive labkit-runtime in tests/clients/, each with private state.
+# skopeo and umoci read and write labkit's image store (an OCI layout) in tests/images/.
 test_packages=(
-    vagrant shellcheck systemd gcc libc6-dev crun strace podman conmon containerd
+    vagrant shellcheck systemd gcc libc6-dev crun strace podman conmon containerd skopeo umoci
     python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema
     python3-netifaces python3-oauthlib python3-requests python3-serial python3-yaml
 )

@@ -58,6 +58,7 @@ class ContainerConfig(_Fields):
         "writable_layer": False, # union filesystem: a layer of its own over the rootfs, even with no layers
         "idmapped_layers": False,  # union filesystem: lower layers shifted by the id maps (labkit/idmap.py)
         "lxcfs": False,          # bind lxcfs's /proc files over the container's
+        "image": None,           # the image it runs (labkit run IMAGE): rmi refuses to remove it
         "network": None,         # network: {name, ip, aliases, ports} or {container}; None = --network none/host
         "privileged": False,     # no guard: a writable /sys (labkit/security.py)
         # What an OCI config.json adds (labkit/oci/convert.py). The defaults

@@ -26,8 +26,8 @@ import json
 import sys
 import time
 
-from ..errors import LabkitError
-from . import endpoints, ports, store
+from .errors import LabkitError
+from .networks import endpoints, ports, store
 
 
 def describe(net):
@@ -56,8 +56,8 @@ def _target(container):
             raise LabkitError("network connect -: stdin is not an OCI state (JSON with id and pid)",
                               "use - only as an OCI hook; give a container id otherwise") from None
     import os
-    from .. import home
-    from ..containers import alive, load
+    from . import home
+    from .containers import alive, load
     st = load(container)
     if not alive(st.get("pid"), st.get("pid_start")):
         raise LabkitError(f"container {container} is not running", "start it first; `labkit ps` lists the running ones")

@@ -1,0 +1,97 @@
+"""`labkit save` and `labkit load`: images as one tar, an OCI image layout
+(what `skopeo copy ... oci-archive:FILE:REF` writes and reads).
+
+    oci-layout, index.json      the tags saved (ref.name annotations)
+    blobs/sha256/<hex>          their manifests, configs and layers
+
+A tar to load is untrusted input: only those names are read (nothing is
+extracted as a path), each blob is stored through store.put_stream, which
+checks its sha256 against its name, and the tags are set only once every
+blob they need is stored and sound.
+"""
+
+import io
+import json
+import os
+import tarfile
+
+from ..errors import LabkitError
+from . import image, store
+
+
+def save(refs, out):
+    """Write the images ``refs`` to the tar ``out``; returns the tags written."""
+    imgs = [image.get(r) for r in refs]
+    manifests, blobs = [], []
+    for img in imgs:
+        desc = dict(img["descriptor"])
+        manifests.append(desc)
+        for d in [desc["digest"], img["manifest"]["config"]["digest"]] + \
+                 [layer["digest"] for layer in img["manifest"]["layers"]]:
+            if d not in blobs:
+                blobs.append(d)
+    tmp = f"{out}.{os.getpid()}.tmp"
+    try:
+        with tarfile.open(tmp, "w") as tar:
+            for name, data in (("oci-layout", json.dumps({"imageLayoutVersion": "1.0.0"}).encode()),
+                               ("index.json", store.canonical({"schemaVersion": 2, "mediaType": store.MEDIA_INDEX,
+                                                               "manifests": manifests}))):
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(data), 0o644
+                tar.addfile(info, io.BytesIO(data))
+            for d in blobs:
+                tar.add(store.blob_path(d), arcname="blobs/sha256/" + d.split(":", 1)[1], recursive=False)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return [img["ref"] for img in imgs]
+
+
+def load(path):
+    """Store every blob of the layout tar ``path`` and set its tags; returns them."""
+    try:
+        tar = tarfile.open(path, "r:*")
+    except (OSError, tarfile.TarError) as e:
+        raise LabkitError(f"{path}: not a tar archive ({e})", "give a file `labkit save` or skopeo's oci-archive wrote")
+    with tar:
+        index = None
+        with store.Lock():
+            try:
+                loaded = _load(tar, path)
+            finally:
+                store.collect()   # what the tar brought that no tag needs, also after a refusal
+    if not loaded:
+        raise LabkitError(f"{path}: no tagged image in its index.json",
+                          "labkit loads images whose index entry has org.opencontainers.image.ref.name")
+    return loaded
+
+
+def _load(tar, path):
+    index = None
+    for m in tar:
+        name = m.name[2:] if m.name.startswith("./") else m.name
+        if name == "index.json" and m.isfile():
+            index = json.load(tar.extractfile(m))
+        elif name.startswith("blobs/sha256/") and m.isfile():
+            store.put_stream(tar.extractfile(m), expected="sha256:" + name.rsplit("/", 1)[1], size=m.size)
+        elif name in ("oci-layout", "blobs", "blobs/sha256", ".", "") or m.isdir():
+            continue
+        else:
+            raise LabkitError(f"{path}: '{m.name}' has no place in an OCI image layout",
+                              "only oci-layout, index.json and blobs/sha256/* are loaded")
+    if index is None:
+        raise LabkitError(f"{path}: no index.json", "this is not an OCI image layout tar")
+    loaded = []
+    for desc in index.get("manifests", []):
+        ref = (desc.get("annotations") or {}).get(store.REF_NAME)
+        if not ref:
+            continue
+        manifest = store.read_json(desc["digest"])      # present and sound, or this raises
+        for d in [manifest["config"]["digest"]] + [layer["digest"] for layer in manifest.get("layers", [])]:
+            if not store.has(d):
+                raise LabkitError(f"{path}: {ref} needs blob {d}, which the tar lacks",
+                                  "save the image again")
+        store.set_tag(image.normalize(ref), desc)
+        loaded.append(image.normalize(ref))
+    return loaded
