@@ -235,6 +235,20 @@ def _parser():
         x.set_defaults(func=cmd_network)
 
     _image_parsers(sub)
+    for verb, text in (("pull", "an image from a registry (127.0.0.1:5000/lab/web:v1)"),
+                       ("push", "an image to the registry its name starts with")):
+        x = sub.add_parser(verb, help=text)
+        x.add_argument("ref", metavar="IMAGE")
+        x.set_defaults(func=cmd_image, image_command=verb)
+    reg = sub.add_parser("registry", help="the lab registry (docker-registry on 127.0.0.1): start, stop, status")
+    rsub = reg.add_subparsers(dest="registry_command", metavar="ACTION")
+    rsub.required = True
+    rs = rsub.add_parser("start", help="serve a registry on 127.0.0.1:PORT, its storage under $LABKIT_HOME")
+    rs.add_argument("--port", type=int, default=5000)
+    rsub.add_parser("stop", help="stop it (its storage stays)")
+    rsub.add_parser("status", help="its address, or that none runs")
+    for x in rsub.choices.values():
+        x.set_defaults(func=cmd_image, image_command="registry")
 
     gc = sub.add_parser("gc", help="remove every leftover of dead containers: mounts, cgroups, state")
     gc.set_defaults(func=cmd_gc)
@@ -314,7 +328,7 @@ def _image_parsers(sub):
 
 
 def cmd_image(a):
-    if a.image_command not in ("ls", "inspect", "history"):
+    if a.image_command not in ("ls", "inspect", "history") and getattr(a, "registry_command", "") != "status":
         _need_root(f"labkit image {a.image_command}")
     from . import image_cli
     return image_cli.main(a)

@@ -62,6 +62,25 @@ def main(a):
     elif action == "load":
         for ref in archive.load(a.input):
             print(f"Loaded image: {ref}")
+    elif action == "pull":
+        from .images import distribution
+        r = distribution.pull(a.ref)
+        print(f"{r['ref']}: pulled, {r['digest']}")
+    elif action == "push":
+        from .images import distribution
+        r = distribution.push(a.ref)
+        print(f"{r['ref']}: pushed, {r['digest']}")
+    elif action == "registry":
+        from .images import registry
+        if a.registry_command == "start":
+            st = registry.start(a.port)
+            print(f"registry on {st['address']} (pid {st['pid']}, storage {st['data']})")
+        elif a.registry_command == "stop":
+            print("stopped" if registry.stop() else "no registry was running")
+        else:
+            st = registry.status()
+            print(f"running on {st['address']} (pid {st['pid']})" if st else "not running")
+            return 0 if st else 1
     elif action == "unpack":
         from .oci import unpack
         unpack.unpack(a.ref, a.dir)

@@ -46,11 +46,13 @@ def network_leftovers():
 
 
 def image_leftovers():
-    """Tags in the local image store but labkit/base (made from the base rootfs on first use)."""
-    from .images import store
+    """Tags in the local image store but labkit/base (made from the base rootfs
+    on first use), and a lab registry left running."""
+    from .images import registry, store
+    found = [f"registry pid {st['pid']} on {st['address']}" for st in [registry.status()] if st]
     if not os.path.exists(store.root("index.json")):
-        return []
-    return [f"image {ref}" for ref, _ in store.tags() if ref != "labkit/base:latest"]
+        return found
+    return found + [f"image {ref}" for ref, _ in store.tags() if ref != "labkit/base:latest"]
 
 
 def leftovers():

@@ -36,8 +36,9 @@ def run_block(lines, cwd, retry=("curl",)):
     return out
 
 
-def run_last(lines, cwd):
-    """The block's last line (its cleanup), whatever happened before."""
+def run_last(lines, cwd, n=1):
+    """The block's last ``n`` lines (its cleanup), each whatever happened before."""
     env = dict(os.environ, PYTHONPATH=ROOT)
     env["PATH"] = os.path.join(ROOT, ".venv", "bin") + ":" + env["PATH"]
-    subprocess.run(["sh", "-c", lines[-1].replace("sudo ", "")], capture_output=True, env=env, cwd=cwd)
+    for line in lines[-n:]:
+        subprocess.run(["sh", "-c", line.replace("sudo ", "")], capture_output=True, env=env, cwd=cwd)

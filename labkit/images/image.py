@@ -16,7 +16,7 @@ import os
 import platform
 import time
 
-from .. import layers
+from .. import home, layers
 from ..errors import Conflict, LabkitError, NotFound
 from . import reference, store
 
@@ -39,10 +39,12 @@ def get(ref):
     """{ref, descriptor, manifest, config} of the image tagged ``ref``."""
     name = normalize(ref)
     desc = store.lookup(name)
+    if desc is None and name == BASE and os.geteuid() == 0 and os.path.isdir(home.rootfs_dir("base")):
+        return ensure_base(home.rootfs_dir("base"))      # made on first use from the base rootfs
     if desc is None:
         raise NotFound(f"no such image '{name}'", "`labkit images` lists the local ones")
     manifest = store.read_json(desc["digest"])
-    if manifest.get("mediaType", store.MEDIA_MANIFEST) != store.MEDIA_MANIFEST or "config" not in manifest:
+    if manifest.get("mediaType", store.MEDIA_MANIFEST) not in store.IMAGE_MANIFESTS or "config" not in manifest:
         raise LabkitError(f"image '{name}': {desc['digest']} is not an OCI image manifest",
                           "labkit runs single-platform OCI images")
     config = store.read_json(manifest["config"]["digest"])
@@ -185,6 +187,8 @@ def ensure_base(rootfs):
     if desc is not None:
         if (store.read_json(desc["digest"]).get("annotations") or {}).get(ROOTFS_STAMP) == stamp:
             return get(BASE)
+    elif os.geteuid() != 0:
+        raise NotFound(f"no such image '{BASE}'", "it is made from the base rootfs by root: sudo labkit images")
     import tempfile
     tmp = tempfile.mkdtemp(prefix=".base-", dir=_ensure_dir(store.root()))
     try:
@@ -212,7 +216,10 @@ def history(ref):
 
 
 def images():
-    """[(ref, manifest digest, created, size of the layers)] of every tag."""
+    """[(ref, manifest digest, created, size of the layers)] of every tag
+    (labkit/base among them, made first if there is a base rootfs)."""
+    if os.geteuid() == 0 and os.path.isdir(home.rootfs_dir("base")):
+        ensure_base(home.rootfs_dir("base"))
     rows = []
     for name, desc in store.tags():
         try:

@@ -13,7 +13,7 @@ from . import image
 def for_run(ref):
     name = image.normalize(ref)
     if name == image.BASE and os.path.isdir(home.rootfs_dir("base")):
-        img = image.ensure_base(home.rootfs_dir("base"))
+        img = image.ensure_base(home.rootfs_dir("base"))   # made again if the rootfs was rebuilt
     else:
         img = image.get(name)
     lowers = image.lowers(img)

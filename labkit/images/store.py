@@ -23,6 +23,10 @@ REF_NAME = "org.opencontainers.image.ref.name"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
 MEDIA_INDEX = "application/vnd.oci.image.index.v1+json"
 MEDIA_CONFIG = "application/vnd.oci.image.config.v1+json"
+# Docker's schema 2, which registries still serve (and docker pushes): read as well.
+MEDIA_DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+MEDIA_DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+IMAGE_MANIFESTS = (MEDIA_MANIFEST, MEDIA_DOCKER_MANIFEST)
 _CHUNK = 1 << 20
 
 
