@@ -44,11 +44,12 @@ apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 #    boots a real cgroup v2 kernel for the tests; libseccomp2 compiles the
 #    seccomp filters, libcap2-bin's capsh decodes capability masks (09);
 #    nftables does the networks' NAT and containernetworking-plugins is
-#    their CNI driver, iputils-ping and curl the by-hand checks (06).
+#    their CNI driver, iputils-ping and curl the by-hand checks (06);
+#    docker-registry is the lab registry (`labkit registry start`, 07).
 packages=(
     python3 python3-venv make
     busybox-static procps iproute2 util-linux kmod libseccomp2 libcap2-bin
-    nftables containernetworking-plugins iputils-ping curl
+    nftables containernetworking-plugins iputils-ping curl docker-registry
     lxcfs runc user-mode-linux
     golang-github-opencontainers-specs-dev
 )
@@ -82,6 +83,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt_get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 else
     say "Debian packages present"
+fi
+# Debian's docker-registry enables a service of its own on :5000 (every
+# address, htpasswd auth); the lab runs one on 127.0.0.1 instead.
+if [ -d /run/systemd/system ] && systemctl is-enabled --quiet docker-registry 2>/dev/null; then
+    systemctl disable --now docker-registry >/dev/null 2>&1 || true
 fi
 
 # 2. cloud-init's schema validator, for tests/vm. Installing the cloud-init
