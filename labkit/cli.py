@@ -55,6 +55,8 @@ RUN_OPTIONS = [
      "one more name the other containers of the network find it by"),
     (("-p", "--publish"), "publish", "append", "[IP:]HOSTPORT:PORT[/PROTO]", None,
      "publish a container port on the host, on 127.0.0.1 unless IP is given (0.0.0.0: every address)"),
+    (("--entrypoint",), "entrypoint", "value", "CMD", None,
+     "run CMD instead of the image's Entrypoint ('' for none: the command runs as given)"),
     (("--security-opt",), "security_opt", "append", "OPT", None,
      "no-new-privileges, seccomp=unconfined or seccomp=PROFILE.json"),
 ]
@@ -194,6 +196,8 @@ def _parser():
         "exits. A running container is not paused while its upper dir is read: stop it first "
         "for a consistent snapshot.")
     cm.add_argument("id", metavar="ID", help="a running or stopped container (labkit ps -a)")
+    cm.add_argument("ref", nargs="?", metavar="IMAGE",
+                    help="make an image: the container's image (or labkit/base) plus this layer")
     cm.add_argument("-o", "--output", metavar="FILE", help="write the layer tar to FILE instead")
     cm.set_defaults(func=cmd_commit)
 
@@ -235,6 +239,17 @@ def _parser():
         x.set_defaults(func=cmd_network)
 
     _image_parsers(sub)
+    bd = sub.add_parser("build", help="an image from a Containerfile (Dockerfile) and a build directory")
+    bd.add_argument("context", metavar="DIR", help="the build context: the files COPY and ADD may take")
+    bd.add_argument("-t", "--tag", required=True, metavar="IMAGE")
+    bd.add_argument("-f", "--file", metavar="FILE", help="default: DIR/Containerfile, or DIR/Dockerfile")
+    bd.add_argument("--build-arg", action="append", default=[], metavar="NAME=VALUE")
+    bd.add_argument("--no-cache", action="store_true", help="run every step again")
+    bd.set_defaults(func=cmd_build)
+    bp = sub.add_parser("builder", help="the build cache: builder prune")
+    bsub = bp.add_subparsers(dest="builder_command", metavar="ACTION")
+    bsub.required = True
+    bsub.add_parser("prune", help="remove every cached build step").set_defaults(func=cmd_build)
     for verb, text in (("pull", "an image from a registry (127.0.0.1:5000/lab/web:v1)"),
                        ("push", "an image to the registry its name starts with")):
         x = sub.add_parser(verb, help=text)
@@ -327,6 +342,15 @@ def _image_parsers(sub):
             action(sub, shortcut, name, text, args)
 
 
+def cmd_build(a):
+    _need_root("labkit build")
+    from . import build
+    if getattr(a, "builder_command", None) == "prune":
+        print(f"removed {build.prune()} cached steps")
+        return 0
+    return build.main(a)
+
+
 def cmd_image(a):
     if a.image_command not in ("ls", "inspect", "history") and getattr(a, "registry_command", "") != "status":
         _need_root(f"labkit image {a.image_command}")
@@ -383,7 +407,8 @@ def build_config(a):
         from .images import runnable
         img = runnable.for_run(image)
         base_dir, image_layers = img["lowers"][0], img["lowers"][1:]
-        cmd = img["entrypoint"] + (cmd or img["cmd"])
+        entrypoint = img["entrypoint"] if a.entrypoint is None else ([a.entrypoint] if a.entrypoint else [])
+        cmd = entrypoint + (cmd or (img["cmd"] if a.entrypoint is None else []))
         if not cmd:
             raise LabkitError(f"image '{img['ref']}' has no Cmd nor Entrypoint", f"give a command: labkit run {image} CMD")
         env = runnable.merge_env(env, img["env"])
@@ -517,6 +542,10 @@ def cmd_commit(a):
     import shlex
     from . import home
     from .stages import unionfs
+    if a.ref:
+        from .build import commit_image
+        print(commit_image(a.id, a.ref))
+        return 0
     result = unionfs.commit_container(a.id, output=a.output)
     print(result["digest"])
     top = result["path"] if a.output else result["digest"]

@@ -33,7 +33,7 @@ LAYERS = [
     # 5: what people and tools use: command lines, notebooks, facts, the harness.
     ("frontends", ["labkit.cli", "labkit.runtime_cli", "labkit.api", "labkit.tour", "labkit.doctor",
                    "labkit.jupyter", "labkit.facts", "labkit.notebook", "labkit.conformance",
-                   "labkit.lab", "labkit.__main__", "labkit.network_cli", "labkit.image_cli"]),
+                   "labkit.lab", "labkit.__main__", "labkit.network_cli", "labkit.image_cli", "labkit.build"]),
 ]
 LEVEL = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 

@@ -55,18 +55,20 @@ def _now():
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def create(ref, layer_files=(), parent=None, config=None, history=None, annotations=None):
+def create(ref, layer_files=(), parent=None, config=None, history=None, annotations=None, empty_history=None):
     """Tag ``ref``: the image ``parent`` (or nothing: FROM scratch) plus
     ``layer_files`` (tars, bottom first), with ``config`` (Env, Cmd, ...) over
-    the parent's. ``history``: one entry per new layer (created_by). Returns
-    the manifest's digest."""
+    the parent's. ``history``: one entry per new layer (created_by);
+    ``empty_history``: the entry of a step that made no layer. Returns the
+    manifest's digest."""
     name = normalize(ref)
     with store.Lock():
         base = get(parent) if parent else None
         cfg = dict(base["config"]) if base else {"architecture": architecture(), "os": "linux",
                                                  "config": {}, "rootfs": {"type": "layers", "diff_ids": []},
                                                  "history": []}
-        cfg["config"] = dict(cfg.get("config") or {}, **(config or {}))
+        cfg["config"] = dict(config) if config is not None and empty_history else \
+            dict(cfg.get("config") or {}, **(config or {}))
         cfg["rootfs"] = {"type": "layers", "diff_ids": list(cfg["rootfs"]["diff_ids"])}
         cfg["history"] = list(cfg.get("history") or [])
         cfg["created"] = _now()
@@ -78,6 +80,8 @@ def create(ref, layer_files=(), parent=None, config=None, history=None, annotati
             cfg["rootfs"]["diff_ids"].append(layers.diff_id(path))
             entry = (history or [{}] * len(layer_files))[i]
             cfg["history"].append(dict({"created": cfg["created"]}, **entry))
+        if empty_history:
+            cfg["history"].append(dict({"created": cfg["created"], "empty_layer": True}, **empty_history))
         cdigest, csize = store.put_json(cfg)
         manifest = {"schemaVersion": 2, "mediaType": store.MEDIA_MANIFEST,
                     "config": {"mediaType": store.MEDIA_CONFIG, "digest": cdigest, "size": csize},
@@ -121,11 +125,11 @@ def remove(ref, force=False):
     with store.Lock():
         store.remove_tag(name)
         gone = store.collect()
-        _collect_unpacked()
+        collect_unpacked()
     return gone
 
 
-def _collect_unpacked():
+def collect_unpacked():
     """Unpacked layers that no remaining image lists and no container stacks."""
     from ..containers import all_ids, load
     keep = set()
@@ -222,6 +226,8 @@ def images():
         ensure_base(home.rootfs_dir("base"))
     rows = []
     for name, desc in store.tags():
+        if name.startswith("labkit/build-cache:"):   # a build's steps: `labkit builder prune`
+            continue
         try:
             img = get(name)
         except LabkitError:

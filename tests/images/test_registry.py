@@ -225,3 +225,34 @@ def test_a_bearer_token_is_fetched_and_sent(rootfs):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.skipif(not (shutil.which("skopeo") and shutil.which("umoci") and shutil.which("runc")),
+                    reason="needs skopeo, umoci and runc")
+def test_built_pushed_then_skopeo_umoci_runc(reg, tmp_path):
+    """An image labkit builds and pushes is pulled by skopeo, unpacked by umoci and run by runc."""
+    from labkit import build as builder
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    (ctx / "note.txt").write_text("built by labkit\n")
+    (ctx / "Containerfile").write_text("FROM labkit/base\nCOPY note.txt /etc/note.txt\n"
+                                       "RUN echo ran >> /etc/note.txt\nCMD [\"cat\", \"/etc/note.txt\"]\n")
+    try:
+        ok("build", "-t", f"{reg}/lktest/built:v1", str(ctx))
+        ok("push", f"{reg}/lktest/built:v1")
+        layout = tmp_path / "layout"
+        r = subprocess.run(["skopeo", "copy", "--src-tls-verify=false", f"docker://{reg}/lktest/built:v1",
+                            f"oci:{layout}:b"], capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stderr
+        bundle = tmp_path / "bundle"
+        r = subprocess.run(["umoci", "unpack", "--image", f"{layout}:b", str(bundle)], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        cfg = json.load(open(bundle / "config.json"))
+        assert cfg["process"]["args"] == ["cat", "/etc/note.txt"]     # the image's CMD, as umoci read it
+        cfg["process"]["terminal"] = False
+        json.dump(cfg, open(bundle / "config.json", "w"))
+        r = subprocess.run(["runc", "--root", str(tmp_path / "runc"), "run", "-b", str(bundle), "lk-built-runc"],
+                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
+        assert (r.returncode, r.stdout) == (0, "built by labkit\nran\n"), r.stderr
+    finally:
+        builder.prune()
