@@ -6,8 +6,8 @@ from the rootfs when it is missing or the rootfs was rebuilt."""
 import os
 
 from .. import home
-from ..errors import LabkitError
-from . import image
+from ..errors import LabkitError, NotFound
+from . import image, reference
 
 
 def for_run(ref):
@@ -15,7 +15,14 @@ def for_run(ref):
     if name == image.BASE and os.path.isdir(home.rootfs_dir("base")):
         img = image.ensure_base(home.rootfs_dir("base"))   # made again if the rootfs was rebuilt
     else:
-        img = image.get(name)
+        try:
+            img = image.get(name)
+        except NotFound:
+            if reference.parse(name).registry is None:
+                raise
+            from . import distribution
+            distribution.pull(name)     # docker run pulls what it lacks
+            img = image.get(name)
     lowers = image.lowers(img)
     if not lowers:
         raise LabkitError(f"image '{name}' has no layers: there is no root filesystem to run",

@@ -71,6 +71,15 @@ def test_push_look_with_the_v2_api_pull_back(reg):
     assert "ID=labkit" in ok("run", "--rm", f"{reg}/lktest/base:v1", "cat", "/etc/os-release")
 
 
+def test_run_pulls_what_it_lacks(reg):
+    ok("tag", "labkit/base", f"{reg}/lktest/lazy:v1")
+    ok("push", f"{reg}/lktest/lazy:v1")
+    ok("rmi", f"{reg}/lktest/lazy:v1")
+    r = labkit("run", "--rm", f"{reg}/lktest/lazy:v1", "cat", "/etc/os-release")
+    assert r.returncode == 0 and "ID=labkit" in r.stdout and "lktest/lazy:v1: layer 1/1" in r.stderr, r.stderr
+    assert store.lookup(f"{reg}/lktest/lazy:v1") is not None
+
+
 def test_a_second_repository_mounts_the_blobs(reg):
     ok("tag", "labkit/base", f"{reg}/lktest/a:v1")
     ok("push", f"{reg}/lktest/a:v1")
