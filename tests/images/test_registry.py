@@ -265,3 +265,45 @@ def test_built_pushed_then_skopeo_umoci_runc(reg, tmp_path):
         assert (r.returncode, r.stdout) == (0, "built by labkit\nran\n"), r.stderr
     finally:
         builder.prune()
+
+
+class Sizes(Liar):
+    """Serves one manifest whose config descriptor lies about its size."""
+    blob, declared = b"", 0
+
+    def do_GET(self):
+        if self.path == "/v2/":
+            return super().do_GET()
+        digest = "sha256:" + hashlib.sha256(self.blob).hexdigest()
+        if "/manifests/" in self.path:
+            body = json.dumps({"schemaVersion": 2, "mediaType": store.MEDIA_MANIFEST,
+                               "config": {"mediaType": store.MEDIA_CONFIG, "digest": digest, "size": self.declared},
+                               "layers": []}).encode()
+            media = store.MEDIA_MANIFEST
+        else:
+            body, media = self.blob, "application/octet-stream"
+        self.send_response(200)
+        self.send_header("Content-Type", media)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.mark.parametrize("size, declared, words", [
+    (64, 10 ** 12, "its descriptor says 1000000000000"),       # far beyond the blob
+    (1 << 20, 10, "more than the 10 bytes"),                     # the stream is cut off at the size given
+])
+def test_a_size_that_lies(rootfs, size, declared, words):
+    blob = os.urandom(size)
+    handler = type("S", (Sizes,), {"blob": blob, "declared": declared})
+    server = http.server.HTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        host = f"127.0.0.1:{server.server_address[1]}"
+        r = labkit("pull", f"{host}/lktest/sizes:v1")
+        assert r.returncode != 0 and words in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert not store.has("sha256:" + hashlib.sha256(blob).hexdigest())
+        assert not [n for n in os.listdir(store.root("blobs", "sha256")) if n.startswith(".incoming")]
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -1,0 +1,89 @@
+"""Notebook 07's exercises: build an image, share it through the lab
+registry. Each check asks the real system: the image runs and says what it
+should; the registry's own API serves the same manifest, by digest."""
+
+import hashlib
+import http.client
+import subprocess
+
+from . import Exercise, env
+from ..errors import LabkitError
+
+REF = "lab07/hello:v1"
+REMOTE = "127.0.0.1:5000/lab07/hello:v1"
+CONTAINERFILE = 'FROM labkit/base\\nCMD ["echo", "hello lab"]\\n'   # for printf: \\n is its newline
+SOLUTION_BUILD = [
+    "mkdir -p /tmp/lab07-build",
+    f"printf '{CONTAINERFILE}' > /tmp/lab07-build/Containerfile",
+    f"labkit build -t {REF} /tmp/lab07-build",
+]
+
+
+def _image(ref):
+    from ..images import image
+    try:
+        return image.get(ref)
+    except LabkitError:
+        return None
+
+
+def _built():
+    if _image(REF) is None:
+        return False, f"there is no image {REF} (`labkit images`)"
+    r = subprocess.run(["labkit", "run", "--rm", REF], capture_output=True, text=True, timeout=120, env=env())
+    said = r.stdout.strip()
+    if said != "hello lab":
+        return False, f"`labkit run --rm {REF}` says {said!r}, not 'hello lab'" + (
+            f" ({r.stderr.strip().splitlines()[-1]})" if r.returncode and r.stderr.strip() else "")
+    return True, f"{REF} runs and says hello lab"
+
+
+def _pushed():
+    from ..images import registry, store
+    st = registry.status()
+    if st is None:
+        return False, "the lab registry is not running (`labkit registry status`)"
+    if st["address"] != "127.0.0.1:5000":
+        return False, f"the lab registry runs on {st['address']}, not 127.0.0.1:5000"
+    img = _image(REF)
+    if img is None:
+        return False, f"there is no image {REF} here to compare with"
+    conn = http.client.HTTPConnection(st["address"], timeout=10)
+    conn.request("GET", "/v2/lab07/hello/manifests/v1", headers={"Accept": store.MEDIA_MANIFEST})
+    resp = conn.getresponse()
+    body = resp.read()
+    conn.close()
+    if resp.status != 200:
+        return False, "the registry has no lab07/hello:v1 (GET /v2/lab07/hello/manifests/v1 answers %d)" % resp.status
+    remote = "sha256:" + hashlib.sha256(body).hexdigest()
+    if remote != img["descriptor"]["digest"]:
+        return False, f"the registry's lab07/hello:v1 is {remote[:19]}…, not the image {REF} here"
+    return True, f"the registry serves {REF}'s manifest, {remote[:19]}…"
+
+
+EXERCISES = [
+    Exercise("07.build", "an image that says hello",
+             f"Build an image {REF} from labkit/base whose CMD prints `hello lab`, so that "
+             f"`labkit run --rm {REF}` says exactly that.",
+             ["a Containerfile: FROM, then CMD in exec form (a JSON array)",
+              f"labkit build -t {REF} DIR, where DIR holds the Containerfile",
+              f"mkdir -p /tmp/lab07-build && printf '{CONTAINERFILE}' > /tmp/lab07-build/Containerfile && "
+              f"sudo labkit build -t {REF} /tmp/lab07-build"],
+             _built,
+             SOLUTION_BUILD,
+             [f"labkit rmi {REF} >/dev/null 2>&1 || true", "labkit builder prune >/dev/null", "rm -rf /tmp/lab07-build"]),
+    Exercise("07.push", "share it through the lab registry",
+             f"Start the lab registry on 127.0.0.1:5000 and push {REF} to it as {REMOTE}, so that the "
+             "registry's v2 API serves the very manifest you built.",
+             ["a registry only knows names that start with its address: tag the image with one",
+              f"labkit registry start; labkit tag {REF} {REMOTE}; labkit push …",
+              f"sudo labkit registry start && sudo labkit tag {REF} {REMOTE} && sudo labkit push {REMOTE}"],
+             _pushed,
+             SOLUTION_BUILD + ["labkit registry status >/dev/null || labkit registry start",
+                               f"labkit tag {REF} {REMOTE}", f"labkit push {REMOTE}"],
+             ["for r in $(labkit images | awk '$1 ~ /^127.0.0.1:5000\\/lab07\\// {print $1 \":\" $2}'); "
+              "do labkit rmi -f $r >/dev/null; done", f"labkit rmi {REF} >/dev/null 2>&1 || true",
+              "labkit builder prune >/dev/null", "rm -rf /tmp/lab07-build",
+              "labkit registry stop >/dev/null",
+              'rm -rf "${LABKIT_HOME:-/var/lib/labkit}/registry/data/docker/registry/v2/repositories/lab07"']),
+]
