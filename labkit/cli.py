@@ -260,6 +260,7 @@ def _parser():
     rsub.required = True
     rs = rsub.add_parser("start", help="serve a registry on 127.0.0.1:PORT, its storage under $LABKIT_HOME")
     rs.add_argument("--port", type=int, default=5000)
+    rs.add_argument("--foreground", action="store_true", help="become the registry (for a systemd service)")
     rsub.add_parser("stop", help="stop it (its storage stays)")
     rsub.add_parser("status", help="its address, or that none runs")
     for x in rsub.choices.values():

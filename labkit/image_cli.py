@@ -73,7 +73,7 @@ def main(a):
     elif action == "registry":
         from .images import registry
         if a.registry_command == "start":
-            st = registry.start(a.port)
+            st = registry.start(a.port, foreground=a.foreground)
             print(f"registry on {st['address']} (pid {st['pid']}, storage {st['data']})")
         elif a.registry_command == "stop":
             print("stopped" if registry.stop() else "no registry was running")

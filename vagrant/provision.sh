@@ -225,6 +225,7 @@ if [ "$service" = yes ]; then
             echo "VENV=$venv" >> /etc/environment
         fi
         bash "$repo/vagrant/jupyter-service.sh" "$repo" "$venv"
+        bash "$repo/vagrant/registry-service.sh" "$venv"
     else
         say "no systemd here (a container or CI): skipping the JupyterLab service; run 'make lab' instead"
     fi

@@ -7,7 +7,8 @@ Docker Registry HTTP API V2), with the standard library's http.client.
     HEAD /v2/NAME/blobs/DIGEST                   push: does the registry have it already?
     POST /v2/NAME/blobs/uploads/?mount=D&from=R  push: take it from another repository there
     POST /v2/NAME/blobs/uploads/                 push: start an upload -> Location
-    PUT  LOCATION?digest=DIGEST                  push: the whole blob, the digest to check it by
+    PATCH LOCATION (Content-Range: 0-8388607)    push: a chunk of a large blob -> the next Location
+    PUT  LOCATION?digest=DIGEST                  push: the (rest of the) blob, the digest to check it by
     PUT  /v2/NAME/manifests/TAG                  push: the manifest, once its blobs are there
 
 Everything a registry sends is untrusted: each blob is streamed into the
@@ -38,6 +39,7 @@ INDEXES = (store.MEDIA_INDEX, store.MEDIA_DOCKER_LIST)
 ACCEPT = ", ".join(MANIFESTS + INDEXES)
 MAX_MANIFEST = 4 << 20      # a manifest larger than this is refused (the spec's suggested limit)
 CHUNK = 1 << 20
+UPLOAD_CHUNK = 8 << 20      # a blob larger than this is pushed in PATCH chunks, each a Content-Range
 
 
 def insecure(host):
@@ -169,6 +171,24 @@ def say(text):
     print(text, file=sys.stderr, flush=True)
 
 
+class Progress:
+    """A file-like wrapper that counts what is read through it, and on a
+    terminal redraws one line: 'pulling sha256:ab12… 3.2/14.3 MB'."""
+
+    def __init__(self, stream, label, total):
+        self.stream, self.label, self.total, self.done = stream, label, total or 0, 0
+        self.tty = sys.stderr.isatty() and self.total > CHUNK
+
+    def read(self, n=-1):
+        data = self.stream.read(n)
+        self.done += len(data)
+        if self.tty:
+            end = "\n" if not data or self.done >= self.total else ""
+            print(f"\r  {self.label} {self.done / 1e6:.1f}/{self.total / 1e6:.1f} MB", end=end,
+                  file=sys.stderr, flush=True)
+        return data
+
+
 # ---- pull ----------------------------------------------------------------
 
 def _get_manifest(reg, ref_or_digest):
@@ -213,7 +233,8 @@ def _blob(reg, desc, what):
     try:
         if resp.status != 200:
             _fail(resp, f"{what} {desc['digest']}", "the registry lacks a blob its manifest names")
-        store.put_stream(resp, expected=desc["digest"], size=desc.get("size"))
+        store.put_stream(Progress(resp, f"pulling {desc['digest'][:19]}…", desc.get("size")),
+                         expected=desc["digest"], size=desc.get("size"))
     finally:
         conn.close()
 
@@ -284,6 +305,9 @@ def _mount(reg, digest, sources):
 
 
 def _upload(reg, digest, path):
+    """POST starts an upload; a small blob goes in one PUT (monolithic), a
+    large one in PATCH chunks (each with its Content-Range, each answered
+    with the next Location), then a PUT with the digest closes it."""
     resp, conn = reg.request("POST", f"/v2/{reg.repository}/blobs/uploads/", {"Content-Length": "0"})
     location = resp.getheader("Location")
     resp.read()
@@ -291,11 +315,31 @@ def _upload(reg, digest, path):
     if resp.status != 202 or not location:
         raise LabkitError(f"push {digest}: the registry did not start an upload (HTTP {resp.status})",
                           "check that the registry accepts pushes")
-    sep = "&" if "?" in location else "?"
     size = os.path.getsize(path)
     with open(path, "rb") as f:
+        body = Progress(f, f"pushing {digest[:19]}…", size)
+        if size > UPLOAD_CHUNK:
+            offset = 0
+            while offset < size:
+                chunk = body.read(UPLOAD_CHUNK)
+                resp, conn = reg.request("PATCH", location, {
+                    "Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
+                    "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}, body=chunk)
+                try:
+                    if resp.status != 202:
+                        _fail(resp, f"push {digest}: chunk at {offset}", "the registry refused a chunk")
+                    location = resp.getheader("Location") or location
+                    resp.read()
+                finally:
+                    conn.close()
+                offset += len(chunk)
+            body, length = b"", 0
+        else:
+            length = size
+        sep = "&" if "?" in location else "?"
         resp, conn = reg.request("PUT", f"{location}{sep}digest={urllib.parse.quote(digest)}",
-                                 {"Content-Type": "application/octet-stream", "Content-Length": str(size)}, body=f)
+                                 {"Content-Type": "application/octet-stream", "Content-Length": str(length)},
+                                 body=body)
     try:
         if resp.status != 201:
             _fail(resp, f"push {digest}", "the registry refused the blob")

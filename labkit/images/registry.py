@@ -60,7 +60,10 @@ def _answers(address, timeout=0.5):
         return False
 
 
-def start(port=DEFAULT_PORT):
+def start(port=DEFAULT_PORT, foreground=False):
+    """Start docker-registry in the background and return its state once
+    /v2/ answers; with ``foreground`` (a systemd service) this process
+    becomes the registry (exec) and never returns."""
     import shutil
     if shutil.which(BINARY) is None:
         raise NotFound(f"{BINARY} is not installed", "apt-get install docker-registry (make lab installs it)")
@@ -74,6 +77,11 @@ def start(port=DEFAULT_PORT):
     os.makedirs(root("data"), exist_ok=True)
     with open(root("config.yml"), "w") as f:
         f.write(_config(port))
+    if foreground:   # the pid stays ours through the exec: status() knows it
+        with open(root("state.json"), "w") as f:
+            json.dump({"pid": os.getpid(), "pid_start": start_time(os.getpid()), "address": address,
+                       "data": root("data")}, f)
+        os.execvp(BINARY, [BINARY, "serve", root("config.yml")])
     log = open(root("log"), "ab")
     proc = subprocess.Popen([BINARY, "serve", root("config.yml")], stdin=subprocess.DEVNULL, stdout=log,
                             stderr=log, start_new_session=True, close_fds=True)

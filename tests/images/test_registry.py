@@ -59,6 +59,11 @@ def test_push_look_with_the_v2_api_pull_back(reg):
     ok("tag", "labkit/base", f"{reg}/lktest/base:v1")
     ok("push", f"{reg}/lktest/base:v1")
     local = store.lookup(f"{reg}/lktest/base:v1")["digest"]
+    # The base layer is larger than one upload chunk: the registry's own log shows the PATCHes.
+    size = image.get(f"{reg}/lktest/base:v1")["manifest"]["layers"][0]["size"]
+    from labkit.images import distribution
+    log = open(registry.root("log"), errors="replace").read()
+    assert size > distribution.UPLOAD_CHUNK and log.count('http.request.method=PATCH') >= 2, log[-2000:]
     assert "lktest/base" in json.loads(get(reg, "/v2/_catalog")[1])["repositories"]
     assert json.loads(get(reg, "/v2/lktest/base/tags/list")[1])["tags"] == ["v1"]
     r, body = get(reg, "/v2/lktest/base/manifests/v1", {"Accept": store.MEDIA_MANIFEST})

@@ -14,7 +14,7 @@ SCRIPTS = sorted(glob.glob(str(VAGRANT_DIR / "*.sh")))
 
 def test_there_are_scripts_to_check():
     names = {p.rsplit("/", 1)[1] for p in SCRIPTS}
-    assert {"provision.sh", "jupyter-service.sh", "labkit-url.sh"} <= names
+    assert {"provision.sh", "jupyter-service.sh", "registry-service.sh", "labkit-url.sh"} <= names
 
 
 def test_shellcheck_vagrant_scripts():
@@ -36,6 +36,7 @@ def test_shellcheck_script_in_cloud_init(tmp_path):
 @pytest.mark.parametrize("script, args", [
     ("provision.sh", ["--bogus"]),
     ("jupyter-service.sh", ["only-one-arg"]),
+    ("registry-service.sh", ["one", "two"]),
     ("labkit-url.sh", ["--wait", "soon"]),
 ])
 def test_bad_arguments_stop_with_usage(script, args):
