@@ -62,9 +62,10 @@ packages=(
 # boot on CPUs with large FPU state (AVX-512/AMX): tests/uml/harness.py.
 # podman (with conmon) and containerd (with ctr) are the real clients that
 # drive labkit-runtime in tests/clients/, each with private state.
-# skopeo and umoci read and write labkit's image store (an OCI layout) in tests/images/.
+# skopeo and umoci read and write labkit's image store (an OCI layout) in tests/images/;
+# catatonit is podman's pause process, for `podman play kube` (tests/clients/).
 test_packages=(
-    vagrant shellcheck systemd gcc libc6-dev crun strace podman conmon containerd skopeo umoci
+    vagrant shellcheck systemd gcc libc6-dev crun strace podman conmon containerd skopeo umoci catatonit
     python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema
     python3-netifaces python3-oauthlib python3-requests python3-serial python3-yaml
 )
