@@ -91,29 +91,6 @@ else
     ( umask 077; printf 'JUPYTER_TOKEN=%s\n' "$(od -An -N24 -tx1 /dev/urandom | tr -d ' \n')" > "$envfile" )
 fi
 
-changed=no
-if [ -f "$unit" ] && [ "$(cat "$unit")" = "${want%$'\n'}" ]; then
-    say "labkit-jupyter.service unit present"
-else
-    say "writing $unit"
-    printf '%s' "$want" > "$unit"
-    systemctl daemon-reload
-    changed=yes
-fi
-
-if systemctl is-enabled --quiet labkit-jupyter.service; then
-    say "labkit-jupyter.service enabled"
-else
-    say "enabling labkit-jupyter.service"
-    systemctl enable --quiet labkit-jupyter.service
-fi
-
-if [ "$changed" = yes ]; then
-    say "(re)starting labkit-jupyter.service"
-    systemctl restart labkit-jupyter.service
-elif systemctl is-active --quiet labkit-jupyter.service; then
-    say "labkit-jupyter.service running"
-else
-    say "starting labkit-jupyter.service"
-    systemctl start labkit-jupyter.service
-fi
+# shellcheck source=systemd-unit.sh
+. "$(dirname "$0")/systemd-unit.sh"
+install_unit "$unit" "$want"

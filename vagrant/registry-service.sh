@@ -23,7 +23,6 @@ fi
 venv=$1
 unit=${LABKIT_SYSTEMD_DIR:-/etc/systemd/system}/labkit-registry.service
 
-say() { printf 'provision: %s\n' "$*"; }
 
 want="[Unit]
 Description=The labkit lab registry (docker-registry on 127.0.0.1:5000)
@@ -50,25 +49,6 @@ if [ ! -x "$venv/bin/labkit" ]; then
     exit 1
 fi
 
-changed=no
-if [ -f "$unit" ] && [ "$(cat "$unit")" = "${want%$'\n'}" ]; then
-    say "labkit-registry.service unit present"
-else
-    say "writing $unit"
-    printf '%s' "$want" > "$unit"
-    systemctl daemon-reload
-    changed=yes
-fi
-if ! systemctl is-enabled --quiet labkit-registry.service; then
-    say "enabling labkit-registry.service"
-    systemctl enable --quiet labkit-registry.service
-fi
-if [ "$changed" = yes ]; then
-    say "(re)starting labkit-registry.service"
-    systemctl restart labkit-registry.service
-elif systemctl is-active --quiet labkit-registry.service; then
-    say "labkit-registry.service running"
-else
-    say "starting labkit-registry.service"
-    systemctl start labkit-registry.service
-fi
+# shellcheck source=systemd-unit.sh
+. "$(dirname "$0")/systemd-unit.sh"
+install_unit "$unit" "$want"
