@@ -167,6 +167,18 @@ def _fail(resp, what, hint):
     raise LabkitError(f"{what}: HTTP {resp.status} {detail[:300]}", hint)
 
 
+def _expect(resp, conn, status, what, hint):
+    """The answer must have ``status`` (else one line naming ``what``); it is
+    drained and its connection closed. Returns it: its headers stay readable."""
+    try:
+        if resp.status != status:
+            _fail(resp, what, hint)
+        resp.read()
+    finally:
+        conn.close()
+    return resp
+
+
 def say(text):
     print(text, file=sys.stderr, flush=True)
 
@@ -325,13 +337,8 @@ def _upload(reg, digest, path):
                 resp, conn = reg.request("PATCH", location, {
                     "Content-Type": "application/octet-stream", "Content-Length": str(len(chunk)),
                     "Content-Range": f"{offset}-{offset + len(chunk) - 1}"}, body=chunk)
-                try:
-                    if resp.status != 202:
-                        _fail(resp, f"push {digest}: chunk at {offset}", "the registry refused a chunk")
-                    location = resp.getheader("Location") or location
-                    resp.read()
-                finally:
-                    conn.close()
+                _expect(resp, conn, 202, f"push {digest}: chunk at {offset}", "the registry refused a chunk")
+                location = resp.getheader("Location") or location
                 offset += len(chunk)
             body, length = b"", 0
         else:
@@ -340,12 +347,7 @@ def _upload(reg, digest, path):
         resp, conn = reg.request("PUT", f"{location}{sep}digest={urllib.parse.quote(digest)}",
                                  {"Content-Type": "application/octet-stream", "Content-Length": str(length)},
                                  body=body)
-    try:
-        if resp.status != 201:
-            _fail(resp, f"push {digest}", "the registry refused the blob")
-        resp.read()
-    finally:
-        conn.close()
+    _expect(resp, conn, 201, f"push {digest}", "the registry refused the blob")
 
 
 def push(text):
@@ -372,10 +374,5 @@ def push(text):
     media = img["manifest"].get("mediaType") or store.MEDIA_MANIFEST
     resp, conn = reg.request("PUT", f"/v2/{reg.repository}/manifests/{ref.tag or ref.digest}",
                              {"Content-Type": media, "Content-Length": str(len(data))}, body=data)
-    try:
-        if resp.status != 201:
-            _fail(resp, f"push manifest {ref}", "the registry refused the manifest")
-        resp.read()
-    finally:
-        conn.close()
+    _expect(resp, conn, 201, f"push manifest {ref}", "the registry refused the manifest")
     return {"ref": str(ref), "digest": img["descriptor"]["digest"]}
