@@ -29,10 +29,13 @@ def own_cgroup(name):
 
 
 def network_leftovers():
-    """Networks on disk, with their endpoints, and nftables tables named labkit or lk*."""
+    """Networks on disk, with their endpoints and services (and the services'
+    supervisor), and nftables tables named labkit or lk*."""
     import shutil
     from .networks import store
-    found = []
+    from .services import store as services
+    found = [f"service {name}" for name in services.names()]
+    found += [f"services' supervisor pid {pid}" for pid in [services.supervisor_pid()] if pid]
     for name in store.names():
         found.append(f"network {name}")
         found += [f"endpoint {ep['name']} on network {name}" for ep in store.endpoints(name)]

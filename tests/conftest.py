@@ -77,6 +77,43 @@ def rootfs():
     return "base"
 
 
+def own_leftovers():
+    import subprocess as sp
+    from labkit.leaks import network_leftovers
+    from labkit.network import link_names
+    links = sp.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+    found = [f"link {n}" for n in link_names(links) if n.startswith("lk") or "labkit" in n]
+    return sorted(found + network_leftovers())
+
+
+@pytest.fixture
+def netns(rootfs):
+    """A network namespace of its own for this test (lo up): the test
+    process's thread unshares one, and its children (`labkit`, a service's
+    supervisor) inherit it, so bridges, veths and nftables rules are made there
+    and the machine's own interfaces are never touched; traffic goes only to
+    loopback and to namespaces the test made. At the end the test must have
+    left nothing there (links, the labkit table, networks, endpoints and
+    services on disk), checked before the namespace is dropped (which would
+    hide a leak)."""
+    from netns_helper import private_netns
+    with private_netns():
+        before = own_leftovers()
+        yield
+        left = sorted(set(own_leftovers()) - set(before))
+        if left:   # clean up for the next test, then fail this one
+            for line in left:
+                if line.startswith("service "):
+                    subprocess.run([sys.executable, "-m", "labkit", "service", "rm", line.split()[1]],
+                                   capture_output=True)
+            subprocess.run([sys.executable, "-m", "labkit", "gc"], capture_output=True)
+            for line in left:
+                if line.startswith("network "):
+                    subprocess.run([sys.executable, "-m", "labkit", "network", "rm", line.split()[1]],
+                                   capture_output=True)
+        assert not left, f"the test left in its network namespace: {left}"
+
+
 @pytest.fixture
 def labkit_cli():
     """Run `python -m labkit ARGS` and return the CompletedProcess."""

@@ -23,7 +23,7 @@ LAYERS = [
     ("primitives", ["labkit.namespaces", "labkit.rootfs", "labkit.overlay", "labkit.layers",
                     "labkit.cgroups", "labkit.process", "labkit.network", "labkit.builder",
                     "labkit.leaks", "labkit.containers", "labkit.hooks", "labkit.security", "labkit.seccomp", "labkit.seccomp_profile",
-                    "labkit.idmap", "labkit.networks", "labkit.images"]),
+                    "labkit.idmap", "labkit.networks", "labkit.images", "labkit.services.store"]),
     # 2: stages: each puts one primitive into a container's life.
     ("stages", ["labkit.stages"]),
     # 3: the runtime composes the stages into a running container.
@@ -33,7 +33,8 @@ LAYERS = [
     # 5: what people and tools use: command lines, notebooks, facts, the harness.
     ("frontends", ["labkit.cli", "labkit.runtime_cli", "labkit.api", "labkit.tour", "labkit.doctor",
                    "labkit.jupyter", "labkit.facts", "labkit.notebook", "labkit.conformance",
-                   "labkit.lab", "labkit.__main__", "labkit.network_cli", "labkit.image_cli", "labkit.build"]),
+                   "labkit.lab", "labkit.__main__", "labkit.network_cli", "labkit.image_cli", "labkit.build",
+                   "labkit.services"]),
 ]
 LEVEL = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 

@@ -17,7 +17,7 @@ or, with -, from an OCI hook that reads the container's state on stdin.
 import os
 
 from ..containers import alive, start_time
-from . import firewall, hosts, links, ports, store
+from . import firewall, hosts, links, ports, store, vips
 
 
 def _keeper_alive(ep):
@@ -31,23 +31,28 @@ def _all():
 
 
 def _published(by_net, skip_owner):
-    return [(ep["name"], p) for eps in by_net.values() for ep in eps
-            if ep["owner"] != skip_owner for p in ep.get("ports") or ()]
+    """(who, port) of every published port: the endpoints' and the services'."""
+    taken = [(ep["name"], p) for eps in by_net.values() for ep in eps
+             if ep["owner"] != skip_owner for p in ep.get("ports") or ()]
+    return taken + [(f"service {v['name']}", p) for n in by_net for v in vips.of_network(n) for p in v["ports"]]
 
 
 def _sync(by_net=None):
     """The firewall and every hosts file, from what is on disk now."""
     by_net = by_net if by_net is not None else _all()
     nets = [store.load(n) for n in by_net]
-    firewall.apply(nets, lambda n: [ep for ep in by_net[n] if ep.get("ip")])
+    services = {n: vips.of_network(n) for n in by_net}
+    firewall.apply(nets, lambda n: [ep for ep in by_net[n] if ep.get("ip")], services.get)
+    for net in nets:
+        links.set_vips(net, [v["vip"] for v in services[net["name"]]])
     for eps in by_net.values():
         for ep in eps:
             path = ep.get("hosts_file")
             if not path or not os.path.isdir(os.path.dirname(path)):
                 continue
-            peers = [p for n, others in by_net.items() if any(o["owner"] == ep["owner"] for o in others)
-                     for p in others if p.get("ip")]
-            hosts.write(path, hosts.render(peers))
+            mine = [n for n, others in by_net.items() if any(o["owner"] == ep["owner"] for o in others)]
+            peers = [p for n in mine for p in by_net[n] if p.get("ip")]
+            hosts.write(path, hosts.render(peers, [v for n in mine for v in services[n]]))
 
 
 def reserve(network, owner, name=None, hostname=None, aliases=(), ip=None, publish=(), hosts_file=None):
@@ -57,15 +62,26 @@ def reserve(network, owner, name=None, hostname=None, aliases=(), ip=None, publi
         store.check_alias(alias)
     with store.Lock():
         net, made = store.ensure(network)
-        try:
+        with _undone_if_failed(net, made):
             return _reserve(net, owner, name, hostname, aliases, ip, publish, hosts_file)
-        except BaseException:
-            if made:   # nothing left half made: not even the default network
-                links.remove_bridge(net)
-                store.remove_files(network)
-                if not store.names():
-                    links.restore_forward()
-            raise
+
+
+class _undone_if_failed:
+    """A network made on first use (the default one) goes again if what made
+    it fails: nothing is left half made."""
+
+    def __init__(self, net, made):
+        self.net, self.made = net, made
+
+    def __enter__(self):
+        return self.net
+
+    def __exit__(self, kind, *exc):
+        if kind is not None and self.made:
+            links.remove_bridge(self.net)
+            store.remove_files(self.net["name"])
+            if not store.names():
+                links.restore_forward()
 
 
 def _reserve(net, owner, name, hostname, aliases, ip, publish, hosts_file):
@@ -91,7 +107,8 @@ def _reserve(net, owner, name, hostname, aliases, ip, publish, hosts_file):
     store.save_endpoint(network, ep)
     if hosts_file:
         hosts.write(hosts_file, hosts.render(
-            [e for e in by_net.get(network, ()) if e.get("ip")] + ([ep] if ep["ip"] else [])))
+            [e for e in by_net.get(network, ()) if e.get("ip")] + ([ep] if ep["ip"] else []),
+            vips.of_network(network)))
     return ep
 
 
@@ -189,6 +206,10 @@ def remove_network(name):
     from ..errors import Conflict
     with store.Lock():
         net = store.load(name)
+        services = [v["name"] for v in vips.of_network(name)]
+        if services:
+            raise Conflict(f"network '{name}' has services: {', '.join(services)}",
+                           f"remove them first (`labkit service rm {' '.join(services)}`)")
         live = [ep["name"] for ep in store.endpoints(name) if _keeper_alive(ep)]
         if live:
             raise Conflict(f"network '{name}' has containers attached: {', '.join(live)}",
@@ -209,3 +230,52 @@ def create_network(name, subnet=None, gateway=None, driver="bridge"):
             from . import cni
             cni.write_conflist(net)
         return net
+
+
+# ---- services: a virtual IP over replicas (vips.py) ------------------
+
+def add_service(network, name, names, publish=()):
+    """A service's virtual IP on ``network`` (made on first use, as for a
+    container), with ``publish``'s ports checked free; returns it."""
+    for n in names:
+        store.check_alias(n)
+    with store.Lock():
+        net, made = store.ensure(network)
+        with _undone_if_failed(net, made):
+            return _add_service(net, name, names, publish)
+
+
+def _add_service(net, name, names, publish):
+    from ..errors import Conflict, LabkitError
+    network = net["name"]
+    if net["driver"] != "bridge":
+        raise LabkitError(f"network '{network}' has the {net['driver']} driver: services need a bridge network",
+                          "give --network a network made with `labkit network create NAME`")
+    if vips.get(network, name) is not None:
+        raise Conflict(f"service '{name}' is already on network '{network}'", f"`labkit service rm {name}` first")
+    ports.check_free(list(publish), _published(_all(), None))
+    vip = {"name": name, "vip": vips.allocate(net), "names": list(names), "ports": list(publish), "backends": []}
+    links.ensure_bridge(net)
+    vips.save(network, vip)
+    _sync()
+    return vip
+
+
+def set_backends(network, name, owners):
+    """The replicas in rotation behind service ``name``'s virtual IP, in order."""
+    with store.Lock():
+        vip = vips.get(network, name)
+        if vip is None or vip["backends"] == list(owners):
+            return
+        vip["backends"] = list(owners)
+        vips.save(network, vip)
+        _sync()
+
+
+def remove_service(network, name):
+    with store.Lock():
+        if vips.get(network, name) is None:
+            return False
+        vips.drop(network, name)
+        _sync()
+        return True

@@ -6,7 +6,9 @@ either the old ruleset or the new one is in force, never half of each.
       chain prerouting   nat, before routing: a connection from outside to a
                          published port is sent to the container (DNAT)
       chain output       nat, the same for connections made on this host
-      chain ports        the DNAT rules, one per published port
+      chain ports        the DNAT rules, one per published port, and for a
+                         service's virtual IP one that takes its replicas in
+                         turn (numgen; labkit/networks/vips.py)
       chain postrouting  nat, after routing: a container's packet leaving by
                          another link gets the host's address (masquerade);
                          one from 127.0.0.1 to a published port too
@@ -17,25 +19,39 @@ either the old ruleset or the new one is in force, never half of each.
 `nft list table ip labkit` prints it; the table is deleted with the last network.
 """
 
+from . import vips
 from .links import run
 
 TABLE = "ip labkit"
 
 
-def render(networks, endpoints_of):
-    """The table as nft's input language. ``endpoints_of(name)``: its endpoints."""
+def render(networks, endpoints_of, vips_of=lambda name: ()):
+    """The table as nft's input language. ``endpoints_of(name)``: its
+    endpoints; ``vips_of(name)``: its services' virtual IPs (vips.py)."""
     ports, post, forward = [], [], []
     bridges = [n["bridge"] for n in networks]
     for net in networks:
         br, subnet = net["bridge"], net["subnet"]
         post.append(f'ip saddr {subnet} oifname != "{br}" masquerade comment "{net["name"]}: the way out"')
         published = False
-        for ep in endpoints_of(net["name"]):
+        eps = endpoints_of(net["name"])
+        for ep in eps:
             for p in ep.get("ports") or ():
                 published = True
                 match = "" if p["host_ip"] == "0.0.0.0" else f"ip daddr {p['host_ip']} "
                 ports.append(f"{match}{p['proto']} dport {p['host_port']} dnat to {ep['ip']}:{p['port']} "
                              f'comment "{ep["name"]}"')
+        services = list(vips_of(net["name"]))
+        for vip in services:
+            address = {ep["owner"]: ep["ip"] for ep in eps}
+            ports.extend(vips.rules(vip, [address[o] for o in vip["backends"] if o in address]))
+            published = published or bool(vip["ports"])
+        if services:
+            # A container that reaches a replica of its own network through the
+            # virtual IP would get the reply straight from the replica's
+            # address, which it never asked: the host stands in as the client.
+            post.append(f'ip saddr {subnet} oifname "{br}" ct status dnat masquerade '
+                        f'comment "{net["name"]}: to a service of its own network"')
         if published:
             post.append(f'ip saddr 127.0.0.0/8 oifname "{br}" masquerade comment "{net["name"]}: from 127.0.0.1"')
         others = [b for b in bridges if b != br]
@@ -57,13 +73,13 @@ def render(networks, endpoints_of):
             + "}\n")
 
 
-def apply(networks, endpoints_of):
+def apply(networks, endpoints_of, vips_of=lambda name: ()):
     """Replace the table (or delete it, with no network left). `add table`
     first: `delete table` of a table that does not exist would fail the
     whole transaction."""
     script = f"add table {TABLE}\ndelete table {TABLE}\n"
     if networks:
-        script += render(networks, endpoints_of)
+        script += render(networks, endpoints_of, vips_of)
     run(["nft", "-f", "-"], script)
 
 

@@ -22,10 +22,14 @@ def names_of(ep):
     return seen
 
 
-def render(endpoints):
+def render(endpoints, services=()):
+    """The hosts file of a container: its network peers, and the services of
+    its networks by their virtual IPs (labkit/networks/vips.py)."""
     lines = [HEADER]
     for ep in endpoints:
         lines.append(f"{ep['ip']}\t{' '.join(names_of(ep))}\n")
+    for vip in services:
+        lines.append(f"{vip['vip']}\t{' '.join(vip['names'])}\n")
     return "".join(lines)
 
 

@@ -96,6 +96,7 @@ def ensure_bridge(net):
     forwarding. Idempotent: done again on every connect."""
     br = net["bridge"]
     if not exists(br):
+        _forget_vips(net)
         ip(f"link add {br} type bridge\n"
            f"addr add {net['gateway']}/{prefix(net['subnet'])} dev {br}\n"
            f"link set {br} up\n")
@@ -141,7 +142,40 @@ def restore_forward():
     os.unlink(saved)
 
 
+def _vips_file(net):
+    from .store import root
+    return os.path.join(root(net["name"]), ".vips")
+
+
+def _forget_vips(net):
+    try:
+        os.unlink(_vips_file(net))
+    except FileNotFoundError:
+        pass
+
+
+def set_vips(net, wanted):
+    """The services' virtual IPs as /32s on the bridge, so that the host
+    answers ARP for them and the nat rules see them (vips.py); the bridge's
+    other addresses are left alone. What was set is kept beside the network's
+    file, so that a network without services costs no `ip` call here."""
+    done = _vips_file(net)
+    try:
+        with open(done) as f:
+            have = f.read().split()
+    except FileNotFoundError:
+        have = []
+    if sorted(have) == sorted(wanted) or net["driver"] != "bridge" or not exists(net["bridge"]):
+        return
+    script = "".join(f"addr del {a}/32 dev {net['bridge']}\n" for a in have if a not in wanted)
+    script += "".join(f"addr add {a}/32 dev {net['bridge']}\n" for a in wanted if a not in have)
+    ip(script, check=False)   # "already there" or "not there": the state wanted either way
+    with open(done, "w") as f:
+        f.write(" ".join(wanted))
+
+
 def remove_bridge(net):
+    _forget_vips(net)
     if exists(net["bridge"]):
         ip(f"link del {net['bridge']}\n", check=False)
 

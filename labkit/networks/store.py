@@ -6,6 +6,9 @@
                                                  one per attached container: its
                                                  address, names, published ports,
                                                  and the pid that keeps it alive
+    $LABKIT_HOME/networks/<name>/vips/<service>.json
+                                                 one per service: its virtual IP
+                                                 and its replicas (vips.py)
 
 A network is only a file until a container needs it: the bridge and the
 firewall rules are (re)made from it on every connect (links.ensure_bridge), so a
@@ -252,12 +255,18 @@ def drop_endpoint(name, owner):
         pass
 
 
+def taken_addresses(net):
+    """The gateway's, the endpoints' and the services' virtual IPs (vips.py)."""
+    from .vips import addresses
+    used = [net["gateway"]] + [e["ip"] for e in endpoints(net["name"]) if e.get("ip")] + addresses(net["name"])
+    return {ipaddress.ip_address(a) for a in used}
+
+
 def allocate(net, wanted=None):
     """An address for a new endpoint: ``wanted`` (--ip) if it is free and in
     the subnet, else the lowest free one. The gateway's is never handed out."""
     subnet = ipaddress.ip_network(net["subnet"])
-    taken = {ipaddress.ip_address(net["gateway"])} | \
-        {ipaddress.ip_address(e["ip"]) for e in endpoints(net["name"]) if e.get("ip")}
+    taken = taken_addresses(net)
     if wanted is not None:
         try:
             ip = ipaddress.ip_address(wanted)
@@ -267,7 +276,7 @@ def allocate(net, wanted=None):
             raise LabkitError(f"--ip {wanted} is outside network '{net['name']}' ({subnet})",
                               f"give a host address of {subnet}, or leave --ip out")
         if ip in taken:
-            who = "its gateway" if str(ip) == net["gateway"] else "another container"
+            who = "its gateway" if str(ip) == net["gateway"] else "another container or a service"
             raise Conflict(f"--ip {wanted} is already used on network '{net['name']}' by {who}",
                            "pick another address, or leave --ip out")
         return str(ip)

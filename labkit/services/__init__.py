@@ -1,0 +1,3 @@
+"""Stage 8 — microservices and replicas (the seed's "Cluster"): services of N
+identical containers behind one address, kept running by a reconcile loop.
+"""
