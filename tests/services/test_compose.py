@@ -1,0 +1,60 @@
+"""labkit compose: the microservices app of examples/microservices, one file.
+
+In a network namespace of the test's own; requests to 127.0.0.1 only."""
+
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tests", "networks"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from net_helpers import labkit, ok  # noqa: E402
+
+pytestmark = pytest.mark.root
+APP = os.path.join(ROOT, "examples", "microservices", "compose.yaml")
+
+
+def front():
+    import http.client
+    try:
+        c = http.client.HTTPConnection("127.0.0.1", 18090, timeout=5)
+        c.request("GET", "/cgi-bin/front")
+        return c.getresponse().read().decode().strip()
+    except OSError:
+        return None
+
+
+def test_the_app_up_scaled_one_service_at_a_time_and_down(netns):
+    from labkit.services import store
+    try:
+        ok("compose", "-f", APP, "up", timeout=300)
+        answers = [front() for _ in range(6)]
+        fronts = {a.split(":")[0] for a in answers}
+        assert len(fronts) == 3, answers                       # three front replicas, in turn
+        visits = [int(a.split("visit ")[1].split()[0]) for a in answers]
+        assert visits == sorted(visits) and len(set(visits)) == 6   # one API, counting
+        assert all("api shop_api.1." in a for a in answers)    # called by name, across containers
+        before = {t["task"] for t in store.tasks("shop_front")["slots"].values()}
+        ok("service", "scale", "shop_api=0", timeout=60)       # the API goes; the front stays
+        assert all(a.endswith("api unavailable") for a in (front(), front()))
+        ok("service", "scale", "shop_api=1", timeout=60)
+        assert "visit 1 " in front()                           # a new API replica: its own state
+        assert {t["task"] for t in store.tasks("shop_front")["slots"].values()} == before
+        assert "shop_front.3" in ok("compose", "-f", APP, "ps")
+        limits = ok("service", "inspect", "shop_front")
+        assert '"memory": "32M"' in limits
+    finally:
+        labkit("compose", "-f", APP, "down", timeout=120)
+        labkit("rmi", "shop-front:latest", "shop-api:latest")
+    assert store.names() == [] and "shop_default" not in ok("network", "ls")
+
+
+def test_unknown_key_named_with_its_line(netns, tmp_path):
+    f = tmp_path / "compose.yaml"
+    f.write_text("services:\n  web:\n    image: labkit/base\n    volumes: [/x]\n")
+    r = labkit("compose", "-f", str(f), "up")
+    assert r.returncode == 1 and "compose.yaml:4" in r.stderr and "volumes" in r.stderr, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
