@@ -32,6 +32,7 @@ test: setup
 bench: PROVISION_ARGS += --test-tools
 bench: setup
 	$(PY) bench/start.py
+	$(PY) bench/replicas.py
 
 clean-host: check-root
 	$(VENV)/bin/labkit gc
