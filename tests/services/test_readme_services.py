@@ -11,6 +11,6 @@ def test_readme_service_commands(netns, tmp_path):
         assert len(set(answers)) == 2 and all(a.startswith("web.") for a in answers)
         ls = next(v for k, v in out.items() if "service ls" in k)
         assert "5/5" in ls and "127.0.0.1:8090->80/tcp" in ls
-        assert next(v for k, v in out.items() if "wget" in k).startswith("web.")
+        assert next(v for k, v in out.items() if "labkit run" in k).startswith("web.")
     finally:
         run_last(lines, cwd=str(tmp_path), n=2)
