@@ -229,8 +229,10 @@ class _Walker:
         if node.id == "scalar" and self.string(node, path).strip():
             return node.value
         argv = self.strings(node, path)
-        if argv[:1] == ["CMD-SHELL"] and len(argv) == 2 or argv == ["NONE"]:
-            return argv[1] if len(argv) == 2 else None
+        if argv == ["NONE"]:
+            return None
+        if argv[:1] == ["CMD-SHELL"] and len(argv) == 2:
+            return argv[1]
         if argv[:1] == ["CMD"] and len(argv) > 1:
             return shlex.join(argv[1:])
         self.fail(node, path, 'expected ["CMD", ARG...], ["CMD-SHELL", COMMAND], ["NONE"] or a string')
@@ -341,7 +343,7 @@ def _parse(text, filename, directory, project, fallback):
         raise LabkitError(f"{filename}:{mark.line + 1}: YAML: {e.problem or e.context}",
                           "check the indentation (spaces, not tabs) and the quoting") from None
     except yaml.YAMLError as e:
-        raise LabkitError(f"{filename}: YAML: {e}") from None
+        raise LabkitError(f"{filename}: YAML: {str(e).splitlines()[0]}") from None   # e.g. a NUL byte
     if top is None:
         raise LabkitError(f"{filename}: empty file", "a compose file needs services:")
     if "services" not in top:

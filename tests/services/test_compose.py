@@ -49,6 +49,7 @@ def test_the_app_up_scaled_one_service_at_a_time_and_down(netns):
     finally:
         labkit("compose", "-f", APP, "down", timeout=120)
         labkit("rmi", "shop-front:latest", "shop-api:latest")
+        labkit("builder", "prune")        # the build steps' cache tags go too
     assert store.names() == [] and "shop_default" not in ok("network", "ls")
 
 

@@ -140,6 +140,9 @@ def test_project_name_rules(tmp_path):
 def test_yaml_syntax_error_names_the_line():
     fails("services:\n  web:\n    image: x\n   ports: [\n", 4, "YAML")
     fails("services:\n  web:\n\timage: x\n", 3, "YAML")
+    fails("services:\n  web:\n    image: !env IMAGE\n", 3, "YAML")
+    e = pytest.raises(LabkitError, composefile.parse, "services: {web: {image: \x00}}\n").value
+    assert e.message.startswith("compose.yaml: YAML: ") and "\n" not in str(e)
 
 
 def test_top_level():
@@ -271,7 +274,7 @@ def test_networks_forms_and_aliases():
             networks:
               front:
               back:
-                aliases: [api-1, api]
+                aliases: [api-1, api, api-1]
               default: {aliases: [api, apis]}
         networks:
           front: {driver: bridge}
