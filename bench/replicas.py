@@ -32,35 +32,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
 from labkit import api, syscalls  # noqa: E402
+from labkit.facts.services import cost_of  # noqa: E402
 from labkit.services import store  # noqa: E402
-
-
-def pss(pid):
-    try:
-        with open(f"/proc/{pid}/smaps_rollup") as f:
-            for line in f:
-                if line.startswith("Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-def cgroup_memory(pid):
-    with open(f"/proc/{pid}/cgroup") as f:
-        lines = [line.strip().split(":", 2) for line in f]
-    for _, controllers, path in lines:
-        if "memory" in controllers.split(","):
-            return int(open(f"/sys/fs/cgroup/memory{path}/memory.usage_in_bytes").read())
-    path = next(p for h, c, p in lines if h == "0")
-    return int(open(f"/sys/fs/cgroup{path}/memory.current").read())
-
-
-def descendants(pid):
-    out = [pid]
-    for child in open(f"/proc/{pid}/task/{pid}/children").read().split():
-        out += descendants(int(child))
-    return out
 
 
 def one_round(n):
@@ -71,12 +44,7 @@ def one_round(n):
     try:
         if r.returncode != 0:
             raise SystemExit(f"bench: {r.stderr.strip()}")
-        rows = []
-        for task in store.tasks("bench")["slots"].values():
-            state = json.load(open(os.path.join(store.home.containers_dir(task["container"]), "state.json")))
-            pid, monitor = state["pid"], state["monitor"]
-            rows.append({"cgroup": cgroup_memory(pid), "pss": sum(pss(p) for p in descendants(pid)),
-                         "monitor_pss": pss(monitor)})
+        rows = [cost_of(task["container"]) for task in store.tasks("bench")["slots"].values()]
         return seconds, rows
     finally:
         api.call(["service", "rm", "bench"], timeout=300)
