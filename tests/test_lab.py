@@ -26,6 +26,14 @@ NEAR_MISS = {
                    "nothing answers"),
     "06.by-name": ("labkit network create lab06-net; labkit run -d --name lab06-db --network lab06-net -- sleep 600",
                    "does not find `db`"),
+    "08.replicas": ("labkit service create --name lab08-web --replicas 1 -p 8088:80 labkit/base sh -c "
+                    "'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'",
+                    "1 replica(s) running, not 3"),
+    "08.limits": ("labkit service create --name lab08-api --replicas 2 labkit/base sleep 600", "no memory limit"),
+    "08.compose": ("mkdir -p /tmp/lab08-app && printf 'services:\\n  api:\\n    image: labkit/base\\n"
+                   "    command: [sleep, \"600\"]\\n  front:\\n    image: labkit/base\\n    command: [sleep, \"600\"]\\n' "
+                   "> /tmp/lab08-app/compose.yaml && labkit compose -f /tmp/lab08-app/compose.yaml up",
+                   "1 replica(s) running, not 2"),
     "09.least-caps": ("labkit run -d --name lab09-caps --cap-drop ALL -- sleep 600", "no capability"),
     "09.no-new-privs": ("labkit run -d --name lab09-nnp -- sleep 600", "NoNewPrivs is 0"),
     "09.userns": ("labkit run -d --name lab09-remap -- sleep 600", "root inside is root outside"),
@@ -47,7 +55,7 @@ def test_every_exercise_has_a_near_miss_and_three_hints():
 
 @pytest.mark.parametrize("exercise_id", sorted(NEAR_MISS))
 def test_the_check_tells_right_from_wrong(exercise_id, rootfs):
-    if exercise_id.startswith("06."):   # bridges, veths and rules: in a namespace of the test's own
+    if exercise_id.startswith(("06.", "08.")):   # bridges, veths and rules: in a namespace of the test's own
         from netns_helper import private_netns
         with private_netns():
             _both_ways(exercise_id)
@@ -72,7 +80,7 @@ def _both_ways(exercise_id):
     finally:
         lab.reset(exercise_id)
     assert lab.check(exercise_id, out=out.append) is False
-    assert not [c for c in containers.all_ids() if c.startswith(("lab09-", "lab06-"))]
+    assert not [c for c in containers.all_ids() if c.startswith(("lab09-", "lab08-", "lab06-"))]
     from labkit.leaks import image_leftovers
     assert image_leftovers() == []
     assert not [n for n in os.listdir("/run/netns") if n.startswith("lk-")] if os.path.isdir("/run/netns") else True

@@ -23,7 +23,7 @@ import sys
 from ..errors import LabkitError, NotFound
 
 # The modules that hold each notebook's exercises, in course order.
-MODULES = ("network", "images", "security")
+MODULES = ("network", "images", "services", "security")
 
 
 class Exercise:

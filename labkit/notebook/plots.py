@@ -189,3 +189,129 @@ def topology(f, ax=None):
             "#d9ead3")
     ax.set_title("the links, read from `ip -j addr` inside and outside")
     return fig
+
+
+def disk_usage(rows, lower_bytes, title, ax=None):
+    """N full copies of a rootfs against N containers sharing it (overlay):
+    rows of {n, copies_bytes, shared_bytes}. Notebook 04 draws it for bare
+    containers, notebook 08 for the replicas of a service."""
+    fig, ax = _axes(ax, figsize=(7, 3.4))
+    x = range(len(rows))
+    b1 = ax.bar([i - 0.2 for i in x], [r["copies_bytes"] / MiB for r in rows], width=0.4, color="#999",
+                label="N full copies of the rootfs")
+    b2 = ax.bar([i + 0.2 for i in x], [r["shared_bytes"] / MiB for r in rows], width=0.4, color="#1f77b4",
+                label="N containers on the shared rootfs (overlay)")
+    ax.bar_label(b1, fmt="%.1f", fontsize=8)
+    ax.bar_label(b2, fmt="%.1f", fontsize=8)
+    ax.set_xticks(list(x), [str(r["n"]) for r in rows])
+    ax.set_xlabel("N (containers or copies)")
+    ax.set_ylabel("disk used (MiB)")
+    ax.set_title(f"{title} (the rootfs is {lower_bytes / MiB:.1f} MiB)", fontsize=10)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    return fig
+
+
+def _replica_rows(names):
+    """A row per replica (SERVICE.SLOT), sorted by slot."""
+    return {n: i for i, n in enumerate(sorted(names, key=lambda n: int(n.split(".")[1])))}
+
+
+def requests(f, ax=None):
+    """Each request at its time, on the row of the replica that answered
+    (its hostname, SERVICE.SLOT.TASK); a failed one as a red x below."""
+    answers = f["answers"]
+    names = {b.split()[-1] for _, b in answers if b}
+    rows = _replica_rows({n.rsplit(".", 1)[0] for n in names})
+    fig, ax = _axes(ax, figsize=(7, 2.6))
+    colors = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2"]
+    for t, b in answers:
+        if b is None:
+            ax.plot(t, -1, "x", color="#c00")
+            continue
+        replica = b.split()[-1].rsplit(".", 1)[0]
+        ax.plot(t, rows[replica], "o", ms=5, color=colors[rows[replica] % len(colors)])
+    ax.set_yticks([-1] + list(rows.values()), ["failed"] + list(rows))
+    ax.set_ylim(-1.6, len(rows) - 0.4)
+    ax.set_xlabel("seconds")
+    ax.set_title("who answered each request to 127.0.0.1:PORT", fontsize=10)
+    fig.tight_layout()
+    return fig
+
+
+def _intervals(events, t0, end):
+    """From the supervisor's events: per replica slot, the [start, end) times
+    each task was in the rotation (ready) and alive (running)."""
+    live, ready, open_live, open_ready = {}, {}, {}, {}
+    for e in sorted(events, key=lambda e: e["t"]):
+        slot, t = e["slot"], e["t"] - t0
+        if e["event"] == "running":
+            open_live[slot] = (t, e["task"])
+        elif e["event"] in ("ready", "healthy") and slot not in open_ready:
+            open_ready[slot] = (t, e["task"])
+        elif e["event"] in ("draining", "unhealthy", "retired"):
+            if slot in open_ready:
+                ready.setdefault(slot, []).append((*open_ready.pop(slot), t))
+            if e["event"] == "retired" and slot in open_live:
+                live.setdefault(slot, []).append((*open_live.pop(slot), t))
+    for slot, (t, task) in open_live.items():
+        live.setdefault(slot, []).append((t, task, end))
+    for slot, (t, task) in open_ready.items():
+        ready.setdefault(slot, []).append((t, task, end))
+    return live, ready
+
+
+def timeline(f, ax=None, marks=()):
+    """Replicas over time, from tasks.json's events (a thin bar: the task's
+    container runs; a thick one: it is in the rotation), with the requests
+    below: served (green) and failed (red). ``marks``: [(seconds, label)]."""
+    answers, t0 = f["answers"], f["t0"]
+    end = max([t for t, _ in answers] + [0]) + 0.5
+    live, ready = _intervals(f["events"], t0, end)
+    slots = sorted(set(live) | set(ready))
+    fig, ax = _axes(ax, figsize=(7.5, 0.6 * len(slots) + 2.2))
+    palette = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f"]
+    tasks = {}
+    for y, slot in enumerate(slots, start=1):
+        for start, task, stop in live.get(slot, []):
+            color = tasks.setdefault(task, palette[len(tasks) % len(palette)])
+            ax.barh(y, stop - max(start, 0), left=max(start, 0), height=0.2, color=color, alpha=0.5)
+        for start, task, stop in ready.get(slot, []):
+            color = tasks.setdefault(task, palette[len(tasks) % len(palette)])
+            ax.barh(y, stop - max(start, 0), left=max(start, 0), height=0.55, color=color)
+            ax.text(max(start, 0) + 0.05, y, task, va="center", fontsize=7, color="white")
+    ok = [t for t, b in answers if b is not None]
+    bad = [t for t, b in answers if b is None]
+    ax.plot(ok, [0] * len(ok), "|", ms=12, color="#2ca02c", label=f"served ({len(ok)})")
+    ax.plot(bad, [0] * len(bad), "x", ms=9, color="#c00", label=f"failed ({len(bad)})")
+    for t, label in marks:
+        ax.axvline(t, color="#c00", ls="--", lw=1)
+        ax.text(t, len(slots) + 0.55, label, color="#c00", fontsize=8, ha="center")
+    ax.set_yticks(range(len(slots) + 1), ["requests"] + [f"slot {s}" for s in slots])
+    ax.set_ylim(-0.7, len(slots) + 0.9)
+    ax.set_xlim(0, end)
+    ax.set_xlabel("seconds (thin: the container runs; thick: in the rotation; the label is the task)")
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def memory_per_replica(f, ax=None):
+    """Memory of each replica, for N replicas of one image (fact svc_cost):
+    what its cgroup counts, and the Pss of its processes."""
+    import statistics
+    rows = f["rows"]
+    fig, ax = _axes(ax, figsize=(7, 3))
+    x = range(len(rows))
+    for dx, key, color, label in ((-0.2, "cgroup", "#1f77b4", "cgroup (memory.current / usage_in_bytes)"),
+                                  (0.2, "pss", "#ff7f0e", "Pss of its processes")):
+        bars = ax.bar([i + dx for i in x], [statistics.median(r[key]) / MiB for r in rows], width=0.4,
+                      color=color, label=label)
+        ax.bar_label(bars, fmt="%.2f", fontsize=8)
+    ax.set_xticks(list(x), [str(r["n"]) for r in rows])
+    ax.set_xlabel("N replicas")
+    ax.set_ylabel("MiB a replica (median)")
+    ax.set_title("memory of one replica: its own pages, not the image's size", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    return fig
