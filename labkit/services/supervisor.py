@@ -162,9 +162,10 @@ class Supervisor:
         """`service rm`: every replica goes (a start under way is waited for
         first, so that no container is made after), then the virtual IP and
         the files."""
+        from concurrent.futures import ThreadPoolExecutor
         from ..networks import endpoints
         from ..startpath import remove_tree
-        for key, task in list(obs["slots"].items()):
+        for task in obs["slots"].values():
             if task["container"] in self.starting:
                 proc = self.starting[task["container"]][0]
                 if proc.poll() is None:
@@ -172,8 +173,10 @@ class Supervisor:
                 proc.communicate()
                 del self.starting[task["container"]]
             self.checks.pop(task["container"], None)
-            tasks.retire(spec, task, timeout=2)
-            del obs["slots"][key]
+        # all at once: each stop may wait out its grace time (a PID 1 that ignores SIGTERM)
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            list(pool.map(lambda task: tasks.retire(spec, task, timeout=2), obs["slots"].values()))
+        obs["slots"].clear()
         endpoints.remove_service(spec["network"], spec["name"])
         remove_tree(store.root(spec["name"]))
         log(f"{spec['name']}: removed")
