@@ -148,6 +148,8 @@ def round_robin(n=30, rate=10):
     turn (nft's numgen counter, modulo the number of healthy replicas); from
     another container of the network the service's name answers the same."""
     with service("web", "--replicas", "3", "-p", f"{PORT}:80", *HEALTH) as cmd:
+        curl = f"for i in 1 2 3 4 5 6; do curl -s --max-time 2 http://127.0.0.1:{PORT}/; done"
+        by_curl = lines(api.host(curl).stdout)
         answers, _ = send(n, rate)
         hostnames = {t["container"]: labkit("exec", t["container"], "--", "hostname").stdout.strip()
                      for t in slots("web").values()}
@@ -157,13 +159,12 @@ def round_robin(n=30, rate=10):
     seen = sorted(set(bodies) - {None})
     turn = bodies[:3]
     ok = None not in bodies and set(seen) == set(hostnames.values()) and len(seen) == 3 and \
-        all(b == turn[i % 3] for i, b in enumerate(bodies)) and set(inside) == set(seen)
+        all(b == turn[i % 3] for i, b in enumerate(bodies)) and set(inside) == set(seen) == set(by_curl)
     return fact("svc_round_robin", LAYER, f"{n} requests to one port: the 3 replicas in turn; by name the same",
                 f"answers from {len(seen)} replicas, in turn", f"hostnames of `labkit exec`: {len(hostnames)}", ok,
-                shell=[cmd, f"for i in $(seq {n}); do curl -s http://127.0.0.1:{PORT}/; sleep {1 / rate}; done",
-                       "sudo labkit run --rm --network labkit labkit/base sh -c "
+                shell=[cmd, curl, "sudo labkit run --rm --network labkit labkit/base sh -c "
                        "'for i in 1 2 3; do wget -q -O- http://web/; done'"],
-                answers=answers, hostnames=hostnames, by_name=inside)
+                answers=answers, hostnames=hostnames, by_name=inside, by_curl=by_curl)
 
 
 # -- 2. the reconcile loop --------------------------------------------------
@@ -186,7 +187,7 @@ def kill_replace(n=20, rate=4):
                 break
             time.sleep(0.1)
         client.join(timeout=n / rate + 30)
-        timeline = [e for e in events("web") if e["t"] >= client.t0 - 5]
+        timeline = events("web")
         service_ps = labkit("service", "ps", "web").stdout
     failed = sum(1 for _, b in client.answers if b is None)
     ok = replaced is not None and replaced <= 5 and failed <= 2 and new["pid"] != victim["pid"] and \
@@ -253,7 +254,7 @@ def rolling_update(rate=10):
         time.sleep(1)
         client.stop()
         after = {b for _, b in send(6, 20)[0]}
-        timeline = [e for e in events("web") if e["t"] >= client.t0]
+        timeline = events("web")            # the service's whole life: the v1 tasks from their start
     answers = client.answers
     bodies = [b for _, b in answers]
     failed = bodies.count(None)
@@ -263,7 +264,7 @@ def rolling_update(rate=10):
     return fact("svc_rolling_update", LAYER, "rolling update v1 -> v2, one replica at a time: no request lost",
                 f"{len(bodies)} requests, {failed} failed; after: {sorted(after)}", f"update took {took:.1f} s", ok,
                 shell=[cmd, f"sudo labkit service update web --image {v2}"], answers=answers, t0=client.t0,
-                events=timeline, took=took)
+                events=timeline, took=took, done=round(t + took - client.t0, 3))
 
 
 # -- 3. limits and cost -----------------------------------------------------
@@ -272,15 +273,19 @@ def limits(memory="32m", pids=20):
     """`--memory` and `--pids-limit` of a service are each replica's own
     cgroup limits (memory.max or memory.limit_in_bytes, pids.max)."""
     from .. import cgroups
+    from .cgroups import limit_files
     with service("web", "--replicas", "2", "-m", memory, "--pids-limit", str(pids)) as cmd:
-        stats = {t["container"]: cgroups.load(t["container"]).stats() for t in slots("web").values()}
-        paths = {t["container"]: cgroups.load(t["container"]).path for t in slots("web").values()}
+        managers = {t["container"]: cgroups.load(t["container"]) for t in slots("web").values()}
+        stats = {c: m.stats() for c, m in managers.items()}
+        paths = {c: m.path for c, m in managers.items()}
+        files = {c: limit_files(m) for c, m in managers.items()}
     want = cgroups.parse_memory(memory)
     ok = len(stats) == 2 and len(set(paths.values())) == 2 and \
         all(s["memory_limit"] == want and s["pids_limit"] == pids for s in stats.values())
     return fact("svc_limits", LAYER, "each replica: a cgroup of its own with the service's limits",
                 [f"{c}: memory {s['memory_limit']} pids {s['pids_limit']}" for c, s in sorted(stats.items())],
-                list(paths.values()), ok, shell=[cmd], stats=stats, paths=paths)
+                list(paths.values()), ok, shell=[cmd] + [f"cat {p}" for c in sorted(files) for p in files[c]],
+                stats=stats, paths=paths, files=files)
 
 
 def pss(pid):
@@ -353,6 +358,7 @@ def cost(counts=(1, 4, 8)):
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                    "examples", "microservices", "compose.yaml")
 APP_PORT = 18090
+CURL_FRONT = f"curl -s --max-time 5 http://127.0.0.1:{APP_PORT}/cgi-bin/front"
 
 
 def microservices(app=APP):
@@ -362,7 +368,7 @@ def microservices(app=APP):
     steps = []
     try:
         labkit("compose", "-f", app, "up", timeout=600)
-        front = lambda: get(APP_PORT, "/cgi-bin/front", timeout=5)   # noqa: E731
+        front = lambda: api.host(CURL_FRONT).stdout.strip() or None   # noqa: E731
         tasks_before = sorted(t["task"] for t in slots("shop_front").values())
         steps.append({"step": "up", "answers": [front() for _ in range(3)]})
         labkit("service", "scale", "shop_api=0")
@@ -382,7 +388,7 @@ def microservices(app=APP):
     return fact("svc_microservices", LAYER, "front and API: two services; the API scaled away, the front stays",
                 [f"{s['step']}: {s['answers'][0]}" for s in steps], "front tasks unchanged" if
                 tasks_before == tasks_after else "front tasks replaced", ok,
-                shell=[f"sudo labkit compose -f {rel} up", f"curl -s http://127.0.0.1:{APP_PORT}/cgi-bin/front",
+                shell=[f"sudo labkit compose -f {rel} up", CURL_FRONT,
                        "sudo labkit service scale shop_api=0", "sudo labkit service scale shop_api=1",
                        f"sudo labkit compose -f {rel} ps", f"sudo labkit compose -f {rel} down"],
                 steps=steps, compose_ps=ps)

@@ -234,7 +234,7 @@ def requests(f, ax=None):
     ax.set_yticks([-1] + list(rows.values()), ["failed"] + list(rows))
     ax.set_ylim(-1.6, len(rows) - 0.4)
     ax.set_xlabel("seconds")
-    ax.set_title("who answered each request to 127.0.0.1:PORT", fontsize=10)
+    ax.set_title("who answered each request to the published port", fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -309,6 +309,7 @@ def memory_per_replica(f, ax=None):
                       color=color, label=label)
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
     ax.set_xticks(list(x), [str(r["n"]) for r in rows])
+    ax.set_ylim(0, ax.get_ylim()[1] * 1.3)     # room for the legend above the bars
     ax.set_xlabel("N replicas")
     ax.set_ylabel("MiB a replica (median)")
     ax.set_title("memory of one replica: its own pages, not the image's size", fontsize=10)
