@@ -9,7 +9,7 @@ import shutil
 import sys
 
 # The stages in the seed text's order; each facts module has all_facts().
-LAYERS = ["chroot", "namespaces", "cgroups", "unionfs", "oci", "network", "images"]
+LAYERS = ["chroot", "namespaces", "cgroups", "unionfs", "oci", "network", "images", "services"]
 
 
 def _cell(value, width):
