@@ -24,25 +24,28 @@ services:
 """
 
 
-def _service(name):
-    """(spec, running tasks) of service ``name``, or (None, why not)."""
+def _service(name, want, label=None):
+    """(spec, running tasks) of service ``name`` when ``want`` replicas run
+    (None: at least one), or (None, why not)."""
     from ..services import store
     try:
         spec = store.load(name)
     except LabkitError:
         return None, f"there is no service {name} (`labkit service ls` lists them)"
     running = [t for t in store.tasks(name)["slots"].values() if t["state"] == "running"]
+    if want is None and not running:
+        return None, f"{label or name} has no replica running"
+    if want is not None and len(running) != want:
+        return None, f"{label or name} has {len(running)} replica(s) running, not {want}"
     return (spec, running), None
 
 
 def _replicas():
     from ..facts.services import get
-    found, why = _service("lab08-web")
+    found, why = _service("lab08-web", 3)
     if found is None:
         return False, why
     spec, running = found
-    if len(running) != 3:
-        return False, f"lab08-web has {len(running)} replica(s) running, not 3"
     if not any(p["host_port"] == 8088 for p in spec["ports"]):
         return False, "lab08-web publishes no host port 8088 (`labkit service ls` shows its ports)"
     answers = {get(8088, timeout=2) for _ in range(6)} - {None}
@@ -58,12 +61,10 @@ def _replicas():
 
 def _limits():
     from .. import cgroups
-    found, why = _service("lab08-api")
+    found, why = _service("lab08-api", 2)
     if found is None:
         return False, why
-    spec, running = found
-    if len(running) != 2:
-        return False, f"lab08-api has {len(running)} replica(s) running, not 2"
+    _, running = found
     want = 48 << 20
     for t in running:
         m = cgroups.load(t["container"])
@@ -77,18 +78,15 @@ def _limits():
 
 
 def _compose():
-    found, why = _service("lab08-app_api")
+    found, why = _service("lab08-app_api", 2, "the service api of the app")
     if found is None:
-        return False, why + f" — did `labkit compose -f {COMPOSE_DIR}/compose.yaml up` run?"
+        return False, why + (f" — did `labkit compose -f {COMPOSE_DIR}/compose.yaml up` run?"
+                             if why.startswith("there is no") else "")
     _, api = found
-    if len(api) != 2:
-        return False, f"the service api of the app has {len(api)} replica(s) running, not 2"
-    found, why = _service("lab08-app_front")
+    found, why = _service("lab08-app_front", None, "the service front of the app")
     if found is None:
         return False, why
     _, front = found
-    if not front:
-        return False, "the service front of the app has no replica running"
     r = _sh(f"labkit exec {front[0]['container']} -- sh -c "
             "'for i in 1 2 3 4 5 6; do timeout 3 wget -q -O- http://api/; done'")
     answers = set(r.stdout.split())

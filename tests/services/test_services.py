@@ -17,6 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tests", "networks"))
 
 from net_helpers import labkit, ok  # noqa: E402
+from labkit.facts import services as svcf  # noqa: E402
 
 pytestmark = pytest.mark.root
 
@@ -27,26 +28,12 @@ HEALTH = ["--health-cmd", "wget -q -O /dev/null http://127.0.0.1/", "--health-in
 
 def get(port, timeout=1.0):
     """One request to 127.0.0.1:PORT: the body, or None if it failed."""
-    import http.client
-    try:
-        c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-        c.request("GET", "/")
-        r = c.getresponse()
-        body = r.read().decode().strip()
-        c.close()
-        return body if r.status == 200 else None
-    except OSError:
-        return None
+    return svcf.get(port, timeout=timeout)
 
 
 def send(port, n, rate):
     """``n`` requests at ``rate`` a second: the answers, None for a failure."""
-    out = []
-    for i in range(n):
-        t = time.monotonic()
-        out.append(get(port))
-        time.sleep(max(0.0, 1.0 / rate - (time.monotonic() - t)))
-    return out
+    return [body for _, body in svcf.send(n, rate, port)[0]]
 
 
 def tasks(name):
