@@ -115,14 +115,28 @@ def apply_capabilities(caps):
             cap_bits(known(caps.get("inheritable", ()))), known(caps.get("ambient", ())))
 
 
+def set_oom_score_adj(value):
+    """proc(5)'s /proc/self/oom_score_adj; a value below the lowest this
+    process was given needs CAP_SYS_RESOURCE. Writing the same value twice
+    is harmless: the init sets it before `create` returns, so that a refusal
+    fails `create` (as runc's does), and again in apply()."""
+    if value is None:
+        return
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write(str(value))
+    except OSError as e:
+        raise LabkitError(f"config.json: process.oomScoreAdj: {value}: {e.strerror}",
+                          "lowering it below the caller's own needs CAP_SYS_RESOURCE: leave it out, "
+                          "or run the runtime with that capability") from None
+
+
 def apply(config, seccomp=None):
     """Everything above, in order, for ``config`` (a ContainerConfig);
     ``seccomp``: its filter, compiled (labkit/seccomp.py Filter)."""
     for rl in config.rlimits:
         syscalls.setrlimit(RLIMITS[rl["type"]], rl["soft"], rl["hard"])
-    if config.oom_score_adj is not None:
-        with open("/proc/self/oom_score_adj", "w") as f:
-            f.write(str(config.oom_score_adj))
+    set_oom_score_adj(config.oom_score_adj)
     if seccomp is not None and not config.no_new_privileges:
         # Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: now,
         # before the user and the capabilities change (runc's order).

@@ -73,6 +73,7 @@ def run(c, stages, console, stdin_null, own_process):
         for stage in stages:
             stage.child(c)
         c.sync.wait_attached()   # the limits hold before the program's first instruction
+        process.set_oom_score_adj(c.config.oom_score_adj)   # refused: `create` fails, not the start
         _stdio(console, stdin_null)
         for stage in stages:
             stage.before_exec(c)

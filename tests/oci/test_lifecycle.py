@@ -295,3 +295,37 @@ def test_exec_console_socket_without_a_terminal_is_one_line(bundle, tmp_path):
         assert r.returncode != 0 and "needs a terminal" in r.stderr and "Traceback" not in r.stderr
     finally:
         bundle.runtime("delete", "-f", "lc-tty-bad")
+
+
+def test_an_oom_score_it_may_not_set_fails_create_as_under_runc(bundle, tmp_path):
+    """oomScoreAdj below the caller's own needs CAP_SYS_RESOURCE (proc(5)).
+    Without it, runc's `create` fails; labkit-runtime's must too, saying why,
+    rather than return and leave a process that dies after `start` (what a
+    CRI pod sandbox, oomScoreAdj -998, met before). The caller is made to
+    lack the capability (setpriv drops it from the bounding set)."""
+    import shutil
+    bundle.config["process"]["oomScoreAdj"] = -998
+    bundle.config["process"]["args"] = ["/bin/sleep", "30"]
+    bundle.write()
+    drop = ["setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource"]
+    results = {}
+    for name, argv in (("labkit", [sys.executable, "-m", "labkit.runtime_cli"]), ("runc", [shutil.which("runc")])):
+        root = str(tmp_path / f"state-{name}")
+        try:
+            with open(tmp_path / f"{name}.out", "w") as out, open(tmp_path / f"{name}.err", "w+") as err:
+                r = subprocess.run([*drop, *argv, "--root", root, "create", "--bundle", bundle.path, "lc-oom"],
+                                   stdout=out, stderr=err, timeout=60, cwd=bundle.path,
+                                   env=dict(os.environ, PYTHONPATH=ROOT))
+                err.seek(0)
+                results[name] = (r.returncode, err.read())
+            listed = subprocess.run([*argv, "--root", root, "list", "-q"], capture_output=True, text=True,
+                                    env=dict(os.environ, PYTHONPATH=ROOT)).stdout.split()
+            results[name] += (listed,)
+        finally:
+            subprocess.run([*argv, "--root", root, "delete", "-f", "lc-oom"], capture_output=True,
+                           env=dict(os.environ, PYTHONPATH=ROOT))
+    assert results["runc"][0] != 0, results["runc"]        # the relation holds on this kernel
+    code, err, listed = results["labkit"]
+    assert code != 0 and "oomScoreAdj" in err and "CAP_SYS_RESOURCE" in err, (code, err)
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert listed == [], listed                            # nothing left to start
