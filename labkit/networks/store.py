@@ -40,19 +40,10 @@ def _path(name):
     return os.path.join(root(name), "network.json")
 
 
-class Lock:
+def Lock():
     """Every change to networks and endpoints holds it: two `labkit run`s never
     take the same address, and the firewall is rendered from a settled state."""
-
-    def __enter__(self):
-        import fcntl
-        os.makedirs(root(), exist_ok=True)
-        self.fd = os.open(os.path.join(root(), ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)   # closing the last fd releases the flock
+    return home.Lock(root())
 
 
 def write_json(path, data):
@@ -230,9 +221,9 @@ def endpoint_path(name, owner):
     return os.path.join(root(name), "endpoints", owner + ".json")
 
 
-def endpoints(name):
-    """Every endpoint of network ``name``, by its address order."""
-    top = os.path.join(root(name), "endpoints")
+def read_all(top):
+    """Every *.json file of directory ``top``, in name order; one half written
+    or gone meanwhile is skipped."""
     found = []
     for entry in sorted(os.listdir(top)) if os.path.isdir(top) else ():
         if entry.endswith(".json"):
@@ -241,6 +232,12 @@ def endpoints(name):
                     found.append(json.load(f))
             except (OSError, ValueError):
                 continue
+    return found
+
+
+def endpoints(name):
+    """Every endpoint of network ``name``, by its address order."""
+    found = read_all(os.path.join(root(name), "endpoints"))
     return sorted(found, key=lambda e: (e.get("ip") is None, ipaddress.ip_address(e.get("ip") or "0.0.0.0")))
 
 

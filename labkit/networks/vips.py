@@ -45,17 +45,7 @@ def path(network, name):
 
 def of_network(network):
     """Every virtual IP of ``network``, by name."""
-    import json
-    top = _dir(network)
-    found = []
-    for entry in sorted(os.listdir(top)) if os.path.isdir(top) else ():
-        if entry.endswith(".json"):
-            try:
-                with open(os.path.join(top, entry)) as f:
-                    found.append(json.load(f))
-            except (OSError, ValueError):
-                continue
-    return found
+    return store.read_all(_dir(network))
 
 
 def addresses(network):

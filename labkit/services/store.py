@@ -35,16 +35,9 @@ def root(name=""):
     return os.path.join(home.home(), "services", name)
 
 
-class Lock:
-    def __enter__(self):
-        import fcntl
-        os.makedirs(root(), exist_ok=True)
-        self.fd = os.open(os.path.join(root(), ".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        fcntl.flock(self.fd, fcntl.LOCK_EX)
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self.fd)
+def Lock():
+    """Every change to a spec or its tasks holds it (the commands and the supervisor)."""
+    return home.Lock(root())
 
 
 def check_name(name):
