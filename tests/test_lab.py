@@ -2,6 +2,7 @@
 (with a hint) before the reference solution, fails on a near miss, passes
 after the solution, and fails again after reset — which leaves nothing."""
 
+import glob
 import os
 import subprocess
 import sys
@@ -9,11 +10,39 @@ import sys
 import pytest
 
 from labkit import containers, lab
+from labkit.lab import cgroups as lab03, chroot as lab01, oci as lab05, unionfs as lab04
 
 pytestmark = pytest.mark.root
 
+
+def _bg(cmd, *argv):
+    return " && ".join(lab.background(cmd, *argv))
+
+
 # A near miss per exercise: a container that runs, but not as asked.
 NEAR_MISS = {
+    "01.chroot": (_bg("sleep 1011", "sleep", "1011"), "was not chrooted"),
+    "01.breakout": ("mkdir -p /tmp/lab01 && printf 'import os\\nos.makedirs(\"x\", exist_ok=True)\\n"
+                    "os.chroot(\"x\")\\nos.chdir(\"/\")\\nos.chroot(\".\")\\n' > /tmp/lab01/breakout.py",
+                    "still the chroot's"),
+    "01.pivot": (lab01.PIVOT_SCRIPT.replace("busybox umount -l .", "true") + "\n" +
+                 _bg(f"sh {lab01.PIVOT} $ROOTFS sleep 1012", "sleep", "1012"), "is still mounted in its namespace"),
+    "02.pid-alone": (_bg("unshare --pid --fork sleep 1021", "sleep", "1021"), "its /proc is the host's"),
+    "02.hostname": (_bg("unshare --uts sleep 1022", "sleep", "1022"), "not 'lab02'"),
+    "02.loopback": (_bg("unshare --net sleep 1023", "sleep", "1023"), "lo starts down"),
+    "03.memory": (lab03.MEMORY + "mkdir -p $CG && " + _bg('sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sleep 1031"',
+                                                          "sleep", "1031"), "has no memory limit"),
+    "03.cpu": (lab03.CPU + "mkdir -p $CG && " + _bg(f'sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sh -c \'{lab03.BUSY}\'"',
+                                                    "sh", "-c", lab03.BUSY), "has no CPU quota"),
+    "03.free": ("labkit run -d --name lab03-free --memory 128m -- sleep 600", "is the host's"),
+    "04.overlay": (f"{lab04.SETUP} && {lab04.MOUNT} && echo mine > {lab04.LOWER}/note.txt", "written to the lower layer"),
+    "04.whiteout": (f"{lab04.SETUP} && {lab04.MOUNT} && echo mine > {lab04.MERGED}/hello.txt", "is still there"),
+    "04.opaque": (f"{lab04.SETUP} && {lab04.MOUNT} && rm {lab04.MERGED}/d/a.conf", "no trusted.overlay.opaque"),
+    "05.no-net": (" && ".join(lab05.solution("hostnet", "pass")), "has a network namespace of its own"),
+    "05.memory": (" && ".join(lab05.solution("mem", "pass")), "not 48 MiB"),
+    "05.mount": (f"mkdir -p {lab05.SHARE} && echo hi > {lab05.SHARE}/hello && " +
+                 " && ".join(lab05.solution("data", lab05.EDIT_MOUNT.replace('"rbind", "ro"', '"rbind"'))),
+                 "is writable"),
     "07.build": ("mkdir -p /tmp/lab07-build && printf 'FROM labkit/base\\n' > /tmp/lab07-build/Containerfile && "
                  "labkit build -t lab07/hello:v1 /tmp/lab07-build", "not 'hello lab'"),
     "07.push": ("mkdir -p /tmp/lab07-build && printf 'FROM labkit/base\\nCMD [\"echo\", \"hello lab\"]\\n' "
@@ -80,7 +109,11 @@ def _both_ways(exercise_id):
     finally:
         lab.reset(exercise_id)
     assert lab.check(exercise_id, out=out.append) is False
-    assert not [c for c in containers.all_ids() if c.startswith(("lab09-", "lab08-", "lab06-"))]
+    assert not [c for c in containers.all_ids() if c.startswith(("lab09-", "lab08-", "lab06-", "lab05-", "lab03-"))]
+    assert not glob.glob("/tmp/lab0[1-5]*"), glob.glob("/tmp/lab0[1-5]*")
+    assert not [p for argv in (("sleep", n) for n in ("1011", "1012", "1021", "1022", "1023", "1031"))
+                for p in lab.find(*argv)] and not lab.find("sh", "-c", lab03.BUSY)
+    assert not glob.glob("/sys/fs/cgroup/lab03*") and not glob.glob("/sys/fs/cgroup/*/lab03*")
     from labkit.leaks import image_leftovers
     assert image_leftovers() == []
     assert not [n for n in os.listdir("/run/netns") if n.startswith("lk-")] if os.path.isdir("/run/netns") else True

@@ -23,7 +23,7 @@ import sys
 from ..errors import LabkitError, NotFound
 
 # The modules that hold each notebook's exercises, in course order.
-MODULES = ("network", "images", "services", "security")
+MODULES = ("chroot", "namespaces", "cgroups", "unionfs", "oci", "network", "images", "services", "security")
 
 
 class Exercise:
@@ -57,8 +57,76 @@ def get(exercise_id):
 
 
 def env():
-    """The environment for labkit commands: this interpreter's labkit first on PATH."""
-    return dict(os.environ, PATH=os.path.dirname(sys.executable) + ":" + os.environ.get("PATH", ""))
+    """The environment for labkit commands: this interpreter's labkit first on
+    PATH, and ROOTFS, the base root filesystem the notebooks' shell commands
+    name (a student's terminal sets it once: export ROOTFS=…)."""
+    extra = {"PATH": os.path.dirname(sys.executable) + ":" + os.environ.get("PATH", "")}
+    if "ROOTFS" not in os.environ:
+        from .. import home
+        extra["ROOTFS"] = home.rootfs_dir("base")
+    return dict(os.environ, **extra)
+
+
+def sh(cmd, timeout=60):
+    """A shell command of a check, with env(); its CompletedProcess."""
+    return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout, env=env())
+
+
+def find(*argv):
+    """The pids of the processes whose command line is exactly ``argv``
+    (`sleep 1021`): what a student started, found the way pgrep -x -f does."""
+    want = "\0".join(argv) + "\0"
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/cmdline") as f:
+                    if f.read() == want:
+                        found.append(int(d))
+            except OSError:
+                pass
+    return sorted(found)
+
+
+def started(*argv):
+    """The one process running ``argv``, or (None, why not)."""
+    pids = find(*argv)
+    if not pids:
+        return None, f"no process runs `{' '.join(argv)}` (ps -ef | grep '{' '.join(argv)}')"
+    if len(pids) > 1:
+        return None, f"{len(pids)} processes run `{' '.join(argv)}` (pids {pids}): leave one"
+    return pids[0], None
+
+
+def kill_line(*argv):
+    """A reset's command: kill every process running exactly ``argv``, and wait
+    until they are gone (a cgroup or a mount they hold can then go)."""
+    pattern = " ".join(argv)
+    return (f"pkill -KILL -x -f '{pattern}' || true; "
+            f"for i in $(seq 50); do pgrep -x -f '{pattern}' >/dev/null || break; sleep 0.1; done")
+
+
+def wait_line(*argv):
+    """A solution's last command: wait (5 s at most) until a process started
+    in the background runs exactly ``argv``: it has exec'd its command."""
+    return f"for i in $(seq 50); do pgrep -x -f '{' '.join(argv)}' >/dev/null && break; sleep 0.1; done"
+
+
+def background(cmd, *argv):
+    """A solution's commands: start ``cmd`` detached from the shell (so that a
+    notebook cell or a terminal gets its prompt back), then wait for ``argv``."""
+    return [f"setsid -f {cmd} >/dev/null 2>&1", wait_line(*argv)]
+
+
+def own_namespace(pid, kind):
+    """True when process ``pid`` has a ``kind`` namespace other than the
+    checker's: the inode of /proc/PID/ns/KIND differs (namespaces(7))."""
+    return os.stat(f"/proc/{pid}/ns/{kind}").st_ino != os.stat(f"/proc/self/ns/{kind}").st_ino
+
+
+def nsenter(pid, flags, cmd):
+    """``cmd`` run in some of process ``pid``'s namespaces (nsenter -t PID -u/-n/…)."""
+    return sh(f"nsenter -t {pid} {flags} {cmd}")
 
 
 def running(name):
@@ -117,6 +185,28 @@ def solve(exercise_id):
 
 def reset(exercise_id):
     _shell(get(exercise_id).reset_commands)
+
+
+_predictions = {}
+
+
+def predict(question, guess, out=print):
+    """Write down a guess before the next cell shows what happens; ``reveal``
+    puts the two side by side. A guess written first is what makes the run
+    worth watching."""
+    _predictions[question] = str(guess).strip()
+    if _predictions[question]:
+        out(f"noted for {question}: {_predictions[question]!r} — now run the next cell")
+    else:
+        out(f"{question}: write your guess in the quotes first, then run the next cell")
+    return _predictions[question]
+
+
+def reveal(question, seen, out=print):
+    """What happened, beside the guess made with ``predict``."""
+    guess = _predictions.get(question) or "(no guess written)"
+    out(f"{question}\n  you predicted: {guess}\n  the system says: {seen}")
+    return seen
 
 
 def show_solution(exercise_id):

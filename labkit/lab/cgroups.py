@@ -1,0 +1,155 @@
+"""Notebook 03's exercises: a memory limit and a CPU quota written by hand
+into cgroup files, on v1 or v2, and `free` made truthful in a container.
+Each check reads /proc/PID/cgroup, the limit files of the cgroup found
+there, and what the kernel counted (the process's CPU time)."""
+
+import os
+import time
+
+from . import Exercise, kill_line, rm_line, running, sh, started, wait_line
+from ..cgroups import hierarchy
+
+# The same steps on both layouts: v1 has a hierarchy per controller, v2 one
+# tree whose root already enables the controllers for its children.
+WHERE = ('if [ -d /sys/fs/cgroup/{ctl} ]; then CG=/sys/fs/cgroup/{ctl}/{name}; F={v1}; '
+         'else CG=/sys/fs/cgroup/{name}; F={v2}; fi; ')
+MEMORY = WHERE.format(ctl="memory", name="lab03", v1="memory.limit_in_bytes", v2="memory.max")
+CPU = WHERE.format(ctl="cpu", name="lab03-cpu", v1="cpu.cfs_quota_us", v2="cpu.max")
+BUSY = "while :; do :; done # lab03"
+
+
+def cgroup_dir(pid, controller):
+    """The directory of process ``pid``'s cgroup for ``controller``, on the
+    host's layout (v1: that controller's hierarchy; v2: the one tree)."""
+    layout = hierarchy.detect()
+    for line in open(f"/proc/{pid}/cgroup").read().splitlines():
+        number, names, path = line.split(":", 2)
+        if controller in layout.v1 and controller in names.split(","):
+            return layout.v1[controller] + path
+        if controller not in layout.v1 and number == "0" and layout.v2:
+            return layout.v2 + path
+    return None
+
+
+def _read(path):
+    try:
+        return open(path).read().strip()
+    except OSError:
+        return None
+
+
+def _memory():
+    pid, why = started("sleep", "1031")
+    if pid is None:
+        return False, why
+    cg = cgroup_dir(pid, "memory")
+    limit = _read(os.path.join(cg, "memory.limit_in_bytes")) or _read(os.path.join(cg, "memory.max"))
+    if limit in (None, "max") or int(limit) >= 1 << 60:
+        return False, f"sleep 1031 is in {cg}, which has no memory limit"
+    if int(limit) != 32 << 20:
+        return False, f"the memory limit of {cg} is {int(limit)} bytes, not 32 MiB ({32 << 20})"
+    if os.path.basename(cg) != "lab03":
+        return False, f"sleep 1031 is in {cg}, not in a cgroup named lab03"
+    return True, f"sleep 1031 is in {cg}, limited to {int(limit)} bytes"
+
+
+def _cpu_seconds(pids):
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick     # utime + stime
+        except OSError:
+            pass
+    return total
+
+
+def _quota(cg):
+    """CPUs a cgroup may use: quota / period (None when unlimited)."""
+    v2 = _read(os.path.join(cg, "cpu.max"))
+    if v2:
+        quota, period = v2.split()
+        return None if quota == "max" else int(quota) / int(period)
+    quota = int(_read(os.path.join(cg, "cpu.cfs_quota_us")) or -1)
+    return None if quota < 0 else quota / int(_read(os.path.join(cg, "cpu.cfs_period_us")))
+
+
+def _cpu():
+    pid, why = started("sh", "-c", BUSY)
+    if pid is None:
+        return False, why
+    cg = cgroup_dir(pid, "cpu")
+    if os.path.basename(cg) != "lab03-cpu":
+        return False, f"the busy loop is in {cg}, not in a cgroup named lab03-cpu"
+    cpus = _quota(cg)
+    if cpus is None:
+        return False, f"{cg} has no CPU quota: the loop may take a whole CPU"
+    if abs(cpus - 0.25) > 0.001:
+        return False, f"the quota of {cg} is {cpus:g} CPU, not 0.25"
+    # What the kernel let it use, over one second of wall time.
+    t0, c0 = time.monotonic(), _cpu_seconds([pid])
+    time.sleep(1.0)
+    used = (_cpu_seconds([pid]) - c0) / (time.monotonic() - t0)
+    if used > 0.35:
+        return False, f"the loop used {used:.2f} CPU in the last second, above its quota"
+    return True, f"the busy loop in {cg} is held to {cpus:g} CPU: it used {used:.2f} CPU in the last second"
+
+
+def _free():
+    pid, why = running("lab03-free")
+    if pid is None:
+        return False, why
+    cg = cgroup_dir(pid, "memory")
+    limit = _read(os.path.join(cg, "memory.limit_in_bytes")) or _read(os.path.join(cg, "memory.max"))
+    if limit in (None, "max") or int(limit) != 128 << 20:
+        return False, f"lab03-free's memory limit is {limit}, not 128 MiB"
+    out = sh("labkit exec lab03-free free -m").stdout.split("\n")
+    total = next((line.split()[1] for line in out if line.startswith("Mem:")), "?")
+    if total != "128":
+        return False, f"`free -m` in lab03-free says {total} MiB total: /proc/meminfo there is the host's"
+    return True, "`free -m` in lab03-free says 128 MiB total, its cgroup's limit"
+
+
+EXERCISES = [
+    Exercise("03.memory", "a memory limit, by hand",
+             "Make a cgroup named lab03 (v1: under /sys/fs/cgroup/memory; v2: under /sys/fs/cgroup) with a "
+             "memory limit of 32 MiB, and start `sleep 1031` in the background inside it.",
+             ["cgroups(7): a cgroup is a directory; its limit is a file; a process joins by writing its pid "
+              "to cgroup.procs (a child starts in its parent's cgroup)",
+              "v1: memory.limit_in_bytes; v2: memory.max. Both take 32M. A shell that writes $$ to cgroup.procs "
+              "and then execs the sleep puts it there",
+              "sudo mkdir /sys/fs/cgroup/memory/lab03; echo 32M | sudo tee /sys/fs/cgroup/memory/lab03/"
+              "memory.limit_in_bytes; sudo setsid -f sh -c 'echo $$ > /sys/fs/cgroup/memory/lab03/cgroup.procs; "
+              "exec sleep 1031' >/dev/null 2>&1"],
+             _memory,
+             [MEMORY + 'mkdir -p $CG && echo 32M > $CG/$F && '
+              'setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sleep 1031" >/dev/null 2>&1',
+              wait_line("sleep", "1031")],
+             [kill_line("sleep", "1031"), MEMORY + "[ ! -d $CG ] || rmdir $CG"]),
+    Exercise("03.cpu", "a quarter of a CPU",
+             "Make a cgroup named lab03-cpu (v1: under /sys/fs/cgroup/cpu; v2: under /sys/fs/cgroup) whose "
+             f"processes get at most a quarter of one CPU, and run the busy loop `sh -c '{BUSY}'` in it.",
+             ["the CFS bandwidth controller: a quota of CPU time per period (Documentation/scheduler/"
+              "sched-bwc.rst)",
+              "v1: cpu.cfs_quota_us (the period, cpu.cfs_period_us, is 100000 µs); v2: cpu.max, "
+              "\"QUOTA PERIOD\"",
+              "sudo mkdir /sys/fs/cgroup/cpu/lab03-cpu; echo 25000 | sudo tee /sys/fs/cgroup/cpu/lab03-cpu/"
+              "cpu.cfs_quota_us; sudo setsid -f sh -c 'echo $$ > /sys/fs/cgroup/cpu/lab03-cpu/cgroup.procs; "
+              f"exec sh -c \"{BUSY}\"' >/dev/null 2>&1"],
+             _cpu,
+             [CPU + 'mkdir -p $CG && if [ $F = cpu.max ]; then echo "25000 100000" > $CG/$F; '
+              'else echo 25000 > $CG/$F; fi && '
+              f'setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sh -c \'{BUSY}\'" >/dev/null 2>&1',
+              wait_line("sh", "-c", BUSY)],
+             [kill_line("sh", "-c", BUSY), CPU + "[ ! -d $CG ] || rmdir $CG"]),
+    Exercise("03.free", "free that tells the container's truth",
+             "Start a detached container named lab03-free (running `sleep 600`) with a memory limit of 128 MiB, "
+             "in which `free -m` says 128 MiB total.",
+             ["/proc/meminfo is not namespaced: lxcfs serves one computed from the reader's cgroup",
+              "labkit run --memory SIZE, and --lxcfs to bind lxcfs's files over /proc/meminfo …",
+              "sudo labkit run -d --name lab03-free --memory 128m --lxcfs -- sleep 600"],
+             _free,
+             ["labkit run -d --name lab03-free --memory 128m --lxcfs -- sleep 600"],
+             [rm_line("lab03-free")]),
+]

@@ -1,0 +1,89 @@
+"""Notebook 02's exercises: one namespace at a time, made by the student
+with unshare(1) (or their own script calling unshare(2)). Each check
+compares the inodes of /proc/PID/ns/* with the checker's own and looks
+inside with nsenter(1), as `lsns` and `docker exec` would."""
+
+import socket
+
+from . import Exercise, background, kill_line, nsenter, own_namespace, started
+
+
+def _pid_alone():
+    pid, why = started("sleep", "1021")
+    if pid is None:
+        return False, why
+    if not own_namespace(pid, "pid"):
+        return False, "sleep 1021 is in the host's PID namespace (compare readlink /proc/PID/ns/pid with /proc/self/ns/pid)"
+    nspid = open(f"/proc/{pid}/status").read().split("NSpid:")[1].split("\n")[0].split()
+    if nspid[-1] != "1":
+        return False, f"sleep 1021 is PID {nspid[-1]} of its namespace, not 1: unshare --pid needs --fork"
+    try:
+        first = open(f"/proc/{pid}/root/proc/1/cmdline").read().split("\0")[0]
+    except OSError:
+        first = None
+    if first != "sleep":
+        return False, ("its /proc is the host's (its PID 1 there is " + repr(first) + "): ps inside would list "
+                       "every process of the host — mount a /proc of its own (--mount-proc)")
+    return True, f"sleep 1021 (host pid {pid}) is PID 1 of its own PID namespace, and its /proc shows only it"
+
+
+def _hostname():
+    pid, why = started("sleep", "1022")
+    if pid is None:
+        return False, why
+    if not own_namespace(pid, "uts"):
+        return False, "sleep 1022 shares the host's UTS namespace: a hostname set there would rename the host"
+    name = nsenter(pid, "--uts", "hostname").stdout.strip()
+    if name != "lab02":
+        return False, f"in the namespace of sleep 1022 the hostname is {name!r}, not 'lab02'"
+    if socket.gethostname() == "lab02":
+        return False, "the host is called lab02 too: the name was set outside the namespace (hostname it back)"
+    release = nsenter(pid, "--uts", "uname -r").stdout.strip()
+    return True, f"hostname lab02 inside, {socket.gethostname()} outside — and uname -r is {release} on both sides"
+
+
+def _loopback():
+    pid, why = started("sleep", "1023")
+    if pid is None:
+        return False, why
+    if not own_namespace(pid, "net"):
+        return False, "sleep 1023 is in the host's network namespace (it sees every interface of the host)"
+    links = nsenter(pid, "--net", "ip -o link").stdout.splitlines()
+    names = [line.split(":")[1].strip() for line in links if ":" in line]
+    if names != ["lo"]:
+        return False, f"its namespace has {names}, not only lo"
+    if nsenter(pid, "--net", "ping -c1 -W1 127.0.0.1").returncode != 0:
+        return False, "in its namespace 127.0.0.1 does not answer: lo starts down (ip link set lo up)"
+    return True, "sleep 1023 has a network namespace with only lo, up: 127.0.0.1 answers there"
+
+
+EXERCISES = [
+    Exercise("02.pid-alone", "PID 1, with a /proc of its own",
+             "Start `sleep 1021` in the background as PID 1 of a new PID namespace, with a /proc of that "
+             "namespace mounted in a mount namespace of its own (so that `ps` inside would list only it).",
+             ["pid_namespaces(7): the first process of a new PID namespace is its PID 1; /proc shows the PID "
+              "namespace of whoever mounted it",
+              "unshare(1): --pid with --fork (the namespace applies to children), --mount-proc (implies --mount)",
+              "sudo setsid -f unshare --pid --fork --mount-proc sleep 1021 >/dev/null 2>&1"],
+             _pid_alone,
+             background("unshare --pid --fork --mount-proc sleep 1021", "sleep", "1021"),
+             [kill_line("sleep", "1021")]),
+    Exercise("02.hostname", "a hostname of its own",
+             "Start `sleep 1022` in the background in a UTS namespace of its own whose hostname is lab02; "
+             "the host keeps its name.",
+             ["uts_namespaces(7): the hostname and the NIS domain name, nothing else (uname -r is the kernel's)",
+              "unshare --uts sh -c '…': set the name inside the new namespace, then exec the sleep",
+              "sudo setsid -f unshare --uts sh -c 'hostname lab02; exec sleep 1022' >/dev/null 2>&1"],
+             _hostname,
+             background("unshare --uts sh -c 'hostname lab02; exec sleep 1022'", "sleep", "1022"),
+             [kill_line("sleep", "1022")]),
+    Exercise("02.loopback", "a network of one: lo",
+             "Start `sleep 1023` in the background in a network namespace of its own in which 127.0.0.1 "
+             "answers a ping.",
+             ["network_namespaces(7): a new one has only lo, and lo starts down",
+              "unshare --net sh -c '…': bring lo up (ip link set lo up), then exec the sleep",
+              "sudo setsid -f unshare --net sh -c 'ip link set lo up; exec sleep 1023' >/dev/null 2>&1"],
+             _loopback,
+             background("unshare --net sh -c 'ip link set lo up; exec sleep 1023'", "sleep", "1023"),
+             [kill_line("sleep", "1023")]),
+]
