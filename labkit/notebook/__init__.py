@@ -12,14 +12,26 @@ MIME = "application/vnd.labkit.fact+json"
 
 
 def record(name, value):
-    """State a fact the tests will check (JSON-serialisable ``value``)."""
+    """State a fact the tests will check (JSON-serialisable ``value``). The
+    student sees one compact row: a fact's check, inside, outside and ✔/✗."""
     from IPython.display import display
-    text = value if isinstance(value, str) else json.dumps(value, default=str)
-    if len(text) > 300:
-        text = text[:300] + "…"
-    display({MIME: {"name": name, "value": value}, "text/plain": f"✔ recorded {name} = {text}"},
-            raw=True)
+    display({MIME: {"name": name, "value": value}, "text/plain": row(name, value)}, raw=True)
     return value
+
+
+def _short(value, width=60):
+    text = value if isinstance(value, str) else json.dumps(value, default=str, ensure_ascii=False)
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[:width - 1] + "…"
+
+
+def row(name, value):
+    """One line for a recorded value: `✔ check | inside: … | outside: …` for
+    a fact (labkit.facts.fact), `· name = value` for anything else."""
+    if isinstance(value, dict) and "check" in value and "ok" in value:
+        mark = {True: "✔", False: "✗"}.get(value["ok"], "·")
+        return f"{mark} {value['check']} | inside: {_short(value.get('inside'))} | outside: {_short(value.get('outside'))}"
+    return f"· {name} = {_short(value, 100)}"
 
 
 def record_fact(f):
@@ -49,3 +61,18 @@ def show(result):
     if result.returncode:
         print(f"[exit {result.returncode}]")
     return result
+
+
+def trace(command, *words):
+    """Run a shell ``command`` (with LABKIT_TRACE=1 in it) and print the calls
+    it traced that name one of ``words``: the system calls of one stage, as
+    labkit made them. Returns those lines."""
+    import os
+    import subprocess
+    import sys
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + ":" + os.environ.get("PATH", ""))
+    r = subprocess.run(["sh", "-c", command], capture_output=True, text=True, env=env, timeout=120)
+    calls = [line for line in r.stderr.splitlines()
+             if line.startswith("labkit-trace[") and any(w in line for w in words)]
+    print(f"$ sudo {command}\n" + "\n".join(calls))
+    return calls
