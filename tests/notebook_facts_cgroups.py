@@ -4,7 +4,7 @@ read by tests/test_notebooks.py; the relations across facts are checked below.""
 EXPECTED = {
     "03-cgroups": ["cgroup_mode", "limits_in_files", "oom_kill", "fork_bomb", "cpu_quota",
                    "cpu_quota_percent", "cpu_shares", "cpu_shares_ratio", "free_without_lxcfs",
-                   "free_with_lxcfs", "busybox_free_with_lxcfs", "cgroup_namespace", "cgroups_left"],
+                   "free_with_lxcfs", "busybox_free_with_lxcfs", "proc_views", "cgroup_namespace", "cgroups_left"],
 }
 
 

@@ -41,8 +41,9 @@ apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 # 1. Debian/Ubuntu packages. Real tools where a real user would use them:
 #    busybox-static and procps/iproute2/util-linux fill the container's root,
 #    lxcfs makes `free` truthful, runc is the reference runtime, user-mode-linux
-#    boots a real cgroup v2 kernel for the tests; libseccomp2 compiles the
-#    seccomp filters, libcap2-bin's capsh decodes capability masks (09);
+#    boots a real cgroup v2 kernel for the tests, attr's getfattr shows
+#    overlay's xattrs (04); libseccomp2 compiles the seccomp filters,
+#    libcap2-bin's capsh decodes capability masks (09);
 #    nftables does the networks' NAT and containernetworking-plugins is
 #    their CNI driver, iputils-ping and curl the by-hand checks (06);
 #    docker-registry is the lab registry (`labkit registry start`, 07).
@@ -50,7 +51,7 @@ packages=(
     python3 python3-venv make
     busybox-static procps iproute2 util-linux kmod libseccomp2 libcap2-bin
     nftables containernetworking-plugins iputils-ping curl docker-registry
-    lxcfs runc user-mode-linux
+    lxcfs runc user-mode-linux attr
     golang-github-opencontainers-specs-dev
 )
 # Test tools: `vagrant validate` and shellcheck, plus the Python libraries

@@ -355,6 +355,36 @@ def free_with_lxcfs(limit="64m", rootfs="base"):
                 command=r.command, inside_total=inside, host_total=host, limit_bytes=limit_bytes)
 
 
+# What a program asks the machine for: memory (free), CPUs (nproc: the
+# CPUs it may run on, sched_getaffinity(2)), uptime and top's load average.
+PROC_PROBE = ("free -m | awk '/^Mem:/ {print $2}'; nproc; cut -d' ' -f1 /proc/uptime; "
+              "cut -d' ' -f1-3 /proc/loadavg")
+PROC_ROWS = ("free -m: total MiB", "nproc", "uptime (s)", "load average (top)")
+
+
+def proc_views(limit="64m", cpus=1, rootfs="base"):
+    """The host's /proc against a container's, without and with lxcfs:
+    lxcfs makes free (meminfo) and uptime the container's own; nproc counts
+    the CPUs the process may be scheduled on (a cpuset, not a quota), and
+    the load average stays the host's (lxcfs virtualises it only when
+    started with -l). What the container's processes are told, side by side."""
+    seen = {}
+    for label, lxcfs in (("container", False), ("container --lxcfs", True)):
+        r = api.run(PROC_PROBE, memory=limit, cpus=cpus, lxcfs=lxcfs, rootfs=rootfs,
+                    name=_name("proc"), check=True)
+        seen[label] = r.stdout.split("\n")[:4]
+    host = subprocess.run(["sh", "-c", PROC_PROBE], capture_output=True, text=True, check=True).stdout.split("\n")[:4]
+    table = {row: {"host": h, **{k: v[i] for k, v in seen.items()}} for i, (row, h) in enumerate(zip(PROC_ROWS, host))}
+    mib = cgroups.parse_memory(limit) >> 20
+    free_row, up_row = table[PROC_ROWS[0]], table[PROC_ROWS[2]]
+    return fact("proc_views", LAYER, f"--memory {limit} --cpus {cpus}: lxcfs makes free and uptime the container's",
+                seen["container --lxcfs"], host,
+                free_row["container"] == free_row["host"] and free_row["container --lxcfs"] == str(mib)
+                and float(up_row["container --lxcfs"]) < float(up_row["host"])
+                and table["nproc"]["container --lxcfs"] == table["nproc"]["host"],
+                table=table)
+
+
 def busybox_free_with_lxcfs(limit="64m", rootfs="base"):
     """busybox `free` takes its totals from sysinfo(2), a system call no
     bind mount can change: with lxcfs too it shows the host's total."""
