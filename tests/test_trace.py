@@ -61,3 +61,19 @@ def test_run_without_trace_prints_none(rootfs, labkit_cli):
     r = labkit_cli("run", "--rm", "--all", "--", "true", env={"LABKIT_TRACE": ""})
     assert r.returncode == 0, r.stderr
     assert PREFIX not in r.stderr
+
+
+@pytest.mark.root
+def test_a_limit_is_traced_as_the_write_to_its_file(rootfs, labkit_cli):
+    """A cgroup limit is no system call of its own: the trace shows the
+    write(2) of the value into the limit's file, then the init's pid into
+    cgroup.procs, all before the container's command is exec'd."""
+    r = labkit_cli("run", "--rm", "--memory", "64m", "--", "true", env={"LABKIT_TRACE": "1"})
+    assert r.returncode == 0, r.stderr
+    seen = calls(r.stderr)
+    limit = [i for i, c in enumerate(seen) if c.startswith("write(") and
+             ('/memory.limit_in_bytes", "67108864") = 0' in c or '/memory.max", "67108864") = 0' in c)]
+    procs = [i for i, c in enumerate(seen) if c.startswith("write(") and '/cgroup.procs", "' in c]
+    execve = [i for i, c in enumerate(seen) if c.startswith("execve(")]
+    assert limit and procs and execve, "\n".join(seen)
+    assert limit[0] < procs[0] < execve[-1]

@@ -16,12 +16,22 @@ def write(path, value, what="cgroup limit"):
                           "the controller or feature is missing on this kernel") from None
     try:
         os.write(fd, str(value).encode())
+        _trace(path, value, "0")
     except OSError as e:
+        _trace(path, value, f"-1 {errno.errorcode.get(e.errno, e.errno)}")
         raise LabkitError(
             f"{what} refused by the kernel: writing '{value}' to {path}: "
             f"{os.strerror(e.errno)}", _hint(path, e.errno)) from None
     finally:
         os.close(fd)
+
+
+def _trace(path, value, result):
+    """LABKIT_TRACE=1: a cgroup limit is a write(2) to a file; show it beside
+    the system calls of the syscall layer (labkit/syscalls/trace.py)."""
+    if os.environ.get("LABKIT_TRACE") == "1":
+        from labkit.syscalls import trace
+        trace.emit(f"write({trace.quote(path)}, {trace.quote(value)}) = {result}")
 
 
 def _hint(path, err):

@@ -38,19 +38,26 @@ def _read(path):
         return None
 
 
+def memory_limit(pid):
+    """(the directory of process ``pid``'s memory cgroup, its limit in bytes
+    or None when it has none) — v1's memory.limit_in_bytes or v2's memory.max."""
+    cg = cgroup_dir(pid, "memory")
+    limit = _read(os.path.join(cg, "memory.limit_in_bytes")) or _read(os.path.join(cg, "memory.max"))
+    return cg, None if limit in (None, "max") or int(limit) >= 1 << 60 else int(limit)
+
+
 def _memory():
     pid, why = started("sleep", "1031")
     if pid is None:
         return False, why
-    cg = cgroup_dir(pid, "memory")
-    limit = _read(os.path.join(cg, "memory.limit_in_bytes")) or _read(os.path.join(cg, "memory.max"))
-    if limit in (None, "max") or int(limit) >= 1 << 60:
+    cg, limit = memory_limit(pid)
+    if limit is None:
         return False, f"sleep 1031 is in {cg}, which has no memory limit"
-    if int(limit) != 32 << 20:
-        return False, f"the memory limit of {cg} is {int(limit)} bytes, not 32 MiB ({32 << 20})"
+    if limit != 32 << 20:
+        return False, f"the memory limit of {cg} is {limit} bytes, not 32 MiB ({32 << 20})"
     if os.path.basename(cg) != "lab03":
         return False, f"sleep 1031 is in {cg}, not in a cgroup named lab03"
-    return True, f"sleep 1031 is in {cg}, limited to {int(limit)} bytes"
+    return True, f"sleep 1031 is in {cg}, limited to {limit} bytes"
 
 
 def _cpu_seconds(pids):
@@ -100,9 +107,8 @@ def _free():
     pid, why = running("lab03-free")
     if pid is None:
         return False, why
-    cg = cgroup_dir(pid, "memory")
-    limit = _read(os.path.join(cg, "memory.limit_in_bytes")) or _read(os.path.join(cg, "memory.max"))
-    if limit in (None, "max") or int(limit) != 128 << 20:
+    cg, limit = memory_limit(pid)
+    if limit != 128 << 20:
         return False, f"lab03-free's memory limit is {limit}, not 128 MiB"
     out = sh("labkit exec lab03-free free -m").stdout.split("\n")
     total = next((line.split()[1] for line in out if line.startswith("Mem:")), "?")

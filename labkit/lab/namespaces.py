@@ -8,12 +8,22 @@ import socket
 from . import Exercise, background, kill_line, nsenter, own_namespace, started
 
 
+def _alone(number, kind, shared):
+    """The pid of `sleep NUMBER` when it has a ``kind`` namespace of its own,
+    or (None, why not): ``shared`` says what sharing the host's means."""
+    pid, why = started("sleep", number)
+    if pid is None:
+        return None, why
+    if not own_namespace(pid, kind):
+        return None, f"sleep {number} {shared}"
+    return pid, None
+
+
 def _pid_alone():
-    pid, why = started("sleep", "1021")
+    pid, why = _alone("1021", "pid", "is in the host's PID namespace (compare readlink /proc/PID/ns/pid "
+                                     "with /proc/self/ns/pid)")
     if pid is None:
         return False, why
-    if not own_namespace(pid, "pid"):
-        return False, "sleep 1021 is in the host's PID namespace (compare readlink /proc/PID/ns/pid with /proc/self/ns/pid)"
     nspid = open(f"/proc/{pid}/status").read().split("NSpid:")[1].split("\n")[0].split()
     if nspid[-1] != "1":
         return False, f"sleep 1021 is PID {nspid[-1]} of its namespace, not 1: unshare --pid needs --fork"
@@ -28,11 +38,9 @@ def _pid_alone():
 
 
 def _hostname():
-    pid, why = started("sleep", "1022")
+    pid, why = _alone("1022", "uts", "shares the host's UTS namespace: a hostname set there would rename the host")
     if pid is None:
         return False, why
-    if not own_namespace(pid, "uts"):
-        return False, "sleep 1022 shares the host's UTS namespace: a hostname set there would rename the host"
     name = nsenter(pid, "--uts", "hostname").stdout.strip()
     if name != "lab02":
         return False, f"in the namespace of sleep 1022 the hostname is {name!r}, not 'lab02'"
@@ -43,11 +51,9 @@ def _hostname():
 
 
 def _loopback():
-    pid, why = started("sleep", "1023")
+    pid, why = _alone("1023", "net", "is in the host's network namespace (it sees every interface of the host)")
     if pid is None:
         return False, why
-    if not own_namespace(pid, "net"):
-        return False, "sleep 1023 is in the host's network namespace (it sees every interface of the host)"
     links = nsenter(pid, "--net", "ip -o link").stdout.splitlines()
     names = [line.split(":")[1].strip() for line in links if ":" in line]
     if names != ["lo"]:

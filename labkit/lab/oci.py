@@ -4,11 +4,10 @@ container's state (its pid), then the kernel: the init's namespaces, its
 cgroup's limit, its own mount table."""
 
 import json
-import os
 
 from . import Exercise, own_namespace, sh
 from .. import mountinfo
-from .cgroups import cgroup_dir
+from .cgroups import memory_limit
 
 TOP = "/tmp/lab05"
 SHARE = f"{TOP}/share"
@@ -58,14 +57,8 @@ def _memory():
     pid, why = state("lab05-mem")
     if pid is None:
         return False, why
-    cg = cgroup_dir(pid, "memory")
-    for name in ("memory.limit_in_bytes", "memory.max"):
-        try:
-            limit = open(os.path.join(cg, name)).read().strip()
-            break
-        except OSError:
-            limit = None
-    if limit != str(48 << 20):
+    cg, limit = memory_limit(pid)
+    if limit != 48 << 20:
         return False, f"lab05-mem's cgroup {cg} has the memory limit {limit}, not 48 MiB ({48 << 20})"
     return True, f"lab05-mem's cgroup {cg} is limited to {limit} bytes, as config.json asked"
 
