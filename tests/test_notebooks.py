@@ -26,7 +26,7 @@ EXPECTED = {
     "01-chroot": ["chroot_ls_root", "chroot_ps_sees_host", "chroot_hostname_shared",
                   "chroot_network_shared", "chroot_proc_root_escape", "chroot_breakout",
                   "pivot_root_breakout_fails", "chroot_visible_shares", "chroot_mounts_left"],
-    "02-namespaces": ["pid_is_one", "pid_needs_own_proc", "uts_hostname", "uts_same_kernel", "net_only_lo", "ipc_private",
+    "02-namespaces": ["pid_is_one", "pid_needs_own_proc", "uts_hostname", "uts_same_kernel", "vm_beside_container", "net_only_lo", "ipc_private",
                       "mnt_private", "user_root_unprivileged", "exec_joins", "shell_ps", "shell_hostname",
                       "shell_ip", "ns_inode_grid", "namespaces_left"],
 }

@@ -121,6 +121,32 @@ def exec_joins(rootfs="base"):
                 equal == names, seen=seen, init={n: init[n] for n in names})
 
 
+def vm_beside_container(rootfs="base"):
+    """The seed's "aislación de kernel", measured: a container runs on the
+    host's kernel (uname -r is the host's, and it starts in milliseconds); a
+    virtual machine boots a kernel of its own — here user-mode Linux, a real
+    Linux kernel run as a process (labkit/uml), booted to run one shell."""
+    import time
+    from .. import uml
+    t0 = time.monotonic()
+    inside = api.run("uname -r", ns="pid,net,ipc,mnt,uts", rootfs=rootfs, check=True).stdout.strip()
+    container_s = time.monotonic() - t0
+    host = os.uname().release
+    if not uml.available():
+        return fact("vm_beside_container", LAYER, "a container runs the host's kernel; a VM boots its own",
+                    inside, f"{uml.LINUX_UML} is not installed (apt-get install user-mode-linux)", None,
+                    applies=False, host=host)
+    vm = uml.boot(['uname -r > "$OUT/release"'], timeout=120, mem="256M")
+    release = vm.files.get("release", "").strip() or None
+    return fact("vm_beside_container", LAYER, "a container runs the host's kernel; a VM boots its own",
+                f"container: uname -r {inside}, started and gone in {container_s:.2f} s",
+                f"VM (user-mode Linux): uname -r {release}, booted in {vm.boot_seconds} s, {vm.total_seconds} s in all",
+                inside == host and release is not None and release != host and vm.total_seconds > container_s,
+                applies=True, host=host, container_release=inside, vm_release=release,
+                container_seconds=round(container_s, 2), vm_boot_seconds=vm.boot_seconds,
+                vm_total_seconds=vm.total_seconds)
+
+
 def all_facts(rootfs="base"):
     facts = [pid_one(rootfs), pid_without_mnt(rootfs), uts(rootfs), net(rootfs), ipc(rootfs),
              mnt(rootfs), user(rootfs), exec_joins(rootfs)]
