@@ -14,6 +14,8 @@ import tempfile
 import nbformat
 import pytest
 
+from labkit import containers
+
 pytestmark = pytest.mark.root
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -58,6 +60,7 @@ def test_every_shell_block_runs(name, rootfs):
     assert blocks > 0
     env = dict(os.environ, PATH=os.path.join(ROOT, ".venv", "bin") + ":" + os.environ["PATH"])
     env.pop("ROOTFS", None)               # the notebook's own blocks must define it
+    before = set(containers.all_ids())
     with tempfile.TemporaryDirectory(prefix="labkit-shell-") as cwd:
         def run():
             return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True,
@@ -71,3 +74,5 @@ def test_every_shell_block_runs(name, rootfs):
     tail = "\n".join((r.stdout + "\n" + r.stderr).splitlines()[-40:])
     assert r.returncode == 0, f"{name}: a shell block failed:\n{tail}"
     assert not glob.glob("/tmp/lab0[0-9]*"), glob.glob("/tmp/lab0[0-9]*")
+    left = set(containers.all_ids()) - before
+    assert not left, f"{name}: the shell blocks leave containers behind: {sorted(left)}"
