@@ -2,6 +2,10 @@
 exit, no traceback, and leaves the host as it was."""
 
 import os
+import shutil
+import subprocess
+import sys
+import tempfile
 
 import pytest
 
@@ -9,6 +13,7 @@ from labkit.leaks import leftovers as labkit_leftovers
 from labkit import api
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def check_clean_error(r, *words):
@@ -40,7 +45,41 @@ def test_command_not_found(rootfs, labkit_cli, unchanged):
 
 def test_not_root(rootfs, labkit_cli, unchanged):
     r = labkit_cli("run", "--rm", "--", "true", user=65534)
+    if "No module named labkit" in r.stderr:
+        # This checkout is readable by root only (a clone under /root): no
+        # user but root can import labkit from it, only its command answers.
+        r = as_user(65534, LAUNCHER, "run", "--rm", "--", "true")
     check_clean_error(r, "needs root", "sudo")
+
+
+LAUNCHER = "/usr/local/bin/labkit"
+
+
+def as_user(uid, *argv):
+    return subprocess.run(["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups", *argv],
+                          capture_output=True, text=True, timeout=60, cwd="/")
+
+
+def test_the_command_answers_a_user_who_cannot_read_the_checkout():
+    """vagrant/launcher.sh, as provision.sh writes it for a checkout only
+    root can read: another user gets labkit's one line, root gets labkit."""
+    top = tempfile.mkdtemp(prefix="labkit-launcher-")      # 0700 by mkdtemp: the checkout
+    os.makedirs(os.path.join(top, "labkit"))
+    open(os.path.join(top, "labkit", "cli.py"), "w").close()
+    command = tempfile.mktemp(prefix="labkit-command-")     # in /tmp, which any user may search
+    try:
+        venv = os.path.dirname(os.path.dirname(sys.executable))
+        text = open(os.path.join(ROOT, "vagrant", "launcher.sh")).read()
+        with open(command, "w") as f:
+            f.write(text.replace("@REPO@", top).replace("@VENV@", venv))
+        os.chmod(command, 0o755)
+        r = as_user(65534, command, "run", "--rm", "--", "true")
+        check_clean_error(r, "needs root", "sudo", top)
+        mine = subprocess.run([command, "lab", "list"], capture_output=True, text=True, timeout=60)
+        assert mine.returncode == 0 and "01.chroot" in mine.stdout, mine.stderr
+    finally:
+        shutil.rmtree(top)
+        os.unlink(command)
 
 
 def test_unknown_namespace(labkit_cli, unchanged):

@@ -197,11 +197,15 @@ fi
 # would otherwise compile them on every start); writes only what is stale.
 "$venv/bin/python" -m compileall -q "$repo/labkit" >/dev/null
 
-# Touch the link only when it points elsewhere, so that a second run leaves
-# /usr/local/bin exactly as it was.
-if [ "$(readlink /usr/local/bin/labkit 2>/dev/null)" != "$venv/bin/labkit" ]; then
-    say "linking /usr/local/bin/labkit -> $venv/bin/labkit"
-    ln -sfn "$venv/bin/labkit" /usr/local/bin/labkit
+# The labkit command: vagrant/launcher.sh with this checkout's paths (it
+# answers a user who cannot read the checkout). Written only when different,
+# so that a second run leaves /usr/local/bin exactly as it was.
+command_text=$(sed -e "s|@REPO@|$repo|g" -e "s|@VENV@|$venv|g" "$repo/vagrant/launcher.sh")
+if [ -L /usr/local/bin/labkit ] || [ "$(cat /usr/local/bin/labkit 2>/dev/null)" != "$command_text" ]; then
+    say "writing /usr/local/bin/labkit (runs $venv/bin/labkit)"
+    printf '%s\n' "$command_text" > /usr/local/bin/labkit.tmp
+    chmod 755 /usr/local/bin/labkit.tmp
+    mv -f /usr/local/bin/labkit.tmp /usr/local/bin/labkit
 else
     say "labkit command present"
 fi
