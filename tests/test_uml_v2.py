@@ -26,6 +26,11 @@ RUN_TESTS = os.path.join(os.path.dirname(__file__), "test_cgroups_run.py")
 # the device rules as a BPF program (cgroup v2 has no devices.allow).
 ESCAPE_TESTS = os.path.join(os.path.dirname(__file__), "test_escapes.py")
 
+# Notebook 03's exercises, by hand on the one tree: both ways, as on the host.
+LAB_EXERCISES = ("03.memory", "03.cpu", "03.free")
+LAB_TESTS = [os.path.join(os.path.dirname(__file__), "test_lab.py") +
+             f"::test_the_check_tells_right_from_wrong[{e}]" for e in LAB_EXERCISES]
+
 pytestmark = [
     pytest.mark.skipif(os.environ.get("LABKIT_IN_UML") == "1",
                        reason="already inside user-mode Linux"),
@@ -40,7 +45,7 @@ PROBE = os.path.join(os.path.dirname(__file__), "uml", "probe_v2.py")
 @pytest.fixture(scope="module")
 def uml_run():
     # One boot for both checks: the v2 probe and the shared test cases.
-    result = harness.run_pytest(["-q", "-rA", PROBE, CGROUP_TESTS, RUN_TESTS, ESCAPE_TESTS], timeout=480)
+    result = harness.run_pytest(["-q", "-rA", PROBE, CGROUP_TESTS, RUN_TESTS, ESCAPE_TESTS, *LAB_TESTS], timeout=480)
     print(f"uml: boot {result.boot_seconds} s, total {result.total_seconds} s")
     return result
 
@@ -65,3 +70,9 @@ def test_mode_inside_uml_is_v2(uml_run):
     assert "PASSED tests/uml/probe_v2.py::test_mode_is_v2" in uml_run.output, \
         uml_run.output[-6000:] or uml_run.console[-3000:]
     assert uml_run.boot_seconds is not None and uml_run.boot_seconds < 30
+
+
+def test_the_cgroup_exercises_tell_right_from_wrong_on_v2(uml_run):
+    for exercise in LAB_EXERCISES:
+        assert f"PASSED tests/test_lab.py::test_the_check_tells_right_from_wrong[{exercise}]" \
+            in uml_run.output, uml_run.output[-6000:] or uml_run.console[-3000:]

@@ -9,10 +9,12 @@ import time
 from . import Exercise, kill_line, rm_line, running, sh, started, wait_line
 from ..cgroups import hierarchy
 
-# The same steps on both layouts: v1 has a hierarchy per controller, v2 one
-# tree whose root already enables the controllers for its children.
+# The same steps on both layouts: v1 has a hierarchy per controller; v2 one
+# tree, where the root must enable the controller for its children (systemd
+# usually has; a bare kernel has not).
 WHERE = ('if [ -d /sys/fs/cgroup/{ctl} ]; then CG=/sys/fs/cgroup/{ctl}/{name}; F={v1}; '
-         'else CG=/sys/fs/cgroup/{name}; F={v2}; fi; ')
+         'else CG=/sys/fs/cgroup/{name}; F={v2}; grep -qw {ctl} /sys/fs/cgroup/cgroup.subtree_control || '
+         'echo +{ctl} > /sys/fs/cgroup/cgroup.subtree_control; fi; ')
 MEMORY = WHERE.format(ctl="memory", name="lab03", v1="memory.limit_in_bytes", v2="memory.max")
 CPU = WHERE.format(ctl="cpu", name="lab03-cpu", v1="cpu.cfs_quota_us", v2="cpu.max")
 BUSY = "while :; do :; done # lab03"
