@@ -119,7 +119,10 @@ def test_notebook(name, rootfs):
         missing = [f for f in expected if f not in facts]
         assert not missing, f"run {n}: facts not recorded: {missing}"
         failed = [k for k, v in facts.items() if isinstance(v, dict) and v.get("ok") is False]
-        assert not failed, f"run {n}: facts that do not hold: {failed}"
+        # What each side saw, so that a failure far away (a slow VM) says why.
+        assert not failed, f"run {n}: facts that do not hold: " + "; ".join(
+            f"{k} (inside: {facts[k].get('inside')!r}, outside: {facts[k].get('outside')!r})"
+            for k in failed)
     check = RELATIONS.get(name) or _registered()[1].get(name)
     if check:
         for facts in runs:

@@ -7,10 +7,13 @@
 # a second run checks each step, finds it done, prints only "present" lines
 # and changes nothing.
 #
-# Usage: provision.sh [--service] [--test-tools]
-#   --service     also run JupyterLab as a systemd service (the classroom VM)
-#   --test-tools  also install what tests/vm needs: vagrant, shellcheck and
-#                 cloud-init's schema validator (see step 2)
+# Usage: provision.sh [--service] [--test-tools] [--vm-tools] [--list-packages]
+#   --service        also run JupyterLab as a systemd service (the classroom VM)
+#   --test-tools     also install what tests/vm needs: vagrant, shellcheck and
+#                    cloud-init's schema validator (see step 2)
+#   --vm-tools       also install what `make vm-test` needs (debootstrap, QEMU)
+#   --list-packages  print the Debian packages step 1 installs, one a line,
+#                    and change nothing (vagrant/vmtest.py preinstalls them)
 # Environment: VENV (default: <repo>/.venv), LABKIT_HOME (default /var/lib/labkit),
 #   LABKIT_CACHE (default /var/cache/labkit: the unpacked cloud-init validator)
 set -euo pipefail
@@ -20,15 +23,19 @@ venv=${VENV:-$repo/.venv}
 cache=${LABKIT_CACHE:-/var/cache/labkit}
 service=no
 test_tools=no
+vm_tools=no
+list_packages=no
 for arg in "$@"; do
     case $arg in
         --service) service=yes ;;
         --test-tools) test_tools=yes ;;
-        *) echo "provision.sh: unknown argument '$arg' (usage: provision.sh [--service] [--test-tools])" >&2; exit 2 ;;
+        --vm-tools) vm_tools=yes ;;
+        --list-packages) list_packages=yes ;;
+        *) echo "provision.sh: unknown argument '$arg' (usage: provision.sh [--service] [--test-tools] [--vm-tools] [--list-packages])" >&2; exit 2 ;;
     esac
 done
 
-if [ "$(id -u)" != 0 ]; then
+if [ "$list_packages" = no ] && [ "$(id -u)" != 0 ]; then
     echo "provision.sh: labkit needs root to install packages and to create namespaces, mounts and cgroups; run it with sudo, or use the classroom VM (vagrant up)" >&2
     exit 1
 fi
@@ -71,6 +78,15 @@ test_packages=(
     python3-netifaces python3-oauthlib python3-requests python3-serial python3-yaml
 )
 [ "$test_tools" = yes ] && packages+=("${test_packages[@]}")
+# make vm-test (vagrant/vmtest.py): debootstrap builds the guest's root,
+# e2fsprogs' mke2fs turns it into a disk image, QEMU boots it, ssh drives it,
+# and Vagrant's own loader reads the provisioners it runs from the Vagrantfile.
+vm_packages=(debootstrap e2fsprogs qemu-system-x86 qemu-utils openssh-client git vagrant)
+[ "$vm_tools" = yes ] && packages+=("${vm_packages[@]}")
+if [ "$list_packages" = yes ]; then
+    printf '%s\n' "${packages[@]}"
+    exit 0
+fi
 # One dpkg-query for the whole list: a second run costs milliseconds.
 installed=$(dpkg-query -W -f='${Package} ${Status}\n' "${packages[@]}" 2>/dev/null \
             | awk '$NF == "installed" { print $1 }' || true)
