@@ -47,8 +47,7 @@ apt_get() { apt-get -o DPkg::Lock::Timeout=600 "$@"; }
 
 # 1. Debian/Ubuntu packages. Real tools where a real user would use them:
 #    busybox-static and procps/iproute2/util-linux fill the container's root,
-#    lxcfs makes `free` truthful, runc is the reference runtime, user-mode-linux
-#    boots a real cgroup v2 kernel for the tests, attr's getfattr shows
+#    lxcfs makes `free` truthful, runc is the reference runtime, attr's getfattr shows
 #    overlay's xattrs (04); libseccomp2 compiles the seccomp filters,
 #    libcap2-bin's capsh decodes capability masks (09);
 #    nftables does the networks' NAT and containernetworking-plugins is
@@ -58,9 +57,15 @@ packages=(
     python3 python3-venv make
     busybox-static procps iproute2 util-linux kmod libseccomp2 libcap2-bin
     nftables containernetworking-plugins iputils-ping curl docker-registry
-    lxcfs runc user-mode-linux attr
+    lxcfs runc attr
     golang-github-opencontainers-specs-dev
 )
+# Wanted, not needed: user-mode-linux boots a real kernel as a process — the
+# VM beside a container in notebook 02, and the cgroup v2 kernel of the tests
+# (tests/uml). Not every release packages it (Ubuntu ships only its docs): where
+# the archive lacks it, it is named and left out, and both say they are skipped.
+optional_packages=(user-mode-linux)
+packages+=("${optional_packages[@]}")
 # Test tools: `vagrant validate` and shellcheck, plus the Python libraries
 # cloud-init's schema validator imports (the Python part of cloud-init's own
 # Depends). cloud-init itself is not installed: see step 2.
@@ -98,14 +103,17 @@ if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
     apt_get update -qq
-    # A package only the tests use that this distribution's archive lacks
-    # (another release may name it differently) is named and left out; the
-    # tests that need it say so. A package the lab itself needs stays in the
-    # list, and apt-get's error names it.
+    # A package only the tests use, or an optional one, that this
+    # distribution's archive lacks (another release may name it differently)
+    # is named and left out; what needs it says so. A package the lab itself
+    # needs stays in the list, and apt-get's error names it.
     wanted=()
     for p in "${missing[@]}"; do
-        if [[ " ${test_packages[*]} " == *" $p "* ]] && ! apt-cache show "$p" >/dev/null 2>&1; then
-            say "$p is not in this system's package archive: left out (only tests use it)"
+        why=
+        [[ " ${test_packages[*]} " == *" $p "* ]] && why="only tests use it"
+        [[ " ${optional_packages[*]} " == *" $p "* ]] && why="notebook 02's VM and tests/uml are skipped"
+        if [ -n "$why" ] && ! apt-cache show "$p" >/dev/null 2>&1; then
+            say "$p is not in this system's package archive: left out ($why)"
         else
             wanted+=("$p")
         fi

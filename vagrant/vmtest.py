@@ -539,7 +539,10 @@ class VMTest:
         return ok
 
     def main(self):
-        os.makedirs(self.logs, exist_ok=True)
+        # A kept work dir holds the last run's logs: start this run's afresh,
+        # so no old log is read as this run's.
+        remove_tree(self.logs)
+        os.makedirs(self.logs)
         steps = [
             ("guest image (debootstrap, offline image)", self.build_image),
             ("wheels for the guest (Python 3.11)", self.wheels),
