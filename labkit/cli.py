@@ -720,6 +720,10 @@ def main(argv=None):
             from .startpath import hold_gc
             hold_gc()                       # the monitor resumes it once the program runs
             args = parse_run(argv[1:])      # the start path: no argparse
+            if args.detach and os.geteuid() == 0:
+                from .runtime import reaper
+                if reaper.wanted():          # the reaper runs it, and waits for the container
+                    return reaper.run("labkit.cli:main", argv)
         else:
             args = _parser().parse_args(argv)
         return args.func(args) or 0

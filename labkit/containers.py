@@ -30,6 +30,24 @@ def start_time(pid):
     return int(fields[19])
 
 
+# The name (/proc/PID/comm) of the process that waits for detached
+# containers: labkit/runtime/reaper.py.
+REAPER = "labkit-reaper"
+
+
+def reapers():
+    """The pids of the reapers running now."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/comm") as f:
+                if f.read().strip() == REAPER and start_time(pid) is not None:
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
+
+
 def alive(pid, started):
     return pid is not None and started is not None and start_time(pid) == started
 

@@ -3,7 +3,8 @@
 Mounts with "labkit" in their path, cgroups named labkit, network links and
 named network namespaces called lk* or labkit*, networks and endpoints on
 disk and the nftables table `ip labkit`, processes running `-m labkit`
-or with their root under $LABKIT_HOME, and container state directories. The
+or with their root under $LABKIT_HOME, a reaper (runtime/reaper.py), and
+container state directories. The
 test suite compares the scan before and after (tests/conftest.py) and the
 cgroup facts check that they leave nothing; `labkit gc` is what cleans up.
 """
@@ -48,6 +49,19 @@ def network_leftovers():
     return found
 
 
+def _reapers(grace=2.0):
+    """Reaper processes still there after ``grace`` seconds: one leaves a
+    moment after the last container it waited for is gone."""
+    import time
+    from .containers import reapers
+    deadline = time.monotonic() + grace
+    while True:
+        pids = reapers()
+        if not pids or time.monotonic() >= deadline:
+            return pids
+        time.sleep(0.02)
+
+
 def image_leftovers():
     """Tags in the local image store but labkit/base (made from the base rootfs
     on first use), and a lab registry left running."""
@@ -72,6 +86,7 @@ def leftovers():
     found += [f"link {name}" for name in link_names(links) if name.startswith("lk") or "labkit" in name]
     if os.path.isdir("/run/netns"):
         found += [f"netns {n}" for n in os.listdir("/run/netns") if "labkit" in n or n.startswith("lk")]
+    found += [f"reaper pid {pid}" for pid in _reapers()]
     me = os.getpid()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         if int(pid) == me or start_time(pid) is None:   # a zombie holds nothing

@@ -54,15 +54,16 @@ def get(port=PORT, path="/", timeout=1.0):
         return None
 
 
-def send(n, rate, port=PORT, path="/", out=None, stop=None):
-    """At most ``n`` requests at ``rate`` a second (fewer if ``stop`` is set):
-    [(seconds since the first, body or None)], and the time of the first."""
+def send(n, rate, port=PORT, path="/", out=None, stop=None, timeout=1.0):
+    """At most ``n`` requests at ``rate`` a second (fewer if ``stop`` is set),
+    each given ``timeout`` seconds to answer: [(seconds since the first, body
+    or None)], and the time of the first."""
     out, t0 = ([] if out is None else out), time.time()
     for i in range(n):
         if stop is not None and stop.is_set():
             break
         t = time.time()
-        out.append((round(t - t0, 3), get(port, path)))
+        out.append((round(t - t0, 3), get(port, path, timeout)))
         time.sleep(max(0.0, t0 + (i + 1) / rate - time.time()))
     return out, t0
 
@@ -71,14 +72,15 @@ class Client(threading.Thread):
     """send() in the background while the fact kills, scales or updates;
     stop() ends it early, join() waits for it."""
 
-    def __init__(self, n, rate, port=PORT):
+    def __init__(self, n, rate, port=PORT, timeout=1.0):
         super().__init__(daemon=True)
-        self.n, self.rate, self.port = n, rate, port
+        self.n, self.rate, self.port, self.timeout = n, rate, port, timeout
         self.answers, self.halt = [], threading.Event()
         self.t0 = time.time()
 
     def run(self):
-        self.t0 = send(self.n, self.rate, self.port, out=self.answers, stop=self.halt)[1]
+        self.t0 = send(self.n, self.rate, self.port, out=self.answers, stop=self.halt,
+                       timeout=self.timeout)[1]
 
     def stop(self):
         self.halt.set()
@@ -245,7 +247,10 @@ def rolling_update(rate=10):
     the answers move from v1 to v2."""
     with versions("v1", "v2") as (v1, v2), \
             service("web", "--replicas", "3", "-p", f"{PORT}:80", *HEALTH, image=v1) as cmd:
-        client = Client(int(120 * rate), rate)    # at most two minutes; stopped after the update
+        # A slow answer is not a lost one: on an emulated VM a replica being
+        # started can keep a request waiting for seconds. The client is bounded
+        # (ten minutes at most) and stopped as soon as the update is done.
+        client = Client(int(600 * rate), rate, timeout=10.0)
         client.start()
         time.sleep(1)
         t = time.time()
@@ -253,7 +258,7 @@ def rolling_update(rate=10):
         took = time.time() - t
         time.sleep(1)
         client.stop()
-        after = {b for _, b in send(6, 20)[0]}
+        after = {b for _, b in send(6, 20, timeout=10.0)[0]}
         timeline = events("web")            # the service's whole life: the v1 tasks from their start
     answers = client.answers
     bodies = [b for _, b in answers]
@@ -315,15 +320,24 @@ def tree(pid):
 
 def cost_of(cid):
     """What one replica costs: its cgroup's memory, the Pss of its processes
-    and of its monitor, and the disk of its upper and work dirs."""
+    and of its monitor (the reaper's, shared among the containers it waits
+    for), and the disk of its upper and work dirs."""
     from .. import cgroups, containers, home
     from ..stages.unionfs import layers_of
     from .overlay import disk_blocks
     state = containers.load(cid)
     overlay = layers_of(home.containers_dir(cid))
     return {"cgroup": cgroups.load(cid).stats()["memory_current"], "pss": sum(pss(p) for p in tree(state["pid"])),
-            "monitor_pss": pss(state["monitor"]), "disk": disk_blocks(overlay["upper"], overlay["work"]),
+            "monitor_pss": pss(state["monitor"]) / _watched_by(state["monitor"]), "disk": disk_blocks(overlay["upper"], overlay["work"]),
             "lowers": overlay["lowers"]}
+
+
+def _watched_by(monitor):
+    """How many running containers have ``monitor`` as theirs: one, or all
+    those the reaper waits for."""
+    from .. import containers
+    states = [containers.load(c) for c in containers.all_ids()]
+    return max(1, sum(1 for st in states if st.get("monitor") == monitor and st["status"] == "running"))
 
 
 def cost(counts=(1, 4, 8)):
@@ -358,7 +372,7 @@ def cost(counts=(1, 4, 8)):
 APP = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
                    "examples", "microservices", "compose.yaml")
 APP_PORT = 18090
-CURL_FRONT = f"curl -s --max-time 5 http://127.0.0.1:{APP_PORT}/cgi-bin/front"
+CURL_FRONT = f"curl -s --max-time 20 http://127.0.0.1:{APP_PORT}/cgi-bin/front"
 
 
 def microservices(app=APP):

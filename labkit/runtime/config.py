@@ -123,4 +123,7 @@ class RunOptions(_Fields):
         # labkit process is left; the caller (its subreaper) reaps the init,
         # and `delete` does what a monitor would have done at the end.
         "no_monitor": False,
+        # -d under the reaper (runtime/reaper.py): once the program runs, the
+        # monitor hands it to the reaper and exits.
+        "reaped": False,
     }

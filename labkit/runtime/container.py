@@ -3,7 +3,8 @@ its state.json, and how to tell whether it is still alive.
 
 state.json keeps what `labkit ps`, `exec`, `stop` and `gc` need: the pid of
 the container's init, the pid of the process that watches it (the monitor:
-the `labkit run` process, or its detached copy with -d), their start times
+the `labkit run` process, its detached copy with -d, or the reaper that
+adopted it: runtime/reaper.py), their start times
 (so that a recycled pid is never mistaken for the container), the
 configuration, and the mounts made on the host.
 """

@@ -24,9 +24,10 @@ def leave_monitor(c, parent):
     """The first steps of a child of the monitor (the init, or the
     intermediate process before it)."""
     # If the monitor dies (even by SIGKILL), so does the container. Not
-    # where no monitor stays (OCI create): there the init outlives the
-    # runtime and is reparented to the caller's subreaper.
-    if not c.options.no_monitor:
+    # where no monitor stays (OCI create) or where it leaves once the program
+    # runs (the reaper's): there the init outlives it and is reparented to
+    # the caller's subreaper.
+    if not (c.options.no_monitor or c.options.reaped):
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     # Did the monitor die before that? In a new PID namespace the parent is
     # invisible (getppid() is 0): there, an EOF instead of ATTACHED tells.
@@ -59,7 +60,7 @@ def run(c, stages, console, stdin_null, own_process):
         for sig in sync.FORWARDED:
             signal.signal(sig, signal.SIG_DFL)
         if own_process:
-            if not c.options.no_monitor:
+            if not (c.options.no_monitor or c.options.reaped):
                 syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
             os.setsid()
         process.not_dumpable()

@@ -44,9 +44,10 @@ def run(c, stages, parent, console, stdin_null):
         # From now on the init alone holds the children's ends: its exec
         # closes the last one (EOF for the monitor).
         c.sync.close_child_side()
-        if c.options.no_monitor:
+        if c.options.no_monitor or c.options.reaped:
             # runc's contract: nothing of the runtime between the caller and
-            # the init; it goes to the caller's subreaper now.
+            # the init; it goes to the caller's subreaper now (the reaper's:
+            # runtime/reaper.py).
             code = 0
             return
         if stdin_null is not None:

@@ -3,9 +3,10 @@ a crash.
 
 A container normally cleans up after itself: its monitor (the `labkit run`
 process) tears the stages down when the command exits, on an error, and on
-SIGINT or SIGTERM. Only SIGKILL of the monitor, or a reboot, skips that; the
-container's init dies with it (PR_SET_PDEATHSIG) and `labkit gc` removes the
-rest: mounts under $LABKIT_HOME, cgroups named labkit, network endpoints
+SIGINT or SIGTERM; a detached one's reaper does (runtime/reaper.py). Only
+SIGKILL of the monitor, or a reboot, skips that; the container's init dies
+with its monitor (PR_SET_PDEATHSIG), goes on running if its reaper is killed
+(it is marked dead), and `labkit gc` removes the rest: mounts under $LABKIT_HOME, cgroups named labkit, network endpoints
 (their links, firewall rules and hosts entries), state directories.
 """
 
@@ -15,8 +16,8 @@ import signal
 import time
 
 from .. import home, mountinfo, syscalls
-from ..errors import Conflict
-from ..status import ACTIVE, CREATING, DEAD
+from ..errors import Conflict, NotFound
+from ..status import ACTIVE, CREATING, DEAD, STOPPED
 from . import container as ct
 
 
@@ -45,14 +46,23 @@ def stop(cid, timeout=10):
         return state
     monitor = (state.get("monitor"), state.get("monitor_start"))
     _kill(state.get("pid"), state.get("pid_start"), signal.SIGTERM)
-    gone = lambda: not ct.alive(*monitor)   # noqa: E731
+    gone = lambda: not ct.alive(*monitor) or _ended(cid)   # noqa: E731
     if not _wait_until(gone, timeout):
         _kill(state.get("pid"), state.get("pid_start"), signal.SIGKILL)
-        if not _wait_until(gone, 5):
-            _kill(*monitor, signal.SIGKILL)
+        if not _wait_until(gone, 5) and not state.get("reaper"):
+            _kill(*monitor, signal.SIGKILL)   # never the reaper: it waits for every other container too
     if ct.load(cid)["status"] == DEAD:
         collect(cid)
     return ct.load(cid) if os.path.isdir(home.containers_dir(cid)) else None
+
+
+def _ended(cid):
+    """Torn down and saved as stopped (or forgotten, with --rm): what the
+    reaper's finisher leaves, while the reaper itself lives on."""
+    try:
+        return ct.load(cid)["status"] == STOPPED
+    except NotFound:
+        return True
 
 
 def remove(cid, force=False):
@@ -94,7 +104,8 @@ def collect(cid):
             "pid" not in (state.get("config") or {}).get("namespaces", ["pid"]):
         ct.kill_session(state["pid"])
     _kill(state.get("pid"), state.get("pid_start"), signal.SIGKILL)
-    if state.get("monitor") != os.getpid():   # OCI create cleaning up after itself is its own monitor
+    # Not OCI create cleaning up after itself (its own monitor), nor the reaper.
+    if state.get("monitor") != os.getpid() and not state.get("reaper"):
         _kill(state.get("monitor"), state.get("monitor_start"), signal.SIGKILL)
     report = []
     for point in state.get("host_mounts") or []:

@@ -1,5 +1,7 @@
 """The monitor: the parent side of a container (the `labkit run` process,
-or its detached copy with -d), as runc's process_linux.go.
+or its detached copy with -d), as runc's process_linux.go. A detached
+container's monitor leaves once the program runs, handing it to the reaper
+(runtime/reaper.py), which waits for every detached container at once.
 
 It prepares the stages, forks the init (through the intermediate process
 where a user namespace needs one), answers the protocol of runtime/sync.py
@@ -185,6 +187,10 @@ class Monitor:
             self._until_exec()
             if self.left_running:
                 return 0
+            if c.options.reaped:
+                self._hand_over()
+                self._running(save=False)
+                return 0
             self._running()
             if master is not None:
                 tty.proxy(master, stdin=c.config.interactive)
@@ -236,8 +242,25 @@ class Monitor:
         self.c.save(CREATED, monitor=None, monitor_start=None)
         self.left_running = True
 
-    def _running(self):
-        if ct.start_time(self.c.pid) is not None:   # not once it has exited already
+    def _hand_over(self):
+        """-d under the reaper (runtime/reaper.py): the state names the reaper
+        as the container's monitor, the reaper is told to wait for the init
+        (which its exit, or the intermediate's, made the reaper's child), and
+        this process leaves. A reaper that is gone (killed) takes nothing: the
+        container is then dead, as with a killed monitor, and gc's."""
+        from . import reaper
+        if self.child != self.c.pid:
+            os.waitpid(self.child, 0)     # the intermediate: it left once the init was forked
+        self.child = None
+        self.left_running = True
+        owner, start = reaper.ADOPTER
+        self.c.save(RUNNING, monitor=owner, monitor_start=start, reaper=True, remove=self.c.options.remove)
+        if not reaper.adopt(self.c.id, self.c.pid):
+            print(f"labkit: the reaper {owner} took no container {self.c.id}: `labkit gc` removes it",
+                  file=sys.stderr)
+
+    def _running(self, save=True):
+        if save and ct.start_time(self.c.pid) is not None:   # not once it has exited already
             self.c.save(RUNNING)
         if self.started is not None:
             # -d: the caller is told and gone; this process may now live as
@@ -299,6 +322,29 @@ class Monitor:
             ct.kill_session(self.c.pid)   # with a PID namespace the kernel does this
         self.c.pid = None
         return self.c.exit_code
+
+
+def finish_adopted(cid, pid, code):
+    """In a child of the reaper, once the process it adopted for container
+    ``cid`` exited with ``code``: what the monitor does at the end of a
+    container (_wait, then run's finally), from state.json, since the
+    monitor that prepared the stages is gone. Each stage takes back from the
+    state what its teardown needs (Stage.restore)."""
+    from .config import RunOptions
+    from .runner import stages_for
+    state = ct.load(cid)
+    config = ct.config_of(state)
+    options = RunOptions(detach=True, remove=bool(state.get("remove")), reaped=True)
+    c = ct.Container(config, options)
+    c.created, c.rootfs = state.get("created") or c.created, state.get("rootfs") or c.rootfs
+    stages = stages_for(config, options)
+    for stage in stages:
+        stage.restore(c, state)
+    if state.get("pid") and "pid" not in config.namespaces:
+        ct.kill_session(state["pid"])   # with a PID namespace the kernel did this
+    m = Monitor(c, stages)
+    m._teardown(stages)
+    m._finish(code)
 
 
 class _ExecFailed(LabkitError):

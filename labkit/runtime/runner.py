@@ -56,5 +56,7 @@ def run(config, options=None):
     c.create()
     stages = stages_for(config, options)
     if options.detach:
+        from . import reaper
+        options.reaped = reaper.can_adopt(config, options)
         return monitor.detach(c, stages)
     return monitor.Monitor(c, stages).run()

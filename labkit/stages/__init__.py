@@ -21,6 +21,9 @@ stage:
   started(c)        monitor, once the program runs (poststart hooks).
   teardown(c)       monitor, after the container exited or failed at any
                     point: undo whatever prepare/attach did; idempotent.
+  restore(c, state) the reaper's finisher (runtime/reaper.py), before
+                    teardown, when the monitor that prepared the container is
+                    gone: take back from state.json what teardown needs.
 
 ``c`` is a runtime.container.Container: its ``config`` (a ContainerConfig),
 ``options`` (this invocation's RunOptions), ``state_dir`` and ``rootfs`` (the
@@ -51,4 +54,7 @@ class Stage:
         pass
 
     def teardown(self, c):
+        pass
+
+    def restore(self, c, state):
         pass

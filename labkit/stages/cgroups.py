@@ -22,6 +22,11 @@ class CgroupsStage(Stage):
     def attach(self, c, pid):
         c.cgroup.add(pid)
 
+    def restore(self, c, state):
+        if state.get("cgroup"):
+            from labkit import cgroups
+            c.cgroup = cgroups.load(c.id, path=c.config.cgroup_path, made=state.get("cgroup_made") or ())
+
     def teardown(self, c):
         m = c.cgroup
         if m is not None:

@@ -117,6 +117,12 @@ class NetworkStage(Stage):
     def child(self, c):
         c.sync.wait_attached()   # eth0 is made and addressed while the monitor attaches
 
+    def restore(self, c, state):
+        # The endpoint itself is in the network's store: teardown disconnects
+        # it by the container's id; it only needs to know there is one.
+        if "container" not in c.config.network:
+            c.network = c.id
+
     def teardown(self, c):
         if c.network is not None:
             from ..networks import endpoints

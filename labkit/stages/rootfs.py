@@ -55,6 +55,9 @@ class RootStage(Stage):
             syscalls.chroot(c.rootfs)
         enter_cwd(cfg.cwd)
 
+    def restore(self, c, state):
+        c.host_mounts = list(state.get("host_mounts") or [])
+
     def teardown(self, c):
         while c.host_mounts:
             target = c.host_mounts.pop()

@@ -76,6 +76,7 @@ UMOUNT_NOFOLLOW = 0x8
 
 # prctl(2) options used by the runner.
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36     # orphans below become this process's children (runtime/reaper.py)
 PR_SET_NO_NEW_PRIVS = 38
 
 _CLONE_NAMES = [

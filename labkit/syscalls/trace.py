@@ -21,7 +21,7 @@ from errno import errorcode
 
 # prctl(2) options by their man-page names, those labkit passes.
 PR_NAMES = {1: "PR_SET_PDEATHSIG", 4: "PR_SET_DUMPABLE", 8: "PR_SET_KEEPCAPS",
-            24: "PR_CAPBSET_DROP", 38: "PR_SET_NO_NEW_PRIVS", 47: "PR_CAP_AMBIENT"}
+            24: "PR_CAPBSET_DROP", 36: "PR_SET_CHILD_SUBREAPER", 38: "PR_SET_NO_NEW_PRIVS", 47: "PR_CAP_AMBIENT"}
 
 
 def emit(text):

@@ -1,0 +1,475 @@
+"""The reaper: one process that waits for every detached container.
+
+Someone must wait for a detached container's program, to learn its exit
+code, and tear its stages down when it ends. runc leaves that to its caller;
+podman runs conmon, a small C monitor, one per container; containerd a shim
+per container (or per pod). labkit's monitor (runtime/monitor.py) is a copy of
+the `labkit run` process, a Python interpreter of about 9 MB, so one per
+container would make 50 replicas cost 450 MB of monitors. Instead:
+
+  1. `labkit run -d` does not start the container itself: it sends its
+     command line, environment, working directory, umask and its stdin,
+     stdout and stderr (SCM_RIGHTS, unix(7)) to the reaper, and waits for
+     the exit code. The reaper forks, and its child runs the same command
+     with those file descriptors: the container's processes descend from the
+     reaper.
+  2. The monitor prepares the stages and starts the container as always;
+     once the program runs it tells the reaper "adopt CONTAINER PID" and
+     exits. The reaper is a subreaper (prctl(2) PR_SET_CHILD_SUBREAPER): the
+     init, orphaned, becomes its child rather than PID 1's.
+  3. When the init exits, waitpid(2) hands the reaper its status; it forks a
+     finisher, which tears the stages down from state.json and saves the exit
+     code (or forgets the container, for --rm), as the monitor would have.
+
+The reaper itself imports no more than it needs to wait (about 8 MB,
+whatever the number of containers); every labkit module is imported by its
+children. There is one per $LABKIT_HOME and network and mount namespace; it
+starts with the first `labkit run -d` there and exits once nothing of its own
+runs; `ps -ef --forest` shows it with its containers' inits below.
+A container that needs its monitor after the start (an lxcfs to stop, hooks to
+run) keeps one, under the reaper too. LABKIT_REAPER=0 turns the reaper off:
+one monitor per container, as before. If the reaper is killed (SIGKILL), its
+containers go on running, marked dead: `labkit gc` stops and removes them.
+"""
+
+import marshal
+import os
+import sys
+
+import _signal as signal
+import _socket as socket
+import select
+
+from ..containers import REAPER as NAME   # its /proc/PID/comm, what `ps -e` and `top` show
+
+RUN = "run"                 # under $LABKIT_HOME: the sockets, their lock, the log
+LOG = "reaper.log"
+ORPHAN_MEMORY = 60          # seconds an unclaimed exit status is kept (see Reaper.orphans)
+MAX_MESSAGE = 1 << 20       # a command line with its environment: far less than this
+SPAWN_TIMEOUT = 10          # seconds for a new reaper to listen
+
+# In a child of the reaper: (its pid, its start time), the monitor's new owner.
+ADOPTER = None
+
+
+def _home():
+    return os.environ.get("LABKIT_HOME", "/var/lib/labkit")
+
+
+def run_dir(home=None):
+    return os.path.join(home or _home(), RUN)
+
+
+def socket_path(home=None):
+    """One reaper per $LABKIT_HOME and per network and mount namespace: its
+    children make their mounts, links and rules where the command was typed
+    (a test's own network namespace, `unshare -m`), as the command itself would."""
+    net, mnt = (os.stat(f"/proc/self/ns/{ns}").st_ino for ns in ("net", "mnt"))
+    return os.path.join(run_dir(home), f"reaper-{net}-{mnt}.sock")
+
+
+def wanted():
+    """Should this `labkit run -d` go through the reaper?"""
+    return ADOPTER is None and os.environ.get("LABKIT_REAPER", "1") != "0"
+
+
+def can_adopt(config, options):
+    """Does nothing of this container need its monitor once the program runs?"""
+    return ADOPTER is not None and options.detach and not (
+        config.tty or config.lxcfs or config.hooks or options.exec_fifo or
+        options.pid_file or options.console_socket or options.no_monitor)
+
+
+def _seqpacket():
+    return socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+
+
+def _connect(path):
+    s = _seqpacket()
+    try:
+        s.connect(path)
+    except OSError:
+        s.close()
+        return None
+    return s
+
+
+def _error(message, hint):
+    from ..errors import LabkitError
+    return LabkitError(message, hint)
+
+
+# ---- the client side: `labkit run -d` and the monitor ----------------------
+
+def _reaper(home=None):
+    """A connection to this $LABKIT_HOME's reaper, started if none runs."""
+    home = home or _home()
+    path = socket_path(home)
+    s = _connect(path)
+    if s is not None:
+        return s
+    from ..home import Lock
+    # One starter at a time; a reaper that is leaving holds the lock too.
+    with Lock(run_dir(home)):
+        s = _connect(path)
+        if s is None:
+            s = _spawn(home, path)
+    return s
+
+
+def _spawn(home, path):
+    import subprocess
+    import time
+    log = os.open(os.path.join(run_dir(home), LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+    env = dict(os.environ, LABKIT_REAPER_PATH=os.pathsep.join(p for p in sys.path if p))
+    try:
+        # The subreaper flag is set in the child before the exec, which keeps
+        # it: the reaper itself then needs no ctypes (a megabyte of memory).
+        proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", BOOT, path],
+                                stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env,
+                                start_new_session=True, preexec_fn=_become_subreaper)
+    finally:
+        os.close(log)
+    deadline = time.monotonic() + SPAWN_TIMEOUT
+    while time.monotonic() < deadline:
+        s = _connect(path)
+        if s is not None:
+            # Not our child to wait for: it outlives this command. Popen's
+            # bookkeeping would reap it otherwise.
+            proc.returncode = 0
+            return s
+        if proc.poll() is not None:
+            break
+        time.sleep(0.002)
+    raise _error(f"the reaper did not start (see {os.path.join(run_dir(home), LOG)})",
+                 "LABKIT_REAPER=0 runs one monitor per detached container instead")
+
+
+def run(entry, argv):
+    """``entry``(ARGV) in a child of the reaper — entry is "module:function",
+    a command line's main (the caller's: the runtime knows no frontend) —
+    with this process's stdin, stdout, stderr, environment and working
+    directory; its exit code."""
+    request = ("run", entry, list(argv), dict(os.environ), os.getcwd(), _umask(), [p for p in sys.path if p])
+    for attempt in (1, 2):
+        s = _reaper()
+        try:
+            s.sendmsg([marshal.dumps(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
+                                                  b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2)))])
+            reply = _recv(s)
+            if reply is None:
+                # A reaper that was leaving as we connected: it never
+                # started the command. Once more, with a new one.
+                continue
+            reply = _recv(s)
+            if reply is None or reply[0] != "exit":
+                raise _error("the reaper went away while the command ran",
+                             f"see {os.path.join(run_dir(), LOG)}; `labkit ps -a` shows what was started")
+            return reply[1]
+        finally:
+            s.close()
+    raise _error("the reaper closed every connection", f"see {os.path.join(run_dir(), LOG)}")
+
+
+def adopt(cid, pid):
+    """From the monitor: the reaper now waits for ``pid``, container ``cid``'s
+    init (or its process that exits with the init's status). True once the
+    reaper has taken it."""
+    s = _connect(socket_path())
+    if s is None:
+        return False
+    try:
+        s.sendall(marshal.dumps(("adopt", cid, pid)))
+        return _recv(s) == ("adopted",)
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _recv(s, fds=0):
+    """One message (and up to ``fds`` file descriptors), or None at EOF."""
+    if fds:
+        space = socket.CMSG_SPACE(4 * fds)
+        data, ancillary, _, _ = s.recvmsg(MAX_MESSAGE, space)
+    else:
+        data, ancillary = s.recv(MAX_MESSAGE), []
+    received = [int.from_bytes(d[i:i + 4], sys.byteorder)
+                for level, kind, d in ancillary if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                for i in range(0, len(d) - len(d) % 4, 4)]
+    if not data:
+        for fd in received:
+            os.close(fd)
+        return None
+    message = marshal.loads(data)
+    return (message, received) if fds else message
+
+
+# ---- the reaper ----------------------------------------------------------
+
+class Reaper:
+    def __init__(self, path, import_path):
+        self.path, self.import_path = path, import_path
+        self.me = (os.getpid(), _start_time(os.getpid()))
+        self.commands = {}      # pid of a forked command -> its client's connection
+        self.adopted = {}       # pid of an adopted init -> container id
+        self.clients = {}       # fd -> a connection: a request not read yet, or a command's client
+        # Exit statuses of children nobody claimed (yet): the monitors that
+        # left, and an init that exited before its monitor's "adopt" arrived
+        # (one whose own parent, an intermediate process, left first).
+        self.orphans = {}       # pid -> (exit code, time of the exit)
+        self.poll = select.poll()
+
+    def serve(self):
+        import fcntl
+        _name(NAME)
+        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        signal.set_wakeup_fd(self.wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        old = os.umask(0o077)            # the socket: root's alone (the peer's uid is checked too)
+        self.listener = _seqpacket()
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        self.listener.bind(self.path)
+        os.umask(old)
+        self.listener.listen(128)
+        fcntl.fcntl(self.listener.fileno(), fcntl.F_SETFL, os.O_NONBLOCK)
+        self.poll.register(self.listener.fileno(), select.POLLIN)
+        self.poll.register(self.wake_r, select.POLLIN)
+        print(f"reaper {os.getpid()}: listening on {self.path}", flush=True)
+        while True:
+            for fd, _ in self.poll.poll(1000):
+                if fd == self.listener.fileno():
+                    self._accept()
+                elif fd == self.wake_r:
+                    try:
+                        os.read(self.wake_r, 4096)
+                    except BlockingIOError:
+                        pass
+                elif fd in self.clients:
+                    self._client(fd)
+            self._reap()
+            if not self.clients and not self.adopted and not _children() and self._leave():
+                return 0
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.listener._accept()
+            except BlockingIOError:
+                return
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET, fileno=conn)
+            os.set_inheritable(conn.fileno(), False)
+            cred = conn.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, 12)
+            if int.from_bytes(cred[4:8], sys.byteorder) != 0:   # struct ucred: pid, uid, gid
+                conn.close()
+                continue
+            self.clients[conn.fileno()] = conn
+            self.poll.register(conn.fileno(), select.POLLIN)
+
+    def _drop(self, fd):
+        self.poll.unregister(fd)
+        self.clients.pop(fd).close()
+
+    def _client(self, fd):
+        conn = self.clients[fd]
+        try:
+            got = _recv(conn, fds=3)
+        except (OSError, ValueError, EOFError, TypeError):
+            got = None
+        running = [pid for pid, c in self.commands.items() if c is conn]
+        if got is None or running:
+            # EOF (or a word out of turn) from a client whose command still
+            # runs: it is stopped as an interrupted `labkit run` would be.
+            for pid in running:
+                _kill(pid, signal.SIGTERM)
+                self.commands[pid] = None
+            for x in got[1] if got else ():
+                os.close(x)
+            self._drop(fd)
+            return
+        message, fds = got
+        kind = message[0] if isinstance(message, tuple) and message else None
+        if kind == "adopt" and not fds:
+            _, cid, pid = message
+            _send(conn, ("adopted",))
+            self._drop(fd)
+            if pid in self.orphans:      # it has exited already
+                self._finisher(cid, pid, self.orphans.pop(pid)[0])
+            else:
+                self.adopted[pid] = cid
+        elif kind == "run" and len(fds) == 3:
+            pid = os.fork()
+            if pid == 0:
+                self._command(message, fds)
+            for x in fds:
+                os.close(x)
+            self.commands[pid] = conn   # answered when it exits; its client's EOF stops it
+            _send(conn, ("started", pid))
+        else:
+            for x in fds:
+                os.close(x)
+            self._drop(fd)
+
+    def _reap(self):
+        import time
+        now = time.monotonic()
+        for pid in [p for p, (_, t) in self.orphans.items() if now - t > ORPHAN_MEMORY]:
+            del self.orphans[pid]
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            code = os.waitstatus_to_exitcode(status)
+            code = 128 - code if code < 0 else code      # killed by signal N: 128+N, as a shell says
+            if pid in self.commands:
+                conn = self.commands.pop(pid)
+                if conn is not None:
+                    _send(conn, ("exit", code))
+                    self._drop(conn.fileno())
+            elif pid in self.adopted:
+                self._finisher(self.adopted.pop(pid), pid, code)
+            else:
+                self.orphans[pid] = (code, now)
+
+    def _leave(self):
+        """Nothing of ours runs: stop listening, unless a client came meanwhile."""
+        from labkit.home import Lock
+        with Lock(os.path.dirname(self.path)):
+            # A client that connected meanwhile (the wake-up pipe is not one).
+            if select.select([self.listener.fileno()], [], [], 0)[0] or _children():
+                return False
+            os.unlink(self.path)        # first: a new client starts a new reaper from here on
+            self.listener.close()
+        print(f"reaper {os.getpid()}: nothing left to wait for, exiting", flush=True)
+        return True
+
+    # ---- in the reaper's children ------------------------------------------
+    def _child(self, fds=()):
+        """The first steps of a child: none of the reaper's descriptors, signals
+        as a fresh process has them, labkit importable."""
+        signal.set_wakeup_fd(-1)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        for target, fd in enumerate(fds):
+            os.dup2(fd, target)
+        for name in os.listdir("/proc/self/fd"):
+            if int(name) > 2:
+                try:
+                    os.close(int(name))
+                except OSError:
+                    pass
+
+    def _command(self, message, fds):
+        code = 125
+        try:
+            _, entry, argv, env, cwd, umask, path = message
+            self._child(fds)
+            _name(f"labkit {argv[0] if argv else ''}")
+            os.environ.clear()
+            os.environ.update(env)
+            os.umask(umask)
+            os.chdir(cwd)
+            sys.path[:] = path
+            sys.argv[:] = ["labkit", *argv]
+            global ADOPTER
+            ADOPTER = self.me
+            module, _, function = entry.partition(":")
+            code = getattr(__import__(module, fromlist=[function]), function)(argv)
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException as e:
+            print(f"labkit: the reaper's child failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
+        finally:
+            os._exit(code)
+
+    def _finisher(self, cid, pid, code):
+        if os.fork() != 0:
+            return
+        status = 1
+        try:
+            self._child()
+            _name("labkit finish")
+            sys.path[:] = self.import_path
+            from labkit.runtime import monitor
+            monitor.finish_adopted(cid, pid, code)
+            status = 0
+        except BaseException as e:
+            print(f"reaper: the end of container {cid}: {type(e).__name__}: {e}", flush=True)
+        finally:
+            sys.stdout.flush()
+            os._exit(status)
+
+
+def _send(conn, message):
+    try:
+        conn.sendall(marshal.dumps(message))
+    except OSError:
+        pass        # the client is gone; nothing to tell
+
+
+def _kill(pid, sig):
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _children():
+    """This process's children, alive or not yet reaped (a single thread)."""
+    me = os.getpid()
+    with open(f"/proc/{me}/task/{me}/children") as f:
+        return f.read().split()
+
+
+def _start_time(pid):
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        data = f.read()
+    return int(data[data.rindex(b")") + 2:].split()[19])
+
+
+def _name(name):
+    """A process's name (comm, 15 bytes): a fork has its parent's command
+    line, so `ps -e` tells the reaper from its passing children by this."""
+    with open("/proc/self/comm", "w") as f:
+        f.write(name[:15])
+
+
+def is_reaper(pid):
+    """Is ``pid`` a reaper (and not one of its children)?"""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            if f.read().strip() != NAME:
+                return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return BOOT.encode() in f.read().split(b"\0")
+    except OSError:
+        return False
+
+
+def _become_subreaper():
+    from .. import syscalls
+    syscalls.prctl(syscalls.PR_SET_CHILD_SUBREAPER, 1)
+
+
+# python -I -S -c BOOT SOCKET, spawned by the first `labkit run -d` with its
+# sys.path in LABKIT_REAPER_PATH: this module comes from its compiled .pyc
+# (a script's source would be compiled anew, half a megabyte more to keep).
+BOOT = ("import os, sys; sys.path[:] = os.environ.pop('LABKIT_REAPER_PATH').split(os.pathsep); "
+        "from labkit.runtime import reaper; reaper.main()")
+
+
+def main():
+    sys.exit(Reaper(sys.argv[1], sys.path[:]).serve())
