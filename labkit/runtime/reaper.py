@@ -41,6 +41,7 @@ import _socket as socket
 import select
 
 from ..containers import REAPER as NAME   # its /proc/PID/comm, what `ps -e` and `top` show
+from ..containers import start_time
 
 RUN = "run"                 # under $LABKIT_HOME: the sockets, their lock, the log
 LOG = "reaper.log"
@@ -216,7 +217,7 @@ def _recv(s, fds=0):
 class Reaper:
     def __init__(self, path, import_path):
         self.path, self.import_path = path, import_path
-        self.me = (os.getpid(), _start_time(os.getpid()))
+        self.me = (os.getpid(), start_time(os.getpid()))
         self.commands = {}      # pid of a forked command -> its client's connection
         self.adopted = {}       # pid of an adopted init -> container id
         self.clients = {}       # fd -> a connection: a request not read yet, or a command's client
@@ -432,12 +433,6 @@ def _children():
     me = os.getpid()
     with open(f"/proc/{me}/task/{me}/children") as f:
         return f.read().split()
-
-
-def _start_time(pid):
-    with open(f"/proc/{pid}/stat", "rb") as f:
-        data = f.read()
-    return int(data[data.rindex(b")") + 2:].split()[19])
 
 
 def _name(name):
