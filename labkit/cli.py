@@ -543,7 +543,7 @@ def cmd_lab(a):
     from . import lab
     if a.lab_command == "list":
         for ex in lab.exercises():
-            print(f"{ex.id:<18} {ex.notebook:<4} {ex.title}")
+            print(f"{ex.id:<18} {ex.notebook:<4} {_(ex.title)}")
         return 0
     if a.lab_command == "hint":
         lab.hint(a.id, a.n)

@@ -21,6 +21,7 @@ import subprocess
 import sys
 
 from ..errors import LabkitError, NotFound
+from ..i18n import _
 
 # The modules that hold each notebook's exercises, in course order.
 MODULES = ("chroot", "namespaces", "cgroups", "unionfs", "oci", "network", "images", "services", "security")
@@ -45,7 +46,9 @@ class Exercise:
 def exercises():
     found = []
     for name in MODULES:
-        found.extend(importlib.import_module(f"{__name__}.{name}").EXERCISES)
+        for ex in importlib.import_module(f"{__name__}.{name}").EXERCISES:
+            ex.module = name
+            found.append(ex)
     return found
 
 
@@ -92,9 +95,10 @@ def started(*argv):
     """The one process running ``argv``, or (None, why not)."""
     pids = find(*argv)
     if not pids:
-        return None, f"no process runs `{' '.join(argv)}` (ps -ef | grep '{' '.join(argv)}')"
+        return None, _("no process runs `{command}` (ps -ef | grep '{command}')", command=" ".join(argv))
     if len(pids) > 1:
-        return None, f"{len(pids)} processes run `{' '.join(argv)}` (pids {pids}): leave one"
+        return None, _("{n} processes run `{command}` (pids {pids}): leave one", n=len(pids),
+                       command=" ".join(argv), pids=pids)
     return pids[0], None
 
 
@@ -136,9 +140,9 @@ def running(name):
     try:
         state = containers.load(name)
     except NotFound:
-        return None, f"there is no container named {name}"
+        return None, _("there is no container named {name}", name=name)
     if state.get("status") != "running" or not state.get("pid"):
-        return None, f"container {name} is {state.get('status')}, not running"
+        return None, _("container {name} is {status}, not running", name=name, status=state.get("status"))
     return state["pid"], None
 
 
@@ -164,16 +168,18 @@ def check(exercise_id, out=print):
     if done:
         out(f"✔ {ex.id}: {seen}")
     else:
-        out(f"✗ {ex.id}: {seen}\n  hint 1: {ex.hints[0]}\n  (more: lab.hint({ex.id!r}, 2))")
+        out(f"✗ {ex.id}: {seen}\n  " + _("hint 1: {hint}", hint=_(ex.hints[0])) + "\n  "
+            + _("(more: lab.hint({id}, 2))", id=repr(ex.id)))
     return done
 
 
 def hint(exercise_id, n=1, out=print):
     ex = get(exercise_id)
     if not 1 <= n <= len(ex.hints):
-        raise LabkitError(f"{ex.id} has hints 1 to {len(ex.hints)}", "ask for one of those")
-    out(f"hint {n}: {ex.hints[n - 1]}")
-    return ex.hints[n - 1]
+        raise LabkitError(f"{ex.id} has hints 1 to {len(ex.hints)}", _("ask for one of those"))
+    text = _(ex.hints[n - 1])
+    out(_("hint {n}: {hint}", n=n, hint=text))
+    return text
 
 
 def solve(exercise_id):
@@ -196,16 +202,18 @@ def predict(question, guess, out=print):
     worth watching."""
     _predictions[question] = str(guess).strip()
     if _predictions[question]:
-        out(f"noted for {question}: {_predictions[question]!r} — now run the next cell")
+        out(_("noted for {question}: {guess} — now run the next cell", question=question,
+              guess=repr(_predictions[question])))
     else:
-        out(f"{question}: write your guess in the quotes first, then run the next cell")
+        out(_("{question}: write your guess in the quotes first, then run the next cell", question=question))
     return _predictions[question]
 
 
 def reveal(question, seen, out=print):
     """What happened, beside the guess made with ``predict``."""
-    guess = _predictions.get(question) or "(no guess written)"
-    out(f"{question}\n  you predicted: {guess}\n  the system says: {seen}")
+    guess = _predictions.get(question) or _("(no guess written)")
+    out(_("{question}\n  you predicted: {guess}\n  the system says: {seen}", question=question, guess=guess,
+          seen=seen))
     return seen
 
 

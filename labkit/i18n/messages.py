@@ -1,0 +1,135 @@
+"""The messages labkit shows a student, gathered for translators.
+
+A message is the English text of a ``_("...")`` call anywhere in labkit/,
+or an exercise's title, goal or hint as a student reads it (lab.check and
+lab.hint pass them through ``_``). Each lands in labkit/i18n/<lang>/<area>.po, the
+area named after the module it comes from (labkit/lab/cgroups.py:
+lab-cgroups.po), with its file and line as a comment.
+
+    python -m labkit.i18n.messages extract es [AREA...]   # add new messages, drop gone ones
+    python -m labkit.i18n.messages check es [AREA...]     # what is untranslated or broken (exit 1)
+"""
+
+import ast
+import glob
+import os
+import re
+import string
+import sys
+
+from . import po
+
+PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _area(path):
+    rel = os.path.relpath(path, PACKAGE)[:-3]
+    return rel.replace(os.sep, "-").replace("-__init__", "")
+
+
+def _literal(node):
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    return None
+
+
+def found():
+    """[(msgid, area, where)] in source order, each msgid once: the literal
+    texts of ``_(...)`` calls, then every exercise's title, goal and hints as
+    the student reads them (built from constants, some of them)."""
+    seen, out = set(), []
+
+    def add(text, area, where):
+        if text and text not in seen:
+            seen.add(text)
+            out.append((text, area, where))
+
+    for path in sorted(glob.glob(os.path.join(PACKAGE, "**", "*.py"), recursive=True)):
+        if path.startswith(HERE + os.sep):
+            continue
+        tree = ast.parse(open(path, encoding="utf-8").read(), path)
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_" and node.args:
+                add(_literal(node.args[0]), _area(path),
+                    f"{os.path.relpath(path, os.path.dirname(PACKAGE))}:{node.lineno}")
+    from .. import lab
+    for ex in lab.exercises():
+        area = "lab-" + ex.module
+        for part, text in [("title", ex.title), ("goal", ex.goal)] + [(f"hint {n}", h) for n, h in enumerate(ex.hints, 1)]:
+            add(text, area, f"{ex.id} {part}")
+    return out
+
+
+def _po_files(lang):
+    return sorted(glob.glob(os.path.join(HERE, lang, "*.po")))
+
+
+def _existing(lang):
+    have = {}
+    for path in _po_files(lang):
+        for e in po.load(path):
+            have[e.msgid] = e
+    return have
+
+
+def extract(lang, only=()):
+    """Each area's .po from the messages in labkit now (``only``: those areas)."""
+    have = _existing(lang)
+    areas = {}
+    for msgid, area, where in found():
+        old = have.get(msgid)
+        areas.setdefault(area, []).append(po.Entry(msgid, old.msgstr if old else "", None, [where],
+                                                   old.fuzzy if old else False))
+    os.makedirs(os.path.join(HERE, lang), exist_ok=True)
+    for path in _po_files(lang):
+        if os.path.basename(path)[:-3] not in areas and not only:
+            os.unlink(path)
+    for area, entries in areas.items():
+        if not only or area in only:
+            po.save(os.path.join(HERE, lang, area + ".po"), entries, lang)
+
+
+def _fields(text):
+    try:
+        return sorted({name for _, name, _, _ in string.Formatter().parse(text) if name is not None})
+    except ValueError as e:
+        return [f"<unreadable: {e}>"]
+
+
+def check(lang, only=()):
+    problems = []
+    have = _existing(lang)
+    wanted = found()
+    for msgid, area, where in wanted:
+        if only and area not in only:
+            continue
+        e = have.get(msgid)
+        if e is None or not e.translated:
+            problems.append(f"labkit/i18n/{lang}/{area}.po: not translated: {msgid[:70]!r} ({where})")
+        elif _fields(e.msgid) != _fields(e.msgstr):
+            problems.append(f"labkit/i18n/{lang}/{area}.po: the fields {_fields(e.msgstr)} of the translation "
+                            f"differ from the English {_fields(e.msgid)}: {msgid[:60]!r}")
+        elif re.findall(r"`[^`]+`", e.msgid) != re.findall(r"`[^`]+`", e.msgstr):
+            problems.append(f"labkit/i18n/{lang}/{area}.po: the `commands` of the translation differ from "
+                            f"the English: {msgid[:60]!r}")
+    gone = set() if only else set(have) - {m for m, _, _ in wanted}
+    problems += [f"labkit/i18n/{lang}: {m[:70]!r} is no longer in labkit (run extract)" for m in sorted(gone)]
+    return problems
+
+
+def main(argv=None):
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) < 2 or argv[0] not in ("extract", "check"):
+        print(__doc__.strip().split("\n\n")[2], file=sys.stderr)
+        return 2
+    if argv[0] == "extract":
+        extract(argv[1], argv[2:])
+        return 0
+    problems = check(argv[1], argv[2:])
+    print("\n".join(problems) or f"every message has its {argv[1]} translation")
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
