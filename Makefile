@@ -1,6 +1,7 @@
 # labkit — two commands on a Linux host, as root:
 #   sudo make lab    set up and serve the notebooks on http://127.0.0.1:8888
 #   sudo make test   set up and run the whole suite
+#   sudo make lab LABKIT_LANG=es   the lab in Spanish (kept for later runs)
 # The classroom VM's provisioned venv when there is one (sudo drops the VENV
 # that /etc/environment sets where /etc/pam.d/sudo has no pam_env), else .venv.
 VENV ?= $(if $(wildcard /opt/labkit/venv/bin/python),/opt/labkit/venv,$(CURDIR)/.venv)
@@ -21,7 +22,8 @@ setup: check-root
 
 lab: setup
 	@echo "Serving notebooks/ on 127.0.0.1:8888 — open the URL with its token printed below (Ctrl-C stops)."
-	@cd notebooks && exec $(VENV)/bin/jupyter lab --allow-root --no-browser \
+	@cd notebooks && LABKIT_LANG=$$(cat /etc/labkit/lang 2>/dev/null || echo en) \
+	  exec $(VENV)/bin/jupyter lab --allow-root --no-browser \
 	  --ip=127.0.0.1 --port=8888 --ServerApp.root_dir=$(CURDIR)/notebooks
 
 # The suite also checks the classroom VM files: vagrant, shellcheck, cloud-init's validator.

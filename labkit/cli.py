@@ -541,6 +541,7 @@ def cmd_run(a):
 
 def cmd_lab(a):
     from . import lab
+    from .i18n import _
     if a.lab_command == "list":
         for ex in lab.exercises():
             print(f"{ex.id:<18} {ex.notebook:<4} {_(ex.title)}")
@@ -728,7 +729,7 @@ def main(argv=None):
             args = _parser().parse_args(argv)
         return args.func(args) or 0
     except LabkitError as e:
-        print(f"labkit: {e}", file=sys.stderr)
+        print(f"labkit: {e.localized()}", file=sys.stderr)
         return getattr(e, "exit_code", 1)
     except KeyboardInterrupt:
         print("labkit: interrupted", file=sys.stderr)

@@ -7,6 +7,7 @@ import platform
 import shutil
 
 from . import builder, namespaces
+from .i18n import _
 
 
 def _cgroup_mode():
@@ -37,13 +38,13 @@ def checks():
     rows = []
     rel = platform.release()
     major_minor = tuple(int(x) for x in rel.split(".")[:2] if x.isdigit())
-    rows.append(("kernel", major_minor >= (5, 6), rel, "the time namespace needs Linux 5.6 or newer", False))
-    rows.append(("root", os.geteuid() == 0, f"euid {os.geteuid()}", "run labkit with sudo", True))
+    rows.append(("kernel", major_minor >= (5, 6), rel, _("the time namespace needs Linux 5.6 or newer"), False))
+    rows.append(("root", os.geteuid() == 0, f"euid {os.geteuid()}", _("run labkit with sudo"), True))
     have = namespaces.available()
     from .namespaces import NAMESPACES
     missing = [n for n in NAMESPACES if n not in have]
-    rows.append(("namespaces", not missing, " ".join(have) + (f" (missing: {' '.join(missing)})" if missing else ""),
-                 "a kernel built with CONFIG_*_NS for the missing ones", True))
+    rows.append(("namespaces", not missing, " ".join(have) + (_(" (missing: {names})", names=" ".join(missing)) if missing else ""),
+                 _("a kernel built with CONFIG_*_NS for the missing ones"), True))
     try:
         with open("/proc/sys/user/max_user_namespaces") as f:
             users = int(f.read())
@@ -52,11 +53,11 @@ def checks():
     rows.append(("user namespaces", users > 0, f"max_user_namespaces={users}",
                  "sysctl -w user.max_user_namespaces=15000", False))
     mode = _cgroup_mode()
-    rows.append(("cgroups", mode in ("v1", "hybrid", "v2"), f"mode {mode}",
-                 "mount cgroup2 on /sys/fs/cgroup", True))
-    rows.append(("overlayfs", _overlay(), "overlay filesystem", "modprobe overlay", True))
+    rows.append(("cgroups", mode in ("v1", "hybrid", "v2"), _("mode {mode}", mode=mode),
+                 _("mount cgroup2 on /sys/fs/cgroup"), True))
+    rows.append(("overlayfs", _overlay(), _("overlay filesystem"), "modprobe overlay", True))
     lx = _lxcfs()
-    rows.append(("lxcfs", lx is not None, {None: "not installed", True: "running", False: "installed, not running"}[lx],
+    rows.append(("lxcfs", lx is not None, {None: _("not installed"), True: _("running"), False: _("installed, not running")}[lx],
                  "apt-get install lxcfs", False))
     for tool, package, required in [("busybox", "busybox-static", True), ("ps", "procps", True),
                                     ("free", "procps", True), ("ip", "iproute2", True),
@@ -64,12 +65,12 @@ def checks():
                                     ("nft", "nftables", False), ("ping", "iputils-ping", False),
                                     ("runc", "runc", False), ("linux.uml", "user-mode-linux", False)]:
         path = shutil.which(tool, path="/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        rows.append((tool, path is not None, path or "not found", f"apt-get install {package}", required))
+        rows.append((tool, path is not None, path or _("not found"), f"apt-get install {package}", required))
     cni = os.path.exists("/usr/lib/cni/bridge") and os.path.exists("/usr/lib/cni/host-local")
-    rows.append(("CNI plugins", cni, "/usr/lib/cni: bridge, host-local" if cni else "not installed",
+    rows.append(("CNI plugins", cni, "/usr/lib/cni: bridge, host-local" if cni else _("not installed"),
                  "apt-get install containernetworking-plugins", False))
     built = builder.list_rootfs()
-    rows.append(("rootfs", "base" in built, " ".join(built) or "none built",
+    rows.append(("rootfs", "base" in built, " ".join(built) or _("none built"),
                  "sudo labkit rootfs build", True))
     return rows
 
@@ -78,11 +79,11 @@ def main():
     rows = checks()
     bad = False
     for name, ok, detail, fix, required in rows:
-        mark = "ok " if ok else ("MISSING" if required else "warn")
+        mark = "ok " if ok else (_("MISSING") if required else _("warn"))
         line = f"{mark:<8}{name:<16}{detail}"
         if not ok:
             line += f"  -> {fix}"
             bad = bad or required
         print(line)
-    print("\nall required checks pass" if not bad else "\nsome required checks fail: see the -> fixes above")
+    print("\n" + (_("all required checks pass") if not bad else _("some required checks fail: see the -> fixes above")))
     return 1 if bad else 0

@@ -20,6 +20,14 @@ class LabkitError(Exception):
             return f"{self.message} ({self.hint})"
         return self.message
 
+    def localized(self):
+        """str(self) with the hint in the student's language (labkit.i18n;
+        imported here, on the error path, never on the start path)."""
+        if not self.hint:
+            return self.message
+        from .i18n import _
+        return f"{self.message} ({_(self.hint)})"
+
 
 class SetupError(LabkitError):
     """The container could not be set up (docker's exit status 125)."""

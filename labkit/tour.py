@@ -8,6 +8,8 @@ import importlib
 import shutil
 import sys
 
+from .i18n import _
+
 # The stages in the seed text's order; each facts module has all_facts().
 LAYERS = ["chroot", "namespaces", "cgroups", "unionfs", "oci", "network", "images", "services"]
 
@@ -26,7 +28,7 @@ def collect(layers=LAYERS):
         try:
             facts += module.all_facts()
         except Exception as e:   # a layer that cannot run is a failed row, not a crash
-            facts.append({"name": f"{name}_error", "layer": name, "check": "the layer runs",
+            facts.append({"name": f"{name}_error", "layer": name, "check": _("the layer runs"),
                           "inside": str(e), "outside": "", "ok": False})
     return facts
 
@@ -36,10 +38,10 @@ def table(facts, width=None):
     widths = [18, 50, 0, 0, 7]
     free = max(30, width - sum(widths) - 8)
     widths[2] = widths[3] = free // 2
-    head = ["LAYER", "CHECK", "INSIDE", "OUTSIDE", "VERDICT"]
+    head = [_("LAYER"), _("CHECK"), _("INSIDE"), _("OUTSIDE"), _("VERDICT")]
     lines = ["  ".join(h.ljust(w) for h, w in zip(head, widths))]
     for f in facts:
-        row = [f["layer"], f["check"], f["inside"], f["outside"], "pass" if f["ok"] else "FAIL"]
+        row = [f["layer"], f["check"], f["inside"], f["outside"], _("pass") if f["ok"] else _("FAIL")]
         lines.append("  ".join(_cell(v, w).ljust(w) for v, w in zip(row, widths)).rstrip())
     return "\n".join(lines)
 
@@ -48,6 +50,6 @@ def main(layers=LAYERS):
     facts = collect(layers)
     print(table(facts))
     failed = [f for f in facts if not f["ok"]]
-    print(f"\n{len(facts) - len(failed)} passed, {len(failed)} failed")
+    print("\n" + _("{passed} passed, {failed} failed", passed=len(facts) - len(failed), failed=len(failed)))
     sys.stdout.flush()
     return 1 if failed else 0

@@ -18,7 +18,7 @@ LAYERS = [
     # 0: the vocabulary: errors, paths, system calls, what the kernel lists;
     # they import no other part of labkit that is not in this layer.
     ("base", ["labkit", "labkit.errors", "labkit.home", "labkit.syscalls", "labkit.mountinfo",
-              "labkit.status", "labkit.startpath"]),
+              "labkit.status", "labkit.startpath", "labkit.i18n"]),
     # 1: one Linux primitive each, usable alone (a notebook cell, a test).
     ("primitives", ["labkit.namespaces", "labkit.rootfs", "labkit.overlay", "labkit.layers",
                     "labkit.cgroups", "labkit.process", "labkit.network", "labkit.builder",
@@ -34,7 +34,9 @@ LAYERS = [
     ("frontends", ["labkit.cli", "labkit.runtime_cli", "labkit.api", "labkit.tour", "labkit.doctor",
                    "labkit.jupyter", "labkit.facts", "labkit.notebook", "labkit.conformance",
                    "labkit.lab", "labkit.__main__", "labkit.network_cli", "labkit.image_cli", "labkit.build",
-                   "labkit.services"]),
+                   "labkit.services",
+                   # the translators' tools: what to translate, and the built notebooks
+                   "labkit.i18n.messages", "labkit.i18n.notebooks"]),
 ]
 LEVEL = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 

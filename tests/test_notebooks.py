@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from labkit import lab
+from labkit import i18n, lab
 from labkit.notebook import facts_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the notebooks need root")
@@ -76,6 +76,13 @@ def notebook_names():
     return sorted(os.path.basename(p)[:-6] for p in glob.glob(os.path.join(NOTEBOOKS, "*.ipynb")))
 
 
+def translated_names():
+    """The Spanish twins (notebooks/es, built from i18n/es: tests/test_i18n.py
+    checks they match the English), run the same way: same facts, same
+    exercises, the checks and hints in Spanish."""
+    return sorted("es/" + os.path.basename(p)[:-6] for p in glob.glob(os.path.join(NOTEBOOKS, "es", "*.ipynb")))
+
+
 def test_every_notebook_has_expectations():
     assert set(notebook_names()) <= set(EXPECTED) | set(_extra_expectations())
 
@@ -105,16 +112,17 @@ def _extra_expectations():
     return _registered()[0]
 
 
-@pytest.mark.parametrize("name", notebook_names())
-def test_notebook(name, rootfs):
+@pytest.mark.parametrize("path", notebook_names() + translated_names())
+def test_notebook(path, rootfs):
+    name = os.path.basename(path)
     expected = dict(EXPECTED, **_extra_expectations())[name]
     if name in _NETNS:   # the kernel, and all it starts, in a network namespace of this test's own
         from netns_helper import private_netns
         with private_netns():
-            runs, checks = execute_twice(os.path.join(NOTEBOOKS, name + ".ipynb"))
+            runs, checks = execute_twice(os.path.join(NOTEBOOKS, path + ".ipynb"))
     else:
-        runs, checks = execute_twice(os.path.join(NOTEBOOKS, name + ".ipynb"))
-    _checks_both_ways(name, checks)
+        runs, checks = execute_twice(os.path.join(NOTEBOOKS, path + ".ipynb"))
+    _checks_both_ways(name, checks, "es" if path.startswith("es/") else "en")
     for n, facts in enumerate(runs, 1):
         missing = [f for f in expected if f not in facts]
         assert not missing, f"run {n}: facts not recorded: {missing}"
@@ -129,21 +137,25 @@ def test_notebook(name, rootfs):
             check(facts)
 
 
-def _checks_both_ways(name, checks):
-    """As received, each check says ✗ with its first hint; with the reference
-    solutions in, ✔. Every exercise of the notebook has its cells."""
+def _checks_both_ways(name, checks, language="en"):
+    """As received, each check says ✗ with its first hint (in the notebook's
+    language); with the reference solutions in, ✔. Every exercise of the
+    notebook has its cells."""
     mine = [ex for ex in lab.exercises() if ex.notebook == name[:2]]
     assert set(checks[0]) == {ex.id for ex in mine}, (sorted(checks[0]), [ex.id for ex in mine])
+    words = i18n.catalog(language) if language != "en" else {}
     for ex in mine:
         student, solved = checks[0][ex.id], checks[1][ex.id]
-        assert student.startswith(f"✗ {ex.id}") and ex.hints[0] in student, student
+        hint = words.get(ex.hints[0], ex.hints[0])
+        assert student.startswith(f"✗ {ex.id}") and hint in student, student
         assert solved.startswith(f"✔ {ex.id}"), solved
 
 
 def test_every_exercise_has_its_cells():
     """A "Your turn" cell and a check cell per exercise, in its own notebook."""
-    for name in notebook_names():
-        nb = nbformat.read(os.path.join(NOTEBOOKS, name + ".ipynb"), as_version=4)
+    for path in notebook_names() + translated_names():
+        name = os.path.basename(path)
+        nb = nbformat.read(os.path.join(NOTEBOOKS, path + ".ipynb"), as_version=4)
         mine = sorted(ex.id for ex in lab.exercises() if ex.notebook == name[:2])
         assert sorted(exercise_cells(nb)) == mine == sorted(check_outputs(nb)), name
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{name} has outputs"

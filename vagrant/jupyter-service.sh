@@ -12,6 +12,8 @@
 #       arrives on the guest's NAT interface, never on its loopback; the
 #       host side of that forward listens on the host's 127.0.0.1 only.
 #   LABKIT_JUPYTER_PORT  default 8888.
+#   LABKIT_LANG  the lab's language for the kernels and terminals (en, es;
+#       provision.sh sets it from /etc/labkit/lang). Default en.
 #   Either, when unset, keeps its value in an installed unit.
 #   LABKIT_SYSTEMD_DIR  where the unit goes (default /etc/systemd/system)
 #
@@ -66,6 +68,7 @@ StartLimitIntervalSec=0
 Type=simple
 User=root
 Environment=HOME=/root
+Environment=LABKIT_LANG=${LABKIT_LANG:-en}
 EnvironmentFile=$envfile
 WorkingDirectory=/root
 ExecStart=$venv/bin/jupyter lab --allow-root --no-browser --ip=$ip --port=$port --ServerApp.port_retries=0 --ServerApp.root_dir=$repo/notebooks

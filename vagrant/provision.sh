@@ -218,11 +218,32 @@ for cmd in labkit:labkit.cli labkit-runtime:labkit.runtime_cli; do
         say "launcher $venv/bin/$name present"
     fi
 done
+# The lab's language: LABKIT_LANG=en or es (JupyterLab's menus through the
+# language pack in requirements.txt, and what labkit prints: labkit/i18n).
+# Unset keeps the one chosen before (in /etc/labkit/lang), so that a later
+# `sudo make test` leaves a Spanish classroom VM Spanish.
+lang_file=/etc/labkit/lang
+lab_lang=${LABKIT_LANG:-$(cat "$lang_file" 2>/dev/null || echo en)}
+case $lab_lang in
+    en) jupyter_locale=en ;;
+    es) jupyter_locale=es_ES ;;
+    *) echo "provision.sh: LABKIT_LANG=$lab_lang is not a language of the lab (give en or es)" >&2; exit 2 ;;
+esac
+if [ "$(cat "$lang_file" 2>/dev/null)" != "$lab_lang" ]; then
+    say "the lab's language: $lab_lang ($lang_file)"
+    mkdir -p "$(dirname "$lang_file")"
+    printf '%s\n' "$lab_lang" > "$lang_file"
+fi
+export LABKIT_LANG=$lab_lang
+
 # JupyterLab's own defaults for the lab (overrides.json, read by every
-# JupyterLab of this venv): no "get notified about Jupyter news?" popup and no
-# update check, since the classroom machine has no business with the internet.
+# JupyterLab of this venv): its language; no "get notified about Jupyter
+# news?" popup and no update check, since the classroom machine has no
+# business with the internet. A student may still pick another language in
+# Settings → Language (kept in their user settings).
 overrides="$venv/share/jupyter/lab/settings/overrides.json"
-overrides_text='{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}}'
+overrides_text='{"@jupyterlab/apputils-extension:notification": {"fetchNews": "false", "checkForUpdates": false}, '\
+'"@jupyterlab/translation-extension:plugin": {"locale": "'$jupyter_locale'"}}'
 if [ "$(cat "$overrides" 2>/dev/null)" != "$overrides_text" ]; then
     say "writing JupyterLab's settings $overrides"
     mkdir -p "$(dirname "$overrides")"

@@ -15,6 +15,7 @@ import time
 
 from .. import api, builder, cgroups
 from . import fact
+from ..i18n import _
 
 LAYER = "3 cgroups"
 MiB = 1 << 20
@@ -125,7 +126,7 @@ def limits_in_files(memory="64m", pids=20, cpus=0.5, rootfs="base"):
     else:
         want = {"memory.limit_in_bytes": str(limit), "pids.max": str(pids),
                 "cpu.cfs_quota_us": str(quota), "cpu.cfs_period_us": str(period)}
-    return fact("limits_in_files", LAYER, "limits are values in cgroup files; init in procs",
+    return fact("limits_in_files", LAYER, _("limits are values in cgroup files; init in procs"),
                 " ".join(f"{k}={v}" for k, v in values.items()), f"init pid {init} in {m.path}",
                 values == want and init in members,
                 command=f"labkit run --memory {memory} --pids-limit {pids} --cpus {cpus} -- sleep 300",
@@ -160,7 +161,7 @@ def oom_kill(limit="64m", rootfs="base", hz=20):
                              shell=True, capture_output=True, text=True, timeout=60)
     host_bytes = int(outside.stdout.strip() or 0)
     peak = stats["memory_peak"]
-    return fact("oom_kill", LAYER, f"--memory {limit}: OOM kill at the limit, host fine",
+    return fact("oom_kill", LAYER, _("--memory {limit}: OOM kill at the limit, host fine", limit=limit),
                 f"hog exit {r.returncode} (SIGKILL), {stats['oom_kills']} oom kill, "
                 f"peak {_mib(peak)}",
                 f"same hog, {2 * limit_bytes // MiB} MiB, on the host: "
@@ -196,7 +197,7 @@ def fork_bomb(limit=32, rootfs="base", hz=20, seconds=1.5, timeout=10.0):
         during_ok, during_ms = host_forks()
         stats = m.stats()
     peak = max(p or 0 for p in series["pids_current"])
-    return fact("fork_bomb", LAYER, f"--pids-limit {limit}: fork bomb stops, host forks",
+    return fact("fork_bomb", LAYER, _("--pids-limit {limit}: fork bomb stops, host forks", limit=limit),
                 f"at most {peak}/{stats['pids_limit']} processes, {stats['pids_refused']} forks refused",
                 f"host: {during_ok}/20 forks ok during the bomb ({during_ms} ms each; "
                 f"{before_ms} ms before)",
@@ -260,7 +261,8 @@ def cpu_quota(cpus=0.5, rootfs="base", seconds=2.0, warmup=0.3, hz=20, attempts=
     throttled, control_throttled = ((a["nr_throttled"] or 0) - (b["nr_throttled"] or 0)
                                     for b, a in zip(before, after))
     busy = outside < 80
-    return fact("cpu_quota", LAYER, f"--cpus {cpus}: a busy loop gets {target:.0f}% of one core (±10)",
+    return fact("cpu_quota", LAYER, _("--cpus {cpus}: a busy loop gets {target:.0f}% of one core (±10)",
+                                  cpus=cpus, target=target),
                 f"{inside}% of one core, throttled {throttled} times",
                 f"no quota: {outside}% of one core" + (" (the machine is busy)" if busy else ""),
                 abs(inside - min(target, outside)) <= 10 and inside <= target + 10
@@ -305,7 +307,8 @@ def cpu_shares(shares=(256, 768), rootfs="base", seconds=3.0, warmup=0.3, hz=20)
     want = shares[1] / shares[0]
     total = 100.0 * sum(used) / ((series["t"][-1] - series["t"][0]) * 1e6)
     return fact("cpu_shares", LAYER,
-                f"--cpu-shares {shares[0]}/{shares[1]} on one cpu: 1:{want:g} split (±20%)",
+                _("--cpu-shares {low}/{high} on one cpu: 1:{want:g} split (±20%)",
+                  low=shares[0], high=shares[1], want=want),
                 f"cpu time {used[0] / 1e6:.2f} s : {used[1] / 1e6:.2f} s = 1:{ratio}",
                 f"together {total:.0f}% of cpu {pin}",
                 # Other load on that cpu takes its part; the split between
@@ -335,7 +338,7 @@ def free_without_lxcfs(limit="64m", rootfs="base"):
     /proc/meminfo is not namespaced."""
     r = api.run("free -b", memory=limit, rootfs=rootfs, name=_name("free"), check=True)
     inside, host = _mem_total(r.stdout), _host_total()
-    return fact("free_without_lxcfs", LAYER, f"--memory {limit}: free still shows the host's total",
+    return fact("free_without_lxcfs", LAYER, _("--memory {limit}: free still shows the host's total", limit=limit),
                 f"total {_mib(inside)}", f"host total {_mib(host)}",
                 inside == host > cgroups.parse_memory(limit),
                 command=r.command, inside_total=inside, host_total=host,
@@ -349,7 +352,7 @@ def free_with_lxcfs(limit="64m", rootfs="base"):
                 check=True)
     inside, host = _mem_total(r.stdout), _host_total()
     limit_bytes = cgroups.parse_memory(limit)
-    return fact("free_with_lxcfs", LAYER, f"--memory {limit} --lxcfs: procps free shows the limit",
+    return fact("free_with_lxcfs", LAYER, _("--memory {limit} --lxcfs: procps free shows the limit", limit=limit),
                 f"total {_mib(inside)}", f"host total {_mib(host)}",
                 inside == limit_bytes < host,
                 command=r.command, inside_total=inside, host_total=host, limit_bytes=limit_bytes)
@@ -377,7 +380,9 @@ def proc_views(limit="64m", cpus=1, rootfs="base"):
     table = {row: {"host": h, **{k: v[i] for k, v in seen.items()}} for i, (row, h) in enumerate(zip(PROC_ROWS, host))}
     mib = cgroups.parse_memory(limit) >> 20
     free_row, up_row = table[PROC_ROWS[0]], table[PROC_ROWS[2]]
-    return fact("proc_views", LAYER, f"--memory {limit} --cpus {cpus}: lxcfs makes free and uptime the container's",
+    return fact("proc_views", LAYER,
+                _("--memory {limit} --cpus {cpus}: lxcfs makes free and uptime the container's",
+                  limit=limit, cpus=cpus),
                 seen["container --lxcfs"], host,
                 free_row["container"] == free_row["host"] and free_row["container --lxcfs"] == str(mib)
                 and float(up_row["container --lxcfs"]) < float(up_row["host"])
@@ -392,7 +397,7 @@ def busybox_free_with_lxcfs(limit="64m", rootfs="base"):
                 name=_name("free"), check=True)
     inside, host = _mem_total(r.stdout), _host_total()
     return fact("busybox_free_with_lxcfs", LAYER,
-                "--lxcfs: busybox free: host total (sysinfo(2))",
+                _("--lxcfs: busybox free: host total (sysinfo(2))"),
                 f"total {_mib(inside)}", f"host total {_mib(host)}",
                 inside == host > cgroups.parse_memory(limit),
                 command=r.command, inside_total=inside, host_total=host)
@@ -421,7 +426,7 @@ def cgroup_namespace(rootfs="base"):
         cid = c.id
     ours = sorted(k for k, v in outside.items() if v == f"/labkit/{cid}")
     key = next((k for k in ours if "memory" in k), ours[0] if ours else None)
-    return fact("cgroup_namespace", LAYER, "cgroup ns: /proc/self/cgroup is / inside",
+    return fact("cgroup_namespace", LAYER, _("cgroup ns: /proc/self/cgroup is / inside"),
                 f"{key} {inside.get(key)}", f"{key} {outside.get(key)}",
                 bool(ours) and all(inside.get(k) == "/" for k in ours),
                 hierarchies=ours, path_inside=inside.get(key), path_outside=outside.get(key), id=cid)
@@ -434,7 +439,7 @@ def all_facts(rootfs="base"):
     if shutil.which("lxcfs"):
         facts += [free_with_lxcfs(rootfs=rootfs), busybox_free_with_lxcfs(rootfs=rootfs)]
     else:
-        facts.append(fact("free_with_lxcfs", LAYER, "--lxcfs: procps free shows the limit",
+        facts.append(fact("free_with_lxcfs", LAYER, _("--lxcfs: procps free shows the limit"),
                           "lxcfs is not installed", "apt-get install lxcfs", False))
     facts.append(cgroup_namespace(rootfs=rootfs))
     return facts

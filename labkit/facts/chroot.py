@@ -10,6 +10,7 @@ import tempfile
 
 from .. import api, builder
 from ..network import link_names
+from ..i18n import _
 from . import fact, host_link, lines
 
 LAYER = "1 chroot"
@@ -19,7 +20,7 @@ def ls_root(rootfs="base"):
     inside = lines(api.run("ls /", ns="none", rootfs=rootfs, check=True).stdout)
     expected = sorted(n for n in os.listdir(builder.resolve(rootfs)) if not n.startswith("."))
     outside = sorted(n for n in os.listdir("/") if not n.startswith("."))
-    return fact("chroot_ls_root", LAYER, "ls / shows the rootfs, not the host's /",
+    return fact("chroot_ls_root", LAYER, _("ls / shows the rootfs, not the host's /"),
                 inside, outside, sorted(inside) == expected and inside != outside)
 
 
@@ -30,7 +31,7 @@ def ps_sees_host(rootfs="base"):
     shell, pids = int(out[0]), {int(p) for p in out[1:]}
     host = {int(d) for d in os.listdir("/proc") if d.isdigit()}
     seen = len(pids & host) / max(1, len(host))
-    return fact("chroot_ps_sees_host", LAYER, "ps inside lists the host's processes (PID 1 included)",
+    return fact("chroot_ps_sees_host", LAYER, _("ps inside lists the host's processes (PID 1 included)"),
                 f"{len(pids)} processes, shell pid {shell}", f"{len(host)} processes",
                 1 in pids and shell != 1 and seen > 0.8, shell_pid=shell)
 
@@ -38,7 +39,7 @@ def ps_sees_host(rootfs="base"):
 def hostname_shared(rootfs="base"):
     inside = api.run("hostname", ns="none", rootfs=rootfs, check=True).stdout.strip()
     outside = socket.gethostname()
-    return fact("chroot_hostname_shared", LAYER, "hostname is the host's", inside, outside,
+    return fact("chroot_hostname_shared", LAYER, _("hostname is the host's"), inside, outside,
                 inside == outside)
 
 
@@ -46,7 +47,7 @@ def network_shared(rootfs="base"):
     with host_link() as extra:    # an interface added on the host just now
         inside = link_names(api.run("ip -o link", ns="none", rootfs=rootfs, check=True).stdout)
         outside = link_names(subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout)
-    return fact("chroot_network_shared", LAYER, "ip link shows the host's interfaces",
+    return fact("chroot_network_shared", LAYER, _("ip link shows the host's interfaces"),
                 inside, outside, sorted(inside) == sorted(outside) and (extra is None or extra in inside),
                 host_link=extra)
 
@@ -68,7 +69,7 @@ def proc_root_escape(rootfs="base"):
     try:
         r = api.run(f"cat /proc/$PPID/root{marker}", ns="none", rootfs=rootfs, privileged=True)
         outside = "exists" if os.path.exists(marker) else "missing"
-        return fact("chroot_proc_root_escape", LAYER, "a chroot reads host files via /proc/$PPID/root",
+        return fact("chroot_proc_root_escape", LAYER, _("a chroot reads host files via /proc/$PPID/root"),
                     r.stdout.strip() or r.stderr.strip(), f"{marker} {outside}",
                     r.returncode == 0 and "a file on the host" in r.stdout)
     finally:
@@ -89,10 +90,10 @@ def breakout(rootfs="base"):
         os.unlink(marker)
     c, p = results["chroot"], results["pivot_root"]
     return [
-        fact("chroot_breakout", LAYER, "a root process escapes a chroot (chroot + chdir ..)",
+        fact("chroot_breakout", LAYER, _("a root process escapes a chroot (chroot + chdir ..)"),
              f"escaped, sees {len(c['listing'])} host entries" if c["escaped"] else "stayed inside",
              "marker file on the host", c["escaped"], listing=c["listing"]),
-        fact("pivot_root_breakout_fails", LAYER, "the same escape after pivot_root stays inside",
+        fact("pivot_root_breakout_fails", LAYER, _("the same escape after pivot_root stays inside"),
              "escaped" if p["escaped"] else "stayed inside: / is still the rootfs",
              "marker file on the host", not p["escaped"] and "error" not in p, listing=p.get("listing")),
     ]

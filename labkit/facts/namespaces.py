@@ -7,6 +7,7 @@ import socket
 import subprocess
 
 from .. import api, mountinfo, namespaces
+from ..i18n import _
 from ..network import link_names
 from . import fact, host_link, lines
 
@@ -19,7 +20,7 @@ def pid_one(rootfs="base"):
     out = lines(api.run("echo $$; ps -e -o pid=", ns="pid,mnt", rootfs=rootfs, check=True).stdout)
     shell, pids = int(out[0]), [int(p) for p in out[1:]]
     host = sum(1 for d in os.listdir("/proc") if d.isdigit())
-    return fact("pid_is_one", LAYER, "PID ns: the first process is PID 1; ps shows only the container",
+    return fact("pid_is_one", LAYER, _("PID ns: the first process is PID 1; ps shows only the container"),
                 f"pid {shell}, ps lists {len(pids)}", f"ps lists {host}",
                 shell == 1 and 1 in pids and len(pids) <= 3 and host > len(pids),
                 ps_inside=len(pids), ps_outside=host)
@@ -30,7 +31,7 @@ def pid_without_mnt(rootfs="base"):
     out = lines(api.run("echo $$; ps -e -o pid= | wc -l", ns="pid", rootfs=rootfs, check=True).stdout)
     shell, count = int(out[0]), int(out[1])
     host = sum(1 for d in os.listdir("/proc") if d.isdigit())
-    return fact("pid_needs_own_proc", LAYER, "PID ns alone: PID 1, yet ps shows the host's /proc",
+    return fact("pid_needs_own_proc", LAYER, _("PID ns alone: PID 1, yet ps shows the host's /proc"),
                 f"pid {shell}, ps lists {count}", f"ps lists {host}",
                 shell == 1 and count > 0.8 * host)
 
@@ -39,7 +40,7 @@ def uts(rootfs="base", hostname="labkit-box"):
     before = socket.gethostname()
     inside = api.run("hostname", ns="uts", hostname=hostname, rootfs=rootfs, check=True).stdout.strip()
     after = socket.gethostname()
-    return fact("uts_hostname", LAYER, "UTS ns: hostname changes inside only", inside, after,
+    return fact("uts_hostname", LAYER, _("UTS ns: hostname changes inside only"), inside, after,
                 inside == hostname and after == before != hostname)
 
 
@@ -49,7 +50,7 @@ def net(rootfs="base"):
                     rootfs=rootfs, check=True)
         outside = link_names(subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout)
     inside = link_names(r.stdout)
-    return fact("net_only_lo", LAYER, "NET ns: ip link shows only lo (up: 127.0.0.1 answers)",
+    return fact("net_only_lo", LAYER, _("NET ns: ip link shows only lo (up: 127.0.0.1 answers)"),
                 inside, outside, inside == ["lo"] and "lo-answers" in r.stdout
                 and (extra is None or extra in outside), host_link=extra)
 
@@ -66,7 +67,7 @@ def ipc(rootfs="base"):
         subprocess.run(["ipcrm", "-m", shmid], capture_output=True)
     seen_inside = re.search(rf"\b{shmid}\b", inside) is not None
     seen_outside = re.search(rf"\b{shmid}\b", control) is not None
-    return fact("ipc_private", LAYER, "IPC ns: ipcs does not see the host's shm segment",
+    return fact("ipc_private", LAYER, _("IPC ns: ipcs does not see the host's shm segment"),
                 "segment visible" if seen_inside else "segment not listed",
                 "segment visible" if seen_outside else "segment not listed",
                 not seen_inside and seen_outside, shmid=int(shmid))
@@ -78,7 +79,7 @@ def mnt(rootfs="base"):
     r = api.run("mount -t tmpfs lab-tmpfs /mnt && grep -c lab-tmpfs /proc/self/mounts", ns="mnt",
                 rootfs=rootfs, check=True, privileged=True)
     host = sum(1 for m in mountinfo.read() if m.source == "lab-tmpfs")
-    return fact("mnt_private", LAYER, "MNT ns: a mount made inside does not appear on the host",
+    return fact("mnt_private", LAYER, _("MNT ns: a mount made inside does not appear on the host"),
                 f"{r.stdout.strip()} tmpfs mounted", f"{host} on the host",
                 r.stdout.strip() == "1" and host == 0)
 
@@ -88,7 +89,7 @@ def user(rootfs="base"):
         inside = c.exec("id -u; cat /proc/self/uid_map").stdout.split()
         with open(f"/proc/{c.pid}/status") as f:
             uid = next(line.split()[1] for line in f if line.startswith("Uid:"))
-    return fact("user_root_unprivileged", LAYER, "USER ns: uid 0 inside is an unprivileged uid outside",
+    return fact("user_root_unprivileged", LAYER, _("USER ns: uid 0 inside is an unprivileged uid outside"),
                 f"uid {inside[0]}", f"uid {uid}", inside[0] == "0" and int(uid) >= 1000,
                 uid_map=" ".join(inside[1:]))
 
@@ -102,7 +103,7 @@ def inodes(chosen, rootfs="base"):
     outside = namespaces.inodes("self")
     differ = {n for n in inside if inside[n] != outside[n]}
     label = "+".join(sorted(chosen)) or "none"
-    return fact(f"ns_inodes_{label}", LAYER, f"/proc/PID/ns inodes differ for exactly: {label}",
+    return fact(f"ns_inodes_{label}", LAYER, _("/proc/PID/ns inodes differ for exactly: {label}", label=label),
                 "new: " + (" ".join(sorted(differ)) or "none"),
                 "shared: " + " ".join(sorted(set(inside) - differ)), differ == chosen,
                 chosen=sorted(chosen), differ=sorted(differ), inodes_inside=inside, inodes_outside=outside)
@@ -116,7 +117,7 @@ def exec_joins(rootfs="base"):
         seen = dict(re.findall(r"(\w+):\[(\d+)\]", out))
         init = namespaces.inodes(c.pid)
     equal = [n for n in names if int(seen.get(n, -1)) == init[n]]
-    return fact("exec_joins", LAYER, "exec joins the init's namespaces (setns), as nsenter does",
+    return fact("exec_joins", LAYER, _("exec joins the init's namespaces (setns), as nsenter does"),
                 f"{len(equal)}/{len(names)} inodes equal to the init's", "init: " + " ".join(names),
                 equal == names, seen=seen, init={n: init[n] for n in names})
 
@@ -133,12 +134,12 @@ def vm_beside_container(rootfs="base"):
     container_s = time.monotonic() - t0
     host = os.uname().release
     if not uml.available():
-        return fact("vm_beside_container", LAYER, "a container runs the host's kernel; a VM boots its own",
+        return fact("vm_beside_container", LAYER, _("a container runs the host's kernel; a VM boots its own"),
                     inside, f"{uml.LINUX_UML} is not installed (apt-get install user-mode-linux)", None,
                     applies=False, host=host)
     vm = uml.boot(['uname -r > "$OUT/release"'], timeout=120, mem="256M")
     release = vm.files.get("release", "").strip() or None
-    return fact("vm_beside_container", LAYER, "a container runs the host's kernel; a VM boots its own",
+    return fact("vm_beside_container", LAYER, _("a container runs the host's kernel; a VM boots its own"),
                 f"container: uname -r {inside}, started and gone in {container_s:.2f} s",
                 f"VM (user-mode Linux): uname -r {release}, booted in {vm.boot_seconds} s, {vm.total_seconds} s in all",
                 inside == host and release is not None and release != host and vm.total_seconds > container_s,

@@ -15,6 +15,7 @@ import subprocess
 
 from .. import api
 from . import fact, lines
+from ..i18n import _
 
 LAYER = "6 networks"
 DEFAULT = "labkit"
@@ -70,7 +71,7 @@ def by_hand():
         cleanup = [sh(cmd).returncode for cmd in BY_HAND_CLEANUP]
     pings = [x for x in ran if x["cmd"].startswith("ip netns exec lk-red ping")]
     ok = len(ran) == len(BY_HAND) and all(x["rc"] == 0 for x in ran) and len(pings) == 2
-    return fact("net_by_hand", LAYER, "by hand: two namespaces, a bridge, veths; red pings blue and the gateway",
+    return fact("net_by_hand", LAYER, _("by hand: two namespaces, a bridge, veths; red pings blue and the gateway"),
                 pings[0]["out"].splitlines()[1] if pings and pings[0]["rc"] == 0 else ran[-1]["out"],
                 f"{len(ran)} commands", ok, ran=ran, cleanup=cleanup)
 
@@ -113,7 +114,7 @@ def fetch(container, url):
 def host_fetch(url, tries=50):
     import time
     import urllib.request
-    for _ in range(tries):
+    for _attempt in range(tries):
         try:
             with urllib.request.urlopen(url, timeout=2) as r:
                 return r.read().decode().strip()
@@ -142,7 +143,7 @@ def addresses():
         host = sh(f"ip -o -4 addr show {bridge} | awk '{{print $4}}'").stdout.strip()
     own = [seen[c][0] for c in seen]
     routes_ok = all(f"default via {gw} dev eth0" in seen[c] for c in seen)
-    return fact("net_addr_route", LAYER, "each container: its own eth0 address, a default route via the bridge",
+    return fact("net_addr_route", LAYER, _("each container: its own eth0 address, a default route via the bridge"),
                 {c: seen[c] for c in seen}, f"{bridge} {host}",
                 len(set(own)) == 2 and routes_ok and host.split("/")[0] == gw, gateway=gw, bridge=bridge)
 
@@ -154,7 +155,7 @@ def by_name():
                     "for i in $(seq 50); do timeout 2 wget -q -O- http://lk-web/ && break; sleep 0.1; done",
                     network=net, name="lk-client")
     out = lines(r.stdout)
-    return fact("net_by_name", LAYER, "ping web: a container finds another by name (its /etc/hosts)",
+    return fact("net_by_name", LAYER, _("ping web: a container finds another by name (its /etc/hosts)"),
                 out, f"lk-web is {ip}", bool(out) and out[0].split()[0] == ip and f"({ip})" in r.stdout
                 and out[-1] == "hello", shell=[shell_line(SERVE.format(text="hello"), True, name="lk-web",
                                                           network=DEFAULT), "sudo " + r.command])
@@ -165,7 +166,7 @@ def published():
         page = host_fetch("http://127.0.0.1:8080/")
         port = endpoint(web.id, net)["Ports"]
         listening = sh("ss -ltn 'sport = :8080' | tail -n +2").stdout.strip()
-    return fact("net_published", LAYER, "-p 8080:80: the host's 127.0.0.1:8080 reaches the container's port 80",
+    return fact("net_published", LAYER, _("-p 8080:80: the host's 127.0.0.1:8080 reaches the container's port 80"),
                 port, f"curl http://127.0.0.1:8080/ -> {page}", page == "published" and port == ["127.0.0.1:8080->80/tcp"],
                 shell=[shell_line(SERVE.format(text="published"), True, name="lk-pub", network=DEFAULT,
                                   publish=["8080:80"])],
@@ -177,7 +178,7 @@ def same_port():
             server("lk-web2", "two", network=net, publish=["8082:80"]) as w2:
         pages = [host_fetch("http://127.0.0.1:8081/"), host_fetch("http://127.0.0.1:8082/")]
         ips = [endpoint(c.id, net)["IPv4Address"] for c in (w1, w2)]
-    return fact("net_same_port", LAYER, "port 80 in two containers at once (each its own namespace)",
+    return fact("net_same_port", LAYER, _("port 80 in two containers at once (each its own namespace)"),
                 ips, f"8081 -> {pages[0]}, 8082 -> {pages[1]}", pages == ["one", "two"] and ips[0] != ips[1])
 
 
@@ -188,7 +189,7 @@ def isolated():
         ip = endpoint(web.id, net)["IPv4Address"].split("/")[0]
         same = fetch(near, f"http://{ip}/")
         r = far.exec(f"timeout 2 wget -q -O- http://{ip}/; echo rc=$?")
-    return fact("net_isolated", LAYER, "a container on another network cannot reach it",
+    return fact("net_isolated", LAYER, _("a container on another network cannot reach it"),
                 f"from lk-other: {r.stdout.strip().splitlines()[-1]}", f"from {net}: {same}",
                 same == "near" and "near" not in r.stdout and not r.stdout.strip().endswith("rc=0"))
 
@@ -202,7 +203,7 @@ def shared_ns():
         pid = web.pid
         theirs = os.stat(f"/proc/{pid}/ns/net").st_ino
     out = lines(r.stdout)
-    return fact("net_shared_ns", LAYER, "--network container:ID: the same net namespace, localhost between them",
+    return fact("net_shared_ns", LAYER, _("--network container:ID: the same net namespace, localhost between them"),
                 out, f"lk-pod's net ns {theirs}", len(out) == 2 and int(out[0]) == theirs and out[1] == "pod")
 
 
@@ -212,7 +213,7 @@ def ruleset():
         table = sh("nft list table ip labkit").stdout
     info = inspect_all()
     dnat = f"dnat to {ip}:80"
-    return fact("net_ruleset", LAYER, "nft list ruleset: masquerade out, DNAT for the published port",
+    return fact("net_ruleset", LAYER, _("nft list ruleset: masquerade out, DNAT for the published port"),
                 [line.strip() for line in table.splitlines() if "dnat" in line or "masquerade" in line],
                 "table ip labkit", dnat in table and "masquerade" in table, table=table, networks=len(info))
 
@@ -240,7 +241,7 @@ def topology():
     ok = all(c["veth"] in by_name_ and by_name_[c["veth"]]["index"] == c["peer_index"]
              and by_name_[c["veth"]]["master"] == bridge for c in containers)
     gw = [a["local"] + "/" + str(a["prefixlen"]) for a in br.get("addr_info", []) if a.get("family") == "inet"]
-    return fact("net_topology", LAYER, "each eth0@ifN is the host veth with index N, plugged into the bridge",
+    return fact("net_topology", LAYER, _("each eth0@ifN is the host veth with index N, plugged into the bridge"),
                 [f"{c['name']}: {c['ifname']}@if{c['peer_index']} {c['ip']}" for c in containers],
                 [f"{v['name']} index {v['index']} master {v['master']}" for v in veths],
                 ok and bool(containers), bridge={"name": bridge, "address": gw[0] if gw else None},
@@ -254,7 +255,7 @@ def trace():
         r = subprocess.run(argv, capture_output=True, text=True, timeout=60,
                            env=dict(os.environ, LABKIT_TRACE="1"))
     cmds = [line.split(": $ ", 1)[1] for line in r.stderr.splitlines() if ": $ " in line]
-    return fact("net_trace", LAYER, "labkit run --network: the same ip commands as by hand",
+    return fact("net_trace", LAYER, _("labkit run --network: the same ip commands as by hand"),
                 r.stdout.strip(), cmds, r.returncode == 0 and any(c.startswith("ip link add lkv") for c in cmds)
                 and any(c.startswith("nsenter --net=/proc/") for c in cmds), shell="LABKIT_TRACE=1 " + shell_line(
                     "ip -o -4 addr show eth0", network=DEFAULT))
@@ -275,7 +276,7 @@ def cni():
                 conflist = json.load(f)
     finally:
         api.call(["network", "rm", "lk-cni"])
-    return fact("net_cni", LAYER, "a CNI network (bridge + host-local plugins): the same reach by name",
+    return fact("net_cni", LAYER, _("a CNI network (bridge + host-local plugins): the same reach by name"),
                 r.stdout.strip(), leases, r.stdout.strip() == "via-cni" and ip in leases,
                 conflist=conflist, ip=ip, plugins=[p["type"] for p in conflist["plugins"]])
 
@@ -287,7 +288,7 @@ def left():
     links = [n for n in link_names(sh("ip -o link").stdout) if n.startswith("lk") or "labkit" in n]
     netns = [n for n in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else ()) if n.startswith("lk")]
     found = network_leftovers() + [f"link {n}" for n in links] + [f"netns {n}" for n in netns]
-    return fact("net_left", LAYER, "nothing left: no network, endpoint, link, namespace or nft table",
+    return fact("net_left", LAYER, _("nothing left: no network, endpoint, link, namespace or nft table"),
                 found, "", not found)
 
 

@@ -9,6 +9,7 @@ import tempfile
 
 from ..conformance import bundles, observe
 from . import fact
+from ..i18n import _
 
 LAYER = "5 container format"
 
@@ -17,13 +18,13 @@ def _same_as_runc(bundle, labkit, runc):
     mine = observe.observe(labkit, bundle.path)
     with open(os.path.join(bundle.path, "config.json")) as f:
         cfg = json.load(f)
-    view, _ = observe.allowed_view(mine, bundle.path, cfg)
+    view, _allowed = observe.allowed_view(mine, bundle.path, cfg)
     if runc is None:
-        return mine, fact("oci_same_as_runc", LAYER, "one config.json: the same facts as runc",
+        return mine, fact("oci_same_as_runc", LAYER, _("one config.json: the same facts as runc"),
                           f"{len(view)} facts", "runc not installed (apt-get install runc)", False)
-    ref, _ = observe.allowed_view(observe.observe(runc, bundle.path), bundle.path, cfg)
+    ref, _allowed = observe.allowed_view(observe.observe(runc, bundle.path), bundle.path, cfg)
     differ = sorted(k for k in set(view) | set(ref) if view.get(k) != ref.get(k))
-    return mine, fact("oci_same_as_runc", LAYER, "one config.json: the same facts under labkit and runc",
+    return mine, fact("oci_same_as_runc", LAYER, _("one config.json: the same facts under labkit and runc"),
                       f"labkit-runtime: {len(view)} facts, {len(differ)} differ",
                       "runc: " + (", ".join(differ) or "all equal"), not differ, differ=differ)
 
@@ -32,7 +33,7 @@ def _lifecycle(mine):
     created, started = mine.get("state.created", {}), mine.get("state.started", {})
     ok = (created.get("status") == "created" and (created.get("pid") or 0) > 0
           and mine.get("start_exit") == 0 and started.get("status") in ("running", "stopped"))
-    return fact("oci_lifecycle", LAYER, "create leaves the init waiting; start runs it",
+    return fact("oci_lifecycle", LAYER, _("create leaves the init waiting; start runs it"),
                 f"after create: {created.get('status')}, pid {created.get('pid')}",
                 f"after start: {started.get('status')}", ok)
 
@@ -51,7 +52,7 @@ def _refused(bundle, labkit):
         r = observe._call(labkit, root, "create", "--bundle", bad, observe.new_id())
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    return fact("oci_bad_config_refused", LAYER, "a config.json against the spec is refused at create",
+    return fact("oci_bad_config_refused", LAYER, _("a config.json against the spec is refused at create"),
                 r.stderr.strip().splitlines()[-1] if r.stderr.strip() else "(no message)",
                 f"exit {r.returncode}", r.returncode != 0 and "linux.namespaces" in r.stderr)
 

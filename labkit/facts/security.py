@@ -23,6 +23,7 @@ import subprocess
 import tempfile
 
 from .. import api
+from ..i18n import _
 from . import fact, lines
 
 LAYER = "9 security"
@@ -55,17 +56,17 @@ USERNS = "unshare -U true && echo unshared"
 
 
 def mount():
-    return attempt("sec_mount", "mount(2) needs CAP_SYS_ADMIN, which a default container lacks",
+    return attempt("sec_mount", _("mount(2) needs CAP_SYS_ADMIN, which a default container lacks"),
                    MOUNT, lambda r: "mounted" in r.stdout, ["--cap-add", "SYS_ADMIN"])
 
 
 def proc_sys():
-    return attempt("sec_proc_sys", "/proc/sys is read-only inside (a sysctl there is the host kernel's)",
+    return attempt("sec_proc_sys", _("/proc/sys is read-only inside (a sysctl there is the host kernel's)"),
                    PROC_SYS, lambda r: r.stdout.strip() == "lab", PRIVILEGED)
 
 
 def userns_seccomp():
-    return attempt("sec_seccomp_userns", "seccomp refuses unshare of a user namespace",
+    return attempt("sec_seccomp_userns", _("seccomp refuses unshare of a user namespace"),
                    USERNS, lambda r: "unshared" in r.stdout, ["--security-opt", "seccomp=unconfined"])
 
 
@@ -85,7 +86,7 @@ def host_disk():
             readable = True
         except OSError as e:
             readable = os.strerror(e.errno)
-    return fact("sec_host_disk", LAYER, "can root on the host read its own disk by a device node?",
+    return fact("sec_host_disk", LAYER, _("can root on the host read its own disk by a device node?"),
                 None, f"b {major}:{minor}: " + ("readable" if readable is True else readable),
                 True, readable=readable is True, major=major, minor=minor)
 
@@ -138,7 +139,7 @@ def device_cgroup():
     finally:
         if disk is not None:
             disk.__exit__(None, None, None)
-    return fact("sec_device_cgroup", LAYER, "a node for a host device can be made, never opened",
+    return fact("sec_device_cgroup", LAYER, _("a node for a host device can be made, never opened"),
                 _seen(default), lifted.stdout.strip(),
                 "made" in default.stdout and proof not in default.stdout and proof in lifted.stdout,
                 shell=[shell_line(cmd), shell_line(cmd, PRIVILEGED)], device=device)
@@ -165,7 +166,7 @@ def release_agent():
     answer (the host's name) it reads back. Needs every guard off; there is
     no release_agent in cgroup v2."""
     if not os.path.exists(FREEZER_AGENT):
-        return fact("sec_release_agent", LAYER, "cgroup v1 release_agent runs a host command",
+        return fact("sec_release_agent", LAYER, _("cgroup v1 release_agent runs a host command"),
                     None, "no cgroup v1 freezer hierarchy here (cgroup v2 has no release_agent)", True,
                     applies=False)
     with open(FREEZER_AGENT) as f:
@@ -179,7 +180,7 @@ def release_agent():
 
     def wrote(r):
         return r.stdout.strip().rpartition("the agent wrote: ")[2]
-    return fact("sec_release_agent", LAYER, "cgroup v1 release_agent runs a host command",
+    return fact("sec_release_agent", LAYER, _("cgroup v1 release_agent runs a host command"),
                 wrote(default) or (default.stderr.strip().splitlines() or [""])[0], lifted.stdout.strip(),
                 wrote(default) != host and wrote(lifted) == host, applies=True, host=host,
                 shell=[shell_line(RELEASE_AGENT, PRIVILEGED)])
@@ -225,7 +226,7 @@ def leaked_fd():
             line = _runtime_line(root, bundle, f"lab-fd-{os.getpid()}-{preserve}", preserve, exe)
             r = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=60)
             seen[preserve] = (r.stdout.strip() or r.stderr.strip()), line
-    return fact("sec_leaked_fd", LAYER, "a host directory fd reaches the container only when passed on purpose",
+    return fact("sec_leaked_fd", LAYER, _("a host directory fd reaches the container only when passed on purpose"),
                 seen[0][0], seen[1][0], seen[0][0] != host and seen[1][0] == host,
                 shell=["sudo sh -c " + shlex.quote(seen[p][1].replace(exe, "labkit-runtime")) for p in (0, 1)],
                 host_hostname=host)
@@ -240,7 +241,7 @@ def cwd_outside():
         line = _runtime_line(root, bundle, f"lab-cwd-{os.getpid()}", 1, shlex.join(rt.argv))
         r = subprocess.run(["sh", "-c", line], capture_output=True, text=True, timeout=60)
     message = r.stderr.strip().splitlines()[-1:] or [""]
-    return fact("sec_cwd_refused", LAYER, "a working directory that resolves outside the rootfs is refused",
+    return fact("sec_cwd_refused", LAYER, _("a working directory that resolves outside the rootfs is refused"),
                 message[0], None, r.returncode != 0 and "cwd" in message[0])
 
 
@@ -286,7 +287,7 @@ def side_by_side():
           and all(default.get(k) == "no" for k in ("mount", "proc_sys", "userns", "open_disk"))
           and default.get("mknod") == "yes"
           and priv.get("seccomp") == "0" and all(priv.get(k) == "yes" for k in ("mount", "proc_sys", "userns")))
-    return fact("sec_side_by_side", LAYER, "which guards each default keeps", default, cols.get(COLUMNS[2]), ok,
+    return fact("sec_side_by_side", LAYER, _("which guards each default keeps"), default, cols.get(COLUMNS[2]), ok,
                 columns=cols, default_caps=decode(default.get("caps", "0")),
                 privileged_caps=len(decode(priv.get("caps", "0"))))
 
@@ -299,7 +300,7 @@ def capabilities():
     by_capsh = r.stdout.strip().partition("=")[2].split(",") if r.returncode == 0 else None
     from ..security import DEFAULT_CAPABILITIES
     names = decode(default)
-    return fact("sec_capabilities", LAYER, "a default container keeps Docker's 14 capabilities",
+    return fact("sec_capabilities", LAYER, _("a default container keeps Docker's 14 capabilities"),
                 names, decode(priv), sorted(names) == sorted(DEFAULT_CAPABILITIES)
                 and (by_capsh is None or sorted(n.upper() for n in by_capsh) == sorted(names))
                 and len(decode(priv)) > len(names), mask=default, capsh=by_capsh)
@@ -319,7 +320,7 @@ def userns_remap():
             host_uid = next(line.split()[1] for line in f if line.startswith("Uid:"))
     privileged = api.run(MKNOD, extra=PRIVILEGED).stdout.strip()
     remapped = api.run(MKNOD, extra=PRIVILEGED + REMAP)
-    return fact("sec_userns_remap", LAYER, "root inside is an unprivileged user outside",
+    return fact("sec_userns_remap", LAYER, _("root inside is an unprivileged user outside"),
                 f"uid {inside[0]}, uid_map {' '.join(inside[1:4])}", f"uid {host_uid}",
                 inside[0] == "0" and host_uid != "0" and privileged == "made" and "made" not in remapped.stdout,
                 host_uid=int(host_uid), mknod_privileged=privileged, mknod_remapped=_seen(remapped),

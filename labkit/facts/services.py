@@ -19,6 +19,7 @@ import threading
 import time
 
 from .. import api
+from ..i18n import _
 from . import fact, lines
 from .network import network
 
@@ -139,7 +140,7 @@ def replicas():
     rules = [line for line in lines(chain) if vip in line]
     ok = sorted(rows) == ["web.1", "web.2", "web.3"] and len(set(inodes.values())) == 3 and \
         os.readlink("/proc/self/ns/pid") not in inodes.values() and any("numgen inc mod 3" in r for r in rules)
-    return fact("svc_replicas", LAYER, "3 replicas: 3 containers, 3 pids, 3 PID namespaces, 1 virtual IP",
+    return fact("svc_replicas", LAYER, _("3 replicas: 3 containers, 3 pids, 3 PID namespaces, 1 virtual IP"),
                 [f"{n} pid {p} {inodes[n]}" for n, p in sorted(rows.items())], f"virtual IP {vip}", ok,
                 shell=[cmd, "sudo labkit ps", "sudo labkit service ps web", "sudo nft list chain ip labkit ports"],
                 service_ps=service_ps, rules=rules, vip=vip)
@@ -152,7 +153,7 @@ def round_robin(n=30, rate=10):
     with service("web", "--replicas", "3", "-p", f"{PORT}:80", *HEALTH) as cmd:
         curl = f"for i in 1 2 3 4 5 6; do curl -s --max-time 2 http://127.0.0.1:{PORT}/; done"
         by_curl = lines(api.host(curl).stdout)
-        answers, _ = send(n, rate)
+        answers = send(n, rate)[0]
         hostnames = {t["container"]: labkit("exec", t["container"], "--", "hostname").stdout.strip()
                      for t in slots("web").values()}
         inside = api.call(["run", "--rm", "--network", "labkit", "labkit/base", "sh", "-c",
@@ -162,7 +163,8 @@ def round_robin(n=30, rate=10):
     turn = bodies[:3]
     ok = None not in bodies and set(seen) == set(hostnames.values()) and len(seen) == 3 and \
         all(b == turn[i % 3] for i, b in enumerate(bodies)) and set(inside) == set(seen) == set(by_curl)
-    return fact("svc_round_robin", LAYER, f"{n} requests to one port: the 3 replicas in turn; by name the same",
+    return fact("svc_round_robin", LAYER,
+                _("{n} requests to one port: the 3 replicas in turn; by name the same", n=n),
                 f"answers from {len(seen)} replicas, in turn", f"hostnames of `labkit exec`: {len(hostnames)}", ok,
                 shell=[cmd, curl, "sudo labkit run --rm --network labkit labkit/base sh -c "
                        "'for i in 1 2 3; do wget -q -O- http://web/; done'"],
@@ -194,7 +196,8 @@ def kill_replace(n=20, rate=4):
     failed = sum(1 for _, b in client.answers if b is None)
     ok = replaced is not None and replaced <= 5 and failed <= 2 and new["pid"] != victim["pid"] and \
         len(client.answers) == n
-    return fact("svc_kill_replace", LAYER, "kill -9 of a replica: replaced within 5 s, at most 2 of 20 requests lost",
+    return fact("svc_kill_replace", LAYER,
+                _("kill -9 of a replica: replaced within 5 s, at most 2 of 20 requests lost"),
                 f"new task {new['task']} pid {new['pid']} after {replaced and round(replaced, 1)} s",
                 f"killed task {victim['task']} pid {victim['pid']}; {failed} of {n} requests failed", ok,
                 shell=[cmd, f"sudo kill -9 {victim['pid']}", "sudo labkit service ps web"],
@@ -214,7 +217,7 @@ def scale(steps=(5, 1)):
             seen.append({"replicas": want, "containers": sorted(ps_rows("web")), "answered_by": len(answers - {None}),
                          "failed": None in answers})
     ok = all(len(s["containers"]) == s["replicas"] == s["answered_by"] and not s["failed"] for s in seen)
-    return fact("svc_scale", LAYER, "scale 3 -> 5 -> 1: that many containers, each answering",
+    return fact("svc_scale", LAYER, _("scale 3 -> 5 -> 1: that many containers, each answering"),
                 [f"{s['replicas']}: {s['answered_by']} answered" for s in seen],
                 [f"{s['replicas']}: {len(s['containers'])} in labkit ps" for s in seen], ok,
                 shell=[cmd] + [f"sudo labkit service scale web={w}" for w in steps], steps=seen)
@@ -266,7 +269,7 @@ def rolling_update(rate=10):
     first_v2 = next((i for i, b in enumerate(bodies) if b and b.startswith("v2 ")), None)
     ok = failed == 0 and first_v2 is not None and all(b.startswith("v1 ") for b in bodies[:first_v2]) and \
         all(b and b.startswith("v2 ") for b in after) and len(after) == 3
-    return fact("svc_rolling_update", LAYER, "rolling update v1 -> v2, one replica at a time: no request lost",
+    return fact("svc_rolling_update", LAYER, _("rolling update v1 -> v2, one replica at a time: no request lost"),
                 f"{len(bodies)} requests, {failed} failed; after: {sorted(after)}", f"update took {took:.1f} s", ok,
                 shell=[cmd, f"sudo labkit service update web --image {v2}"], answers=answers, t0=client.t0,
                 events=timeline, took=took, done=round(t + took - client.t0, 3))
@@ -287,7 +290,7 @@ def limits(memory="32m", pids=20):
     want = cgroups.parse_memory(memory)
     ok = len(stats) == 2 and len(set(paths.values())) == 2 and \
         all(s["memory_limit"] == want and s["pids_limit"] == pids for s in stats.values())
-    return fact("svc_limits", LAYER, "each replica: a cgroup of its own with the service's limits",
+    return fact("svc_limits", LAYER, _("each replica: a cgroup of its own with the service's limits"),
                 [f"{c}: memory {s['memory_limit']} pids {s['pids_limit']}" for c, s in sorted(stats.items())],
                 list(paths.values()), ok, shell=[cmd] + [f"cat {p}" for c in sorted(files) for p in files[c]],
                 stats=stats, paths=paths, files=files)
@@ -360,7 +363,7 @@ def cost(counts=(1, 4, 8)):
     big = rows[-1]
     ok = all(r["same_lowers"] and len(r["pss"]) == r["n"] for r in rows) and \
         all(r["shared_bytes"] < r["copies_bytes"] for r in rows if r["n"] > 1)
-    return fact("svc_cost", LAYER, f"{big['n']} replicas share one image on disk; memory is per replica",
+    return fact("svc_cost", LAYER, _("{n} replicas share one image on disk; memory is per replica", n=big["n"]),
                 f"{big['n']} replicas: {big['shared_bytes'] / mib:.1f} MiB of disk, "
                 f"{max(big['cgroup']) / mib:.2f} MiB of memory each at most",
                 f"{big['n']} copies: {big['copies_bytes'] / mib:.1f} MiB", ok, shell=[cmd], rows=rows,
@@ -399,7 +402,7 @@ def microservices(app=APP):
     ok = all(a and "api shop_api.1." in a for a in up + back) and len({a.split(":")[0] for a in up}) == 3 and \
         all(a and a.endswith("api unavailable") for a in down) and tasks_before == tasks_after
     rel = os.path.relpath(app, os.getcwd()) if app == APP else app
-    return fact("svc_microservices", LAYER, "front and API: two services; the API scaled away, the front stays",
+    return fact("svc_microservices", LAYER, _("front and API: two services; the API scaled away, the front stays"),
                 [f"{s['step']}: {s['answers'][0]}" for s in steps], "front tasks unchanged" if
                 tasks_before == tasks_after else "front tasks replaced", ok,
                 shell=[f"sudo labkit compose -f {rel} up", CURL_FRONT,
@@ -413,7 +416,7 @@ def left():
     from ..leaks import network_leftovers
     found = [x for x in network_leftovers() if x.startswith(("service", "services'"))]
     found += [f"container {c}" for c in _replica_ids()]
-    return fact("svc_left", LAYER, "nothing left: services, supervisor, replicas", found, "", found == [])
+    return fact("svc_left", LAYER, _("nothing left: services, supervisor, replicas"), found, "", found == [])
 
 
 def all_facts():

@@ -45,6 +45,12 @@ def catalog(language):
     return _catalogs[language]
 
 
+def N_(text):
+    """``text`` unchanged, marked for the translators: a table's English
+    entry that ``_()`` looks up later, where it is shown."""
+    return text
+
+
 def _(text, **fields):
     """``text`` in the student's language, its {fields} filled in.
 

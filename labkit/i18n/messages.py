@@ -1,8 +1,9 @@
 """The messages labkit shows a student, gathered for translators.
 
 A message is the English text of a ``_("...")`` call anywhere in labkit/,
-or an exercise's title, goal or hint as a student reads it (lab.check and
-lab.hint pass them through ``_``). Each lands in labkit/i18n/<lang>/<area>.po, the
+the hint of a LabkitError given as a plain string (errors.po: the CLI shows
+it translated), or an exercise's title, goal or hint as a student reads it
+(lab.check and lab.hint pass them through ``_``). Each lands in labkit/i18n/<lang>/<area>.po, the
 area named after the module it comes from (labkit/lab/cgroups.py:
 lab-cgroups.po), with its file and line as a comment.
 
@@ -45,20 +46,45 @@ def found():
             seen.add(text)
             out.append((text, area, where))
 
+    trees = {}
     for path in sorted(glob.glob(os.path.join(PACKAGE, "**", "*.py"), recursive=True)):
-        if path.startswith(HERE + os.sep):
-            continue
-        tree = ast.parse(open(path, encoding="utf-8").read(), path)
+        if not path.startswith(HERE + os.sep):
+            trees[path] = ast.parse(open(path, encoding="utf-8").read(), path)
+    errors = _error_classes(trees.values())
+    for path, tree in trees.items():
+        where = os.path.relpath(path, os.path.dirname(PACKAGE))
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "_" and node.args:
-                add(_literal(node.args[0]), _area(path),
-                    f"{os.path.relpath(path, os.path.dirname(PACKAGE))}:{node.lineno}")
+            if not isinstance(node, ast.Call):
+                continue
+            name = getattr(node.func, "id", getattr(node.func, "attr", None))
+            if name in ("_", "N_") and node.args:
+                add(_literal(node.args[0]), _area(path), f"{where}:{node.lineno}")
+            elif name in errors:
+                # An error's hint (its second argument) is shown translated;
+                # one built with an f-string stays English.
+                hint = node.args[1] if len(node.args) > 1 else next(
+                    (k.value for k in node.keywords if k.arg == "hint"), None)
+                add(_literal(hint) if hint is not None else None, "errors", f"{where}:{node.lineno}")
     from .. import lab
     for ex in lab.exercises():
         area = "lab-" + ex.module
         for part, text in [("title", ex.title), ("goal", ex.goal)] + [(f"hint {n}", h) for n, h in enumerate(ex.hints, 1)]:
             add(text, area, f"{ex.id} {part}")
     return out
+
+
+def _error_classes(trees):
+    """LabkitError and every class derived from it, by name."""
+    names, grew = {"LabkitError"}, True
+    while grew:
+        grew = False
+        for tree in trees:
+            for node in ast.walk(tree):
+                if isinstance(node, ast.ClassDef) and node.name not in names and any(
+                        getattr(b, "id", getattr(b, "attr", None)) in names for b in node.bases):
+                    names.add(node.name)
+                    grew = True
+    return names
 
 
 def _po_files(lang):

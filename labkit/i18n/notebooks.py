@@ -159,10 +159,18 @@ def _fstring_fields(token):
     return tuple(re.findall(r"\{([^{}]*)\}", body)) if re.match(r"^[rbuRBU]*[fF]", token) else ()
 
 
+def _shows_text(tokens, prev):
+    """The call about to open shows its string arguments to the student:
+    print(...), or a figure of labkit.notebook.plots (a title)."""
+    if prev is None or prev.type != tokenize.NAME:
+        return False
+    return prev.string == "print" or tokens[-3:-1] == [(tokenize.NAME, "plots"), (tokenize.OP, ".")]
+
+
 def code_skeleton(text):
-    """A code cell as tokens, without comments and with the texts it prints
-    (print's string arguments) reduced to their {fields}: two cells with the
-    same skeleton run the same code. IPython's !shell and %magic lines are
+    """A code cell as tokens, without comments and with the texts it shows
+    (the string arguments of print and of plots' figures) reduced to their
+    {fields}: two cells with the same skeleton run the same code. IPython's !shell and %magic lines are
     compared as shell lines."""
     shell, python = [], []
     for line in text.splitlines():
@@ -180,7 +188,7 @@ def code_skeleton(text):
                 continue
             if tok.type == tokenize.OP and tok.string in "([{":
                 depth += 1
-                if tok.string == "(" and prev is not None and prev.type == tokenize.NAME and prev.string == "print":
+                if tok.string == "(" and _shows_text(tokens, prev):
                     in_print.append(depth)
             elif tok.type == tokenize.OP and tok.string in ")]}":
                 if in_print and in_print[-1] == depth:

@@ -8,6 +8,7 @@ import time
 
 from . import Exercise, kill_line, rm_line, running, sh, started, wait_line
 from ..cgroups import hierarchy
+from ..i18n import _
 
 # The same steps on both layouts: v1 has a hierarchy per controller; v2 one
 # tree, where the root must enable the controller for its children (systemd
@@ -54,12 +55,13 @@ def _memory():
         return False, why
     cg, limit = memory_limit(pid)
     if limit is None:
-        return False, f"sleep 1031 is in {cg}, which has no memory limit"
+        return False, _("sleep 1031 is in {cg}, which has no memory limit", cg=cg)
     if limit != 32 << 20:
-        return False, f"the memory limit of {cg} is {limit} bytes, not 32 MiB ({32 << 20})"
+        return False, _("the memory limit of {cg} is {limit} bytes, not 32 MiB ({want})",
+                         cg=cg, limit=limit, want=32 << 20)
     if os.path.basename(cg) != "lab03":
-        return False, f"sleep 1031 is in {cg}, not in a cgroup named lab03"
-    return True, f"sleep 1031 is in {cg}, limited to {limit} bytes"
+        return False, _("sleep 1031 is in {cg}, not in a cgroup named lab03", cg=cg)
+    return True, _("sleep 1031 is in {cg}, limited to {limit} bytes", cg=cg, limit=limit)
 
 
 def _cpu_seconds(pids):
@@ -90,19 +92,20 @@ def _cpu():
         return False, why
     cg = cgroup_dir(pid, "cpu")
     if os.path.basename(cg) != "lab03-cpu":
-        return False, f"the busy loop is in {cg}, not in a cgroup named lab03-cpu"
+        return False, _("the busy loop is in {cg}, not in a cgroup named lab03-cpu", cg=cg)
     cpus = _quota(cg)
     if cpus is None:
-        return False, f"{cg} has no CPU quota: the loop may take a whole CPU"
+        return False, _("{cg} has no CPU quota: the loop may take a whole CPU", cg=cg)
     if abs(cpus - 0.25) > 0.001:
-        return False, f"the quota of {cg} is {cpus:g} CPU, not 0.25"
+        return False, _("the quota of {cg} is {cpus:g} CPU, not 0.25", cg=cg, cpus=cpus)
     # What the kernel let it use, over one second of wall time.
     t0, c0 = time.monotonic(), _cpu_seconds([pid])
     time.sleep(1.0)
     used = (_cpu_seconds([pid]) - c0) / (time.monotonic() - t0)
     if used > 0.35:
-        return False, f"the loop used {used:.2f} CPU in the last second, above its quota"
-    return True, f"the busy loop in {cg} is held to {cpus:g} CPU: it used {used:.2f} CPU in the last second"
+        return False, _("the loop used {used:.2f} CPU in the last second, above its quota", used=used)
+    return True, _("the busy loop in {cg} is held to {cpus:g} CPU: it used {used:.2f} CPU in the last second",
+                   cg=cg, cpus=cpus, used=used)
 
 
 def _free():
@@ -111,12 +114,13 @@ def _free():
         return False, why
     cg, limit = memory_limit(pid)
     if limit != 128 << 20:
-        return False, f"lab03-free's memory limit is {limit}, not 128 MiB"
+        return False, _("lab03-free's memory limit is {limit}, not 128 MiB", limit=limit)
     out = sh("labkit exec lab03-free free -m").stdout.split("\n")
     total = next((line.split()[1] for line in out if line.startswith("Mem:")), "?")
     if total != "128":
-        return False, f"`free -m` in lab03-free says {total} MiB total: /proc/meminfo there is the host's"
-    return True, "`free -m` in lab03-free says 128 MiB total, its cgroup's limit"
+        return False, _("`free -m` in lab03-free says {total} MiB total: /proc/meminfo there is the host's",
+                         total=total)
+    return True, _("`free -m` in lab03-free says 128 MiB total, its cgroup's limit")
 
 
 EXERCISES = [

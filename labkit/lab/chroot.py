@@ -11,6 +11,7 @@ import tempfile
 
 from . import Exercise, background, env, kill_line, own_namespace, started
 from .. import mountinfo
+from ..i18n import _
 
 BREAKOUT = "/tmp/lab01/breakout.py"
 PIVOT = "/tmp/lab01/pivot.sh"
@@ -30,12 +31,15 @@ def _chrooted():
     if pid is None:
         return False, why
     if own_namespace(pid, "mnt"):
-        return False, "sleep 1011 is in a mount namespace of its own: this one is a chroot alone (chroot(8), no unshare)"
+        return False, _("sleep 1011 is in a mount namespace of its own: this one is a chroot alone "
+                        "(chroot(8), no unshare)")
     if _same_file(f"/proc/{pid}/root", "/"):
-        return False, "the root of sleep 1011 is the host's / (ls -l /proc/PID/root): it was not chrooted"
+        return False, _("the root of sleep 1011 is the host's / (ls -l /proc/PID/root): it was not chrooted")
     if not _same_file(f"/proc/{pid}/root", _rootfs()):
-        return False, f"sleep 1011 is chrooted, but not into {_rootfs()} (ls -l /proc/{pid}/root)"
-    return True, f"/proc/{pid}/root is {_rootfs()}, and its mount and PID namespaces are the host's"
+        return False, _("sleep 1011 is chrooted, but not into {rootfs} (ls -l /proc/{pid}/root)",
+                        rootfs=_rootfs(), pid=pid)
+    return True, _("/proc/{pid}/root is {rootfs}, and its mount and PID namespaces are the host's", pid=pid,
+                   rootfs=_rootfs())
 
 
 # Run in a fresh interpreter: chroot into an empty directory, run the
@@ -59,7 +63,7 @@ print(json.dumps(result))
 
 def _breakout():
     if not os.path.exists(BREAKOUT):
-        return False, f"there is no {BREAKOUT}"
+        return False, _("there is no {breakout}", breakout=BREAKOUT)
     jail = tempfile.mkdtemp(prefix="lab01-jail-")
     try:
         r = subprocess.run([sys.executable, "-c", _JAIL, jail, BREAKOUT], capture_output=True,
@@ -67,14 +71,15 @@ def _breakout():
         try:
             result = json.loads(r.stdout.strip().splitlines()[-1])
         except (IndexError, ValueError):
-            return False, f"{BREAKOUT} did not let the check finish: {(r.stderr.strip().splitlines() or ['?'])[-1]}"
+            return False, _("{breakout} did not let the check finish: {error}", breakout=BREAKOUT,
+                            error=(r.stderr.strip().splitlines() or ['?'])[-1])
     finally:
         subprocess.run(["rm", "-rf", "--one-file-system", jail])
     if result.get("error"):
-        return False, f"run inside a chroot, {BREAKOUT} raised {result['error']}"
+        return False, _("run inside a chroot, {breakout} raised {error}", breakout=BREAKOUT, error=result["error"])
     if not result["escaped"]:
-        return False, f"run as root inside a chroot, {BREAKOUT} ends with / still the chroot's"
-    return True, f"run as root inside a chroot, {BREAKOUT} ends with / being the host's /"
+        return False, _("run as root inside a chroot, {breakout} ends with / still the chroot's", breakout=BREAKOUT)
+    return True, _("run as root inside a chroot, {breakout} ends with / being the host's /", breakout=BREAKOUT)
 
 
 def _host_root_mounts(pid):
@@ -88,16 +93,18 @@ def _host_root_mounts(pid):
 def _pivoted():
     pid, why = started("sleep", "1012")
     if pid is None:
-        return False, why + f" (start it with sh {PIVOT} \"$ROOTFS\" sleep 1012)"
+        return False, _("{why} (start it with sh {pivot} \"$ROOTFS\" sleep 1012)", why=why, pivot=PIVOT)
     if not own_namespace(pid, "mnt"):
-        return False, "sleep 1012 is in the host's mount namespace: pivot_root needs one of its own (unshare --mount)"
+        return False, _("sleep 1012 is in the host's mount namespace: pivot_root needs one of its own "
+                        "(unshare --mount)")
     left = _host_root_mounts(pid)
     if left:
-        return False, (f"the host's / is still mounted in its namespace at {left[0]}: `chroot {left[0]}` "
-                       "gets out (detach the old root after pivot_root: umount -l)")
+        return False, _("the host's / is still mounted in its namespace at {mount}: `chroot {mount}` "
+                        "gets out (detach the old root after pivot_root: umount -l)", mount=left[0])
     if not _same_file(f"/proc/{pid}/root", _rootfs()):
-        return False, f"the root of sleep 1012 is not {_rootfs()} (ls -l /proc/{pid}/root)"
-    return True, "sleep 1012 runs on the rootfs, and no mount of the host's / is left in its namespace"
+        return False, _("the root of sleep 1012 is not {rootfs} (ls -l /proc/{pid}/root)",
+                        rootfs=_rootfs(), pid=pid)
+    return True, _("sleep 1012 runs on the rootfs, and no mount of the host's / is left in its namespace")
 
 
 PIVOT_SCRIPT = r"""mkdir -p /tmp/lab01 && cat > /tmp/lab01/pivot.sh <<'EOF'

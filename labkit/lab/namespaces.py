@@ -5,6 +5,7 @@ inside with nsenter(1), as `lsns` and `docker exec` would."""
 
 import socket
 
+from ..i18n import _
 from . import Exercise, background, kill_line, nsenter, own_namespace, started
 
 
@@ -15,52 +16,54 @@ def _alone(number, kind, shared):
     if pid is None:
         return None, why
     if not own_namespace(pid, kind):
-        return None, f"sleep {number} {shared}"
+        return None, _("sleep {number} {shared}", number=number, shared=shared)
     return pid, None
 
 
 def _pid_alone():
-    pid, why = _alone("1021", "pid", "is in the host's PID namespace (compare readlink /proc/PID/ns/pid "
-                                     "with /proc/self/ns/pid)")
+    pid, why = _alone("1021", "pid", _("is in the host's PID namespace (compare readlink /proc/PID/ns/pid "
+                                       "with /proc/self/ns/pid)"))
     if pid is None:
         return False, why
     nspid = open(f"/proc/{pid}/status").read().split("NSpid:")[1].split("\n")[0].split()
     if nspid[-1] != "1":
-        return False, f"sleep 1021 is PID {nspid[-1]} of its namespace, not 1: unshare --pid needs --fork"
+        return False, _("sleep 1021 is PID {n} of its namespace, not 1: unshare --pid needs --fork", n=nspid[-1])
     try:
         first = open(f"/proc/{pid}/root/proc/1/cmdline").read().split("\0")[0]
     except OSError:
         first = None
     if first != "sleep":
-        return False, ("its /proc is the host's (its PID 1 there is " + repr(first) + "): ps inside would list "
-                       "every process of the host — mount a /proc of its own (--mount-proc)")
-    return True, f"sleep 1021 (host pid {pid}) is PID 1 of its own PID namespace, and its /proc shows only it"
+        return False, _("its /proc is the host's (its PID 1 there is {first}): ps inside would list "
+                        "every process of the host — mount a /proc of its own (--mount-proc)", first=repr(first))
+    return True, _("sleep 1021 (host pid {pid}) is PID 1 of its own PID namespace, and its /proc shows only it",
+                   pid=pid)
 
 
 def _hostname():
-    pid, why = _alone("1022", "uts", "shares the host's UTS namespace: a hostname set there would rename the host")
+    pid, why = _alone("1022", "uts", _("shares the host's UTS namespace: a hostname set there would rename the host"))
     if pid is None:
         return False, why
     name = nsenter(pid, "--uts", "hostname").stdout.strip()
     if name != "lab02":
-        return False, f"in the namespace of sleep 1022 the hostname is {name!r}, not 'lab02'"
+        return False, _("in the namespace of sleep 1022 the hostname is {name}, not 'lab02'", name=repr(name))
     if socket.gethostname() == "lab02":
-        return False, "the host is called lab02 too: the name was set outside the namespace (hostname it back)"
+        return False, _("the host is called lab02 too: the name was set outside the namespace (hostname it back)")
     release = nsenter(pid, "--uts", "uname -r").stdout.strip()
-    return True, f"hostname lab02 inside, {socket.gethostname()} outside — and uname -r is {release} on both sides"
+    return True, _("hostname lab02 inside, {host} outside — and uname -r is {release} on both sides",
+                   host=socket.gethostname(), release=release)
 
 
 def _loopback():
-    pid, why = _alone("1023", "net", "is in the host's network namespace (it sees every interface of the host)")
+    pid, why = _alone("1023", "net", _("is in the host's network namespace (it sees every interface of the host)"))
     if pid is None:
         return False, why
     links = nsenter(pid, "--net", "ip -o link").stdout.splitlines()
     names = [line.split(":")[1].strip() for line in links if ":" in line]
     if names != ["lo"]:
-        return False, f"its namespace has {names}, not only lo"
+        return False, _("its namespace has {names}, not only lo", names=names)
     if nsenter(pid, "--net", "ping -c1 -W1 127.0.0.1").returncode != 0:
-        return False, "in its namespace 127.0.0.1 does not answer: lo starts down (ip link set lo up)"
-    return True, "sleep 1023 has a network namespace with only lo, up: 127.0.0.1 answers there"
+        return False, _("in its namespace 127.0.0.1 does not answer: lo starts down (ip link set lo up)")
+    return True, _("sleep 1023 has a network namespace with only lo, up: 127.0.0.1 answers there")
 
 
 EXERCISES = [

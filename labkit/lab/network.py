@@ -7,6 +7,7 @@ import subprocess
 
 from . import Exercise, env, rm_line, running
 from ..errors import LabkitError
+from ..i18n import _
 
 PAGE = "mkdir -p /www && echo lab06 > /www/index.html && exec httpd -f -p 80 -h /www"
 
@@ -18,15 +19,15 @@ def _sh(cmd, timeout=60):
 def _veth_pair():
     for ns in ("lk-a", "lk-b"):
         if not os.path.exists(f"/run/netns/{ns}"):
-            return False, f"there is no network namespace {ns} (`ip netns list` lists them)"
+            return False, _("there is no network namespace {ns} (`ip netns list` lists them)", ns=ns)
     b = _sh("ip -n lk-b -4 -o addr").stdout
     if "10.78.1.2/" not in b:
-        return False, "lk-b has no address 10.78.1.2 (`ip -n lk-b addr`)"
+        return False, _("lk-b has no address 10.78.1.2 (`ip -n lk-b addr`)")
     if "10.78.1.2/" in _sh("ip -n lk-a -4 -o addr").stdout:
-        return False, "10.78.1.2 is an address of lk-a itself: a ping to it would never leave lk-a"
+        return False, _("10.78.1.2 is an address of lk-a itself: a ping to it would never leave lk-a")
     if _sh("ip netns exec lk-a ping -c1 -W1 10.78.1.2").returncode != 0:
-        return False, "lk-a cannot reach 10.78.1.2: is there a veth pair between them, both ends up?"
-    return True, "lk-a pings 10.78.1.2, an address of lk-b, over their veth pair"
+        return False, _("lk-a cannot reach 10.78.1.2: is there a veth pair between them, both ends up?")
+    return True, _("lk-a pings 10.78.1.2, an address of lk-b, over their veth pair")
 
 
 def _published():
@@ -36,13 +37,13 @@ def _published():
     from ..facts.network import host_fetch
     own = _sh("labkit exec lab06-web -- sh -c 'timeout 2 wget -q -O- http://127.0.0.1/'").stdout.strip()
     if not own:
-        return False, "lab06-web serves nothing on its own port 80"
+        return False, _("lab06-web serves nothing on its own port 80")
     page = host_fetch("http://127.0.0.1:8080/", tries=10)
     if page is None:
-        return False, "nothing answers on the host's 127.0.0.1:8080"
+        return False, _("nothing answers on the host's 127.0.0.1:8080")
     if page != own:
-        return False, "127.0.0.1:8080 answers, but not with lab06-web's page"
-    return True, "the host's 127.0.0.1:8080 answers with lab06-web's page"
+        return False, _("127.0.0.1:8080 answers, but not with lab06-web's page")
+    return True, _("the host's 127.0.0.1:8080 answers with lab06-web's page")
 
 
 def _by_name():
@@ -50,18 +51,18 @@ def _by_name():
     try:
         store.load("lab06-net")
     except LabkitError:
-        return False, "there is no network lab06-net (`labkit network ls`)"
+        return False, _("there is no network lab06-net (`labkit network ls`)")
     pid, why = running("lab06-db")
     if pid is None:
         return False, why
     mine = [ep for ep in endpoints.attached("lab06-net") if ep["owner"] == "lab06-db"]
     if not mine:
-        return False, "lab06-db is not on network lab06-net"
+        return False, _("lab06-db is not on network lab06-net")
     r = _sh("labkit run --rm --network lab06-net -- ping -c1 -W2 db")
     if f"({mine[0]['ip']})" not in r.stdout:
-        return False, "a container of lab06-net does not find `db`: " + \
-            ((r.stdout + r.stderr).strip().splitlines() or ["no answer"])[0]
-    return True, f"`ping db` from lab06-net reaches lab06-db at {mine[0]['ip']}"
+        return False, _("a container of lab06-net does not find `db`: {seen}",
+                        seen=((r.stdout + r.stderr).strip().splitlines() or [_("no answer")])[0])
+    return True, _("`ping db` from lab06-net reaches lab06-db at {ip}", ip=mine[0]["ip"])
 
 
 EXERCISES = [

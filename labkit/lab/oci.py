@@ -8,6 +8,7 @@ import json
 from . import Exercise, own_namespace, sh
 from .. import mountinfo
 from .cgroups import memory_limit
+from ..i18n import _
 
 TOP = "/tmp/lab05"
 SHARE = f"{TOP}/share"
@@ -20,9 +21,10 @@ def state(cid):
         if r.returncode == 0:
             st = json.loads(r.stdout)
             if st.get("status") != "running":
-                return None, f"container {cid} is {st.get('status')}, not running (`{runtime} start {cid}`)"
+                return None, _("container {cid} is {status}, not running (`{runtime} start {cid}`)",
+                               cid=cid, status=st.get('status'), runtime=runtime)
             return st["pid"], None
-    return None, f"neither labkit-runtime nor runc knows a container {cid} (`labkit-runtime list`)"
+    return None, _("neither labkit-runtime nor runc knows a container {cid} (`labkit-runtime list`)", cid=cid)
 
 
 def solution(name, edit):
@@ -47,10 +49,10 @@ def _host_network():
     if pid is None:
         return False, why
     if own_namespace(pid, "net"):
-        return False, "lab05-hostnet has a network namespace of its own: linux.namespaces still lists network"
+        return False, _("lab05-hostnet has a network namespace of its own: linux.namespaces still lists network")
     if not own_namespace(pid, "pid"):
-        return False, "lab05-hostnet shares the host's PID namespace too: drop only the network one"
-    return True, "lab05-hostnet's init is in the host's network namespace, and in a PID namespace of its own"
+        return False, _("lab05-hostnet shares the host's PID namespace too: drop only the network one")
+    return True, _("lab05-hostnet's init is in the host's network namespace, and in a PID namespace of its own")
 
 
 def _memory():
@@ -59,8 +61,9 @@ def _memory():
         return False, why
     cg, limit = memory_limit(pid)
     if limit != 48 << 20:
-        return False, f"lab05-mem's cgroup {cg} has the memory limit {limit}, not 48 MiB ({48 << 20})"
-    return True, f"lab05-mem's cgroup {cg} is limited to {limit} bytes, as config.json asked"
+        return False, _("lab05-mem's cgroup {cg} has the memory limit {limit}, not 48 MiB ({want})",
+                        cg=cg, limit=limit, want=48 << 20)
+    return True, _("lab05-mem's cgroup {cg} is limited to {limit} bytes, as config.json asked", cg=cg, limit=limit)
 
 
 def _mount():
@@ -69,17 +72,17 @@ def _mount():
         return False, why
     mine = [m for m in mountinfo.parse(open(f"/proc/{pid}/mountinfo").read()) if m.mount_point == "/data"]
     if not mine:
-        return False, "lab05-data has nothing mounted on /data (config.json's mounts)"
+        return False, _("lab05-data has nothing mounted on /data (config.json's mounts)")
     try:
         seen = open(f"/proc/{pid}/root/data/hello").read().strip()
         expected = open(f"{SHARE}/hello").read().strip()
     except OSError:
         seen = expected = None
     if seen is None or seen != expected:
-        return False, f"/data in lab05-data does not show {SHARE} (its hello is {seen!r})"
+        return False, _("/data in lab05-data does not show {share} (its hello is {seen})", share=SHARE, seen=repr(seen))
     if "ro" not in mine[-1].options.split(","):
-        return False, "/data in lab05-data is writable: the container could change the host's files"
-    return True, f"/data in lab05-data is {SHARE} of the host, mounted read-only"
+        return False, _("/data in lab05-data is writable: the container could change the host's files")
+    return True, _("/data in lab05-data is {share} of the host, mounted read-only", share=SHARE)
 
 
 EDIT_NET = 'c["linux"]["namespaces"] = [n for n in c["linux"]["namespaces"] if n["type"] != "network"]'

@@ -2,6 +2,7 @@
 
 import subprocess
 
+from ..i18n import _
 from . import Exercise, env, rm_line, running
 
 DISK_CHECK = ("mknod /dev/lab-check b 7 0 2>/dev/null; (exec 3</dev/lab-check) 2>/dev/null && echo read=yes; "
@@ -23,11 +24,12 @@ def _least_caps():
     from ..facts.security import decode
     names = decode(_status(pid, "CapEff")[0])
     if names == ["CAP_NET_BIND_SERVICE"]:
-        return True, "its init holds CAP_NET_BIND_SERVICE and nothing else"
+        return True, _("its init holds CAP_NET_BIND_SERVICE and nothing else")
     extra = [n for n in names if n != "CAP_NET_BIND_SERVICE"]
     if extra:
-        return False, f"it still holds {len(extra)} more: {', '.join(extra[:5])}{' ...' if len(extra) > 5 else ''}"
-    return False, "it holds no capability at all: a web server could not bind port 80"
+        return False, _("it still holds {n} more: {names}{more}", n=len(extra), names=', '.join(extra[:5]),
+                         more=' ...' if len(extra) > 5 else '')
+    return False, _("it holds no capability at all: a web server could not bind port 80")
 
 
 def _no_new_privs():
@@ -35,8 +37,8 @@ def _no_new_privs():
     if pid is None:
         return False, why
     if _status(pid, "NoNewPrivs") == ["1"]:
-        return True, "NoNewPrivs: 1 — no setuid program can raise it"
-    return False, "NoNewPrivs is 0: a setuid program inside would run as its owner"
+        return True, _("NoNewPrivs: 1 — no setuid program can raise it")
+    return False, _("NoNewPrivs is 0: a setuid program inside would run as its owner")
 
 
 def _userns():
@@ -47,8 +49,8 @@ def _userns():
     with open(f"/proc/{pid}/uid_map") as f:
         first = f.read().split()[:2]
     if uid != "0" and first[:1] == ["0"]:
-        return True, f"root inside is uid {uid} on the host"
-    return False, f"its init is uid {uid} on the host: root inside is root outside"
+        return True, _("root inside is uid {uid} on the host", uid=uid)
+    return False, _("its init is uid {uid} on the host: root inside is root outside", uid=uid)
 
 
 def _disk_read_only():
@@ -59,10 +61,10 @@ def _disk_read_only():
                        text=True, timeout=60, env=env())
     seen = set(r.stdout.split())
     if seen == {"read=yes"}:
-        return True, "a loop device opens for reading and not for writing"
+        return True, _("a loop device opens for reading and not for writing")
     if "write=yes" in seen:
-        return False, "a loop device opens for writing too: the rule allows more than reading"
-    return False, "a loop device does not open at all: the device cgroup still refuses it"
+        return False, _("a loop device opens for writing too: the rule allows more than reading")
+    return False, _("a loop device does not open at all: the device cgroup still refuses it")
 
 
 EXERCISES = [

@@ -7,6 +7,7 @@ import subprocess
 
 from . import Exercise, env
 from ..errors import LabkitError
+from ..i18n import _
 
 PAGE = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
 COMPOSE_DIR = "/tmp/lab08-app"
@@ -31,13 +32,18 @@ def _service(name, want, label=None):
     try:
         spec = store.load(name)
     except LabkitError:
-        return None, f"there is no service {name} (`labkit service ls` lists them)"
+        return None, _no_service(name)
     running = [t for t in store.tasks(name)["slots"].values() if t["state"] == "running"]
     if want is None and not running:
-        return None, f"{label or name} has no replica running"
+        return None, _("{label} has no replica running", label=label or name)
     if want is not None and len(running) != want:
-        return None, f"{label or name} has {len(running)} replica(s) running, not {want}"
+        return None, _("{label} has {running} replica(s) running, not {want}", label=label or name,
+                       running=len(running), want=want)
     return (spec, running), None
+
+
+def _no_service(name):
+    return _("there is no service {name} (`labkit service ls` lists them)", name=name)
 
 
 def _replicas():
@@ -47,16 +53,17 @@ def _replicas():
         return False, why
     spec, running = found
     if not any(p["host_port"] == 8088 for p in spec["ports"]):
-        return False, "lab08-web publishes no host port 8088 (`labkit service ls` shows its ports)"
+        return False, _("lab08-web publishes no host port 8088 (`labkit service ls` shows its ports)")
     answers = {get(8088, timeout=2) for _ in range(6)} - {None}
     hostnames = {f"{t['container']}.{t['task']}" for t in running}
     if not answers:
-        return False, "nothing answers on the host's 127.0.0.1:8088"
+        return False, _("nothing answers on the host's 127.0.0.1:8088")
     if not answers <= hostnames:
-        return False, "127.0.0.1:8088 answers, but not with the replicas' hostnames (is the page `hostname`?)"
+        return False, _("127.0.0.1:8088 answers, but not with the replicas' hostnames (is the page `hostname`?)")
     if len(answers) < 3:
-        return False, f"127.0.0.1:8088 answered from {len(answers)} replica(s) in 6 requests, not from all 3"
-    return True, "127.0.0.1:8088 answers from the 3 replicas of lab08-web, in turn"
+        return False, _("127.0.0.1:8088 answered from {answers} replica(s) in 6 requests, not from all 3",
+                        answers=len(answers))
+    return True, _("127.0.0.1:8088 answers from the 3 replicas of lab08-web, in turn")
 
 
 def _limits():
@@ -64,38 +71,43 @@ def _limits():
     found, why = _service("lab08-api", 2)
     if found is None:
         return False, why
-    _, running = found
+    running = found[1]
     want = 48 << 20
     for t in running:
         m = cgroups.load(t["container"])
         stats = m.stats() if m is not None else {}
         memory, pids = stats.get("memory_limit"), stats.get("pids_limit")
         if memory is None or memory != want:
-            return False, f"{t['container']} has no memory limit of 48 MiB: its cgroup says {memory}"
+            return False, _("{container} has no memory limit of 48 MiB: its cgroup says {memory}",
+                            container=t["container"], memory=memory)
         if pids != 30:
-            return False, f"{t['container']} may start {pids or 'any number of'} processes, not 30"
-    return True, "each replica of lab08-api has a cgroup of its own: memory 48 MiB, 30 processes"
+            return False, _("{container} may start {pids} processes, not 30", container=t["container"],
+                            pids=pids or _("any number of"))
+    return True, _("each replica of lab08-api has a cgroup of its own: memory 48 MiB, 30 processes")
 
 
 def _compose():
-    found, why = _service("lab08-app_api", 2, "the service api of the app")
+    found, why = _service("lab08-app_api", 2, _("the service api of the app"))
     if found is None:
-        return False, why + (f" — did `labkit compose -f {COMPOSE_DIR}/compose.yaml up` run?"
-                             if why.startswith("there is no") else "")
-    _, api = found
-    found, why = _service("lab08-app_front", None, "the service front of the app")
+        if why == _no_service("lab08-app_api"):
+            why = _("{why} — did `labkit compose -f {compose_dir}/compose.yaml up` run?", why=why,
+                    compose_dir=COMPOSE_DIR)
+        return False, why
+    api = found[1]
+    found, why = _service("lab08-app_front", None, _("the service front of the app"))
     if found is None:
         return False, why
-    _, front = found
+    front = found[1]
     r = _sh(f"labkit exec {front[0]['container']} -- sh -c "
             "'for i in 1 2 3 4 5 6; do timeout 3 wget -q -O- http://api/; done'")
     answers = set(r.stdout.split())
     names = {f"{t['container']}.{t['task']}" for t in api}
     if not answers & names:
-        return False, "front does not reach the api by its name (`wget -O- http://api/` inside front)"
+        return False, _("front does not reach the api by its name (`wget -O- http://api/` inside front)")
     if not names <= answers:
-        return False, f"front reaches {len(answers & names)} of the api's 2 replicas by name: is each one serving?"
-    return True, "front reaches both replicas of api by the name `api`"
+        return False, _("front reaches {reached} of the api's 2 replicas by name: is each one serving?",
+                        reached=len(answers & names))
+    return True, _("front reaches both replicas of api by the name `api`")
 
 
 def _sh(cmd, timeout=60):

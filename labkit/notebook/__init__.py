@@ -29,8 +29,10 @@ def row(name, value):
     """One line for a recorded value: `✔ check | inside: … | outside: …` for
     a fact (labkit.facts.fact), `· name = value` for anything else."""
     if isinstance(value, dict) and "check" in value and "ok" in value:
+        from ..i18n import _
         mark = {True: "✔", False: "✗"}.get(value["ok"], "·")
-        return f"{mark} {value['check']} | inside: {_short(value.get('inside'))} | outside: {_short(value.get('outside'))}"
+        return f"{mark} {value['check']} | " + _("inside: {inside} | outside: {outside}",
+                                                 inside=_short(value.get("inside")), outside=_short(value.get("outside")))
     return f"· {name} = {_short(value, 100)}"
 
 

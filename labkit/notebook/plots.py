@@ -6,6 +6,8 @@ Each function takes a fact dict, draws on ``ax`` (or a new figure) and
 returns the figure, so a notebook can show it and a test can save it.
 """
 
+from ..i18n import N_, _
+
 MiB = 1 << 20
 
 
@@ -36,15 +38,15 @@ def memory_oom(f, ax=None):
     s = f["series"]
     limit = f["limit_bytes"] / MiB
     ax.plot(s["t"], [(v or 0) / MiB for v in s["memory_current"]], color="#1f77b4",
-            label="memory in use (the container's cgroup)")
-    ax.axhline(limit, color="#d62728", linestyle="--", label=f"limit: {limit:.0f} MiB")
+            label=_("memory in use (the container's cgroup)"))
+    ax.axhline(limit, color="#d62728", linestyle="--", label=_("limit: {limit:.0f} MiB", limit=limit))
     if f.get("kill_t") is not None:
         ax.axvline(f["kill_t"], color="black", linestyle=":", label="OOM kill (oom_kill 0 → 1)")
         ax.annotate("SIGKILL", (f["kill_t"], limit), xytext=(6, -28), textcoords="offset points")
-    ax.set_xlabel("seconds")
+    ax.set_xlabel(_("seconds"))
     ax.set_ylabel("MiB")
     ax.set_ylim(0, limit * 1.25)
-    ax.set_title(f"A hog under --memory {limit:.0f}m grows to the limit and is killed")
+    ax.set_title(_("A hog under --memory {limit:.0f}m grows to the limit and is killed", limit=limit))
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     return fig
@@ -55,17 +57,17 @@ def fork_bomb(f, ax=None):
     fig, ax = _axes(ax)
     s = f["series"]
     ax.axhline(f["pids_limit"], color="#d62728", linestyle="--", linewidth=1, zorder=1,
-               label=f"pids.max = {f['pids_limit']}")
+               label=_("pids.max = {limit}", limit=f["pids_limit"]))
     ax.step(s["t"], [v or 0 for v in s["pids_current"]], where="post", color="#1f77b4",
-            linewidth=2, zorder=2, label="processes in the cgroup (pids.current)")
+            linewidth=2, zorder=2, label=_("processes in the cgroup (pids.current)"))
     ax2 = ax.twinx()
     ax2.plot(s["t"], [v or 0 for v in s["pids_refused"]], color="#7f7f7f", linewidth=1,
-             label="forks refused (pids.events max)")
+             label=_("forks refused (pids.events max)"))
     ax2.set_ylabel("forks refused", color="#7f7f7f")
-    ax.set_xlabel("seconds")
-    ax.set_ylabel("processes")
+    ax.set_xlabel(_("seconds"))
+    ax.set_ylabel(_("processes"))
     ax.set_ylim(0, f["pids_limit"] * 1.3)
-    ax.set_title("A fork bomb meets pids.max")
+    ax.set_title(_("A fork bomb meets pids.max"))
     lines = ax.get_legend_handles_labels()
     more = ax2.get_legend_handles_labels()
     ax.legend(lines[0] + more[0], lines[1] + more[1], loc="lower right", fontsize=8)
@@ -79,23 +81,23 @@ def cpu_quota(f, axes=None):
     fig, axes = _axes(axes, ncols=2, figsize=(10, 3.4))
     s = f["series"]
     t = s["t"]
-    labels = [f"--cpus {f['cpus']}", "no quota"]
+    labels = [f"--cpus {f['cpus']}", _("no quota")]
     colors = ["#d62728", "#7f7f7f"]
     for usage, label, color in zip(s["cpu_usage_usec"], labels, colors):
         axes[0].plot(t, [(u - usage[0]) / 1e6 for u in usage], color=color, label=label)
         rt, r = rate(t, usage)
         axes[1].plot(rt, r, color=color, label=label)
     axes[0].plot([t[0], t[-1]], [0, (t[-1] - t[0]) * f["cpus"]], color="black", linestyle=":",
-                 linewidth=1, label=f"{f['cpus']} s per second")
-    axes[0].set_xlabel("seconds")
-    axes[0].set_ylabel("cpu seconds used")
-    axes[0].set_title("cpu time: the slope is the quota")
+                 linewidth=1, label=_("{cpus} s per second", cpus=f["cpus"]))
+    axes[0].set_xlabel(_("seconds"))
+    axes[0].set_ylabel(_("cpu seconds used"))
+    axes[0].set_title(_("cpu time: the slope is the quota"))
     axes[0].legend(fontsize=8)
     axes[1].axhline(f["target_percent"], color="black", linestyle=":", linewidth=1)
     axes[1].set_ylim(0, 120)
-    axes[1].set_xlabel("seconds")
-    axes[1].set_ylabel("% of one core (200 ms windows)")
-    axes[1].set_title(f"measured: {f['percent']}% vs {f['control_percent']}%")
+    axes[1].set_xlabel(_("seconds"))
+    axes[1].set_ylabel(_("% of one core (200 ms windows)"))
+    axes[1].set_title(_("measured: {percent}% vs {control}%", percent=f["percent"], control=f["control_percent"]))
     axes[1].legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
@@ -111,9 +113,9 @@ def cpu_shares(f, axes=None):
     for usage, share, color in zip(s["cpu_usage_usec"], f["shares"], colors):
         axes[0].plot(t, [(u - usage[0]) / 1e6 for u in usage], color=color,
                      label=f"--cpu-shares {share}")
-    axes[0].set_xlabel("seconds")
-    axes[0].set_ylabel("cpu seconds used")
-    axes[0].set_title(f"two busy loops pinned to cpu {f['pinned_cpu']}")
+    axes[0].set_xlabel(_("seconds"))
+    axes[0].set_ylabel(_("cpu seconds used"))
+    axes[0].set_title(_("two busy loops pinned to cpu {cpu}", cpu=f["pinned_cpu"]))
     axes[0].legend(fontsize=8)
     total = sum(f["cpu_usec"]) or 1
     measured = [u / total for u in f["cpu_usec"]]
@@ -121,11 +123,11 @@ def cpu_shares(f, axes=None):
     x = range(len(f["shares"]))
     axes[1].bar([i - 0.2 for i in x], expected, width=0.4, color="#cccccc", label="shares ratio")
     axes[1].bar([i + 0.2 for i in x], measured, width=0.4, color=colors[:len(measured)],
-                label="measured cpu time")
+                label=_("measured cpu time"))
     axes[1].set_xticks(list(x), [f"shares {sh}" for sh in f["shares"]])
-    axes[1].set_ylabel("fraction of the cpu")
+    axes[1].set_ylabel(_("fraction of the cpu"))
     axes[1].set_ylim(0, 1)
-    axes[1].set_title(f"split 1:{f['ratio']} (expected 1:{f['expected_ratio']:g})")
+    axes[1].set_title(_("split 1:{ratio} (expected 1:{expected:g})", ratio=f["ratio"], expected=f["expected_ratio"]))
     axes[1].legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
@@ -135,8 +137,8 @@ def cpu_shares(f, axes=None):
 # the guard held.
 GUARD_HELD = {"mount": "no", "proc_sys": "no", "userns": "no", "open_disk": "no", "seccomp": "2",
               "no_new_privs": "1"}
-GUARD_NAMES = {"mount": "mount(2)", "proc_sys": "write /proc/sys", "userns": "unshare -U",
-               "open_disk": "open a disk node", "seccomp": "seccomp filter", "no_new_privs": "no_new_privs"}
+GUARD_NAMES = {"mount": "mount(2)", "proc_sys": N_("write /proc/sys"), "userns": "unshare -U",
+               "open_disk": N_("open a disk node"), "seccomp": N_("seccomp filter"), "no_new_privs": "no_new_privs"}
 
 
 def guards(columns, ax=None):
@@ -150,10 +152,10 @@ def guards(columns, ax=None):
     ax.imshow(grid, cmap=ListedColormap(["#e06666", "#93c47d"]), vmin=0, vmax=1, aspect="auto")
     for i, r in enumerate(rows):
         for j, c in enumerate(names):
-            ax.text(j, i, "held" if grid[i][j] else "open", ha="center", va="center", fontsize=9)
+            ax.text(j, i, _("held") if grid[i][j] else _("open"), ha="center", va="center", fontsize=9)
     ax.set_xticks(range(len(names)), names, fontsize=9)
-    ax.set_yticks(range(len(rows)), [GUARD_NAMES[r] for r in rows], fontsize=9)
-    ax.set_title("guards a default keeps (green: the escape failed)")
+    ax.set_yticks(range(len(rows)), [_(GUARD_NAMES[r]) for r in rows], fontsize=9)
+    ax.set_title(_("guards a default keeps (green: the escape failed)"))
     return fig
 
 
@@ -176,18 +178,18 @@ def topology(f, ax=None):
 
     ax.add_patch(FancyBboxPatch((0.1, 3.0), width - 0.2, 2.8, boxstyle="round,pad=0.05", fc="#f3f3f3",
                                 ec="#999", ls="--"))
-    ax.text(0.25, 5.55, f"host network namespace ({f['host_ns']})", fontsize=8, color="#555")
+    ax.text(0.25, 5.55, _("host network namespace ({ns})", ns=f["host_ns"]), fontsize=8, color="#555")
     br = f["bridge"]
-    box(width / 2 - 1.1, 4.4, 2.2, 0.8, f"bridge {br['name']}\n{br['address']} (gateway)", "#cfe2f3")
+    box(width / 2 - 1.1, 4.4, 2.2, 0.8, _("bridge {name}\n{address} (gateway)", name=br["name"], address=br["address"]), "#cfe2f3")
     for i, c in enumerate(containers):
         x = 0.5 + 2.4 * i
         box(x, 3.3, 1.9, 0.6, f"{c['veth']}\nindex {c['peer_index']}", "#fff2cc")
         ax.plot([x + 0.95, width / 2], [3.9, 4.4], color="#444", lw=1)
         ax.plot([x + 0.95, x + 0.95], [3.3, 2.3], color="#c00", lw=2)
-        ax.text(x + 1.0, 2.75, "veth pair", fontsize=7, color="#c00")
+        ax.text(x + 1.0, 2.75, _("veth pair"), fontsize=7, color="#c00")
         box(x, 0.3, 1.9, 2.0, f"{c['name']}\nnet ns {c['net_ns']}\n\n{c['ifname']}@if{c['peer_index']}\n{c['ip']}",
             "#d9ead3")
-    ax.set_title("the links, read from `ip -j addr` inside and outside")
+    ax.set_title(_("the links, read from `ip -j addr` inside and outside"))
     return fig
 
 
@@ -198,15 +200,15 @@ def disk_usage(rows, lower_bytes, title, ax=None):
     fig, ax = _axes(ax, figsize=(7, 3.4))
     x = range(len(rows))
     b1 = ax.bar([i - 0.2 for i in x], [r["copies_bytes"] / MiB for r in rows], width=0.4, color="#999",
-                label="N full copies of the rootfs")
+                label=_("N full copies of the rootfs"))
     b2 = ax.bar([i + 0.2 for i in x], [r["shared_bytes"] / MiB for r in rows], width=0.4, color="#1f77b4",
-                label="N containers on the shared rootfs (overlay)")
+                label=_("N containers on the shared rootfs (overlay)"))
     ax.bar_label(b1, fmt="%.1f", fontsize=8)
     ax.bar_label(b2, fmt="%.1f", fontsize=8)
     ax.set_xticks(list(x), [str(r["n"]) for r in rows])
-    ax.set_xlabel("N (containers or copies)")
-    ax.set_ylabel("disk used (MiB)")
-    ax.set_title(f"{title} (the rootfs is {lower_bytes / MiB:.1f} MiB)", fontsize=10)
+    ax.set_xlabel(_("N (containers or copies)"))
+    ax.set_ylabel(_("disk used (MiB)"))
+    ax.set_title(_("{title} (the rootfs is {size:.1f} MiB)", title=title, size=lower_bytes / MiB), fontsize=10)
     ax.legend(fontsize=8, loc="upper left")
     fig.tight_layout()
     return fig
@@ -231,10 +233,10 @@ def requests(f, ax=None):
             continue
         replica = b.split()[-1].rsplit(".", 1)[0]
         ax.plot(t, rows[replica], "o", ms=5, color=colors[rows[replica] % len(colors)])
-    ax.set_yticks([-1] + list(rows.values()), ["failed"] + list(rows))
+    ax.set_yticks([-1] + list(rows.values()), [_("failed")] + list(rows))
     ax.set_ylim(-1.6, len(rows) - 0.4)
-    ax.set_xlabel("seconds")
-    ax.set_title("who answered each request to the published port", fontsize=10)
+    ax.set_xlabel(_("seconds"))
+    ax.set_title(_("who answered each request to the published port"), fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -282,15 +284,15 @@ def timeline(f, ax=None, marks=()):
             ax.text(max(start, 0) + 0.05, y, task, va="center", fontsize=7, color="white")
     ok = [t for t, b in answers if b is not None]
     bad = [t for t, b in answers if b is None]
-    ax.plot(ok, [0] * len(ok), "|", ms=12, color="#2ca02c", label=f"served ({len(ok)})")
-    ax.plot(bad, [0] * len(bad), "x", ms=9, color="#c00", label=f"failed ({len(bad)})")
+    ax.plot(ok, [0] * len(ok), "|", ms=12, color="#2ca02c", label=_("served ({n})", n=len(ok)))
+    ax.plot(bad, [0] * len(bad), "x", ms=9, color="#c00", label=_("failed ({n})", n=len(bad)))
     for t, label in marks:
         ax.axvline(t, color="#c00", ls="--", lw=1)
         ax.text(t, len(slots) + 0.55, label, color="#c00", fontsize=8, ha="center")
-    ax.set_yticks(range(len(slots) + 1), ["requests"] + [f"slot {s}" for s in slots])
+    ax.set_yticks(range(len(slots) + 1), [_("requests")] + [_("slot {n}", n=s) for s in slots])
     ax.set_ylim(-0.7, len(slots) + 0.9)
     ax.set_xlim(0, end)
-    ax.set_xlabel("seconds (thin: the container runs; thick: in the rotation; the label is the task)")
+    ax.set_xlabel(_("seconds (thin: the container runs; thick: in the rotation; the label is the task)"))
     ax.legend(fontsize=8, loc="lower right")
     fig.tight_layout()
     return fig
@@ -303,16 +305,16 @@ def memory_per_replica(f, ax=None):
     rows = f["rows"]
     fig, ax = _axes(ax, figsize=(7, 3))
     x = range(len(rows))
-    for dx, key, color, label in ((-0.2, "cgroup", "#1f77b4", "cgroup (memory.current / usage_in_bytes)"),
-                                  (0.2, "pss", "#ff7f0e", "Pss of its processes")):
+    for dx, key, color, label in ((-0.2, "cgroup", "#1f77b4", _("cgroup (memory.current / usage_in_bytes)")),
+                                  (0.2, "pss", "#ff7f0e", _("Pss of its processes"))):
         bars = ax.bar([i + dx for i in x], [statistics.median(r[key]) / MiB for r in rows], width=0.4,
                       color=color, label=label)
         ax.bar_label(bars, fmt="%.2f", fontsize=8)
     ax.set_xticks(list(x), [str(r["n"]) for r in rows])
     ax.set_ylim(0, ax.get_ylim()[1] * 1.3)     # room for the legend above the bars
-    ax.set_xlabel("N replicas")
-    ax.set_ylabel("MiB a replica (median)")
-    ax.set_title("memory of one replica: its own pages, not the image's size", fontsize=10)
+    ax.set_xlabel(_("N replicas"))
+    ax.set_ylabel(_("MiB a replica (median)"))
+    ax.set_title(_("memory of one replica: its own pages, not the image's size"), fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
