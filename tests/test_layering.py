@@ -36,7 +36,7 @@ LAYERS = [
                    "labkit.lab", "labkit.__main__", "labkit.network_cli", "labkit.image_cli", "labkit.build",
                    "labkit.services",
                    # the translators' tools: what to translate, and the built notebooks
-                   "labkit.i18n.messages", "labkit.i18n.notebooks"]),
+                   "labkit.translation"]),
 ]
 LEVEL = {name: i for i, (_, names) in enumerate(LAYERS) for name in names}
 

@@ -14,6 +14,7 @@ import time
 from .. import api
 from ..images import image, registry, store
 from . import fact
+from ..i18n import _
 
 LAYER = "7 images"
 PREFIX = "lab07-facts"
@@ -49,7 +50,7 @@ def anatomy():
         checked.append({"what": what, "digest": digest, "sha256sum": "sha256:" + out[0] if out else None,
                         "shell": f"sha256sum {path}"})
     ok = all(c["digest"] == c["sha256sum"] for c in checked)
-    return fact("img_anatomy", LAYER, "every blob's name is the sha256 of its bytes (sha256sum agrees)",
+    return fact("img_anatomy", LAYER, _("every blob's name is the sha256 of its bytes (sha256sum agrees)"),
                 [f"{c['what']}: {c['digest'][:19]}…" for c in checked], "sha256sum: the same", ok,
                 checked=checked, manifest=img["manifest"], config=img["config"],
                 index_entry=img["descriptor"], layout=store.root())
@@ -83,7 +84,7 @@ def build_and_cache():
     steps = [line for line in second.stderr.splitlines() if line.startswith("STEP")]
     cached = [line for line in steps if line.endswith("(cached)")]
     added = len(img["manifest"]["layers"]) - len(base["manifest"]["layers"])
-    return fact("img_build", LAYER, "COPY and each RUN make a layer; a second build hits the cache at every step",
+    return fact("img_build", LAYER, _("COPY and each RUN make a layer; a second build hits the cache at every step"),
                 out.strip().splitlines(), f"{added} layers on labkit/base; {len(cached)}/{len(steps) - 1} steps cached",
                 added == 3 and len(cached) == len(steps) - 1 and "bytes: 19" in out,
                 first_steps=[line for line in first.stderr.splitlines() if line.startswith("STEP")],
@@ -142,7 +143,7 @@ def push_pull(ref):
         run = labkit("run", "--rm", remote).stdout.strip().splitlines()
         labkit("rmi", remote)
     catalog = json.loads(curl["catalog"]["out"] or "{}").get("repositories", [])
-    return fact("img_push_pull", LAYER, "push, the registry's v2 API, rmi, pull, run: the same image by digest",
+    return fact("img_push_pull", LAYER, _("push, the registry's v2 API, rmi, pull, run: the same image by digest"),
                 run, {k: v["out"] for k, v in curl.items()},
                 f"{PREFIX}/hello" in catalog and curl["manifest"]["out"] == local and run[:1] == ["hello from the lab"],
                 curl=curl, digest=local, push=push.stderr.strip().splitlines(), pull=pull.stderr.strip().splitlines(),
@@ -170,7 +171,7 @@ def tampered(ref):
             labkit("builder", "prune")
         r = labkit("pull", remote, check=False)
         stored = store.has(layer) or store.lookup(remote) is not None
-    return fact("img_tampered", LAYER, "a blob changed in the registry: pull refuses it and stores nothing",
+    return fact("img_tampered", LAYER, _("a blob changed in the registry: pull refuses it and stores nothing"),
                 (r.stderr.strip().splitlines() or [""])[-1], f"stored afterwards: {stored}",
                 r.returncode != 0 and layer in r.stderr and not stored, blob=layer)
 
@@ -179,7 +180,7 @@ def runc_runs(ref):
     """The same image, taken by skopeo from labkit's store, unpacked by umoci, run by runc."""
     tools = [t for t in ("skopeo", "umoci", "runc") if not shutil.which(t)]
     if tools:
-        return fact("img_runc", LAYER, "skopeo + umoci + runc run labkit's image", f"missing: {tools}", "", True,
+        return fact("img_runc", LAYER, _("skopeo + umoci + runc run labkit's image"), f"missing: {tools}", "", True,
                     applies=False)
     work = tempfile.mkdtemp(prefix="lab07-runc-")
     try:
@@ -188,7 +189,7 @@ def runc_runs(ref):
         for cmd in cmds:
             r = sh(cmd)
             if r.returncode != 0:
-                return fact("img_runc", LAYER, "skopeo + umoci + runc run labkit's image", r.stderr.strip()[:200],
+                return fact("img_runc", LAYER, _("skopeo + umoci + runc run labkit's image"), r.stderr.strip()[:200],
                             "", False, applies=True, shell=cmds)
         cfg_path = os.path.join(work, "bundle", "config.json")
         with open(cfg_path) as f:
@@ -202,7 +203,7 @@ def runc_runs(ref):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     out = r.stdout.strip().splitlines()
-    return fact("img_runc", LAYER, "skopeo + umoci + runc run labkit's image, with its CMD", out, "runc",
+    return fact("img_runc", LAYER, _("skopeo + umoci + runc run labkit's image, with its CMD"), out, "runc",
                 r.returncode == 0 and out[:1] == ["hello from the lab"], applies=True, shell=cmds)
 
 
@@ -225,7 +226,7 @@ def shared():
             labkit("rmi", ref, check=False)
         for ctx in ctxs:
             shutil.rmtree(ctx, ignore_errors=True)
-    return fact("img_shared", LAYER, "images FROM one base share its layer: one blob, one unpacked directory",
+    return fact("img_shared", LAYER, _("images FROM one base share its layer: one blob, one unpacked directory"),
                 [f"{r['ref']}: {len(r['layers'])} layers" for r in rows], f"{len(inodes)} directory for the base layer",
                 all(r["layers"][0] == base_layer for r in rows) and len(inodes) == 1, rows=rows)
 
@@ -233,7 +234,7 @@ def shared():
 def left():
     from ..leaks import image_leftovers
     found = image_leftovers() + [f"build cache {n}" for n, _ in store.tags() if n.startswith("labkit/build-cache:")]
-    return fact("img_left", LAYER, "nothing left: no tag, cached step or registry of this notebook", found, "",
+    return fact("img_left", LAYER, _("nothing left: no tag, cached step or registry of this notebook"), found, "",
                 not found)
 
 

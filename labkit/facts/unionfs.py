@@ -18,6 +18,7 @@ from .. import api, builder, home, layers, overlay
 from . import overlay as overlay_facts
 from ..stages import unionfs
 from . import fact, lines
+from ..i18n import _
 
 LAYER = "4 union fs"
 
@@ -99,7 +100,7 @@ def copy_up(rootfs="base"):
         in_layer = _read(os.path.join(lower, "etc/motd"))
         layer_inode = os.stat(os.path.join(lower, "etc/motd")).st_ino
     return fact("unionfs_copy_up", LAYER,
-                "writing a layer's file copies it up into the container's upper dir; the layer keeps its copy",
+                _("writing a layer's file copies it up into the container's upper dir; the layer keeps its copy"),
                 inside, f"upper: {in_upper!r}; layer: {in_layer!r}",
                 not before and in_upper == inside and in_layer == "from the layer\n"
                 and inside.startswith(in_layer) and inside != in_layer,
@@ -118,7 +119,7 @@ def whiteout(rootfs="base"):
     is_chr = stat.S_ISCHR(st.st_mode)
     rdev = [os.major(st.st_rdev), os.minor(st.st_rdev)]
     return fact("unionfs_whiteout", LAYER,
-                "deleting a layer's file leaves a 0/0 character device (a whiteout) in the upper dir",
+                _("deleting a layer's file leaves a 0/0 character device (a whiteout) in the upper dir"),
                 (r.stderr.strip() or r.stdout.strip()),
                 f"upper: {'char device' if is_chr else stat.filemode(st.st_mode)} {rdev[0]}/{rdev[1]}; "
                 f"layer still has it: {kept is not None}",
@@ -139,7 +140,8 @@ def opaque(rootfs="base"):
             in_upper = sorted(os.listdir(os.path.join(upper_of(c), "app")))
         in_layer = sorted(os.listdir(os.path.join(lower, "app")))
     return fact("unionfs_opaque", LAYER,
-                "a directory that replaces a layer's is opaque (trusted.overlay.opaque=y): the old entries stay hidden",
+                _("a directory that replaces a layer's is opaque (trusted.overlay.opaque=y): "
+                  "the old entries stay hidden"),
                 inside, f"{overlay.OPAQUE_XATTR}={xattr}; layer: {in_layer}",
                 xattr == "y" and inside == ["new.conf"] and in_layer == ["a.conf", "b.conf"],
                 xattr=xattr, layer_entries=in_layer, upper_entries=in_upper)
@@ -157,7 +159,7 @@ def isolation(rootfs="base"):
         in_layer = sorted(os.listdir(lower))
         shared = _read(os.path.join(lower, "shared"))
     return fact("unionfs_isolation", LAYER,
-                "two containers on the same layer never see each other's changes",
+                _("two containers on the same layer never see each other's changes"),
                 f"a: {seen_a}; b: {seen_b}", f"layer: {in_layer}, shared={shared.strip()!r}",
                 seen_a == ["changed by a", "/only-a", "/doomed"] and seen_b == ["from the layer"]
                 and in_layer == ["doomed", "shared"] and shared == "from the layer\n",
@@ -172,7 +174,7 @@ def top_layer_wins(rootfs="base"):
         up = api.run(cmd, rootfs=rootfs, layers=[low, high], check=True).stdout
         down = api.run(cmd, rootfs=rootfs, layers=[high, low], check=True).stdout
     return fact("unionfs_top_layer_wins", LAYER,
-                "with --layer A --layer B, a file in both comes from B (the last, top one)",
+                _("with --layer A --layer B, a file in both comes from B (the last, top one)"),
                 f"--layer low --layer high: {lines(up)}", f"--layer high --layer low: {lines(down)}",
                 lines(up) == ["from high", "low"] and lines(down) == ["from low", "low"])
 
@@ -196,7 +198,7 @@ def disk_usage(rootfs="base", counts=(1, 2, 4, 8)):
         container_bytes <= 0.1 * f["lower_bytes"]
     mib = 1 << 20
     return fact("unionfs_disk_usage", LAYER,
-                f"{big['n']} containers sharing the rootfs cost about one rootfs; {big['n']} copies cost {big['n']}",
+                _("{n} containers sharing the rootfs cost about one rootfs; {n} copies cost {n}", n=big["n"]),
                 f"{big['n']} containers: {big['shared_bytes'] / mib:.1f} MiB",
                 f"{big['n']} copies: {big['copies_bytes'] / mib:.1f} MiB (rootfs {f['lower_bytes'] / mib:.1f} MiB)",
                 ok, lower_bytes=f["lower_bytes"], rows=rows, container_upper_work_bytes=container_bytes)
@@ -221,14 +223,14 @@ def commit(rootfs="base"):
     names = lines(listing)
     return [
         fact("unionfs_commit_layer_tar", LAYER,
-             "labkit commit turns the upper dir into a layer tar: the new file, and .wh.<name> for the deleted one",
+             _("labkit commit turns the upper dir into a layer tar: the new file, and .wh.<name> for the deleted one"),
              "rm /etc/secret; echo > /etc/committed", names,
              "etc/committed" in names and "etc/.wh.secret" in names, entries=names),
-        fact("unionfs_layer_digest", LAYER, "a layer's sha256 digest is sha256sum of the tar file",
+        fact("unionfs_layer_digest", LAYER, _("a layer's sha256 digest is sha256sum of the tar file"),
              printed, f"sha256sum: {summed}",
              printed == "sha256:" + summed == computed, digest=printed),
         fact("unionfs_commit_new_container", LAYER,
-             "a new container with the committed layer on top sees the change; one without it does not",
+             _("a new container with the committed layer on top sees the change; one without it does not"),
              lines(after.stdout), f"without it: {lines(without.stdout)}",
              lines(after.stdout)[:1] == [token] and "No such file" in after.stdout
              and token not in without.stdout and "in the layer" in without.stdout),
@@ -254,7 +256,7 @@ def unsafe_tar_refused(rootfs="base"):
         planted = os.path.exists(target)
     err = lines(r.stderr)
     return fact("unionfs_unsafe_tar_refused", LAYER,
-                "a layer tar naming ../../ is refused with one line; nothing is written",
+                _("a layer tar naming ../../ is refused with one line; nothing is written"),
                 err, f"{target} exists: {planted}; unpacked copy exists: {cached}",
                 r.returncode != 0 and len(err) == 1 and "'..'" in err[0] and not planted and not cached)
 
@@ -314,7 +316,7 @@ def provenance(rootfs="base"):
             "/etc/passwd": "base", "/etc/os-release": "app", "/etc/hostname": None, "/app/run": "app",
             "/app/config": "patch", "/app/old": None, "/etc/motd": "upper"}
     return fact("unionfs_provenance", LAYER,
-                "each visible file comes from the highest layer that has it; whiteouts hide the ones below",
+                _("each visible file comes from the highest layer that has it; whiteouts hide the ones below"),
                 [f"{r['path']}: " + (r["inside"].splitlines()[0][:24] if r["inside"] else "(missing)") for r in grid],
                 [f"{r['path']} <- {r['from'] or 'hidden by a whiteout'}" for r in grid], ok, layers=names, grid=grid)
 

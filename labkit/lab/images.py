@@ -8,6 +8,7 @@ import subprocess
 
 from . import Exercise, env
 from ..errors import LabkitError
+from ..i18n import _
 
 REF = "lab07/hello:v1"
 REMOTE = "127.0.0.1:5000/lab07/hello:v1"
@@ -29,36 +30,38 @@ def _image(ref):
 
 def _built():
     if _image(REF) is None:
-        return False, f"there is no image {REF} (`labkit images`)"
+        return False, _("there is no image {ref} (`labkit images`)", ref=REF)
     r = subprocess.run(["labkit", "run", "--rm", REF], capture_output=True, text=True, timeout=120, env=env())
     said = r.stdout.strip()
     if said != "hello lab":
-        return False, f"`labkit run --rm {REF}` says {said!r}, not 'hello lab'" + (
+        return False, _("`labkit run --rm {ref}` says {said}, not 'hello lab'", ref=REF, said=repr(said)) + (
             f" ({r.stderr.strip().splitlines()[-1]})" if r.returncode and r.stderr.strip() else "")
-    return True, f"{REF} runs and says hello lab"
+    return True, _("{ref} runs and says hello lab", ref=REF)
 
 
 def _pushed():
     from ..images import registry, store
     st = registry.status()
     if st is None:
-        return False, "the lab registry is not running (`labkit registry status`)"
+        return False, _("the lab registry is not running (`labkit registry status`)")
     if st["address"] != "127.0.0.1:5000":
-        return False, f"the lab registry runs on {st['address']}, not 127.0.0.1:5000"
+        return False, _("the lab registry runs on {address}, not 127.0.0.1:5000", address=st["address"])
     img = _image(REF)
     if img is None:
-        return False, f"there is no image {REF} here to compare with"
+        return False, _("there is no image {ref} here to compare with", ref=REF)
     conn = http.client.HTTPConnection(st["address"], timeout=10)
     conn.request("GET", "/v2/lab07/hello/manifests/v1", headers={"Accept": store.MEDIA_MANIFEST})
     resp = conn.getresponse()
     body = resp.read()
     conn.close()
     if resp.status != 200:
-        return False, "the registry has no lab07/hello:v1 (GET /v2/lab07/hello/manifests/v1 answers %d)" % resp.status
+        return False, _("the registry has no lab07/hello:v1 (GET /v2/lab07/hello/manifests/v1 answers {status})",
+                         status=resp.status)
     remote = "sha256:" + hashlib.sha256(body).hexdigest()
     if remote != img["descriptor"]["digest"]:
-        return False, f"the registry's lab07/hello:v1 is {remote[:19]}…, not the image {REF} here"
-    return True, f"the registry serves {REF}'s manifest, {remote[:19]}…"
+        return False, _("the registry's lab07/hello:v1 is {remote}…, not the image {ref} here",
+                         remote=remote[:19], ref=REF)
+    return True, _("the registry serves {ref}'s manifest, {remote}…", ref=REF, remote=remote[:19])
 
 
 EXERCISES = [

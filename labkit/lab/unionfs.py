@@ -8,6 +8,7 @@ import stat
 
 from . import Exercise
 from .. import mountinfo
+from ..i18n import _
 
 TOP = "/tmp/lab04"
 LOWER, UPPER, WORK, MERGED = (f"{TOP}/{d}" for d in ("lower", "upper", "work", "merged"))
@@ -24,9 +25,10 @@ def _mounted():
         if m.mount_point == MERGED and m.fstype == "overlay":
             opts = dict(o.partition("=")[::2] for o in m.super_options.split(","))
             if opts.get("lowerdir") != LOWER or opts.get("upperdir") != UPPER:
-                return f"the overlay on {MERGED} has lowerdir={opts.get('lowerdir')}, upperdir={opts.get('upperdir')}"
+                return _("the overlay on {merged} has lowerdir={lower}, upperdir={upper}",
+                         merged=MERGED, lower=opts.get("lowerdir"), upper=opts.get("upperdir"))
             return None
-    return f"no overlay is mounted on {MERGED} (grep {MERGED} /proc/self/mountinfo)"
+    return _("no overlay is mounted on {merged} (grep {merged} /proc/self/mountinfo)", merged=MERGED)
 
 
 def _written():
@@ -34,12 +36,13 @@ def _written():
     if why:
         return False, why
     if not os.path.exists(f"{MERGED}/note.txt"):
-        return False, f"there is no note.txt in {MERGED}"
+        return False, _("there is no note.txt in {merged}", merged=MERGED)
     if os.path.exists(f"{LOWER}/note.txt"):
-        return False, f"{LOWER}/note.txt exists: the note was written to the lower layer, not through the overlay"
+        return False, _("{lower}/note.txt exists: the note was written to the lower layer, not through the overlay",
+                         lower=LOWER)
     if not os.path.isfile(f"{UPPER}/note.txt"):
-        return False, f"{UPPER} has no note.txt"
-    return True, f"note.txt written through {MERGED} is in the upper dir, and the lower layer has none"
+        return False, _("{upper} has no note.txt", upper=UPPER)
+    return True, _("note.txt written through {merged} is in the upper dir, and the lower layer has none", merged=MERGED)
 
 
 def _whiteout():
@@ -47,13 +50,15 @@ def _whiteout():
     if why:
         return False, why
     if os.path.lexists(f"{MERGED}/hello.txt"):
-        return False, f"{MERGED}/hello.txt is still there"
+        return False, _("{merged}/hello.txt is still there", merged=MERGED)
     if not os.path.exists(f"{LOWER}/hello.txt"):
-        return False, f"{LOWER}/hello.txt is gone: it was deleted in the lower layer, not through the overlay"
+        return False, _("{lower}/hello.txt is gone: it was deleted in the lower layer, not through the overlay",
+                         lower=LOWER)
     st = os.lstat(f"{UPPER}/hello.txt") if os.path.lexists(f"{UPPER}/hello.txt") else None
     if st is None or not stat.S_ISCHR(st.st_mode) or st.st_rdev != 0:
-        return False, f"{UPPER}/hello.txt is not a whiteout (a character device 0/0)"
-    return True, f"hello.txt is gone from {MERGED}, kept in the lower layer, hidden by a 0/0 device in the upper dir"
+        return False, _("{upper}/hello.txt is not a whiteout (a character device 0/0)", upper=UPPER)
+    return True, _("hello.txt is gone from {merged}, kept in the lower layer, hidden by a 0/0 device in the upper dir",
+                   merged=MERGED)
 
 
 def _opaque():
@@ -61,16 +66,17 @@ def _opaque():
     if why:
         return False, why
     if not os.path.isdir(f"{MERGED}/d") or os.listdir(f"{MERGED}/d"):
-        return False, f"{MERGED}/d is not an empty directory"
+        return False, _("{merged}/d is not an empty directory", merged=MERGED)
     if not os.path.exists(f"{LOWER}/d/a.conf"):
-        return False, f"{LOWER}/d/a.conf is gone: the lower layer was changed"
+        return False, _("{lower}/d/a.conf is gone: the lower layer was changed", lower=LOWER)
     try:
         mark = os.getxattr(f"{UPPER}/d", "trusted.overlay.opaque")
     except OSError:
         mark = None
     if mark != b"y":
-        return False, f"{UPPER}/d has no trusted.overlay.opaque=y: the lower d would show through"
-    return True, f"{MERGED}/d is empty: {UPPER}/d is opaque (trusted.overlay.opaque=y), the lower d/a.conf is kept"
+        return False, _("{upper}/d has no trusted.overlay.opaque=y: the lower d would show through", upper=UPPER)
+    return True, _("{merged}/d is empty: {upper}/d is opaque (trusted.overlay.opaque=y), the lower d/a.conf is kept",
+                   merged=MERGED, upper=UPPER)
 
 
 HINT_MOUNT = f"sudo mount -t overlay overlay -o lowerdir={LOWER},upperdir={UPPER},workdir={WORK} {MERGED}"

@@ -7,9 +7,9 @@ notebooks/<lang>/ from the two. Code cells stay as they are, except their
 comments and the texts they print; each translated notebook starts by
 setting LABKIT_LANG, so that checks, hints and figures speak its language.
 
-    python -m labkit.i18n.notebooks extract es [NAME...]  # new or changed cells into the .po files
-    python -m labkit.i18n.notebooks build es              # notebooks/es/*.ipynb
-    python -m labkit.i18n.notebooks check es [NAME...]    # what is missing or differs (exit 1)
+    python -m labkit.translation.notebooks extract es [NAME...]  # new or changed cells into the .po files
+    python -m labkit.translation.notebooks build es              # notebooks/es/*.ipynb
+    python -m labkit.translation.notebooks check es [NAME...]    # what is missing or differs (exit 1)
 
 ``check`` is what tests/test_i18n.py runs: every markdown cell translated
 from the English cell as it is now, the same commands, code, links, seed
@@ -25,7 +25,7 @@ import re
 import sys
 import tokenize
 
-from . import po
+from ..i18n import po
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = os.path.join(ROOT, "notebooks")

@@ -7,8 +7,8 @@ it translated), or an exercise's title, goal or hint as a student reads it
 area named after the module it comes from (labkit/lab/cgroups.py:
 lab-cgroups.po), with its file and line as a comment.
 
-    python -m labkit.i18n.messages extract es [AREA...]   # add new messages, drop gone ones
-    python -m labkit.i18n.messages check es [AREA...]     # what is untranslated or broken (exit 1)
+    python -m labkit.translation.messages extract es [AREA...]   # add new messages, drop gone ones
+    python -m labkit.translation.messages check es [AREA...]     # what is untranslated or broken (exit 1)
 """
 
 import ast
@@ -18,10 +18,10 @@ import re
 import string
 import sys
 
-from . import po
+from ..i18n import po
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-HERE = os.path.dirname(os.path.abspath(__file__))
+HERE = os.path.join(PACKAGE, "i18n")        # the catalogs: labkit/i18n/<lang>/*.po
 
 
 def _area(path):
