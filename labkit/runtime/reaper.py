@@ -32,7 +32,6 @@ one monitor per container, as before. If the reaper is killed (SIGKILL), its
 containers go on running, marked dead: `labkit gc` stops and removes them.
 """
 
-import marshal
 import os
 import sys
 
@@ -42,11 +41,14 @@ import select
 
 from ..containers import REAPER as NAME   # its /proc/PID/comm, what `ps -e` and `top` show
 from ..containers import start_time
+from .handoff import children as _children
+from .handoff import command, connect as _connect, kill as _kill, name as _name
+from .handoff import recv as _recv, run_command, send as _send, send_fds, seqpacket as _seqpacket
+from .handoff import fresh_child, import_path
 
 RUN = "run"                 # under $LABKIT_HOME: the sockets, their lock, the log
 LOG = "reaper.log"
 ORPHAN_MEMORY = 60          # seconds an unclaimed exit status is kept (see Reaper.orphans)
-MAX_MESSAGE = 1 << 20       # a command line with its environment: far less than this
 SPAWN_TIMEOUT = 10          # seconds for a new reaper to listen
 
 # In a child of the reaper: (its pid, its start time), the monitor's new owner.
@@ -81,20 +83,6 @@ def can_adopt(config, options):
         options.pid_file or options.console_socket or options.no_monitor)
 
 
-def _seqpacket():
-    return socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-
-
-def _connect(path):
-    s = _seqpacket()
-    try:
-        s.connect(path)
-    except OSError:
-        s.close()
-        return None
-    return s
-
-
 def _error(message, hint):
     from ..errors import LabkitError
     return LabkitError(message, hint)
@@ -122,7 +110,7 @@ def _spawn(home, path):
     import subprocess
     import time
     log = os.open(os.path.join(run_dir(home), LOG), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
-    env = dict(os.environ, LABKIT_REAPER_PATH=os.pathsep.join(p for p in sys.path if p))
+    env = dict(os.environ, LABKIT_REAPER_PATH=os.pathsep.join(import_path()))
     try:
         # The subreaper flag is set in the child before the exec, which keeps
         # it: the reaper itself then needs no ctypes (a megabyte of memory).
@@ -151,12 +139,11 @@ def run(entry, argv):
     a command line's main (the caller's: the runtime knows no frontend) —
     with this process's stdin, stdout, stderr, environment and working
     directory; its exit code."""
-    request = ("run", entry, list(argv), dict(os.environ), os.getcwd(), _umask(), [p for p in sys.path if p])
+    request = command(entry, argv)
     for attempt in (1, 2):
         s = _reaper()
         try:
-            s.sendmsg([marshal.dumps(request)], [(socket.SOL_SOCKET, socket.SCM_RIGHTS,
-                                                  b"".join(fd.to_bytes(4, sys.byteorder) for fd in (0, 1, 2)))])
+            send_fds(s, request, (0, 1, 2))
             reply = _recv(s)
             if reply is None:
                 # A reaper that was leaving as we connected: it never
@@ -180,36 +167,12 @@ def adopt(cid, pid):
     if s is None:
         return False
     try:
-        s.sendall(marshal.dumps(("adopt", cid, pid)))
+        _send(s, ("adopt", cid, pid))
         return _recv(s) == ("adopted",)
     except OSError:
         return False
     finally:
         s.close()
-
-
-def _umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _recv(s, fds=0):
-    """One message (and up to ``fds`` file descriptors), or None at EOF."""
-    if fds:
-        space = socket.CMSG_SPACE(4 * fds)
-        data, ancillary, _, _ = s.recvmsg(MAX_MESSAGE, space)
-    else:
-        data, ancillary = s.recv(MAX_MESSAGE), []
-    received = [int.from_bytes(d[i:i + 4], sys.byteorder)
-                for level, kind, d in ancillary if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
-                for i in range(0, len(d) - len(d) % 4, 4)]
-    if not data:
-        for fd in received:
-            os.close(fd)
-        return None
-    message = marshal.loads(data)
-    return (message, received) if fds else message
 
 
 # ---- the reaper ----------------------------------------------------------
@@ -358,50 +321,18 @@ class Reaper:
         return True
 
     # ---- in the reaper's children ------------------------------------------
-    def _child(self, fds=()):
-        """The first steps of a child: none of the reaper's descriptors, signals
-        as a fresh process has them, labkit importable."""
-        signal.set_wakeup_fd(-1)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-        for target, fd in enumerate(fds):
-            os.dup2(fd, target)
-        for name in os.listdir("/proc/self/fd"):
-            if int(name) > 2:
-                try:
-                    os.close(int(name))
-                except OSError:
-                    pass
-
     def _command(self, message, fds):
-        code = 125
-        try:
-            _, entry, argv, env, cwd, umask, path = message
-            self._child(fds)
-            _name(f"labkit {argv[0] if argv else ''}")
-            os.environ.clear()
-            os.environ.update(env)
-            os.umask(umask)
-            os.chdir(cwd)
-            sys.path[:] = path
-            sys.argv[:] = ["labkit", *argv]
+        def adopter():
             global ADOPTER
             ADOPTER = self.me
-            module, _, function = entry.partition(":")
-            code = getattr(__import__(module, fromlist=[function]), function)(argv)
-            sys.stdout.flush()
-            sys.stderr.flush()
-        except BaseException as e:
-            print(f"labkit: the reaper's child failed: {type(e).__name__}: {e}", file=sys.stderr, flush=True)
-        finally:
-            os._exit(code)
+        run_command(message, fds, before=adopter)
 
     def _finisher(self, cid, pid, code):
         if os.fork() != 0:
             return
         status = 1
         try:
-            self._child()
+            fresh_child()
             _name("labkit finish")
             sys.path[:] = self.import_path
             from labkit.runtime import monitor
@@ -412,34 +343,6 @@ class Reaper:
         finally:
             sys.stdout.flush()
             os._exit(status)
-
-
-def _send(conn, message):
-    try:
-        conn.sendall(marshal.dumps(message))
-    except OSError:
-        pass        # the client is gone; nothing to tell
-
-
-def _kill(pid, sig):
-    try:
-        os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
-
-
-def _children():
-    """This process's children, alive or not yet reaped (a single thread)."""
-    me = os.getpid()
-    with open(f"/proc/{me}/task/{me}/children") as f:
-        return f.read().split()
-
-
-def _name(name):
-    """A process's name (comm, 15 bytes): a fork has its parent's command
-    line, so `ps -e` tells the reaper from its passing children by this."""
-    with open("/proc/self/comm", "w") as f:
-        f.write(name[:15])
 
 
 def is_reaper(pid):
