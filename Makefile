@@ -36,6 +36,7 @@ bench: setup
 	$(PY) bench/start.py
 	$(PY) bench/replicas.py
 	$(PY) bench/footprint.py
+	$(PY) bench/notebook.py
 
 # The classroom VM's path for real (not part of `make test`; 20-60 min): a
 # Debian 12 guest built offline, booted with QEMU, provisioned as Vagrant

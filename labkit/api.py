@@ -1,15 +1,20 @@
-"""The Python API the notebooks use: each call starts `labkit` as a fresh
-process, exactly as a student would type it.
+"""The Python API the notebooks use: each call runs `labkit ARGS` exactly as
+a student would type it, in a process of its own.
 
 Why not fork the Jupyter kernel? The kernel is multithreaded; a fork copies
 only the calling thread, and running Python set-up code in the child can
-deadlock on a lock another thread held. A fresh `python -m labkit` process is
-single-threaded, so the runner can fork safely there.
+deadlock on a lock another thread held. So, as root, the first call spawns
+a fork server (labkit/runtime/forkserver.py): one single-threaded process
+per kernel with labkit's start path imported, which forks a child per call
+— no interpreter to start, no imports to repeat. Elsewhere (a script, a
+test: LABKIT_FORKSERVER=1 turns it on there too), without root, or with
+LABKIT_FORKSERVER=0, each call starts `labkit` as a fresh process.
 
-Interrupting a cell (KeyboardInterrupt) sends SIGINT to that process, which
-forwards it to the container, kills it after a grace period and tears down
-its mounts and cgroups; only if that takes too long is it killed, and
-`labkit gc` collects the rest.
+Interrupting a cell (KeyboardInterrupt) sends the command SIGINT, which
+`labkit run` handles as a Ctrl-C: it stops the container and tears down its
+mounts and cgroups; only if that takes too long is it killed, and `labkit
+gc` collects the rest. When the kernel goes, its fork server removes every
+container started through it.
 """
 
 import os
@@ -17,6 +22,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 
 
 class Result:
@@ -46,9 +52,63 @@ def labkit_argv(*args):
     return [sys.executable, "-m", "labkit", *args]
 
 
+# What a container's start imports, imported once in the fork server.
+WARM = ("labkit.cli", "labkit.runtime.runner", "labkit.runtime.monitor", "labkit.runtime.init",
+        "labkit.stages.namespaces", "labkit.stages.rootfs", "labkit.stages.cgroups", "labkit.stages.unionfs",
+        "labkit.stages.seccomp", "labkit.builder", "labkit.network")
+_server = None
+_server_lock = threading.Lock()
+
+
+def _namespaces():
+    """The network and mount namespaces of the calling thread: where a
+    command's links and mounts go (a test's thread may have unshared its own)."""
+    return tuple(os.stat(f"/proc/thread-self/ns/{ns}").st_ino for ns in ("net", "mnt"))
+
+
+def _forkserver():
+    """This process's fork server (started now if it has none), or None: in
+    a Jupyter kernel (LABKIT_FORKSERVER=1 anywhere, =0 never), as root, and
+    from the namespaces it was started in (elsewhere a fresh process runs
+    where the caller is)."""
+    global _server
+    wanted = os.environ.get("LABKIT_FORKSERVER")
+    if wanted == "0" or (wanted != "1" and "ipykernel" not in sys.modules) or os.geteuid() != 0:
+        return None
+    with _server_lock:
+        if _server is False:            # it could not start here: never again in this process
+            return None
+        if _server is None or not _server.alive():
+            from .runtime.forkserver import Client
+            try:
+                _server = Client("labkit.cli:main", WARM)
+            except OSError as e:
+                print(f"labkit: {e}; each call starts `labkit` afresh", file=sys.stderr)
+                _server = False
+                return None
+            _server.namespaces = _namespaces()
+        return _server if _server.namespaces == _namespaces() else None
+
+
 def call(args, input=None, timeout=120, check=False):
     """Run `labkit ARGS...` and capture its output (text)."""
     argv = labkit_argv(*args)
+    server = _forkserver()
+    if server is not None:
+        try:
+            code, out, err = server.call(list(args), input=input, timeout=timeout)
+        except TimeoutError:
+            raise subprocess.TimeoutExpired(argv, timeout) from None
+        result = Result(argv, code, out, err)
+    else:
+        result = _spawned(argv, input, timeout)
+    if check and result.returncode != 0:
+        raise RuntimeError(f"{result.command} exited {result.returncode}: {result.stderr.strip()}")
+    return result
+
+
+def _spawned(argv, input, timeout):
+    """`labkit ARGS` as a fresh process."""
     proc = subprocess.Popen(argv, stdin=subprocess.PIPE if input is not None else subprocess.DEVNULL,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             start_new_session=True)
@@ -57,10 +117,7 @@ def call(args, input=None, timeout=120, check=False):
     except BaseException:   # KeyboardInterrupt, timeout: stop it the clean way first
         _interrupt(proc)
         raise
-    result = Result(argv, proc.returncode, out, err)
-    if check and result.returncode != 0:
-        raise RuntimeError(f"{result.command} exited {result.returncode}: {err.strip()}")
-    return result
+    return Result(argv, proc.returncode, out, err)
 
 
 def _interrupt(proc):

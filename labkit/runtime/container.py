@@ -86,6 +86,10 @@ class Container:
         except FileExistsError:
             raise Conflict(f"container name '{self.id}' is already in use",
                            f"remove it with `labkit rm {self.id}`, or pick another --name") from None
+        if os.environ.get("LABKIT_OWNER"):
+            # Started through a fork server: it removes the container when its kernel goes.
+            from .forkserver import mark
+            mark(self.state_dir)
 
     def save(self, status, **extra):
         state = {
