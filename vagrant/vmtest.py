@@ -18,6 +18,8 @@ release) can see the whole path work on a clean machine:
    provisioner: uploaded to /tmp/vagrant-shell, with its env, under
    `sudo -E -H bash -l`;
 5. then `labkit doctor`, `labkit tour`, JupyterLab through the forwarded port,
+   the lab's language (LABKIT_LANG=es make vm-test: JupyterLab's menus and
+   labkit's hints in Spanish, as `LABKIT_LANG=es vagrant up` makes them),
    `sudo make -C /lab setup` (it must find /opt/labkit/venv, never make
    /lab/.venv), the notebook tests, the cgroup and namespace tests, and the
    leak scan, which must be empty.
@@ -489,6 +491,39 @@ class VMTest:
             raise Failed("the forwarded port answered, but not with JupyterLab")
         return f"jupyter_server {version} answers on the forwarded port with the token"
 
+    def language(self, log):
+        """The lab's language as provisioned (LABKIT_LANG of `vagrant up`, kept
+        in /etc/labkit/lang): JupyterLab's locale through the forward, the
+        menus' Spanish in the bundle it serves, the service's LABKIT_LANG
+        (its kernels' and terminals'), and labkit's own words."""
+        lang = self.guest.output("cat /etc/labkit/lang").strip()
+        url = self.guest.output("labkit url").strip().splitlines()[-1]
+        token = url.partition("token=")[2]
+        base = f"http://127.0.0.1:{self.guest.jupyter_port}"
+
+        def get(path):
+            req = urllib.request.Request(base + path, headers={"Authorization": f"token {token}"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return json.load(r)
+        plugin = get("/lab/api/settings/@jupyterlab/translation-extension:plugin")
+        locale = plugin["schema"]["properties"]["locale"]["default"]
+        want = {"es": "es_ES", "en": "en"}.get(lang)
+        if locale != want:
+            raise Failed(f"/etc/labkit/lang says {lang!r}, JupyterLab's locale is {locale!r}")
+        service = self.guest.output("systemctl show labkit-jupyter -p Environment").strip()
+        if f"LABKIT_LANG={lang}" not in service.split():
+            raise Failed(f"the service's environment has no LABKIT_LANG={lang}: {service}")
+        said = f"lab language {lang}: JupyterLab locale {locale}, the service's LABKIT_LANG={lang}"
+        if lang == "es":
+            menu = get("/lab/api/translations/es_ES")["data"]["jupyterlab"].get("menu\u0004File")
+            hint = self.guest.output(f"LABKIT_LANG={lang} labkit lab hint 02.hostname 1").strip()
+            if menu != ["Archivo"] or not hint.startswith("pista 1:"):
+                raise Failed(f"Spanish expected: the File menu is {menu}, a hint says {hint[:40]!r}")
+            said += f", File menu {menu[0]!r}, hints {hint[:8]!r}"
+        with open(log, "a") as f:
+            f.write(said + "\n")
+        return said
+
     def make_setup(self, log):
         self.guest.sh("make -C /lab setup", log, 1800)
         if self.guest.output("test -e /lab/.venv && echo yes || echo no").strip() != "no":
@@ -553,6 +588,7 @@ class VMTest:
             ("labkit doctor", self.doctor),
             ("labkit tour", self.tour),
             ("JupyterLab through the forwarded port", self.jupyter),
+            ("the lab's language (LABKIT_LANG)", self.language),
             ("sudo make -C /lab setup", self.make_setup),
             ("notebook tests", self.pytest, GUEST_TESTS[:1]),
             ("cgroup and namespace tests", self.pytest, GUEST_TESTS[1:]),

@@ -20,7 +20,10 @@ APP = os.path.join(ROOT, "examples", "microservices", "compose.yaml")
 def front():
     import http.client
     try:
-        c = http.client.HTTPConnection("127.0.0.1", 18090, timeout=5)
+        # Longer than the front's own wait for the API (its CGI's `timeout 8
+        # wget`): with no API replica the front answers "api unavailable"
+        # once that wait ends, when the API's address drops rather than refuses.
+        c = http.client.HTTPConnection("127.0.0.1", 18090, timeout=12)
         c.request("GET", "/cgi-bin/front")
         return c.getresponse().read().decode().strip()
     except OSError:
