@@ -13,6 +13,7 @@ import textwrap
 import time
 
 import pytest
+from proc_helper import ppid, wait_for
 
 from labkit import api, home, leaks
 from labkit.runtime import forkserver
@@ -32,20 +33,6 @@ def servers():
         except OSError:
             pass
     return found
-
-
-def ppid(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
-
-
-def wait_for(predicate, timeout=20):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def kernel(code):

@@ -12,6 +12,7 @@ import sys
 import time
 
 import pytest
+from proc_helper import ppid, wait_for
 
 from labkit import home
 from labkit.runtime import container as ct
@@ -19,11 +20,6 @@ from labkit.runtime import reaper
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
-
-
-def ppid(pid):
-    with open(f"/proc/{pid}/status") as f:
-        return int(next(line for line in f if line.startswith("PPid:")).split()[1])
 
 
 def processes(match):
@@ -50,15 +46,6 @@ def labkit_processes():
     reaper; a reaper's fork has its command line: its passing children too)."""
     return processes(lambda pid, argv: reaper.BOOT.encode() in argv or b"labkit" in argv
                      or any(a.endswith(b"/labkit") for a in argv[:2]))
-
-
-def wait_for(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.fixture

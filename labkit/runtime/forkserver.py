@@ -36,7 +36,7 @@ import _signal as signal
 import _socket as socket
 import select
 
-from .handoff import children, import_path, kill, name, recv, run_command, send, send_fds
+from .handoff import children, drain, import_path, kill, reaped, recv, run_command, send, send_fds, serve_signals
 
 NAME = "labkit-fork"        # its /proc/PID/comm
 OWNER = "LABKIT_OWNER"      # set in its children: the mark a container's state directory keeps
@@ -182,11 +182,7 @@ class Server:
         self.poll = select.poll()
 
     def serve(self):
-        name(NAME)
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.wake_r = serve_signals(NAME)
         signal.signal(signal.SIGINT, signal.SIG_IGN)     # a Ctrl-C is for a command, never for it
         self.poll.register(self.control.fileno(), select.POLLIN)
         self.poll.register(self.wake_r, select.POLLIN)
@@ -197,10 +193,7 @@ class Server:
                     if not self._request():
                         return self._leave()
                 elif fd == self.wake_r:
-                    try:
-                        os.read(self.wake_r, 4096)
-                    except BlockingIOError:
-                        pass
+                    drain(fd)
                 elif fd in self.calls:
                     self._call(fd)
             self._reap()
@@ -256,15 +249,7 @@ class Server:
         self.calls.pop(fd)[0].close()
 
     def _reap(self):
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            code = os.waitstatus_to_exitcode(status)
-            code = 128 - code if code < 0 else code
+        for pid, code in reaped():
             fd = self.by_pid.pop(pid, None)
             if fd is not None and fd in self.calls:
                 send(self.calls[fd][0], ("exit", code))

@@ -98,6 +98,39 @@ def name(text):
         f.write(text[:15])
 
 
+def serve_signals(text):
+    """The first steps of a server: its name, SIGCHLD waking its poll through
+    a pipe (whose read end is returned: register it), SIGPIPE ignored (a
+    client gone is a failed send, not a death)."""
+    name(text)
+    wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(wake_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    return wake_r
+
+
+def drain(fd):
+    try:
+        os.read(fd, 4096)
+    except BlockingIOError:
+        pass
+
+
+def reaped():
+    """(pid, status) of each child that has exited, without waiting; the
+    status as a shell says it (killed by signal N: 128+N)."""
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        code = os.waitstatus_to_exitcode(status)
+        yield pid, (128 - code if code < 0 else code)
+
+
 def children():
     """This process's children, alive or not yet reaped (a single thread)."""
     me = os.getpid()

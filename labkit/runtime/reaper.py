@@ -44,7 +44,7 @@ from ..containers import start_time
 from .handoff import children as _children
 from .handoff import command, connect as _connect, kill as _kill, name as _name
 from .handoff import recv as _recv, run_command, send as _send, send_fds, seqpacket as _seqpacket
-from .handoff import fresh_child, import_path
+from .handoff import drain, fresh_child, import_path, reaped, serve_signals
 
 RUN = "run"                 # under $LABKIT_HOME: the sockets, their lock, the log
 LOG = "reaper.log"
@@ -192,11 +192,7 @@ class Reaper:
 
     def serve(self):
         import fcntl
-        _name(NAME)
-        self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        signal.set_wakeup_fd(self.wake_w)
-        signal.signal(signal.SIGCHLD, lambda *_: None)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+        self.wake_r = serve_signals(NAME)
         old = os.umask(0o077)            # the socket: root's alone (the peer's uid is checked too)
         self.listener = _seqpacket()
         try:
@@ -215,10 +211,7 @@ class Reaper:
                 if fd == self.listener.fileno():
                     self._accept()
                 elif fd == self.wake_r:
-                    try:
-                        os.read(self.wake_r, 4096)
-                    except BlockingIOError:
-                        pass
+                    drain(fd)
                 elif fd in self.clients:
                     self._client(fd)
             self._reap()
@@ -289,15 +282,7 @@ class Reaper:
         now = time.monotonic()
         for pid in [p for p, (_, t) in self.orphans.items() if now - t > ORPHAN_MEMORY]:
             del self.orphans[pid]
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid == 0:
-                return
-            code = os.waitstatus_to_exitcode(status)
-            code = 128 - code if code < 0 else code      # killed by signal N: 128+N, as a shell says
+        for pid, code in reaped():
             if pid in self.commands:
                 conn = self.commands.pop(pid)
                 if conn is not None:
