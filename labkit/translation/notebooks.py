@@ -159,18 +159,25 @@ def _fstring_fields(token):
     return tuple(re.findall(r"\{([^{}]*)\}", body)) if re.match(r"^[rbuRBU]*[fF]", token) else ()
 
 
+FIGURE_TEXT = ("set_title", "set_xlabel", "set_ylabel", "suptitle")   # matplotlib's, on an axes or figure
+
+
 def _shows_text(tokens, prev):
     """The call about to open shows its string arguments to the student:
-    print(...), or a figure of labkit.notebook.plots (a title)."""
+    print(...), a figure of labkit.notebook.plots (a title), or a title or
+    axis label of a figure drawn in the cell."""
     if prev is None or prev.type != tokenize.NAME:
         return False
-    return prev.string == "print" or tokens[-3:-1] == [(tokenize.NAME, "plots"), (tokenize.OP, ".")]
+    if prev.string == "print" or tokens[-3:-1] == [(tokenize.NAME, "plots"), (tokenize.OP, ".")]:
+        return True
+    return prev.string in FIGURE_TEXT and tokens[-2:-1] == [(tokenize.OP, ".")]
 
 
 def code_skeleton(text):
     """A code cell as tokens, without comments and with the texts it shows
-    (the string arguments of print and of plots' figures) reduced to their
-    {fields}: two cells with the same skeleton run the same code. IPython's !shell and %magic lines are
+    (the string arguments of print, of plots' figures, of a figure's titles
+    and axis labels) reduced to their {fields}: two cells with the same
+    skeleton run the same code. IPython's !shell and %magic lines are
     compared as shell lines."""
     shell, python = [], []
     for line in text.splitlines():
