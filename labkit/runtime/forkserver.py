@@ -109,7 +109,7 @@ class Client:
         data = input.encode() if input is not None else b""
         out, err = bytearray(), bytearray()
         readers = {pipes[1][0]: out, pipes[2][0]: err}
-        code, pid = None, None
+        code = None
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
             while readers or code is None:
@@ -129,9 +129,7 @@ class Client:
                         message = recv(mine)
                         if message is None:
                             raise OSError("the fork server went away during the command")
-                        if message[0] == "started":
-                            pid = message[1]
-                        elif message[0] == "exit":
+                        if message[0] == "exit":      # ("started", pid) comes first: nothing to do
                             code = message[1]
                     else:
                         chunk = os.read(fd, 65536)
