@@ -203,13 +203,14 @@ def _remount_bind(dest, flags):
     sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | keep | (flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)))
 
 
-def mount_one(root, m, cgroupns):
-    """One entry of config.mounts (already converted: flags, data, bind)."""
+def mount_one(root, m, cgroupns, joined=()):
+    """One entry of config.mounts (already converted: flags, data, bind).
+    ``joined``: mount_cgroups'."""
     dest = secure_join(root, m["destination"])
     flags, fstype = m["flags"], m["type"]
     if fstype in ("cgroup", "cgroup2") and not m.get("bind"):
         _make_point(dest, False)
-        mount_cgroups(dest, flags, cgroupns)
+        mount_cgroups(dest, flags, cgroupns, joined)
     elif m.get("bind"):
         source = m["source"]
         _make_point(dest, not os.path.isdir(source))
@@ -264,7 +265,8 @@ def _cgroup_mounts():
 
 
 def _own_cgroups():
-    """hierarchy key ('memory', 'cpu,cpuacct', 'name=systemd', '' for v2) -> path."""
+    """hierarchy key ('memory', 'cpu,cpuacct', 'name=systemd', '' for v2) ->
+    path, from /proc/self/cgroup."""
     own = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
@@ -273,13 +275,29 @@ def _own_cgroups():
     return own
 
 
-def mount_cgroups(dest, flags, cgroupns):
+def _bind_source(point, mroot, own_path, joined):
+    """The directory of hierarchy ``point`` to bind for the container: the
+    one of ``joined`` inside it, else the process's own cgroup there."""
+    inside = [d for d in joined if d.startswith(point.rstrip("/") + "/")]
+    if inside:
+        return inside[0]
+    rel = os.path.relpath(own_path, mroot) if own_path.startswith(mroot) else "."
+    return os.path.normpath(os.path.join(point, rel))
+
+
+def mount_cgroups(dest, flags, cgroupns, joined=()):
     """A `cgroup` mount: the container's own cgroup directories, never the
     host's whole tree. On cgroup v2 (and with a cgroup namespace) cgroup2 is
     mounted itself, its root being the container's cgroup; on v1 and hybrid
     hosts a tmpfs holds one directory per hierarchy with the container's
     cgroup of that hierarchy bound onto it (mounted fresh with a cgroup
-    namespace, which the kernel roots at the container's cgroup)."""
+    namespace, which the kernel roots at the container's cgroup).
+
+    ``joined``: the cgroup directories the monitor is moving this process
+    into. Without a cgroup namespace they are bound as they are, so the init
+    need not wait for the move (the slowest step of a start: a write to
+    cgroup.procs waits for an RCU grace period) and mounts meanwhile; in a
+    hierarchy where it joins none, its cgroup is the one it was forked in."""
     mounts = _cgroup_mounts()
     ro = flags & sc.MS_RDONLY
     plain = flags & ~sc.MS_RDONLY
@@ -287,8 +305,8 @@ def mount_cgroups(dest, flags, cgroupns):
         if cgroupns:
             sc.mount("cgroup2", dest, "cgroup2", flags)
             return
-        path = _own_cgroups().get("", "/")
-        sc.mount(os.path.join("/sys/fs/cgroup", path.lstrip("/")), dest, None, sc.MS_BIND)
+        source = _bind_source("/sys/fs/cgroup", "/", _own_cgroups().get("", "/"), joined)
+        sc.mount(source, dest, None, sc.MS_BIND)
         _remount_bind(dest, flags)
         return
     sc.mount("tmpfs", dest, "tmpfs", plain & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC), "mode=755")
@@ -312,8 +330,7 @@ def mount_cgroups(dest, flags, cgroupns):
             path = own.get("", "/")
         else:   # the hierarchy whose controllers (or name=) are among the super options
             path = next((p for k, p in own.items() if k and set(k.split(",")) <= set(supers)), "/")
-        rel = os.path.relpath(path, mroot) if path.startswith(mroot) else "."
-        sc.mount(os.path.normpath(os.path.join(point, rel)), target, None, sc.MS_BIND)
+        sc.mount(_bind_source(point, mroot, path, joined), target, None, sc.MS_BIND)
         _remount_bind(target, plain | ro)
     # Keep the host's aliases (cpu -> cpu,cpuacct on some hosts).
     for entry in os.listdir("/sys/fs/cgroup"):
@@ -393,12 +410,11 @@ def remount_readonly():
     sc.mount(None, "/", None, sc.MS_BIND | sc.MS_REMOUNT | sc.MS_RDONLY)
 
 
-def enter(root, cfg, mounts, no_pivot=False, before_pivot=(), before_cgroups=None):
+def enter(root, cfg, mounts, no_pivot=False, before_pivot=(), cgroups=()):
     """Every phase, for a process already in its own mount namespace: the
     table ``mounts``; from ``cfg`` (a ContainerConfig) its devices, sysctls,
-    read-only and masked paths and read-only root. ``before_cgroups`` is
-    called before the first cgroup mount, which shows the process's own
-    cgroup: it returns once the process is in it. ``before_pivot``:
+    read-only and masked paths and read-only root. ``cgroups``: the cgroup
+    directories the process is being moved into (mount_cgroups). ``before_pivot``:
     callables run once everything is mounted (createContainer hooks, which
     may still see the host's files)."""
     make_private(cfg.rootfs_propagation)
@@ -406,9 +422,7 @@ def enter(root, cfg, mounts, no_pivot=False, before_pivot=(), before_cgroups=Non
     cgroupns = "cgroup" in cfg.namespaces
     has_dev = False
     for m in mounts:
-        if m["type"] in ("cgroup", "cgroup2") and not m.get("bind") and before_cgroups is not None:
-            before_cgroups()
-        mount_one(root, m, cgroupns)
+        mount_one(root, m, cgroupns, cgroups)
         if m["destination"].rstrip("/") == "/dev" and not m.get("bind"):
             has_dev = True
     if has_dev or cfg.devices:

@@ -50,7 +50,8 @@ class RootStage(Stage):
             mounts = cfg.mounts if cfg.mounts is not None else \
                 rootfs.default_mounts(proc=cfg.mount_proc, binds=c.binds, sys_rw=cfg.privileged)
             rootfs.enter(c.rootfs, cfg, mounts, no_pivot=c.options.no_pivot,
-                         before_pivot=c.before_pivot, before_cgroups=c.sync.wait_attached)
+                         before_pivot=c.before_pivot,
+                         cgroups=c.cgroup.dirs if c.cgroup is not None else ())
         else:
             syscalls.chroot(c.rootfs)
         enter_cwd(cfg.cwd)

@@ -104,6 +104,33 @@ def test_readonly_root_and_mounts(bundle, tmp_path):
     assert os.listdir(host) == ["hello"]
 
 
+def _pids_hierarchy():
+    """The host's v1 pids hierarchy, or on v2 the whole tree: (host dir, dir inside)."""
+    if os.path.isdir("/sys/fs/cgroup/pids"):
+        return "/sys/fs/cgroup/pids", "/sys/fs/cgroup/pids"
+    return "/sys/fs/cgroup", "/sys/fs/cgroup"
+
+
+def test_cgroup_mount_is_the_containers_own(bundle):
+    """Without a cgroup namespace the init binds its cgroup directories
+    before the monitor has moved it there (it knows them from the monitor):
+    what it sees must still be its own cgroup, limit and member list alike,
+    never the monitor's or the host's root."""
+    host, inside = _pids_hierarchy()
+    bundle.config["linux"]["resources"] = {"pids": {"limit": 77}}
+    bundle.config["linux"]["namespaces"] = [n for n in bundle.config["linux"]["namespaces"] if n["type"] != "cgroup"]
+    for cid, cgroupns in (("f-cgmount", False), ("f-cgmount-ns", True)):
+        if cgroupns:
+            bundle.config["linux"]["namespaces"].append({"type": "cgroup"})
+        # sh's own read: a cat would be a member too
+        out = _run(bundle, f"cat {inside}/pids.max; while read p; do echo $p; done < {inside}/cgroup.procs; "
+                   "echo $$", cid)
+        limit, *members, me = out.split()
+        assert limit == "77", (cgroupns, out)
+        assert members == [me] == ["1"], (cgroupns, out)     # the init alone: not the host's root cgroup
+    assert not os.path.exists(os.path.join(host, "labkit", "f-cgmount"))
+
+
 def test_namespaces_new_and_joined(bundle):
     """pid/net/ipc/uts/mount new; the network namespace joined by path is the host's."""
     bundle.config["linux"]["namespaces"] = [
