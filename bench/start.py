@@ -41,8 +41,17 @@ from labkit.conformance import bundles, observe  # noqa: E402
 TARGET = 1.0          # the goal: labkit-runtime run at most as long as runc run
 
 
+GAP = 0.05            # seconds of rest before each sample (see timed)
+
+
 def timed(argv, env=None):
-    """Seconds from spawn to exit of ``argv``, and its CompletedProcess."""
+    """Seconds from spawn to exit of ``argv``, and its CompletedProcess.
+
+    Each sample starts after GAP seconds of rest: a runtime's first move of a
+    process into a cgroup waits for an RCU grace period unless another move
+    happened within the last one (labkit/startpath.py), so back to back, a
+    runtime would ride on the previous one's."""
+    time.sleep(GAP)
     t0 = time.perf_counter()
     r = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                        stderr=subprocess.PIPE, env=env)

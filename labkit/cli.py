@@ -725,6 +725,8 @@ def main(argv=None):
                 from .runtime import reaper
                 if reaper.wanted():          # the reaper runs it, and waits for the container
                     return reaper.run("labkit.cli:main", argv)
+            from .startpath import warm_cgroup_attach
+            warm_cgroup_attach()            # its container is moved into a cgroup soon
         else:
             args = _parser().parse_args(argv)
         return args.func(args) or 0

@@ -477,6 +477,9 @@ def main(argv=None, prog="labkit-runtime"):
             os.makedirs(a.root, 0o711, exist_ok=True)
         if a.command != "spec" and os.geteuid() != 0:
             raise LabkitError(f"{prog} {a.command} needs root", "run it with sudo")
+        if a.command in ("run", "create", "exec"):   # each moves a process into a cgroup
+            from .startpath import warm_cgroup_attach
+            warm_cgroup_attach()
         return globals()["cmd_" + a.command](a) or 0
     except LabkitError as e:
         print(f"{prog}: {e}", file=sys.stderr)
