@@ -369,7 +369,9 @@ def _service_parsers(sub):
     csub = cp.add_subparsers(dest="compose_command", metavar="ACTION")
     csub.required = True
     csub.add_parser("up", help="build, create networks and services, wait until they are ready")
-    csub.add_parser("down", help="remove its services and networks")
+    x = csub.add_parser("down", help="remove its services and networks")
+    x.add_argument("-t", "--timeout", type=float, metavar="SECONDS",
+                   help="each replica's time to stop after SIGTERM, then SIGKILL (default 2)")
     csub.add_parser("ps", help="its services' replicas")
     for x in csub.choices.values():
         x.set_defaults(func=cmd_compose)

@@ -188,7 +188,7 @@ def isolated():
             api.Container("sleep 300", name="lk-far", network=other) as far:
         ip = endpoint(web.id, net)["IPv4Address"].split("/")[0]
         same = fetch(near, f"http://{ip}/")
-        r = far.exec(f"timeout 2 wget -q -O- http://{ip}/; echo rc=$?")
+        r = far.exec(f"timeout 1 wget -q -O- http://{ip}/; echo rc=$?")
     return fact("net_isolated", LAYER, _("a container on another network cannot reach it"),
                 f"from lk-other: {r.stdout.strip().splitlines()[-1]}", f"from {net}: {same}",
                 same == "near" and "near" not in r.stdout and not r.stdout.strip().endswith("rc=0"))

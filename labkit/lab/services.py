@@ -158,6 +158,6 @@ EXERCISES = [
               "the file is the reference's own: `print(lab.show_solution('08.compose'))`"],
              _compose,
              [_write_compose(), f"labkit compose -f {COMPOSE_DIR}/compose.yaml up"],
-             [f"test -f {COMPOSE_DIR}/compose.yaml && labkit compose -f {COMPOSE_DIR}/compose.yaml down "
+             [f"test -f {COMPOSE_DIR}/compose.yaml && labkit compose -f {COMPOSE_DIR}/compose.yaml down -t 0 "
               ">/dev/null 2>&1 || true", f"rm -rf {COMPOSE_DIR}"]),
 ]

@@ -103,10 +103,14 @@ def change(name, **fields):
         return spec
 
 
-def remove(name, wait=WAIT):
+def remove(name, wait=WAIT, grace=None):
+    """Remove service ``name`` and wait until it is gone. ``grace``: seconds
+    each replica gets between SIGTERM and SIGKILL (supervisor.GRACE if None)."""
     with store.Lock():
         spec = store.load(name)
         spec["removing"] = True
+        if grace is not None:
+            spec["stop_grace"] = grace
         store.save(spec)
         supervisor.ensure()
     deadline = time.time() + wait

@@ -84,11 +84,14 @@ def up(project):
         print(name)
 
 
-def down(project):
+def down(project, timeout=None):
+    """Remove the project's services, dependents first, then its networks.
+    ``timeout``: seconds each replica gets to stop after SIGTERM
+    (docker compose down -t)."""
     from ..networks import endpoints
     from ..networks import store as nets
     for name in reversed(_services_of(project["name"])):
-        command.remove(name)
+        command.remove(name, grace=timeout)
         print(f"{name} removed")
     for net in project["networks"]:
         name = _network_name(project, net)
@@ -104,5 +107,11 @@ def ps(project):
 
 def main(a):
     project = composefile.load(a.file, a.project)
-    {"up": up, "down": down, "ps": ps}[a.compose_command](project)
+    if a.compose_command == "down":
+        if a.timeout is not None and not 0 <= a.timeout <= 600:
+            raise LabkitError(f"compose down: --timeout {a.timeout:g} is not between 0 and 600 seconds",
+                              "give the seconds each replica has to stop, e.g. -t 0 or -t 10")
+        down(project, a.timeout)
+    else:
+        {"up": up, "ps": ps}[a.compose_command](project)
     return 0

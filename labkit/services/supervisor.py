@@ -42,6 +42,9 @@ from . import store, tasks
 
 TICK = 0.2          # seconds between passes
 DRAIN = 1.0         # seconds a replica stays up, out of the rotation, before it is stopped
+# Seconds between SIGTERM and SIGKILL for a replica that goes (Docker gives
+# 10): short, as a PID 1 without a handler ignores SIGTERM; `compose down -t`.
+GRACE = 2.0
 STEADY = 10.0       # a replica that ran this long was not crash-looping
 BACKOFF_MAX = 16.0
 START_TIMEOUT = 60.0
@@ -174,12 +177,13 @@ class Supervisor:
                 del self.starting[task["container"]]
             self.checks.pop(task["container"], None)
         # all at once: each stop may wait out its grace time (a PID 1 that ignores SIGTERM)
+        grace = spec.get("stop_grace", GRACE)
         with ThreadPoolExecutor(max_workers=8) as pool:
-            list(pool.map(lambda task: tasks.retire(spec, task, timeout=2), obs["slots"].values()))
+            list(pool.map(lambda task: tasks.retire(spec, task, timeout=grace), obs["slots"].values()))
         obs["slots"].clear()
         endpoints.remove_service(spec["network"], spec["name"])
         remove_tree(store.root(spec["name"]))
-        log(f"{spec['name']}: removed")
+        log(f"{spec['name']}: removed (stop grace {grace:g} s)")
 
     def _event(self, obs, task, what, detail=""):
         obs["events"].append({"t": time.time(), "slot": task["slot"], "task": task["task"],
@@ -202,7 +206,7 @@ class Supervisor:
         self._event(obs, task, "starting", spec["image"])
         return task
 
-    def _retire(self, spec, obs, task, now, why, failed, grace=2):
+    def _retire(self, spec, obs, task, now, why, failed, grace=GRACE):
         """The container goes; the slot waits for its next start (or goes, above --replicas)."""
         self.checks.pop(task["container"], None)
         tasks.retire(spec, task, timeout=grace)   # short: a PID 1 without a handler ignores SIGTERM

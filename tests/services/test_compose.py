@@ -62,3 +62,27 @@ def test_unknown_key_named_with_its_line(netns, tmp_path):
     r = labkit("compose", "-f", str(f), "up")
     assert r.returncode == 1 and "compose.yaml:4" in r.stderr and "volumes" in r.stderr, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1
+
+
+def test_down_timeout_is_each_replicas_grace(netns, tmp_path):
+    """compose down -t N (docker compose's flag): each replica gets N seconds
+    between SIGTERM and SIGKILL. `sleep` as PID 1 ignores SIGTERM, so with
+    -t 0 it is killed at once; the supervisor's log says which grace it used."""
+    from labkit.services import store
+    app = tmp_path / "graceapp"
+    app.mkdir()
+    (app / "compose.yaml").write_text("services:\n  idle:\n    image: labkit/base\n    command: [sleep, '600']\n")
+    f = str(app / "compose.yaml")
+    bad = labkit("compose", "-f", f, "down", "-t", "-1")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "-t 0" in bad.stderr, bad.stderr
+    try:
+        ok("compose", "-f", f, "up", timeout=120)
+        assert "graceapp_idle.1" in ok("compose", "-f", f, "ps")
+        with open(os.path.join(store.root(), "supervisor.log")) as log:
+            log.seek(0, os.SEEK_END)
+            ok("compose", "-f", f, "down", "-t", "0", timeout=60)
+            said = log.read()
+    finally:
+        labkit("compose", "-f", f, "down", timeout=60)
+    assert "graceapp_idle: removed (stop grace 0 s)" in said, said
+    assert store.names() == []
