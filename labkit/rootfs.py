@@ -203,6 +203,11 @@ def _remount_bind(dest, flags):
     sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | keep | (flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)))
 
 
+def mounts_cgroups(mounts):
+    """Whether the table has a `cgroup` mount (a hierarchy, not a bind of one)."""
+    return any(m["type"] in ("cgroup", "cgroup2") and not m.get("bind") for m in mounts or ())
+
+
 def mount_one(root, m, cgroupns, joined=()):
     """One entry of config.mounts (already converted: flags, data, bind).
     ``joined``: mount_cgroups'."""

@@ -69,6 +69,7 @@ class Container:
         self.stdio = ()          # OCI create: the caller's stdin, stdout, stderr for the init
         # Set by stages (labkit/stages/), read by other stages or by gc.
         self.host_mounts = []    # rootfs: mounts made in the host's namespace (a chroot's /proc)
+        self.mounts = None       # rootfs: the table the init mounts (config's, or labkit run's)
         self.cgroup = None       # cgroups: the manager of the container's cgroup
         self.lxcfs = None        # lxcfs: the container's own lxcfs, if it started one
         self.binds = []          # lxcfs: (host file, path inside) to bind over the new root

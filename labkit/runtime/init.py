@@ -1,8 +1,9 @@
 """The container's init: the process that becomes the user's program.
 
 It runs inside the new namespaces, as PID 1 of its PID namespace: every
-stage's child() (hostname, lo, the cgroup namespace, the mounts and
-pivot_root), then its terminal, then every stage's before_exec() (the wait
+stage's child() (hostname, lo, the mounts and pivot_root), once attached to
+its cgroup every stage's attached() (the cgroup namespace, unless a cgroup
+mount needed it earlier), then its terminal, then every stage's before_exec() (the wait
 for `start`), then the exec tail: user, capabilities, rlimits, no_new_privs,
 and execve (labkit/process.py). What it tells the monitor on the way is
 runtime/sync.py's protocol.
@@ -74,6 +75,8 @@ def run(c, stages, console, stdin_null, own_process):
         for stage in stages:
             stage.child(c)
         c.sync.wait_attached()   # the limits hold before the program's first instruction
+        for stage in stages:
+            stage.attached(c)
         process.set_oom_score_adj(c.config.oom_score_adj)   # refused: `create` fails, not the start
         _stdio(console, stdin_null)
         for stage in stages:

@@ -15,6 +15,9 @@ stage:
                     It may run while the monitor is still attaching (moving a
                     process between cgroups takes ~10 ms): anything that
                     depends on the process's cgroup calls c.sync.wait_attached() first.
+  attached(c)       the init, once every stage's child() ran and the monitor
+                    has moved it into its cgroup: what needs the cgroup and
+                    could wait till now (a cgroup namespace no mount needs).
   before_exec(c)    the init, once every stage's child() ran and its terminal
                     is set up: the last moment before the program (wait for
                     `start` on exec.fifo, startContainer hooks).
@@ -45,6 +48,9 @@ class Stage:
         pass
 
     def child(self, c):
+        pass
+
+    def attached(self, c):
         pass
 
     def before_exec(self, c):

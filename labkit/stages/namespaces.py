@@ -23,6 +23,7 @@ draws them):
 import os
 
 from .. import namespaces, network, syscalls
+from ..rootfs import mounts_cgroups
 from . import Stage
 
 
@@ -111,6 +112,19 @@ class NamespaceStage(Stage):
             syscalls.sethostname(c.config.hostname)
         if "net" in ns:
             network.link_up("lo")
-        if "cgroup" in ns and "cgroup" not in c.config.ns_paths:
-            c.sync.wait_attached()   # the namespace's root is the cgroup we are in now
+        if _new_cgroupns(c) and mounts_cgroups(c.mounts):
+            # A cgroup mount below is rooted at the namespace: it must exist
+            # first, and its root is the cgroup the process is in, so the
+            # monitor's move comes before it.
+            c.sync.wait_attached()
             syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+
+    def attached(self, c):
+        # No cgroup mount needs it: the namespace is made once the move is
+        # done, and the root was mounted while the kernel's grace period ran.
+        if _new_cgroupns(c) and not mounts_cgroups(c.mounts):
+            syscalls.unshare(syscalls.CLONE_NEWCGROUP)
+
+
+def _new_cgroupns(c):
+    return "cgroup" in c.config.namespaces and "cgroup" not in c.config.ns_paths

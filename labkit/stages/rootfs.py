@@ -35,6 +35,11 @@ class RootStage(Stage):
 
     def prepare(self, c):
         cfg = c.config
+        if cfg.pivot_root:
+            # config.json brings its own table; `labkit run` gets the one
+            # Docker would write for it, with other stages' binds (lxcfs).
+            c.mounts = cfg.mounts if cfg.mounts is not None else \
+                rootfs.default_mounts(proc=cfg.mount_proc, binds=c.binds, sys_rw=cfg.privileged)
         if not cfg.pivot_root and cfg.mount_proc:
             target = os.path.join(c.rootfs, "proc")
             os.makedirs(target, exist_ok=True)
@@ -45,11 +50,7 @@ class RootStage(Stage):
     def child(self, c):
         cfg = c.config
         if cfg.pivot_root:
-            # config.json brings its own table; `labkit run` gets the one
-            # Docker would write for it, with other stages' binds (lxcfs).
-            mounts = cfg.mounts if cfg.mounts is not None else \
-                rootfs.default_mounts(proc=cfg.mount_proc, binds=c.binds, sys_rw=cfg.privileged)
-            rootfs.enter(c.rootfs, cfg, mounts, no_pivot=c.options.no_pivot,
+            rootfs.enter(c.rootfs, cfg, c.mounts, no_pivot=c.options.no_pivot,
                          before_pivot=c.before_pivot,
                          cgroups=c.cgroup.dirs if c.cgroup is not None else ())
         else:

@@ -128,6 +128,12 @@ def test_cgroup_mount_is_the_containers_own(bundle):
         limit, *members, me = out.split()
         assert limit == "77", (cgroupns, out)
         assert members == [me] == ["1"], (cgroupns, out)     # the init alone: not the host's root cgroup
+    # A cgroup namespace and no cgroup mount: the namespace is made only
+    # after the move (stages/namespaces.py), and its root is the container's cgroup.
+    bundle.config["mounts"] = [m for m in bundle.config["mounts"] if m["type"] != "cgroup"]
+    out = _run(bundle, "cat /proc/self/cgroup", "f-cgns-nomount")
+    lines = dict(line.split(":", 1)[1].split(":", 1) for line in out.split())
+    assert lines.get("pids", lines.get("")) == "/", out
     assert not os.path.exists(os.path.join(host, "labkit", "f-cgmount"))
 
 
