@@ -37,6 +37,7 @@ bench: setup
 	$(PY) bench/replicas.py
 	$(PY) bench/footprint.py
 	$(PY) bench/notebook.py
+	$(PY) bench/course.py
 
 # The classroom VM's path for real (not part of `make test`; 20-60 min): a
 # Debian 12 guest built offline, booted with QEMU, provisioned as Vagrant

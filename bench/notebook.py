@@ -39,7 +39,8 @@ from labkit.conformance import bundles, observe  # noqa: E402
 KERNEL_SETUP = """
 import json, os, time
 from labkit import api
-def _timed(fresh):
+def _timed(fresh, gap):
+    time.sleep(gap)                   # bench/start.py's rest before each sample
     if fresh:
         os.environ["LABKIT_FORKSERVER"] = "0"
     try:
@@ -50,7 +51,7 @@ def _timed(fresh):
         os.environ.pop("LABKIT_FORKSERVER", None)
     assert r.returncode == 0, r
     return t
-_timed(False); _timed(True)           # the fork server started, caches warm
+_timed(False, 0); _timed(True, 0)     # the fork server started, caches warm
 """
 
 
@@ -79,7 +80,7 @@ class Kernel:
         return "".join(out)
 
     def timed(self, fresh):
-        return float(self.run(f"print(_timed({fresh}))"))
+        return float(self.run(f"print(_timed({fresh}, {start.GAP}))"))
 
     def close(self):
         self.kc.stop_channels()
