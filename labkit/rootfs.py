@@ -203,17 +203,22 @@ def _remount_bind(dest, flags):
     sc.mount(None, dest, None, sc.MS_BIND | sc.MS_REMOUNT | keep | (flags & ~(sc.MS_BIND | sc.MS_REC | sc.MS_REMOUNT)))
 
 
+def _is_cgroup(m):
+    """A `cgroup` mount: a hierarchy, not a bind of one."""
+    return m["type"] in ("cgroup", "cgroup2") and not m.get("bind")
+
+
 def mounts_cgroups(mounts):
-    """Whether the table has a `cgroup` mount (a hierarchy, not a bind of one)."""
-    return any(m["type"] in ("cgroup", "cgroup2") and not m.get("bind") for m in mounts or ())
+    """Whether the table (or None) has a `cgroup` mount."""
+    return any(_is_cgroup(m) for m in mounts or ())
 
 
 def mount_one(root, m, cgroupns, joined=()):
     """One entry of config.mounts (already converted: flags, data, bind).
-    ``joined``: mount_cgroups'."""
+    ``joined``: as for mount_cgroups."""
     dest = secure_join(root, m["destination"])
     flags, fstype = m["flags"], m["type"]
-    if fstype in ("cgroup", "cgroup2") and not m.get("bind"):
+    if _is_cgroup(m):
         _make_point(dest, False)
         mount_cgroups(dest, flags, cgroupns, joined)
     elif m.get("bind"):
