@@ -10,7 +10,10 @@ PYTEST_ARGS ?=
 
 export VENV
 
-.PHONY: lab test setup bench vm-test clean-host check-root
+# The port `make serve` listens on (127.0.0.1 only).
+LAB_PORT ?= 8888
+
+.PHONY: lab serve test setup bench vm-test clean-host check-root
 
 check-root:
 	@if [ "$$(id -u)" != 0 ]; then \
@@ -21,10 +24,18 @@ setup: check-root
 	@bash vagrant/provision.sh $(PROVISION_ARGS)
 
 lab: setup
-	@echo "Serving notebooks/ on 127.0.0.1:8888 — open the URL with its token printed below (Ctrl-C stops)."
-	@cd notebooks && LABKIT_LANG=$$(cat /etc/labkit/lang 2>/dev/null || echo en) \
-	  exec $(VENV)/bin/jupyter lab --allow-root --no-browser \
-	  --ip=127.0.0.1 --port=8888 --ServerApp.root_dir=$(CURDIR)/notebooks
+	@$(MAKE) --no-print-directory serve
+
+# JupyterLab on the notebooks, opening on the course's first page in the
+# lab's language (LABKIT_LANG, else the one provision.sh kept): what `make
+# lab` runs once set up.
+serve: check-root
+	@echo "Serving notebooks/ on 127.0.0.1:$(LAB_PORT) — open the URL with its token printed below (Ctrl-C stops)."
+	@cd notebooks && lang=$${LABKIT_LANG:-$$(cat /etc/labkit/lang 2>/dev/null || echo en)} && \
+	  first=$$(bash $(CURDIR)/vagrant/first-notebook.sh $(CURDIR)/notebooks $$lang) && \
+	  LABKIT_LANG=$$lang exec $(VENV)/bin/jupyter lab --allow-root --no-browser \
+	  --ip=127.0.0.1 --port=$(LAB_PORT) --ServerApp.port_retries=0 \
+	  --ServerApp.root_dir=$(CURDIR)/notebooks --LabApp.default_url=/lab/tree/$$first
 
 # The suite also checks the classroom VM files: vagrant, shellcheck, cloud-init's validator.
 test: PROVISION_ARGS += --test-tools

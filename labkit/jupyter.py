@@ -28,6 +28,9 @@ def print_url():
     for s in found:
         # In the classroom VM the host's forwarded port may differ (LABKIT_PORT).
         port = os.environ.get("LABKIT_PORT") or s["port"]
+        # The server's root: it sends the browser on to its default page,
+        # the course's first notebook in the lab's language (make serve,
+        # jupyter-service.sh).
         base = s.get("base_url", "/").rstrip("/")
-        print(f"http://127.0.0.1:{port}{base}/lab?token={s['token']}")
+        print(f"http://127.0.0.1:{port}{base}/?token={s['token']}")
     return 0

@@ -3,8 +3,9 @@
 Mounts with "labkit" in their path, cgroups named labkit, network links and
 named network namespaces called lk* or labkit*, networks and endpoints on
 disk and the nftables table `ip labkit`, processes running `-m labkit`
-or with their root under $LABKIT_HOME, a reaper (runtime/reaper.py), and
-container state directories. The
+or with their root under $LABKIT_HOME, a reaper (runtime/reaper.py),
+container state directories, images, registry repositories and other
+root filesystems (home_leftovers). The
 test suite compares the scan before and after (tests/conftest.py) and the
 cgroup facts check that they leave nothing; `labkit gc` is what cleans up.
 """
@@ -72,6 +73,35 @@ def image_leftovers():
     return found + [f"image {ref}" for ref, _ in store.tags() if ref != "labkit/base:latest"]
 
 
+# What $LABKIT_HOME holds (labkit/home.py): state a command made and another
+# removes, reported when left; caches (unpacked layers, validated configs,
+# the reaper's socket) that may stay; the base rootfs and labkit/base, made
+# on first use.
+HOME_STATE = ("containers", "networks", "services", "images", "registry", "rootfs")
+HOME_CACHES = ("layers", "cache", "run")
+
+
+def home_leftovers():
+    """What of labkit's own state stays in $LABKIT_HOME beyond the base:
+    a root filesystem other than base, a repository in the lab registry's
+    storage, and any entry labkit does not know (containers, networks,
+    services and tags are reported by the scans above)."""
+    top = home.home()
+    if not os.path.isdir(top):
+        return []
+    found = [f"in $LABKIT_HOME: {name}" for name in sorted(os.listdir(top))
+             if name not in HOME_STATE + HOME_CACHES and not name.startswith(".")]
+    rootfs = home.rootfs_dir()
+    if os.path.isdir(rootfs):
+        found += [f"rootfs {name}" for name in sorted(os.listdir(rootfs)) if name != "base"]
+    repos = os.path.join(top, "registry", "data", "docker", "registry", "v2", "repositories")
+    for base, dirs, _ in os.walk(repos):
+        if "_manifests" in dirs:    # a repository (its name may hold slashes)
+            found.append(f"registry repository {os.path.relpath(base, repos)}")
+            dirs[:] = []
+    return found
+
+
 def leftovers():
     """What of labkit is on the host now: a sorted list of descriptions."""
     found = [f"mount {m.mount_point}" for m in mountinfo.read() if "labkit" in m.mount_point]
@@ -101,7 +131,7 @@ def leftovers():
             found.append(f"process {pid} {b' '.join(argv).decode(errors='replace')}")
         elif root.startswith(home.home()):
             found.append(f"process {pid} in a container root {root}: {b' '.join(argv).decode(errors='replace')}")
-    found += network_leftovers() + image_leftovers()
+    found += network_leftovers() + image_leftovers() + home_leftovers()
     containers = home.containers_dir()
     if os.path.isdir(containers):
         found += [f"container state {c}" for c in os.listdir(containers)]

@@ -1,17 +1,39 @@
-"""Suite-wide: the rootfs the tests use, and the checks at the end: the host
-is clean — no mount, cgroup, network link or namespace, process or container
-state of labkit may outlive the suite — and the shared base rootfs is as it
-was: no container wrote into it."""
+"""Suite-wide: a fresh $LABKIT_HOME for every run, the rootfs and the base
+image the tests use, and the checks at the end: the host is clean — no
+mount, cgroup, network link or namespace, process, container (stopped too),
+network, image or service of labkit may outlive the suite — and the shared
+base rootfs is as it was: no container wrote into it."""
 
 import os
 import subprocess
 import sys
+import tempfile
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+
+
+def _fresh_home():
+    """Every run of the suite, or of one test file, starts from an empty
+    $LABKIT_HOME of its own, as on a new machine: whatever a test needs (the
+    rootfs, labkit/base, a network) it gets from a fixture, never from an
+    earlier test or an earlier run, and a student's /var/lib/labkit is never
+    touched. The directory is 0755: a container's root in a user namespace
+    is an unprivileged uid on the host and must be able to search it (a
+    mkdtemp is 0700). Not inside user-mode Linux, whose harness hands in the
+    host's home (tests/uml/harness.py), nor without root."""
+    if os.geteuid() != 0 or os.environ.get("LABKIT_IN_UML") == "1":
+        return None
+    top = tempfile.mkdtemp(prefix="labkit-suite-", dir="/var/tmp")
+    os.chmod(top, 0o755)
+    os.environ["LABKIT_HOME"] = top
+    return top
+
+
+SUITE_HOME = _fresh_home()
 
 from labkit.leaks import leftovers as labkit_leftovers  # noqa: E402
 
@@ -65,16 +87,45 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = 1
     else:
         sys.stderr.write("\nlabkit leak check: the host is clean\n")
+    _remove_home(SUITE_HOME)
+
+
+def _remove_home(top):
+    """The suite's home goes at the end, unless something is still mounted
+    under it (a leak, reported above): then it stays for a look, and
+    `LABKIT_HOME=TOP labkit gc` collects it."""
+    from labkit import mountinfo
+    from labkit.startpath import remove_tree
+    if top is None or not os.path.isdir(top):
+        return
+    if any(m.mount_point == top or m.mount_point.startswith(top + "/") for m in mountinfo.read()):
+        sys.stderr.write(f"labkit: the suite's home {top} still has mounts: kept\n")
+        return
+    remove_tree(top)
 
 
 @pytest.fixture(scope="session")
-def rootfs():
-    """The base rootfs, built if missing (make test builds it first)."""
+def rootfs(request):
+    """The base rootfs, built if missing (in a fresh home: always); the
+    leak check then compares it at the end with what it is now."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
     from labkit import builder
     path, _, _ = builder.build("base")
+    if getattr(request.config, "_base_before", None) is None:
+        request.config._base_before = base_tree()
     return "base"
+
+
+@pytest.fixture(scope="session")
+def base_image(rootfs):
+    """labkit/base:latest in the image store: the base rootfs as an image,
+    for tests that read the store directly (skopeo, containerd's import)
+    rather than through a labkit command that makes it on first use."""
+    from labkit import home
+    from labkit.images import image
+    image.ensure_base(home.rootfs_dir(rootfs))
+    return image.BASE
 
 
 def own_leftovers():

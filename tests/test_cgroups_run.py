@@ -12,13 +12,13 @@ import re
 import shutil
 import signal
 import subprocess
-import time
 
 import pytest
 
 from labkit import api, cgroups, home
 from labkit.cgroups import hierarchy, lxcfs
 from labkit.cgroups.resources import parse_cpus, shares_to_weight
+import proc_helper
 from labkit.runtime import container as ct
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -46,10 +46,7 @@ def host_total():
 
 
 def wait_for(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    assert proc_helper.wait_for(predicate, timeout), "timed out"
 
 
 def state_or_none(cid):
@@ -143,10 +140,9 @@ def test_oom_kill_through_the_cli(rootfs, labkit_cli, gone):
                    "sh", "-c", hog)
     assert r.returncode == 128 + signal.SIGKILL, r.stderr
     # The same command outside any cgroup limit completes.
-    busybox = os.path.join("/var/lib/labkit/rootfs", rootfs, "bin", "busybox")
-    if os.path.exists(busybox):
-        out = subprocess.run(f"{busybox} {hog}", shell=True, capture_output=True, text=True)
-        assert out.returncode == 0, out.stderr
+    busybox = os.path.join(home.rootfs_dir(rootfs), "bin", "busybox")
+    out = subprocess.run(f"{busybox} {hog}", shell=True, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
 
 
 def test_pids_limit_through_the_cli(rootfs, labkit_cli, gone):

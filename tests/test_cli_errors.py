@@ -82,6 +82,25 @@ def test_the_command_answers_a_user_who_cannot_read_the_checkout():
         os.unlink(command)
 
 
+def test_a_home_the_user_namespace_cannot_search(rootfs, labkit_cli, unchanged):
+    """A $LABKIT_HOME made by mktemp -d is 0700: root in a user namespace is
+    uid 100000 on the host and cannot reach its root filesystem there. One
+    line names the directory and the fix; with it applied, the run works."""
+    from labkit import home
+    top = tempfile.mkdtemp(prefix="labkit-0700-")
+    try:
+        os.symlink(home.rootfs_dir(), os.path.join(top, "rootfs"))
+        env = {"LABKIT_HOME": top}
+        r = labkit_cli("run", "--rm", "--ns", "user,pid,mnt,uts,ipc", "--", "true", env=env)
+        check_clean_error(r, top, "0700", f"chmod o+x {top}")
+        assert not os.listdir(os.path.join(top, "containers"))
+        os.chmod(top, 0o755)
+        r = labkit_cli("run", "--rm", "--ns", "user,pid,mnt,uts,ipc", "--", "id", "-u", env=env)
+        assert (r.returncode, r.stdout) == (0, "0\n"), r.stderr
+    finally:
+        shutil.rmtree(top)
+
+
 def test_unknown_namespace(labkit_cli, unchanged):
     check_clean_error(labkit_cli("run", "--ns", "pid,nett", "--", "true"), "nett", "choose from")
 

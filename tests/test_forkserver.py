@@ -141,7 +141,7 @@ def test_the_callers_end_removes_what_it_started(rootfs, how):
     assert wait_for(lambda: os.path.exists(home.containers_dir("fs-foreground")))
     assert wait_for(lambda: os.path.exists(home.containers_dir("fs-detached")))
     if how == "SIGKILL":
-        time.sleep(1)
+        assert wait_for(lambda: all(_status(n) == "running" for n in ("fs-detached", "fs-foreground")))
         p.send_signal(signal.SIGKILL)
     p.wait(timeout=60)
     assert wait_for(lambda: not os.path.exists(f"/proc/{pid}"), timeout=40), "the fork server stayed"
@@ -164,3 +164,11 @@ def test_off_outside_a_kernel_and_in_another_namespace(rootfs, monkeypatch):
     finally:
         server.close()
         monkeypatch.setattr(api, "_server", None)
+
+
+def _status(name):
+    from labkit.containers import load
+    try:
+        return load(name)["status"]
+    except Exception:        # not written yet
+        return None

@@ -13,6 +13,7 @@ import pytest
 
 from labkit import api, namespaces
 from labkit.runtime import container as ct
+from proc_helper import cmdline, in_pidns_of, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -33,7 +34,7 @@ def test_killed_by_signal_is_128_plus_n(rootfs):
     with api.Container("sleep 300", name="sigtest") as c:
         argv = api.labkit_argv("exec", c.id, "sleep", "300")
         proc = subprocess.Popen(argv)
-        time.sleep(0.5)
+        assert wait_for(lambda: len(in_pidns_of(c.pid)) == 2)   # the exec'd sleep runs inside
         proc.send_signal(signal.SIGTERM)   # forwarded; sleep dies of it
         assert proc.wait(timeout=10) == 128 + signal.SIGTERM
 
@@ -90,10 +91,7 @@ def test_sigkill_of_the_runner_then_gc(rootfs, labkit_cli):
     proc.kill()
     proc.wait()
     # The container's init dies with its runner (PR_SET_PDEATHSIG) ...
-    deadline = time.monotonic() + 5
-    while ct.start_time(pid) is not None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert ct.start_time(pid) is None
+    assert wait_for(lambda: ct.start_time(pid) is None, timeout=5)
     # ... and the rest is what gc is for.
     assert ct.load("orphan")["status"] == "dead"
     r = labkit_cli("gc")
@@ -101,6 +99,17 @@ def test_sigkill_of_the_runner_then_gc(rootfs, labkit_cli):
     assert "orphan" not in ct.all_ids()
     from labkit import cgroups
     assert cgroups.load("orphan") is None
+
+
+def _sleep_300_in_a_container():
+    ours = os.readlink("/proc/self/ns/pid")
+    for p in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if cmdline(p) == "sleep 300" and os.readlink(f"/proc/{p}/ns/pid") != ours:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def test_tty_window_size_and_job_control(rootfs):
@@ -111,7 +120,7 @@ def test_tty_window_size_and_job_control(rootfs):
         child.expect(r"33 111")
         child.expect(r"/dev/pts/\d+")
         child.sendline("sleep 300")
-        time.sleep(0.5)
+        assert wait_for(_sleep_300_in_a_container)   # the shell's foreground job runs
         child.sendcontrol("c")     # to the foreground job, not to the shell
         child.sendline("echo alive-$((40+2))")
         child.expect("alive-42")
@@ -136,15 +145,12 @@ def test_each_namespace_alone(rootfs):
 
 
 def _wait_running(cid, timeout=10):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def running():
         try:
-            if ct.load(cid)["status"] == "running":
-                return
-        except Exception:
-            pass
-        time.sleep(0.05)
-    raise AssertionError(f"{cid} did not start")
+            return ct.load(cid)["status"] == "running"
+        except Exception:       # not there yet
+            return False
+    assert wait_for(running, timeout), f"{cid} did not start"
 
 
 def test_notebook_interrupt_through_the_api(rootfs, tmp_path):
@@ -169,10 +175,11 @@ def test_notebook_interrupt_through_the_api(rootfs, tmp_path):
 def test_without_pid_namespace_children_die_with_the_container(rootfs):
     """No PID namespace: the kernel does not kill the init's children when it
     exits; labkit kills the init's session."""
-    with api.Container("sleep 3011 & sleep 3012 & wait", ns="net,mnt", name="nopidns") as c:
-        time.sleep(0.3)
-        kids = [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).startswith("sleep 301")]
-        assert len(kids) == 2
+    with api.Container("sleep 3011 & sleep 3012 & wait", ns="net,mnt", name="nopidns"):
+        def kids():
+            return [p for p in os.listdir("/proc") if p.isdigit() and _cmdline(p).startswith("sleep 301")]
+        assert wait_for(lambda: len(kids()) == 2), kids()
+        kids = kids()
     assert all(ct.start_time(p) is None for p in kids)
 
 

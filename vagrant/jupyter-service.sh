@@ -46,6 +46,8 @@ port=${LABKIT_JUPYTER_PORT:-$(installed port)}
 port=${port:-8888}
 
 say() { printf 'provision: %s\n' "$*"; }
+# The page a student lands on: the course's first notebook, in the lab's language.
+first=$(bash "$(dirname "${BASH_SOURCE[0]}")/first-notebook.sh" "$repo/notebooks" "${LABKIT_LANG:-en}")
 
 if [ ! -x "$venv/bin/jupyter" ]; then
     echo "jupyter-service.sh: $venv/bin/jupyter not found; run vagrant/provision.sh first" >&2
@@ -71,7 +73,7 @@ Environment=HOME=/root
 Environment=LABKIT_LANG=${LABKIT_LANG:-en}
 EnvironmentFile=$envfile
 WorkingDirectory=/root
-ExecStart=$venv/bin/jupyter lab --allow-root --no-browser --ip=$ip --port=$port --ServerApp.port_retries=0 --ServerApp.root_dir=$repo/notebooks
+ExecStart=$venv/bin/jupyter lab --allow-root --no-browser --ip=$ip --port=$port --ServerApp.port_retries=0 --ServerApp.root_dir=$repo/notebooks --LabApp.default_url=/lab/tree/$first
 Restart=always
 RestartSec=3
 

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Print the address of each running JupyterLab with its token, as the host's
-# browser should open it: http://127.0.0.1:PORT/lab?token=...
+# browser should open it: http://127.0.0.1:PORT/?token=... (the server's root,
+# which sends the browser on to the course's first notebook)
 #
 # Usage: labkit-url.sh [--wait SECONDS]
 #   --wait  keep asking for up to SECONDS until a server answers (just after
@@ -49,7 +50,7 @@ for line in sys.stdin:
     port = os.environ.get("LABKIT_PORT") or s["port"]
     base = s.get("base_url") or "/"
     query = "?token=" + urllib.parse.quote(s["token"]) if s.get("token") else ""
-    print(f"http://127.0.0.1:{port}{base}lab{query}")
+    print(f"http://127.0.0.1:{port}{base}{query}")
 '
 }
 

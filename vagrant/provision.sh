@@ -77,8 +77,9 @@ packages+=("${optional_packages[@]}")
 # drive labkit-runtime in tests/clients/, each with private state.
 # skopeo and umoci read and write labkit's image store (an OCI layout) in tests/images/;
 # catatonit is podman's pause process, for `podman play kube` (tests/clients/).
+# chromium (headless) opens the lab as a student's browser does (tests/vm/test_jupyter_service.py).
 test_packages=(
-    vagrant shellcheck systemd gcc libc6-dev crun strace podman conmon containerd skopeo umoci catatonit
+    vagrant shellcheck systemd gcc libc6-dev crun strace podman conmon containerd skopeo umoci catatonit chromium
     python3-configobj python3-jinja2 python3-jsonpatch python3-jsonschema
     python3-netifaces python3-oauthlib python3-requests python3-serial python3-yaml
 )

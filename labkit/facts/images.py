@@ -104,8 +104,10 @@ def _port():
 
 class lab_registry:
     """The lab registry for one fact: started (on 5000, or a free port when
-    5000 is taken), stopped and its storage removed at the end, unless it
-    was running already."""
+    5000 is taken), stopped and its storage removed at the end; or, when it
+    was running already (a student's, 07.push's), left running without the
+    repositories the facts pushed (lab07-facts/...), as 07.push's reset
+    removes its own."""
 
     def __enter__(self):
         st = registry.status()
@@ -121,6 +123,9 @@ class lab_registry:
         if self.mine:
             labkit("registry", "stop", check=False)
             shutil.rmtree(registry.root(), ignore_errors=True)
+        else:
+            shutil.rmtree(registry.root("data", "docker", "registry", "v2", "repositories", PREFIX),
+                          ignore_errors=True)
 
 
 def push_pull(ref):

@@ -173,6 +173,22 @@ def round_robin(n=30, rate=10):
 
 # -- 2. the reconcile loop --------------------------------------------------
 
+# How long a killed replica may take to be replaced and healthy before the
+# fact says it was not: a bound, not the lesson. The figure is the time it
+# took (about 1 s on a laptop; an emulated classroom VM takes several).
+REPLACE_BOUND = 60.0
+
+
+def _until(condition, seconds, pause=0.1):
+    """Poll ``condition`` until it holds (True) or ``seconds`` pass (False)."""
+    deadline = time.time() + seconds
+    while not condition():
+        if time.time() > deadline:
+            return False
+        time.sleep(pause)
+    return True
+
+
 def kill_replace(n=20, rate=4):
     """A replica killed with `kill -9` from the host: at most a request or
     two fail, and the supervisor starts a new task in its slot."""
@@ -180,24 +196,22 @@ def kill_replace(n=20, rate=4):
         victim = slots("web")["2"]
         client = Client(n, rate)
         client.start()
-        time.sleep(1.2)
+        _until(lambda: len(client.answers) >= 4, n / rate)    # the kill lands among the requests
         killed = time.time()
         os.kill(victim["pid"], signal.SIGKILL)
-        replaced, new = None, None
-        while time.time() - killed < 10:
-            new = slots("web")["2"]
-            if new["task"] != victim["task"] and new["state"] == "running" and new["ready"]:
-                replaced = time.time() - killed
-                break
-            time.sleep(0.1)
+        new = {}
+
+        def replaced_and_ready():
+            new.update(slots("web")["2"])
+            return new["task"] != victim["task"] and new["state"] == "running" and new["ready"]
+        replaced = time.time() - killed if _until(replaced_and_ready, REPLACE_BOUND) else None
         client.join(timeout=n / rate + 30)
         timeline = events("web")
         service_ps = labkit("service", "ps", "web").stdout
     failed = sum(1 for _, b in client.answers if b is None)
-    ok = replaced is not None and replaced <= 5 and failed <= 2 and new["pid"] != victim["pid"] and \
-        len(client.answers) == n
+    ok = replaced is not None and failed <= 2 and new["pid"] != victim["pid"] and len(client.answers) == n
     return fact("svc_kill_replace", LAYER,
-                _("kill -9 of a replica: replaced within 5 s, at most 2 of 20 requests lost"),
+                _("kill -9 of a replica: a new task takes its slot, at most 2 of 20 requests lost"),
                 f"new task {new['task']} pid {new['pid']} after {replaced and round(replaced, 1)} s",
                 f"killed task {victim['task']} pid {victim['pid']}; {failed} of {n} requests failed", ok,
                 shell=[cmd, f"sudo kill -9 {victim['pid']}", "sudo labkit service ps web"],
@@ -378,6 +392,23 @@ APP_PORT = 18090
 CURL_FRONT = f"curl -s --max-time 20 http://127.0.0.1:{APP_PORT}/cgi-bin/front"
 
 
+def _front_until(front, step, good, fronts=1, bound=60.0):
+    """Ask the front until ``good`` holds of 3 answers in a row, from at
+    least ``fronts`` of its replicas, or ``bound`` seconds pass: the answers
+    (the last 3, or all when it never held) and the seconds it took — the
+    figure. A classroom VM under emulation is slow to start a CGI, not
+    wrong: the fact waits for what it shows rather than allowing a time."""
+    start, answers = time.time(), []
+
+    def held():
+        answers.append(front())
+        last = answers[-3:]
+        return len(last) == 3 and all(a and good(a) for a in last) and \
+            len({a.split(":")[0] for a in last}) >= fronts
+    ok = _until(held, bound, pause=0.05)
+    return {"step": step, "answers": answers[-3:] if ok else answers, "seconds": round(time.time() - start, 2)}
+
+
 def microservices(app=APP):
     """The compose app of examples/microservices: a front of 3 replicas calls
     the API by its name; the API scaled to 0 leaves the front running (it says
@@ -387,11 +418,11 @@ def microservices(app=APP):
         labkit("compose", "-f", app, "up", timeout=600)
         front = lambda: api.host(CURL_FRONT).stdout.strip() or None   # noqa: E731
         tasks_before = sorted(t["task"] for t in slots("shop_front").values())
-        steps.append({"step": "up", "answers": [front() for _ in range(3)]})
+        steps.append(_front_until(front, "up", lambda a: "api shop_api.1." in a, fronts=3))
         labkit("service", "scale", "shop_api=0")
-        steps.append({"step": "api scaled to 0", "answers": [front() for _ in range(3)]})
+        steps.append(_front_until(front, "api scaled to 0", lambda a: a.endswith("api unavailable")))
         labkit("service", "scale", "shop_api=1")
-        steps.append({"step": "api back", "answers": [front() for _ in range(3)]})
+        steps.append(_front_until(front, "api back", lambda a: "api shop_api.1." in a))
         tasks_after = sorted(t["task"] for t in slots("shop_front").values())
         ps = labkit("compose", "-f", app, "ps").stdout
     finally:

@@ -17,7 +17,7 @@ or, with -, from an OCI hook that reads the container's state on stdin.
 import os
 
 from ..containers import alive, start_time
-from . import firewall, hosts, links, ports, store, vips
+from . import firewall, hosts, links, namespace, ports, store, vips
 
 
 def _keeper_alive(ep):
@@ -38,9 +38,11 @@ def _published(by_net, skip_owner):
 
 
 def _sync(by_net=None):
-    """The firewall and every hosts file, from what is on disk now."""
+    """The firewall and every hosts file, from what is on disk now: the
+    rules of the networks of this network namespace only (namespace.py)."""
     by_net = by_net if by_net is not None else _all()
-    nets = [store.load(n) for n in by_net]
+    now = namespace.here()
+    nets = [net for net in map(store.load, by_net) if namespace.is_here(net, now)]
     services = {n: vips.of_network(n) for n in by_net}
     firewall.apply(nets, lambda n: [ep for ep in by_net[n] if ep.get("ip")], services.get)
     for net in nets:
@@ -206,6 +208,7 @@ def remove_network(name):
     from ..errors import Conflict
     with store.Lock():
         net = store.load(name)
+        namespace.elsewhere(net)      # its bridge and rules are another namespace's: refused
         services = [v["name"] for v in vips.of_network(name)]
         if services:
             raise Conflict(f"network '{name}' has services: {', '.join(services)}",

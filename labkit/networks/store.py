@@ -1,7 +1,8 @@
 """Networks and endpoints on disk, and the addresses they hand out.
 
     $LABKIT_HOME/networks/.lock                  flock(2): one change at a time
-    $LABKIT_HOME/networks/<name>/network.json    name, id, driver, subnet, gateway, bridge
+    $LABKIT_HOME/networks/<name>/network.json    name, id, driver, subnet, gateway, bridge,
+                                                 and the network namespace it lives in
     $LABKIT_HOME/networks/<name>/endpoints/<owner>.json
                                                  one per attached container: its
                                                  address, names, published ports,
@@ -13,7 +14,9 @@
 A network is only a file until a container needs it: the bridge and the
 firewall rules are (re)made from it on every connect (links.ensure_bridge), so a
 reboot, or a test's network namespace that went away, loses nothing that
-matters. An endpoint belongs to a process, recorded with its start time; once
+matters. They are made only in the network namespace the network belongs to
+(namespace.py): a command in another one is refused, or takes over a network
+whose namespace is gone and says so. An endpoint belongs to a process, recorded with its start time; once
 that process is gone the endpoint is garbage (endpoints.gc).
 """
 
@@ -24,6 +27,7 @@ import time
 
 from .. import home
 from ..errors import Conflict, LabkitError, NotFound
+from . import namespace
 
 DEFAULT = "labkit"           # `labkit run --network labkit`, made on first use (Docker's bridge)
 DEFAULT_BRIDGE = "labkit0"   # as docker0
@@ -196,7 +200,7 @@ def create(name, subnet=None, gateway=None, driver="bridge"):
                               f"give one between {hosts[0]} and {hosts[-1]}")
     net_id = os.urandom(32).hex()
     data = {"name": name, "id": net_id, "driver": driver, "subnet": str(net), "gateway": str(gw),
-            "bridge": bridge_name(name, net_id), "created": time.time()}
+            "bridge": bridge_name(name, net_id), "created": time.time(), "netns": namespace.here()}
     os.makedirs(os.path.join(root(name), "endpoints"), exist_ok=True)
     write_json(_path(name), data)
     return data
@@ -204,10 +208,11 @@ def create(name, subnet=None, gateway=None, driver="bridge"):
 
 def ensure(name):
     """(the network ``name``, whether this call made it): the default one is
-    created on first use."""
+    created on first use; one of another network namespace is refused, or
+    taken over if that namespace is gone (namespace.py)."""
     if name == DEFAULT and not os.path.exists(_path(name)):
         return create(DEFAULT), True
-    return load(name), False
+    return namespace.claim(load(name), lambda net: write_json(_path(name), net)), False
 
 
 def remove_files(name):

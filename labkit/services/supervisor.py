@@ -38,6 +38,7 @@ import signal
 import sys
 import time
 
+from ..status import STOPPING
 from . import store, tasks
 
 TICK = 0.2          # seconds between passes
@@ -49,6 +50,10 @@ STEADY = 10.0       # a replica that ran this long was not crash-looping
 BACKOFF_MAX = 16.0
 START_TIMEOUT = 60.0
 UPDATE_TIMEOUT = 60.0   # a new replica not ready by then pauses the update (Swarm's failure action)
+# Seconds a replica whose program exited may stay "stopping" (its monitor, or
+# the reaper's finisher, tears it down and then writes the exit code) before
+# it is retired without one.
+FINISH_TIMEOUT = 5.0
 
 
 def backoff(failures):
@@ -93,6 +98,7 @@ class Supervisor:
     def __init__(self):
         self.starting = {}   # container -> its `labkit run -d` process
         self.checks = {}     # container -> (health check process, started at)
+        self.exiting = {}    # container -> when it was first seen "stopping"
         self.stopping = False
 
     def main(self):
@@ -241,6 +247,9 @@ class Supervisor:
             return True
         if state in ("running", "draining"):
             st = tasks.state(cid)
+            if st is not None and st["status"] == STOPPING and self._finishing(task, now):
+                return True
+            self.exiting.pop(cid, None)
             if st is None or st["status"] != "running":
                 task["exit_code"] = (st or {}).get("exit_code")
                 why = "removed" if st is None else f"exited ({task['exit_code']})"
@@ -258,6 +267,15 @@ class Supervisor:
                 return False
             return self._health(spec, obs, task, now)
         return False
+
+    def _finishing(self, task, now):
+        """Whether to wait for a replica whose program has exited: its
+        monitor is still tearing it down and has not written the exit code
+        (a `kill -9` from the host is seen at once, its 137 a moment later).
+        Meanwhile it leaves the rotation."""
+        since = self.exiting.setdefault(task["container"], now)
+        task["ready"] = False
+        return now - since < FINISH_TIMEOUT
 
     def _maybe_drop(self, spec, obs, task):
         if task["slot"] > spec["replicas"]:
@@ -290,7 +308,9 @@ class Supervisor:
             return task["ready"]
         if cid in self.checks:
             proc, since = self.checks[cid]
-            if proc.poll() is None and now - since < health["timeout"]:
+            # timeout(1) inside enforces --health-timeout on the command; this
+            # bound is for an image without it, or an exec that never enters.
+            if proc.poll() is None and now - since < health["timeout"] + tasks.EXEC_GRACE:
                 return False
             if proc.poll() is None:
                 proc.kill()
@@ -300,7 +320,7 @@ class Supervisor:
             return self._judge(spec, obs, task, now, passed, (out or "").strip()[-200:])
         if now - task["last_check"] >= health["interval"]:
             task["last_check"] = now
-            self.checks[cid] = (tasks.check(cid, health["cmd"]), now)
+            self.checks[cid] = (tasks.check(cid, health["cmd"], health["timeout"]), now)
         return False
 
     def _judge(self, spec, obs, task, now, passed, output):

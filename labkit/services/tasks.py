@@ -77,10 +77,24 @@ def retire(spec, task, timeout=5):
         os.unlink(os.path.join(store.log_dir(spec["name"]), old))
 
 
-def check(cid, cmd):
-    """A health check: CMD under sh -c inside the replica (`labkit exec`), as Docker's HEALTHCHECK CMD-SHELL."""
-    return subprocess.Popen(api.labkit_argv("exec", cid, "--", "sh", "-c", cmd), stdin=subprocess.DEVNULL,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd="/")
+# What a health check runs inside: CMD under sh -c, given --health-timeout
+# by timeout(1) in the container where the image has it. The limit is the
+# command's own, as Docker's: on a slow machine (an emulated classroom VM) the
+# `labkit exec` that enters the container may take seconds by itself, and a
+# check charged for it fails on a healthy replica, which is then replaced.
+# Without timeout(1) the supervisor's limit (timeout + EXEC_GRACE) applies.
+_TIMED = 'if command -v timeout >/dev/null 2>&1; then exec timeout -s KILL "$1" sh -c "$2"; fi; exec sh -c "$2"'
+EXEC_GRACE = 30.0
+
+
+def check(cid, cmd, timeout):
+    """A health check: CMD under sh -c inside the replica (`labkit exec`), as
+    Docker's HEALTHCHECK CMD-SHELL, killed after ``timeout`` seconds of its own."""
+    import math
+    seconds = str(max(1, math.ceil(timeout)))
+    return subprocess.Popen(api.labkit_argv("exec", cid, "--", "sh", "-c", _TIMED, "health", seconds, cmd),
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, cwd="/")
 
 
 def probe(ip, port, timeout=0.3):

@@ -75,6 +75,38 @@ def wants_user(config):
     return "user" in config.namespaces and "user" not in config.ns_paths
 
 
+def searchable_by_root_inside(path, config):
+    """The init mounts its root (``path``: the overlay a stage prepared, or
+    the rootfs itself) once it is root of its user namespace: an
+    unprivileged uid and gid on the host, which needs the search bit on
+    ``path`` and every directory above, as any other user would. A
+    directory made by `mktemp -d` (mode 0700) stops it: say so before the
+    start fails with mount(…): EACCES."""
+    from ..errors import LabkitError
+    uid, gid = (_host_id(config.id_map(name)) for name in ("uid", "gid"))
+    d = os.path.abspath(path)
+    while True:
+        st = os.stat(d)
+        shift = 6 if st.st_uid == uid else 3 if st.st_gid == gid else 0
+        if not (st.st_mode >> shift) & 1:
+            raise LabkitError(
+                f"the container's root (uid {uid} on the host) cannot search {d} "
+                f"(mode {st.st_mode & 0o7777:04o}), where its root filesystem is mounted",
+                f"chmod o+x {d}, or set LABKIT_HOME to a directory under one every user may search")
+        if d == "/":
+            return
+        d = os.path.dirname(d)
+
+
+def _host_id(id_map):
+    """The host id that id 0 inside maps to."""
+    for line in id_map.splitlines():
+        inside, outside, size = (int(x) for x in line.split())
+        if inside <= 0 < inside + size:
+            return outside - inside
+    return None
+
+
 def unshare_user():
     syscalls.unshare(syscalls.CLONE_NEWUSER)
 
@@ -105,6 +137,10 @@ def init_forks(config):
 
 class NamespaceStage(Stage):
     name = "namespaces"
+
+    def prepare(self, c):
+        if wants_user(c.config):
+            searchable_by_root_inside(c.rootfs, c.config)
 
     def child(self, c):
         ns = c.config.namespaces

@@ -14,7 +14,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 import pytest
 
@@ -22,6 +21,7 @@ from labkit.conformance.clients import remove_cgroup_parent, unmount_below
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cri_client  # noqa: E402
+from proc_helper import wait_for  # noqa: E402
 
 LABKIT_RUNTIME = os.path.join(os.path.dirname(sys.executable), "labkit-runtime")
 BASE_IMAGE = "docker.io/lab-cri/base:1"
@@ -135,7 +135,7 @@ def _mounts_below(top):
 
 
 @pytest.fixture(scope="module")
-def cri(rootfs):
+def cri(base_image):
     for tool in ("containerd", "ctr", "skopeo", "containerd-shim-runc-v2"):
         if not shutil.which(tool):
             pytest.fail(f"{tool} is missing: `make test` installs it (provision.sh --test-tools)")
@@ -162,10 +162,7 @@ def cri(rootfs):
     client = None
     try:
         layout = _pause_layout(top)
-        for _ in range(200):                              # bounded: 10 s at most
-            if os.path.exists(sock) or daemon.poll() is not None:
-                break
-            time.sleep(0.05)
+        wait_for(lambda: os.path.exists(sock) or daemon.poll() is not None, timeout=10)
         assert os.path.exists(sock), f"containerd did not start: {daemon_log()}"
         # Into the k8s.io namespace (the one CRI uses), unpacked for CRI's snapshotter.
         for name, ref in (("base", BASE_IMAGE), ("pause", PAUSE_IMAGE)):
@@ -214,14 +211,12 @@ def cri(rootfs):
         remove_cgroup_parent(cgroup_parent)
 
 
-def _wait(what, check, tries=100, pause=0.1):
-    """check() until it returns something true: bounded, 10 s by default."""
-    for _ in range(tries):
-        value = check()
-        if value:
-            return value
-        time.sleep(pause)
-    pytest.fail(f"timed out waiting for {what}")
+def _wait(what, check, timeout=10):
+    """check() until it returns something true (that value), at most ``timeout`` s."""
+    found = []
+    if not wait_for(lambda: found.append(check()) or found[-1], timeout):
+        pytest.fail(f"timed out waiting for {what}")
+    return found[-1]
 
 
 def _alive(pid):
@@ -290,7 +285,7 @@ def test_a_pod_runs_under_the_labkit_runtime_handler(cri):
     _wait("the container and sandbox processes to go", lambda: not _alive(pid) and not _alive(sandbox_pid))
     assert json.loads(labkit("list", "--format", "json").stdout or "[]") == [], "labkit-runtime still has state"
     _wait("the pod's mounts to go",
-          lambda: not [m for m in _mounts_below(cri.top) if sid in m or cid in m], tries=50)
+          lambda: not [m for m in _mounts_below(cri.top) if sid in m or cid in m], timeout=5)
     from labkit.cgroups import hierarchy
     layout = hierarchy.detect()
     for base in list(layout.v1_mounts) + ([layout.v2] if layout.v2 else []):

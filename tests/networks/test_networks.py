@@ -8,13 +8,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from labkit import home
 from labkit.facts.network import host_fetch
 from net_helpers import ROOT, labkit, ok
+from proc_helper import wait_for
 
 HTTPD = "mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h /www"
 
@@ -173,16 +173,15 @@ def test_sigkill_then_gc(netns):
                           "-p", "8085:80", "--", "sleep", "300"], cwd="/",
                          env=dict(os.environ, PYTHONPATH=ROOT))
     try:
-        for _ in range(200):   # until the container is plugged in (bounded)
+        def plugged():
             r = labkit("network", "inspect", "labkit")
-            if r.returncode == 0 and json.loads(r.stdout)[0]["Containers"].get("lk-doomed", {}).get("Pid"):
-                break
-            time.sleep(0.05)
+            return r.returncode == 0 and json.loads(r.stdout)[0]["Containers"].get("lk-doomed", {}).get("Pid")
+        assert wait_for(plugged)
         veth = endpoint("labkit", "lk-doomed")["HostVeth"]
     finally:
         monitor.send_signal(signal.SIGKILL)
         monitor.wait()
-    time.sleep(0.2)
+    # Nobody tore it down: the endpoint is still on disk until gc.
     assert os.path.exists(os.path.join(home.home(), "networks", "labkit", "endpoints", "lk-doomed.json"))
     out = ok("gc")
     assert "disconnected lk-doomed from network labkit" in out
@@ -352,10 +351,8 @@ def test_the_veth_waits_for_the_inits_own_namespace():
     try:
         with pytest.raises(LabkitError, match="still in this network namespace"):
             wait_own_netns(here.pid, timeout=0.2)
-        for _ in range(100):     # unshare(1) execs sleep once its namespace exists
-            if open(f"/proc/{away.pid}/cmdline").read().startswith("sleep"):
-                break
-            time.sleep(0.01)
+        # unshare(1) execs sleep once its namespace exists
+        assert wait_for(lambda: open(f"/proc/{away.pid}/cmdline").read().startswith("sleep"), timeout=1)
         wait_own_netns(away.pid, timeout=5)
     finally:
         for p in (here, away):
@@ -363,3 +360,41 @@ def test_the_veth_waits_for_the_inits_own_namespace():
             p.wait()
     with pytest.raises(LabkitError, match="exited before"):
         wait_own_netns(here.pid, timeout=1)
+
+
+def test_a_network_belongs_to_the_namespace_it_was_made_in(netns):
+    """Docker keeps one daemon, and so one set of networks, per network
+    namespace; labkit keeps one $LABKIT_HOME, so each network records its
+    namespace (labkit/networks/namespace.py). From another namespace that
+    still exists the network is refused — no bridge made there, no rule
+    rendered there, no rm — with the way to reach it; from one where it was
+    made in a namespace that is gone, it is taken over, and that is said."""
+    from netns_helper import private_netns
+    ok("network", "create", "nsown")                         # in the test's namespace, A
+    keeper = subprocess.Popen(["sleep", "120"])               # A has a process: it is alive
+    try:
+        with private_netns():                                 # B
+            r = labkit("run", "--rm", "--network", "nsown", "--", "true")
+            assert r.returncode != 0 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+            assert "belongs to another network namespace" in r.stderr
+            assert f"nsenter --net=/proc/{keeper.pid}/ns/net labkit" in r.stderr
+            r = labkit("network", "rm", "nsown")
+            assert r.returncode != 0 and "belongs to another network namespace" in r.stderr
+            # A network of B's own works beside it, and B's firewall holds B's rules only.
+            ok("run", "--rm", "--network", "labkit", "--", "true")
+            table = subprocess.run(["nft", "list", "table", "ip", "labkit"], capture_output=True, text=True).stdout
+            nsown = json.loads(ok("network", "inspect", "nsown"))[0]
+            assert "labkit0" in table and nsown["Options"]["bridge"] not in table, table
+            links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
+            assert nsown["Options"]["bridge"] not in links
+            ok("network", "rm", "labkit")
+            with private_netns():                             # C: made there, then gone
+                ok("network", "create", "nsgone")
+            r = labkit("run", "--rm", "--network", "nsgone", "--", "true")
+            assert r.returncode == 0, r.stderr
+            assert "was made in a network namespace that is gone" in r.stderr
+            ok("network", "rm", "nsgone")
+    finally:
+        keeper.kill()
+        keeper.wait()
+    ok("network", "rm", "nsown")                              # back in A, where it lives

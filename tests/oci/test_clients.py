@@ -4,9 +4,13 @@ texts clients match on word for word."""
 
 import json
 import shutil
+import signal
 import subprocess
+import time
 
 import pytest
+
+from proc_helper import ignores, wait_for
 
 pytestmark = pytest.mark.root
 
@@ -62,11 +66,7 @@ def test_kill_of_a_stopped_container_says_container_not_running(bundle):
     bundle.config["process"]["args"] = ["true"]
     assert bundle.create("cl-kill").returncode == 0
     assert bundle.runtime("start", "cl-kill").returncode == 0
-    import time
-    for _ in range(200):
-        if bundle.state("cl-kill")["status"] == "stopped":
-            break
-        time.sleep(0.01)
+    wait_for(lambda: bundle.state("cl-kill")["status"] == "stopped")
     r = bundle.runtime("kill", "cl-kill", "KILL")
     assert r.returncode != 0 and "container not running" in r.stderr
     missing = bundle.runtime("kill", "cl-nope", "KILL")
@@ -89,7 +89,6 @@ def test_pause_freezes_and_resume_thaws(bundle, tmp_path, runtime):
     """The same busy loop under both runtimes: its cpu time stands still
     while paused, and moves again after resume; the state says paused."""
     import os
-    import time
     bundle.config["process"]["args"] = ["sh", "-c", "while :; do :; done"]
     bundle.config["linux"]["resources"]["pids"] = {"limit": 10}
     cid = f"cl-pause-{runtime}"
@@ -112,12 +111,11 @@ def test_pause_freezes_and_resume_thaws(bundle, tmp_path, runtime):
         assert call("pause", cid).returncode == 0
         assert state()["status"] == "paused"
         before = utime(pid)
-        time.sleep(0.3)
+        time.sleep(0.3)                    # a measurement window: frozen, it gets no CPU time
         assert utime(pid) == before
         assert call("resume", cid).returncode == 0
         assert state()["status"] == "running"
-        time.sleep(0.3)
-        assert utime(pid) > before
+        assert wait_for(lambda: utime(pid) > before)
         again = call("resume", cid)
         assert again.returncode != 0
     finally:
@@ -130,9 +128,11 @@ def test_ps_lists_the_containers_processes(bundle):
     assert bundle.create("cl-ps").returncode == 0
     try:
         assert bundle.runtime("start", "cl-ps").returncode == 0
-        import time
-        time.sleep(0.2)
-        pids = json.loads(bundle.runtime("ps", "--format", "json", "cl-ps").stdout)
+
+        def ps():
+            return json.loads(bundle.runtime("ps", "--format", "json", "cl-ps").stdout)
+        assert wait_for(lambda: len(ps()) == 3)
+        pids = ps()
         assert bundle.state("cl-ps")["pid"] in pids and len(pids) == 3     # sh and its two sleeps
         table = bundle.runtime("ps", "cl-ps", "-o", "pid,comm").stdout.splitlines()
         assert table[0].split() == ["PID", "COMMAND"]
@@ -172,21 +172,26 @@ TRAP = ["sh", "-c", "sleep 300 & sleep 301 & trap '' TERM; wait; sleep 302"]
 def test_kill_all_reaches_every_process(bundle, flags, children_left):
     """TERM to the init alone (it ignores it) leaves its children; --all
     sends it to every process of the container, as runc's does."""
-    import time
     bundle.config["process"]["args"] = TRAP
     bundle.config["linux"]["resources"]["pids"] = {"limit": 10}
     cid = "cl-killall-" + ("a" if flags else "i")
     assert bundle.create(cid).returncode == 0
+
+    def ps():
+        return json.loads(bundle.runtime("ps", "--format", "json", cid).stdout)
     try:
         assert bundle.runtime("start", cid).returncode == 0
-        time.sleep(0.3)
-        before = json.loads(bundle.runtime("ps", "--format", "json", cid).stdout)
-        assert len(before) == 3
+        init = bundle.state(cid)["pid"]
+        # Both sleeps forked, and the init's trap set: TERM is ignored from now on.
+        assert wait_for(lambda: len(ps()) == 3 and ignores(init, signal.SIGTERM))
+        before = [p for p in ps() if p != init]
         assert bundle.runtime("kill", *flags, cid, "TERM").returncode == 0
-        time.sleep(0.3)
-        after = json.loads(bundle.runtime("ps", "--format", "json", cid).stdout)
-        sleeps = [p for p in after if p in before and p != bundle.state(cid)["pid"]]
-        assert bool(sleeps) is children_left, (before, after)
+        # An ignored signal is dropped when it is sent, so with the init
+        # alone nothing is left to wait for; --all: the sleeps die.
+        if not children_left:
+            assert wait_for(lambda: not set(before) & set(ps())), ps()
+        sleeps = [p for p in ps() if p in before]
+        assert bool(sleeps) is children_left, (before, ps())
     finally:
         bundle.runtime("delete", "-f", cid)
 

@@ -7,7 +7,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -15,6 +14,7 @@ from labkit import home
 from labkit.runtime import container as ct
 
 from .conftest import ROOT, cgroup_dirs
+from proc_helper import wait_for
 
 
 def _cmdline(pid):
@@ -23,10 +23,7 @@ def _cmdline(pid):
 
 
 def _wait(predicate, timeout=10):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
+    assert wait_for(predicate, timeout), "timed out"
 
 
 def test_create_waits_until_start(bundle):
@@ -38,7 +35,9 @@ def test_create_waits_until_start(bundle):
     assert set(st) == {"ociVersion", "id", "status", "pid", "bundle", "annotations"}
     pid = st["pid"]
     assert os.path.exists(f"/proc/{pid}")
-    time.sleep(0.3)
+    # Blocked in open(exec.fifo, O_WRONLY), in the pipe code's wait for a
+    # reader (fs/pipe.c: wait_for_partner): waiting for `start`.
+    _wait(lambda: open(f"/proc/{pid}/wchan").read() == "wait_for_partner")
     # Still the runtime's own init, not the user's program: nothing was printed.
     assert "python" in _cmdline(pid) and bundle.output("lc1") == ""
     assert bundle.runtime("start", "lc1").returncode == 0

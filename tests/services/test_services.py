@@ -18,6 +18,7 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "networks"))
 
 from net_helpers import labkit, ok  # noqa: E402
 from labkit.facts import services as svcf  # noqa: E402
+from proc_helper import wait_for  # noqa: E402
 
 pytestmark = pytest.mark.root
 
@@ -82,12 +83,9 @@ def test_round_robin_over_three_replicas(web):
 def test_kill_9_costs_at_most_two_requests_and_is_replaced(web):
     victim = tasks("web")["2"]
     assert get(18080) is not None
-    client = subprocess.Popen([sys.executable, "-c",
-                               f"import sys; sys.path.insert(0, {os.path.dirname(__file__)!r}); "
-                               "import test_services as t; r = t.send(18080, 20, 4); "
-                               "print(sum(1 for x in r if x is None))"],
-                              stdout=subprocess.PIPE, text=True, env=dict(os.environ, PYTHONPATH=ROOT))
-    time.sleep(1.2)
+    client = svcf.Client(20, 4, port=18080)       # 20 requests, 4 a second, in this namespace
+    client.start()
+    assert wait_for(lambda: len(client.answers) >= 4)   # the kill lands in the middle of them
     killed = time.monotonic()
     os.kill(victim["pid"], signal.SIGKILL)            # from the host, as a student would
     replaced = None
@@ -97,7 +95,8 @@ def test_kill_9_costs_at_most_two_requests_and_is_replaced(web):
             replaced = time.monotonic() - killed
             break
         time.sleep(0.1)
-    failed = int(client.communicate(timeout=30)[0])
+    client.join(timeout=30)
+    failed = sum(1 for _, body in client.answers if body is None)
     assert replaced is not None and replaced <= 5, replaced
     assert failed <= 2, f"{failed} of 20 requests failed"
     ps = ok("service", "ps", "web")

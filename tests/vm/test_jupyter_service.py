@@ -6,12 +6,13 @@ and labkit-url.sh is run against a real JupyterLab started on loopback.
 """
 
 import os
+import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 
@@ -110,7 +111,7 @@ def test_labkit_url_prints_a_url_that_opens_the_lab(jupyter_lab):
     r = run(["bash", VAGRANT_DIR / "labkit-url.sh", "--wait", "60"], env=dict(env, VENV=VENV))
     assert r.returncode == 0, r.stderr
     urls = r.stdout.split()
-    assert urls == [f"http://127.0.0.1:{port}/lab?token={token}"]
+    assert urls == [f"http://127.0.0.1:{port}/?token={token}"]
     with urllib.request.urlopen(urls[0], timeout=20) as resp:
         assert resp.status == 200
     # Without the token the same server refuses the API: the token is what
@@ -120,7 +121,7 @@ def test_labkit_url_prints_a_url_that_opens_the_lab(jupyter_lab):
     assert refused.value.code == 403
     # A forward to another host port: the URL names the host's port.
     r2 = run(["bash", VAGRANT_DIR / "labkit-url.sh"], env=dict(env, VENV=VENV, LABKIT_PORT="18899"))
-    assert r2.stdout.split() == [f"http://127.0.0.1:18899/lab?token={token}"]
+    assert r2.stdout.split() == [f"http://127.0.0.1:18899/?token={token}"]
 
 
 def test_labkit_url_without_a_server_says_so(tmp_path):
@@ -140,3 +141,52 @@ def test_the_lab_asks_nothing_about_jupyter_news(jupyter_lab):
     with urllib.request.urlopen(url, timeout=20) as resp:
         props = json.load(resp)["schema"]["properties"]   # overrides.json becomes the defaults
     assert props["fetchNews"]["default"] == "false" and props["checkForUpdates"]["default"] is False
+
+
+def first_page(url, profile):
+    """What a real browser shows at ``url``: headless Chromium (Debian's)
+    loads JupyterLab, runs its scripts, and dumps the page. Returns the
+    window's title and the path of the document open in the main area (the
+    title panel's "Path: …" line)."""
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.fail("chromium is missing: `make test` installs it (provision.sh --test-tools)")
+    r = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", f"--user-data-dir={profile}",
+                        "--virtual-time-budget=30000", "--dump-dom", url],
+                       capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    title = re.search(r"<title>([^<]*)</title>", r.stdout)
+    panel = re.search(r'id="jp-title-panel-title"><input[^>]*title="([^"]*)"', r.stdout)
+    assert title and panel, f"no JupyterLab page at {url}: {r.stderr[-2000:]}"
+    paths = [line.split(": ", 1)[1] for line in panel.group(1).splitlines()[1:2] if ": " in line]
+    return title.group(1), (paths or [None])[0]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lang, first", [("en", "00-welcome.ipynb"), ("es", "es/00-welcome.ipynb")])
+def test_the_course_opens_on_its_first_notebook(tmp_path, lang, first):
+    """`make serve` (the end of `make lab`) serves the repository's notebooks;
+    the URL labkit-url.sh prints (as `labkit url` and the Vagrantfile do),
+    opened in a real browser, shows the course's first notebook in the lab's
+    language, not JupyterLab's Launcher."""
+    home = tmp_path / "home"
+    home.mkdir()
+    token, port = secrets.token_hex(16), free_port()
+    env = dict(os.environ, HOME=str(home), JUPYTER_TOKEN=token, LABKIT_LANG=lang, VENV=VENV)
+    env.pop("JUPYTER_RUNTIME_DIR", None)
+    server = subprocess.Popen(["make", "-s", "-C", str(REPO), "serve", f"LAB_PORT={port}"], env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL,
+                              start_new_session=True)
+    try:
+        r = run(["bash", VAGRANT_DIR / "labkit-url.sh", "--wait", "60"], env=env)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split() == [f"http://127.0.0.1:{port}/?token={token}"]
+        title, path = first_page(r.stdout.split()[0], tmp_path / "chromium")
+        assert path == first, (title, path)
+        assert title.startswith("00-welcome"), title
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
