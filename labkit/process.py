@@ -271,6 +271,9 @@ def exec_program(args, env, where="the container"):
     Returns only by raising ExecFailed (127 not found, 126 not executable)."""
     for sig in _RESET:
         signal.signal(sig, signal.SIG_DFL)
+    # And none blocked: a runner may block the ones it forwards around a fork
+    # (runtime/execute.py), and a blocked mask survives execve(2).
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     environ = dict(e.split("=", 1) for e in env if "=" in e)
     if "HOME" not in environ:           # as runc: the user's home from the container's passwd
         environ["HOME"] = home_of(os.getuid())

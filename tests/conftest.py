@@ -35,6 +35,20 @@ def _fresh_home():
 
 SUITE_HOME = _fresh_home()
 
+
+def _interruptible():
+    """A suite started in the background (a CI job, `make test &`, a shell
+    with `trap '' INT`) inherits SIGINT ignored, and so would every process
+    a test starts, since an ignored signal stays ignored across fork and
+    exec: a notebook cell's Ctrl-C (tests/test_run.py) would do nothing.
+    The tests see what a terminal gives: SIGINT raises KeyboardInterrupt."""
+    import signal
+    if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+_interruptible()
+
 from labkit.leaks import leftovers as labkit_leftovers  # noqa: E402
 
 

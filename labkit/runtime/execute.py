@@ -50,25 +50,27 @@ def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None, p
     # The pid of the process inside, from the child that forks it, for
     # --pid-file: written here, on the host (the child is in the container's mounts).
     r_pid, w_pid = os.pipe() if pid_file and ns_stage.init_forks(config) else (None, None)
-    child = syscalls.fork()
-    if child == 0:
-        _child(pid, state, config, args, slave, interactive or tty, w_err, w_pid, preserve_fds, seccomp,
-               detach, console_socket if tty else None)
-    os.close(w_err)
-    if slave is not None:
-        os.close(slave)
-    if pid_file:
-        _pid_file(pid_file, child, r_pid, w_pid)
-    if detach:
-        return _detached(child, r_err, config)
-
-    def forward(signum, frame):
-        try:
-            os.kill(child, signum)
-        except ProcessLookupError:
-            pass
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, forward)
+    # The signals this process forwards stay blocked from before the fork
+    # until the forwarding is in place: one sent in between (a Ctrl-C, a
+    # `kill` of this pid) is then forwarded, not the end of this process
+    # with its child killed (PR_SET_PDEATHSIG). The child unblocks them
+    # before its exec (process.exec_program).
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    try:
+        child = syscalls.fork()
+        if child == 0:
+            _child(pid, state, config, args, slave, interactive or tty, w_err, w_pid, preserve_fds, seccomp,
+                   detach, console_socket if tty else None)
+        os.close(w_err)
+        if slave is not None:
+            os.close(slave)
+        if pid_file:
+            _pid_file(pid_file, child, r_pid, w_pid)
+        if detach:
+            return _detached(child, r_err, config)
+        _forward_to(child)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
     failure = read_all(r_err)
     os.close(r_err)
     if master is not None and not failure:
@@ -79,6 +81,19 @@ def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None, p
     if failure:
         raise _Failed(failure.decode(errors="replace").strip(), code)
     return code
+
+
+FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)
+
+
+def _forward_to(pid):
+    def forward(signum, frame):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+    for sig in FORWARDED:
+        signal.signal(sig, forward)
 
 
 def _pid_file(path, child, r_pid, w_pid):
@@ -176,7 +191,7 @@ def _fork_into(w_err, w_pid, detach=False):
     os.close(w_err)
     if detach:
         os._exit(0)
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
-        signal.signal(sig, lambda s, f: os.kill(grandchild, s))
+    _forward_to(grandchild)       # what was blocked since the first fork arrives now
+    signal.pthread_sigmask(signal.SIG_SETMASK, ())
     _, status = os.waitpid(grandchild, 0)
     os._exit(process.exit_code(status))
