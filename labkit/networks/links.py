@@ -93,11 +93,19 @@ def prefix(subnet):
 
 def ensure_bridge(net):
     """The network's bridge, with the gateway's address, up; and the host
-    forwarding. Idempotent: done again on every connect."""
+    forwarding. Idempotent: done again on every connect.
+
+    Its MAC address is set, from the gateway's IP as a container's is (as
+    Docker's libnetwork sets docker0's): a bridge left to choose takes the
+    lowest MAC of its ports, so it changes when a container's veth comes or
+    goes, and every other container's ARP entry for the gateway and the
+    virtual IPs then points at no one until it is probed again — seconds in
+    which their connections hang (seen as a front that found its API
+    "unavailable" after a scale)."""
     br = net["bridge"]
     if not exists(br):
         _forget_vips(net)
-        ip(f"link add {br} type bridge\n"
+        ip(f"link add {br} address {mac_of(net['gateway'])} type bridge\n"
            f"addr add {net['gateway']}/{prefix(net['subnet'])} dev {br}\n"
            f"link set {br} up\n")
     forward_on()

@@ -398,3 +398,32 @@ def test_a_network_belongs_to_the_namespace_it_was_made_in(netns):
         keeper.kill()
         keeper.wait()
     ok("network", "rm", "nsown")                              # back in A, where it lives
+
+
+def _mac(link):
+    out = subprocess.run(["ip", "-o", "link", "show", link], capture_output=True, text=True).stdout
+    return out.split("link/ether ")[1].split()[0]
+
+
+def test_the_bridge_keeps_its_mac_as_containers_come_and_go(netns):
+    """A bridge left to choose its MAC takes its ports' lowest: a container's
+    veth with a low MAC would become the gateway's address, and when it goes,
+    every other container's ARP entry for the gateway (and the virtual IPs)
+    points at no one for seconds. labkit sets it, from the gateway's IP."""
+    keep = server("lk-keep", "kept", "--network", "labkit")
+    try:
+        br = json.loads(ok("network", "inspect", "labkit"))[0]["Options"]["bridge"]
+        gateway = json.loads(ok("network", "inspect", "labkit"))[0]["IPAM"]["Config"][0]["Gateway"]
+        assert _mac(br) == "02:42:" + ":".join(f"{int(b):02x}" for b in gateway.split("."))
+        before = _mac(br)
+        low = server("lk-low", "low", "--network", "labkit")
+        subprocess.run(["ip", "link", "set", endpoint("labkit", low)["HostVeth"], "address", "00:00:00:00:00:01"],
+                       check=True)                                   # the lowest MAC a port can have
+        assert _mac(br) == before
+        ok("rm", "-f", low)
+        assert _mac(br) == before
+        r = inside(keep, f"ping -c1 -W1 {gateway}")          # the gateway, where it was
+        assert r.returncode == 0, r.stdout + r.stderr
+    finally:
+        ok("rm", "-f", keep)
+        ok("network", "rm", "labkit")
