@@ -33,3 +33,20 @@ def test_a_service_cgroup_is_not_a_leak_but_a_harness_one_is():
     finally:
         for d in made:
             os.rmdir(d)
+
+
+def test_the_suite_sees_a_process_it_left_whatever_its_name():
+    """The end of the suite reports every process started during it and still
+    running (tests/conftest.py), not only labkit's: a daemon a test forgot."""
+    import subprocess
+    from conftest import new_processes, processes
+    before = processes()
+    daemon = subprocess.Popen(["sleep", "60"], start_new_session=True)
+    try:
+        found = new_processes(before, grace=0)
+        # (its command line may be empty for a moment: Popen returns while the exec completes)
+        assert any(line.startswith(f"process {daemon.pid} started during the suite") for line in found), found
+    finally:
+        daemon.kill()
+        daemon.wait()
+    assert not any(f"process {daemon.pid} " in line for line in new_processes(before, grace=0))
