@@ -13,7 +13,7 @@ export VENV
 # The port `make serve` listens on (127.0.0.1 only).
 LAB_PORT ?= 8888
 
-.PHONY: lab serve test setup bench vm-test clean-host check-root
+.PHONY: lab serve test test-each setup bench vm-test clean-host check-root
 
 check-root:
 	@if [ "$$(id -u)" != 0 ]; then \
@@ -41,6 +41,18 @@ serve: check-root
 test: PROVISION_ARGS += --test-tools
 test: setup
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# Every test file alone, each run from an empty $LABKIT_HOME of its own
+# (tests/conftest.py): no test may lean on another, or on an earlier run.
+test-each: PROVISION_ARGS += --test-tools
+test-each: setup
+	@failed=; for f in $$(find tests -name 'test_*.py' | sort); do \
+	  start=$$(date +%s); \
+	  if $(PY) -m pytest -q -p no:cacheprovider $(PYTEST_ARGS) $$f >/tmp/labkit-test-each.log 2>&1; then verdict=passed; \
+	  else verdict=FAILED; failed="$$failed $$f"; tail -n 30 /tmp/labkit-test-each.log; fi; \
+	  echo "$$verdict $$f $$(( $$(date +%s) - start )) s"; done; \
+	  rm -f /tmp/labkit-test-each.log; \
+	  if [ -n "$$failed" ]; then echo "failed alone:$$failed"; exit 1; fi
 
 bench: PROVISION_ARGS += --test-tools
 bench: setup

@@ -126,6 +126,8 @@ def plug(network, owner, pid):
                 from . import cni
                 cni.add(net, ep, pid)
                 links.allow_localnet(net["bridge"])
+                links.no_ipv6(net["bridge"])
+                links.no_ipv6(ep["ifname"], pid)
             else:
                 links.add_veth(net, ep, pid)
             store.save_endpoint(network, ep)

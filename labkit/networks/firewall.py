@@ -14,7 +14,20 @@ either the old ruleset or the new one is in force, never half of each.
                          one from 127.0.0.1 to a published port too
       chain forward      filter: one network's bridge never forwards to
                          another's (Docker's DOCKER-ISOLATION chains)
+      chain input        filter: nothing that comes in from a bridge is
+                         delivered to the host's 127.0.0.0/8 (the guard)
     }
+
+The guard. Published ports answer on 127.0.0.1 because each bridge has
+route_localnet=1 (links.allow_localnet), and that also lets a container
+address the host's loopback: with CAP_NET_RAW (Docker's default set has it)
+it writes a frame to the bridge's MAC with 127.0.0.1 as the destination, and
+a service that listens on 127.0.0.1 only, believing itself private (the lab
+registry, JupyterLab, whatever a student runs), gets it. This is
+CVE-2020-8558, which Kubernetes closed with the same rule: drop packets to
+127.0.0.0/8 that arrive from elsewhere than lo, unless they belong to a
+connection already made (the answers to a published port's clients).
+`sudo nft flush chain ip labkit input` takes the guard off, for the lesson.
 
 `nft list table ip labkit` prints it; the table is deleted with the last network.
 """
@@ -64,12 +77,16 @@ def render(networks, endpoints_of, vips_of=lambda name: ()):
         return f"\tchain {name} {{\n" + (f"\t\t{head}\n" if head else "") + body + "\t}\n"
 
     local = ["fib daddr type local jump ports"]
+    quoted = ", ".join(f'"{b}"' for b in bridges)
+    guard = [f'iifname {{ {quoted} }} ip daddr 127.0.0.0/8 ct state != {{ established, related }} drop '
+             'comment "no container reaches the host\'s loopback (CVE-2020-8558)"'] if bridges else []
     return (f"table {TABLE} {{\n"
             + chain("prerouting", "type nat hook prerouting priority dstnat; policy accept;", local)
             + chain("output", "type nat hook output priority -100; policy accept;", local)
             + chain("ports", "", ports)
             + chain("postrouting", "type nat hook postrouting priority srcnat; policy accept;", post)
             + chain("forward", "type filter hook forward priority filter; policy accept;", forward)
+            + chain("input", "type filter hook input priority filter; policy accept;", guard)
             + "}\n")
 
 

@@ -108,8 +108,25 @@ def ensure_bridge(net):
         ip(f"link add {br} address {mac_of(net['gateway'])} type bridge\n"
            f"addr add {net['gateway']}/{prefix(net['subnet'])} dev {br}\n"
            f"link set {br} up\n")
+    no_ipv6(br)
     forward_on()
     allow_localnet(br)
+
+
+def no_ipv6(link, pid=None):
+    """labkit's networks are IPv4: no IPv6 on ``link`` (in the network
+    namespace of ``pid``, if given). Left on, a bridge takes router
+    advertisements (accept_ra=1 while forwarding is off): one sent by a
+    container makes it the host's IPv6 default router (CVE-2020-13401,
+    closed in Docker 19.03.11); on a container's end, a neighbour's. Docker
+    turns IPv6 off the same way on networks made without --ipv6."""
+    key = f"net.ipv6.conf.{link}.disable_ipv6"
+    if not os.path.exists("/proc/sys/net/ipv6"):
+        return                                   # a kernel without IPv6
+    if pid is None:
+        sysctl(key, 1)
+    else:       # /proc/sys/net is the reader's network namespace's
+        run(["nsenter", f"--net=/proc/{pid}/ns/net", "sysctl", "-q", "-w", f"{key}=1"])
 
 
 def allow_localnet(bridge):
@@ -204,6 +221,7 @@ def add_veth(net, ep, pid):
     if inside == "eth0":   # the first network is the way out; a second one adds its subnet only
         script += f"route add default via {net['gateway']}\n"
     try:
+        no_ipv6(inside, pid)
         ip(script, pid=pid)
     except LabkitError:
         delete(host)

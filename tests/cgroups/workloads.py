@@ -124,7 +124,7 @@ def fork_bomb(limit=16, timeout=60.0, hz=20):
             and (m.stats()["pids_refused"] or 0) > 0, hz=hz, timeout=timeout)
         filled = time.monotonic() - start
         host_fork = subprocess.run(["/bin/true"]).returncode == 0
-        time.sleep(0.2)
+        time.sleep(0.2)         # a measurement window: a moment later, still no further than the limit
         stats = m.stats()
         return {
             "pids_limit": stats["pids_limit"],
