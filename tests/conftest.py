@@ -50,6 +50,7 @@ def _interruptible():
 _interruptible()
 
 from labkit.leaks import leftovers as labkit_leftovers  # noqa: E402
+from proc_helper import new_processes, processes  # noqa: E402
 
 
 def pytest_sessionstart(session):
@@ -61,52 +62,7 @@ def pytest_sessionstart(session):
         sys.stderr.write("labkit gc before the suite: " + "; ".join(gc()) + "\n")
     session.config._labkit_before = set(labkit_leftovers()) if os.geteuid() == 0 else set()
     session.config._base_before = base_tree()
-    session.config._processes_before = set(processes())
-
-
-PF_KTHREAD = 0x00200000       # include/linux/sched.h: the flags field of /proc/PID/stat
-
-
-def processes():
-    """{(pid, start time)} of every process but kernel threads and zombies.
-    A kernel thread is told by its flag, not by an empty command line: a
-    process in the middle of execve(2) has none for a moment, after the
-    close-on-exec pipe that tells its parent the exec worked has closed."""
-    found = set()
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            with open(f"/proc/{pid}/stat", "rb") as f:
-                fields = f.read().rsplit(b")", 1)[1].split()
-        except OSError:
-            continue
-        # fields[0] is field 3 of proc(5): state; flags is field 9, starttime 22.
-        if fields[0] in (b"Z", b"X") or int(fields[6]) & PF_KTHREAD:
-            continue
-        found.add((int(pid), int(fields[19])))
-    return found
-
-
-def new_processes(before, grace=5.0):
-    """Processes started during the suite and still running after ``grace``
-    seconds (one that is on its way out gets the time to go): a daemon, a
-    server or a container's process that a test left behind, whatever its
-    name — the scan of labkit.leaks knows labkit's own only."""
-    import time
-    deadline = time.monotonic() + grace
-    while True:
-        left = sorted(pid for pid, _ in set(processes()) - before if pid != os.getpid())
-        if not left or time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
-    out = []
-    for pid in left:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                argv = f.read().rstrip(b"\0").replace(b"\0", b" ").decode(errors="replace")
-        except OSError:
-            continue
-        out.append(f"process {pid} started during the suite, still running: {argv[:200]}")
-    return out
+    session.config._processes_before = processes()
 
 
 def base_tree():

@@ -139,9 +139,10 @@ def test_no_function_hides_the_translation():
     assert not bad, bad
 
 
-def test_spanish_readme_commands():
+def test_spanish_readme_commands(rootfs):
     """The Spanish quick start's commands, each run here (the set-up itself,
-    `sudo make lab` / `sudo make test`, is what this suite runs under)."""
+    `sudo make lab` / `sudo make test`, is what this suite runs under; the
+    base rootfs that `make lab` builds comes from the fixture)."""
     import re
     text = open(os.path.join(ROOT, "docs", "es", "README.md"), encoding="utf-8").read()
     ran = 0

@@ -39,7 +39,7 @@ def test_the_suite_sees_a_process_it_left_whatever_its_name():
     """The end of the suite reports every process started during it and still
     running (tests/conftest.py), not only labkit's: a daemon a test forgot."""
     import subprocess
-    from conftest import new_processes, processes
+    from proc_helper import new_processes, processes
     before = processes()
     daemon = subprocess.Popen(["sleep", "60"], start_new_session=True)
     try:
@@ -50,3 +50,29 @@ def test_the_suite_sees_a_process_it_left_whatever_its_name():
         daemon.kill()
         daemon.wait()
     assert not any(f"process {daemon.pid} " in line for line in new_processes(before, grace=0))
+
+
+def test_a_process_of_someone_elses_is_not_the_suites(tmp_path):
+    """A process someone else started during the suite (a shell opened on
+    the machine, a service's job) is not a leak: its parent was there before
+    the suite and is none of its ancestors. Here the "someone" is a shell
+    that was running at the start and forks once the start is taken."""
+    import subprocess
+    from proc_helper import new_processes, processes, wait_for
+    go = tmp_path / "go"
+    someone = subprocess.Popen(["sh", "-c", f"while [ ! -e {go} ]; do sleep 0.05; done; sleep 61 & wait"])
+    try:
+        before = processes()
+        go.touch()
+
+        def its_child():
+            r = subprocess.run(["pgrep", "-P", str(someone.pid), "-x", "sleep"], capture_output=True, text=True)
+            return [int(p) for p in r.stdout.split()]
+        assert wait_for(lambda: its_child() and "sleep 61" in open(f"/proc/{its_child()[0]}/cmdline").read()
+                        .replace("\0", " "))
+        child = its_child()[0]
+        assert not any(f"process {child} " in line for line in new_processes(before, grace=0))
+    finally:
+        subprocess.run(["pkill", "-P", str(someone.pid)])
+        someone.kill()
+        someone.wait()
