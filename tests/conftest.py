@@ -91,6 +91,9 @@ def base_tree():
 def pytest_sessionfinish(session, exitstatus):
     if os.geteuid() != 0 or hasattr(session.config, "workerinput"):
         return
+    from labkit import api
+    if api._server:          # this process's own fork server goes as a kernel's would at its exit
+        api._server.close()
     left = sorted(set(labkit_leftovers()) - session.config._labkit_before)
     if os.environ.get("LABKIT_IN_UML") != "1":
         left += new_processes(session.config._processes_before)

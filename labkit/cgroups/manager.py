@@ -113,13 +113,33 @@ class Manager:
                 pass
         for d in self.dirs:
             _remove(d, timeout, self._plain_files)
-        for d in self.dirs:
-            _remove_parent(os.path.dirname(d), self._plain_files)
         for d in sorted(self.made, key=len, reverse=True):   # deepest first
             try:
                 os.rmdir(d)
             except OSError:
                 pass        # not empty (another container under it), or gone already
+        for d in self.dirs:
+            _remove_parents(os.path.dirname(d), self._plain_files)
+
+
+def _remove_parents(d, plain_files=False):
+    """The empty directories from ``d`` up to the `labkit` parent, and then
+    the parent itself: everything under it is labkit's, also what a relative
+    cgroupsPath nests there (labkit/cg-rel/inner), which the process that
+    made it — OCI create, not delete — is gone to remember."""
+    parts = d.split(os.sep)
+    if PARENT not in parts:
+        return
+    top = os.sep.join(parts[:len(parts) - parts[::-1].index(PARENT)])
+    while d.startswith(top + os.sep):
+        try:
+            os.rmdir(d)
+        except FileNotFoundError:
+            pass            # gone already
+        except OSError:
+            return          # not empty: another container under it
+        d = os.path.dirname(d)
+    _remove_parent(top, plain_files)
 
 
 def _remove(path, timeout, plain_files=False):
