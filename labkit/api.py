@@ -66,6 +66,14 @@ def _namespaces():
     return tuple(os.stat(f"/proc/thread-self/ns/{ns}").st_ino for ns in ("net", "mnt"))
 
 
+def _in_a_kernel():
+    """Whether this process is a running Jupyter kernel: not only one that
+    imported ipykernel (jupyter_client does, to find its kernel spec: a
+    script or a test runner that starts kernels is not one)."""
+    app = sys.modules.get("ipykernel.kernelapp")
+    return app is not None and app.IPKernelApp.initialized()
+
+
 def _forkserver():
     """This process's fork server (started now if it has none), or None: in
     a Jupyter kernel (LABKIT_FORKSERVER=1 anywhere, =0 never), as root, and
@@ -73,7 +81,7 @@ def _forkserver():
     where the caller is)."""
     global _server
     wanted = os.environ.get("LABKIT_FORKSERVER")
-    if wanted == "0" or (wanted != "1" and "ipykernel" not in sys.modules) or os.geteuid() != 0:
+    if wanted == "0" or (wanted != "1" and not _in_a_kernel()) or os.geteuid() != 0:
         return None
     with _server_lock:
         if _server is False:            # it could not start here: never again in this process
