@@ -91,12 +91,11 @@ def base_tree():
 def pytest_sessionfinish(session, exitstatus):
     if os.geteuid() != 0 or hasattr(session.config, "workerinput"):
         return
-    from labkit import api
-    if api._server:          # this process's own fork server goes as a kernel's would at its exit
-        api._server.close()
-    left = sorted(set(labkit_leftovers()) - session.config._labkit_before)
-    if os.environ.get("LABKIT_IN_UML") != "1":
-        left += new_processes(session.config._processes_before)
+    try:
+        left = _left(session)
+    except BaseException:
+        _remove_home(SUITE_HOME)
+        raise
     before, after = session.config._base_before, base_tree()
     if before is not None and after is not None and before != after:
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
@@ -109,6 +108,17 @@ def pytest_sessionfinish(session, exitstatus):
     else:
         sys.stderr.write("\nlabkit leak check: the host is clean\n")
     _remove_home(SUITE_HOME)
+
+
+def _left(session):
+    """What the suite leaves that it did not find at its start."""
+    from labkit import api
+    if api._server:          # this process's own fork server goes as a kernel's would at its exit
+        api._server.close()
+    left = sorted(set(labkit_leftovers()) - session.config._labkit_before)
+    if os.environ.get("LABKIT_IN_UML") != "1":
+        left += new_processes(session.config._processes_before)
+    return left
 
 
 def _remove_home(top):

@@ -106,8 +106,11 @@ def _the_suites(pid, new):
     init, through processes that are all ``new``."""
     mine, newer = _ancestors(os.getpid()), {p for p, _ in new}
     while pid in newer:
-        pid = ppid(pid) if os.path.exists(f"/proc/{pid}") else 0
-    return pid == 0 or pid in mine or pid == os.getpid()
+        try:
+            pid = ppid(pid)
+        except (OSError, StopIteration):
+            return False        # gone meanwhile: nothing left to report
+    return pid in mine or pid == os.getpid()
 
 
 def _ancestors(pid):
