@@ -1,5 +1,5 @@
-"""Every notebook, executed end to end with nbclient — the English ones
-twice in a row in one kernel, the Spanish twins once — and the facts it
+"""Every notebook, English and Spanish, executed end to end with nbclient,
+once, each exercise checked as received and then solved — and the facts it
 recorded asserted as relations.
 
 The expectations per notebook are the facts' names: each must be recorded
@@ -33,39 +33,21 @@ EXPECTED = {
 }
 
 
-def execute_twice(path):
-    """Two runs in one kernel: first as a student receives the notebook (each
-    "Your turn" cell as written), then with the reference solutions put in
-    (each such cell replaced by lab.solve). Returns the facts and the check
-    cells' outputs of each run."""
-    nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=600, kernel_name="python3",
-                            resources={"metadata": {"path": NOTEBOOKS}})
-    received = [cell.source for cell in nb.cells]
-    runs, checks = [], []
-    with client.setup_kernel():
-        for solved in (False, True):
-            for index, cell in enumerate(nb.cells):
-                turn = cell.metadata.get("labkit", {}).get("your_turn")
-                cell.source = f"from labkit import lab\nlab.solve({turn!r})" if solved and turn else received[index]
-                client.execute_cell(cell, index)
-            runs.append(facts_of(nb))
-            checks.append(check_outputs(nb))
-    for cell, source in zip(nb.cells, received):
-        cell.source = source
-    return runs, checks
+def execute(path):
+    """One run in one kernel, as a student goes through it: each "Your turn"
+    cell runs as received; at its check cell (the next one) the check runs
+    (it must say ✗ with its first hint), then the reference solution
+    (lab.solve), then the check again (✔), and the rest of the notebook goes
+    on from the solved state, so a solution that got in the way of a later
+    fact would show. Returns the facts and the check cells' outputs, as
+    received and as solved.
 
-
-def execute_once(path):
-    """One run in one kernel, for a translation: its code is the English
-    notebook's (tests/test_i18n.py proves it), so a second run would only
-    repeat the English one; what it adds is its own words — the prints, the
-    figures' labels, the checks and hints in its language. Each "Your turn"
-    cell runs as received; at its check cell (the next one) the check runs,
-    then the reference solution (lab.solve), then the check again, and the
-    rest of the notebook goes on from the solved state. Returns the facts
-    (one run) and the check cells' outputs, as received and as solved, as
-    execute_twice does."""
+    Once, not twice (received, then solved): the second run repeated every
+    fact, about half the suite's time, and proved only what the leak check
+    proves at the end (each fact removes what it made). A translation runs
+    the same way: its code is the English notebook's (tests/test_i18n.py
+    proves it); what it adds is its own words: the prints, the figures'
+    labels, the checks and hints in its language."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": NOTEBOOKS}})
@@ -110,7 +92,7 @@ def notebook_names():
 
 def translated_names():
     """The Spanish twins (notebooks/es, built from i18n/es: tests/test_i18n.py
-    checks they match the English), run once (execute_once): same facts,
+    checks they match the English), run as the English ones: same facts,
     same exercises, the checks and hints in Spanish."""
     return sorted("es/" + os.path.basename(p)[:-6] for p in glob.glob(os.path.join(NOTEBOOKS, "es", "*.ipynb")))
 
@@ -148,8 +130,6 @@ def _extra_expectations():
 def test_notebook(path, rootfs):
     name = os.path.basename(path)
     expected = dict(EXPECTED, **_extra_expectations())[name]
-    execute = execute_once if path.startswith("es/") else execute_twice
-
     def run():
         try:
             return execute(os.path.join(NOTEBOOKS, path + ".ipynb"))
