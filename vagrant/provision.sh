@@ -7,13 +7,15 @@
 # a second run checks each step, finds it done, prints only "present" lines
 # and changes nothing.
 #
-# Usage: provision.sh [--service] [--test-tools] [--vm-tools] [--list-packages]
+# Usage: provision.sh [--service] [--test-tools] [--vm-tools] [--list-packages] [--list-optional]
 #   --service        also run JupyterLab as a systemd service (the classroom VM)
 #   --test-tools     also install what tests/vm needs: vagrant, shellcheck and
 #                    cloud-init's schema validator (see step 2)
 #   --vm-tools       also install what `make vm-test` needs (debootstrap, QEMU)
 #   --list-packages  print the Debian packages step 1 installs, one a line,
 #                    and change nothing (vagrant/vmtest.py preinstalls them)
+#   --list-optional  print those of them that may be absent from a release or
+#                    a machine's archive (user-mode-linux: no arm64 build)
 # Environment: VENV (default: <repo>/.venv), LABKIT_HOME (default /var/lib/labkit),
 #   LABKIT_CACHE (default /var/cache/labkit: the unpacked cloud-init validator)
 set -euo pipefail
@@ -31,7 +33,8 @@ for arg in "$@"; do
         --test-tools) test_tools=yes ;;
         --vm-tools) vm_tools=yes ;;
         --list-packages) list_packages=yes ;;
-        *) echo "provision.sh: unknown argument '$arg' (usage: provision.sh [--service] [--test-tools] [--vm-tools] [--list-packages])" >&2; exit 2 ;;
+        --list-optional) list_packages=optional ;;
+        *) echo "provision.sh: unknown argument '$arg' (usage: provision.sh [--service] [--test-tools] [--vm-tools] [--list-packages] [--list-optional])" >&2; exit 2 ;;
     esac
 done
 
@@ -87,10 +90,17 @@ test_packages=(
 # make vm-test (vagrant/vmtest.py): debootstrap builds the guest's root,
 # e2fsprogs' mke2fs turns it into a disk image, QEMU boots it, ssh drives it,
 # and Vagrant's own loader reads the provisioners it runs from the Vagrantfile.
-vm_packages=(debootstrap e2fsprogs qemu-system-x86 qemu-utils openssh-client git vagrant)
+# An arm64 guest (--arch arm64): qemu-system-arm boots it, qemu-user-static
+# runs debootstrap's second stage for it.
+vm_packages=(debootstrap e2fsprogs qemu-system-x86 qemu-system-arm qemu-user-static qemu-utils
+             openssh-client git vagrant)
 [ "$vm_tools" = yes ] && packages+=("${vm_packages[@]}")
 if [ "$list_packages" = yes ]; then
     printf '%s\n' "${packages[@]}"
+    exit 0
+fi
+if [ "$list_packages" = optional ]; then
+    printf '%s\n' "${optional_packages[@]}"
     exit 0
 fi
 # One dpkg-query for the whole list: a second run costs milliseconds.
@@ -103,7 +113,10 @@ done
 if [ ${#missing[@]} -gt 0 ]; then
     say "installing ${missing[*]}"
     export DEBIAN_FRONTEND=noninteractive
-    apt_get update -qq
+    # Offline (a classroom without a network, vm-test's guest), the update
+    # fails: go on with the lists at hand, where a missing package the lab
+    # needs is still named by apt-get below.
+    apt_get update -qq || say "apt-get update failed (no network?): using the package lists at hand"
     # A package only the tests use, or an optional one, that this
     # distribution's archive lacks (another release may name it differently)
     # is named and left out; what needs it says so. A package the lab itself

@@ -4,12 +4,17 @@ What `vagrant up` does on a student's laptop, done here without Vagrant, a box
 or a network, so that an instructor preparing a class (and we, before a
 release) can see the whole path work on a clean machine:
 
-1. a Debian 12 guest image is built offline with debootstrap: the packages
-   provision.sh names, preinstalled, plus a kernel, systemd, sshd and a
-   `vagrant` user with passwordless sudo (what a Vagrant box has);
-2. the wheels for requirements.txt are downloaded on the host (the guest gets
-   them through PIP_FIND_LINKS, with PIP_NO_INDEX: it has no network); the
-   pins are also resolved for Python 3.12 (Ubuntu 24.04, the real box);
+1. a Debian guest image (--suite: trixie, Debian 13, the default box's
+   release, or bookworm, Debian 12; --arch: amd64, or arm64 as on Apple
+   Silicon) is built offline with debootstrap: the packages provision.sh
+   names, preinstalled, plus a kernel, systemd, sshd and a `vagrant` user
+   with passwordless sudo (what a Vagrant box has); an arm64 root is built
+   in two stages, the second run through qemu-user (a binfmt_misc entry of
+   its own, removed afterwards);
+2. the wheels for requirements.txt are downloaded on the host for the
+   guest's Python and machine (the guest gets them through PIP_FIND_LINKS,
+   with PIP_NO_INDEX: it has no network); the pins are also resolved for
+   Python 3.12 (Ubuntu 24.04, the documented other box);
 3. QEMU boots it, with KVM when KVM works and full emulation otherwise, on
    user-mode networking with `restrict=on`: the guest reaches no network, not
    even the host; only ssh and JupyterLab's port are forwarded, on 127.0.0.1;
@@ -26,9 +31,12 @@ release) can see the whole path work on a clean machine:
 
 Each step's wall time and result go into a table; the guest is shut down and
 everything made here is removed, on success, failure, Ctrl-C or SIGTERM
-(--keep keeps the image and the wheels for the next run).
+(--keep keeps the image and the wheels for the next run). --until STEP stops
+after that guest step (then the leak scan and the shutdown): `--arch arm64
+--until tour` is what full emulation of another machine can do in an hour.
 
-Usage: vmtest.py [--keep] [--dir DIR] [--accel auto|kvm|tcg] [--cpus N] [--memory MiB]
+Usage: vmtest.py [--suite trixie|bookworm] [--arch amd64|arm64] [--until STEP] [--keep]
+                 [--dir DIR] [--accel auto|kvm|tcg] [--cpus N] [--memory MiB]
 """
 import argparse
 import hashlib
@@ -44,15 +52,44 @@ import subprocess
 import sys
 import tempfile
 import time
+import lzma
 import urllib.request
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SUITE = "bookworm"
+# The Debian releases a guest can be, with the python3 each ships (the wheels
+# are that version's). trixie is the default box's (bento/debian-13).
+SUITES = {"trixie": "3.13", "bookworm": "3.11"}
+DEFAULT_SUITE = "trixie"
+
+
+class Arch:
+    """A guest machine: Debian's name for it, QEMU's, the kernel package,
+    the wheels' platform tags, the serial console's name."""
+
+    def __init__(self, debian, qemu, machine, cpu, wheel, console, user_static=None, magic=None):
+        self.debian, self.qemu, self.machine, self.cpu = debian, qemu, machine, cpu
+        self.wheels = [f"manylinux2014_{wheel}", f"manylinux_2_17_{wheel}",
+                       f"manylinux_2_28_{wheel}", "any"]
+        self.console, self.user_static, self.magic = console, user_static, magic
+        self.kernel_package = f"linux-image-{debian}"
+
+
+# aarch64 ELF executables, for binfmt_misc (the e_machine field is 0xb7).
+_AARCH64_ELF = (r"\x7fELF\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00",
+                r"\xff\xff\xff\xff\xff\xff\xff\x00\xff\xff\xff\xff\xff\xff\xff\xff\xfe\xff\xff\xff")
+ARCHES = {
+    "amd64": Arch("amd64", "qemu-system-x86_64", "q35", "max", "x86_64", "ttyS0"),
+    # cortex-a72 (ARMv8.0, what the wheels need) rather than -cpu max: full
+    # emulation of max's pointer authentication costs a third of the speed.
+    "arm64": Arch("arm64", "qemu-system-aarch64", "virt", "cortex-a72", "aarch64", "ttyAMA0",
+                  user_static="qemu-aarch64-static", magic=_AARCH64_ELF),
+}
+HOST_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine)
 # What a Vagrant box has beside the lab's own packages: a kernel and an initrd
 # that mounts /dev/vda, systemd as init (networkd for the NAT interface), sshd
 # and sudo for the provisioner, e2fsprogs for the root's fsck.
-BOX_PACKAGES = ["linux-image-amd64", "systemd-sysv", "udev", "dbus", "openssh-server", "sudo",
-                "e2fsprogs", "ca-certificates"]
+BOX_PACKAGES = ["systemd-sysv", "udev", "dbus", "openssh-server", "sudo", "e2fsprogs",
+                "ca-certificates"]
 # The tests run inside: every notebook (both ways) and the kernel-facing
 # cgroup and namespace files. The clients, images and networks suites need
 # podman, registries and more packages; they run in `make test` on a host.
@@ -95,11 +132,11 @@ def tail(path, lines=15):
         return ""
 
 
-def pip_download(python, dest, log):
-    """The wheels of requirements.txt for CPython PYTHON on x86_64 Linux,
+def pip_download(python, dest, log, arch=ARCHES["amd64"]):
+    """The wheels of requirements.txt for CPython PYTHON on ARCH's Linux,
     wheels only: an sdist would need a compiler in the guest."""
     os.makedirs(dest, exist_ok=True)
-    platforms = ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64", "any"]
+    platforms = arch.wheels
     run([sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check",
          "--only-binary=:all:", "--python-version", python,
          *[a for p in platforms for a in ("--platform", p)],
@@ -121,10 +158,32 @@ def free_port():
         return s.getsockname()[1]
 
 
-def provision_packages():
-    out = subprocess.run(["bash", os.path.join(REPO, "vagrant/provision.sh"), "--list-packages"],
+def provision_packages(which="--list-packages"):
+    out = subprocess.run(["bash", os.path.join(REPO, "vagrant/provision.sh"), which],
                          capture_output=True, text=True, check=True).stdout
     return out.split()
+
+
+def archive_packages(mirror, suite, arch):
+    """The names of the binary packages in SUITE's main for ARCH, from the
+    archive's own index (a few MiB): debootstrap stops at a name it cannot
+    find, and an optional package is not built for every machine."""
+    url = f"{mirror.rstrip('/')}/dists/{suite}/main/binary-{arch}/Packages.xz"
+    with urllib.request.urlopen(url, timeout=120) as r:
+        text = lzma.decompress(r.read()).decode(errors="replace")
+    return {line[9:].strip() for line in text.splitlines() if line.startswith("Package: ")}
+
+
+def guest_packages(available):
+    """provision.sh's packages that the guest's archive has: all of the
+    required ones (a missing one is a failure, named), the optional ones
+    (provision.sh --list-optional) where they exist."""
+    optional = set(provision_packages("--list-optional"))
+    wanted = provision_packages()
+    missing = [p for p in wanted if p not in available and p not in optional]
+    if missing:
+        raise Failed(f"the archive has no {', '.join(missing)}: provision.sh would fail there too")
+    return [p for p in wanted if p in available], sorted(optional - available)
 
 
 def vagrant_provisioner(name="labkit"):
@@ -154,19 +213,59 @@ def vagrant_shell_script(inline, env):
     return "\n".join(lines + [inline]) + "\n"
 
 
+DEFAULT_MIRROR = "http://deb.debian.org/debian/"
+
+
 def host_mirror():
-    """The Debian archive this host's apt uses (a local mirror stays local),
-    or None for debootstrap's default."""
+    """The Debian archive this host's apt uses (a local mirror stays local;
+    it serves every release, not only the host's), or Debian's own."""
     try:
         out = subprocess.run(["apt-get", "indextargets", "--format", "$(REPO_URI) $(RELEASE)"],
                              capture_output=True, text=True).stdout
     except OSError:
-        return None
+        return DEFAULT_MIRROR
     for line in out.splitlines():
         uri, _, release = line.partition(" ")
-        if release == SUITE and "security" not in uri:
+        if "security" not in uri and "-" not in release and "/debian" in uri:
             return uri
-    return None
+    return DEFAULT_MIRROR
+
+
+class Binfmt:
+    """A binfmt_misc entry of our own that runs ARCH's executables through
+    qemu-user while the foreign root is built (debootstrap's second stage,
+    useradd in the chroot). F: the interpreter is opened now, so it need not
+    be inside the chroot. Removed by close(), and binfmt_misc unmounted if
+    it was mounted here."""
+
+    DIR = "/proc/sys/fs/binfmt_misc"
+
+    def __init__(self, arch):
+        self.name = f"labkit-vm-test-{arch.debian}"
+        self.entry = os.path.join(self.DIR, self.name)
+        self.mounted = False
+        if not os.path.exists(os.path.join(self.DIR, "register")):
+            subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", self.DIR], check=True)
+            self.mounted = True
+        interpreter = shutil.which(arch.user_static)
+        if interpreter is None:
+            raise Failed(f"{arch.user_static} is missing: apt-get install qemu-user-static")
+        if os.path.exists(self.entry):
+            self._remove()
+        magic, mask = arch.magic
+        with open(os.path.join(self.DIR, "register"), "w") as f:
+            f.write(f":{self.name}:M::{magic}:{mask}:{interpreter}:F")
+
+    def _remove(self):
+        with open(self.entry, "w") as f:
+            f.write("-1")
+
+    def close(self):
+        if os.path.exists(self.entry):
+            self._remove()
+        if self.mounted:
+            subprocess.run(["umount", self.DIR])
+            self.mounted = False
 
 
 def umount_below(path):
@@ -195,9 +294,9 @@ def die_with_parent():
 class Guest:
     """A QEMU guest: the process, its ports and an ssh to it as `vagrant`."""
 
-    def __init__(self, work, image, kernel, initrd, key, cpus, memory):
+    def __init__(self, work, image, kernel, initrd, key, cpus, memory, arch=ARCHES["amd64"]):
         self.work, self.image, self.kernel, self.initrd, self.key = work, image, kernel, initrd, key
-        self.cpus, self.memory = cpus, memory
+        self.cpus, self.memory, self.arch = cpus, memory, arch
         self.proc = None
         self.ssh_port = self.jupyter_port = None
         self.console = os.path.join(work, "console.log")
@@ -214,11 +313,11 @@ class Guest:
         self.ssh_port, self.jupyter_port = free_port(), free_port()
         net = (f"user,id=net0,restrict=on,hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,"
                f"hostfwd=tcp:127.0.0.1:{self.jupyter_port}-:8888")
-        cmd = ["qemu-system-x86_64", "-nodefaults", "-no-user-config", "-display", "none",
-               "-machine", "q35", "-m", str(self.memory), "-smp", str(self.cpus),
+        cmd = [self.arch.qemu, "-nodefaults", "-no-user-config", "-display", "none",
+               "-machine", self.arch.machine, "-m", str(self.memory), "-smp", str(self.cpus),
                "-kernel", self.kernel, "-initrd", self.initrd,
-               "-append", "root=/dev/vda rw console=ttyS0 systemd.unified_cgroup_hierarchy=1 "
-                          "net.ifnames=0 panic=-1",
+               "-append", f"root=/dev/vda rw console={self.arch.console} "
+                          "systemd.unified_cgroup_hierarchy=1 net.ifnames=0 panic=-1",
                "-drive", f"file={overlay},format=qcow2,if=virtio,cache=unsafe",
                "-netdev", net, "-device", "virtio-net-pci,netdev=net0",
                "-device", "virtio-rng-pci",
@@ -226,9 +325,9 @@ class Guest:
         if accel == "kvm":
             cmd += ["-accel", "kvm", "-cpu", "host"]
         else:
-            # -cpu max: the wheels' baseline (numpy wants SSE4.2 and more) is
-            # there; one host thread per vCPU.
-            cmd += ["-accel", "tcg,thread=multi", "-cpu", "max"]
+            # amd64's -cpu max: the wheels' baseline (numpy wants SSE4.2 and
+            # more) is there; one host thread per vCPU.
+            cmd += ["-accel", "tcg,thread=multi", "-cpu", self.arch.cpu]
         log = open(os.path.join(self.work, "qemu.log"), "ab")
         # Its own process group, so that cleanup ends it whatever happens here;
         # and killed by the kernel if this script is (SIGKILL runs no cleanup).
@@ -314,9 +413,10 @@ class Guest:
 class VMTest:
     def __init__(self, args):
         self.args = args
+        self.arch = ARCHES[args.arch]
         self.work = os.path.abspath(args.dir)
         self.logs = os.path.join(self.work, "logs")
-        self.image = os.path.join(self.work, "debian12.img")
+        self.image = os.path.join(self.work, f"{args.suite}-{args.arch}.img")
         self.root = os.path.join(self.work, "root")
         self.key = os.path.join(self.work, "id_ed25519")
         self.results = []          # (step, seconds, ok, detail)
@@ -327,12 +427,15 @@ class VMTest:
     def image_stamp(self, packages):
         h = hashlib.sha256()
         # What the image is made of: a change to any of it builds a new one.
-        for part in [SUITE, " ".join(packages), inspect.getsource(VMTest.configure_guest)]:
+        for part in [self.args.suite, self.arch.debian, " ".join(packages),
+                     inspect.getsource(VMTest.configure_guest)]:
             h.update(part.encode() + b"\0")
         return h.hexdigest()
 
     def build_image(self, log):
-        packages = sorted(set(provision_packages() + BOX_PACKAGES))
+        mirror = host_mirror()
+        lab, absent = guest_packages(archive_packages(mirror, self.args.suite, self.arch.debian))
+        packages = sorted(set(lab + BOX_PACKAGES + [self.arch.kernel_package]))
         stamp_file = self.image + ".stamp"
         stamp = self.image_stamp(packages)
         if all(os.path.exists(p) for p in (self.image, self.key, self.image + ".kernel",
@@ -343,13 +446,17 @@ class VMTest:
             if os.path.exists(p):
                 os.unlink(p)
         remove_tree(self.root)
-        cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(packages)}", SUITE,
-               self.root]
-        mirror = host_mirror()
-        if mirror:
-            cmd.append(mirror)
+        foreign = self.arch.debian != HOST_ARCH
+        cmd = ["debootstrap", "--variant=minbase", f"--arch={self.arch.debian}",
+               f"--include={','.join(packages)}", *(["--foreign"] if foreign else []),
+               self.args.suite, self.root, mirror]
+        binfmt = None
         try:
             run(cmd, log, timeout=3600)
+            if foreign:
+                binfmt = Binfmt(self.arch)
+                run(["chroot", self.root, "/debootstrap/debootstrap", "--second-stage"], log,
+                    timeout=7200)
             self.configure_guest(log)
             boot = os.path.join(self.root, "boot")
             kernels = sorted(f for f in os.listdir(boot) if f.startswith("vmlinuz-"))
@@ -363,10 +470,13 @@ class VMTest:
             run(["mke2fs", "-q", "-t", "ext4", "-L", "labkit", "-d", self.root, self.image, "16G"],
                 log, timeout=1800)
         finally:
+            if binfmt is not None:
+                binfmt.close()
             remove_tree(self.root)
         with open(stamp_file, "w") as f:
             f.write(stamp)
-        return f"{len(packages)} packages named, kernel {version}"
+        said = f"{self.args.suite}/{self.arch.debian}, {len(packages)} packages named, kernel {version}"
+        return said + (f"; not in this archive, left out: {', '.join(absent)}" if absent else "")
 
     def configure_guest(self, log):
         """What a Vagrant box has: the vagrant user with our key and
@@ -398,23 +508,29 @@ class VMTest:
 
     def wheels(self, log):
         dest = os.path.join(self.work, "wheels")
-        pip_download("3.11", dest, log)     # Debian 12's, as this host's may not be
-        return f"{len(os.listdir(dest))} wheels"
+        python = SUITES[self.args.suite]   # the guest's, as this host's may not be
+        # A kept folder may hold another release's or machine's: start afresh.
+        remove_tree(dest)
+        pip_download(python, dest, log, self.arch)
+        return f"{len(os.listdir(dest))} wheels for Python {python} on {self.arch.debian}"
 
     def wheels_312(self, log):
         dest = os.path.join(self.work, "wheels-3.12")
         try:
-            pip_download("3.12", dest, log)
+            pip_download("3.12", dest, log, self.arch)
             return f"{len(os.listdir(dest))} wheels resolve for Python 3.12"
         finally:
             remove_tree(dest)
 
     def boot(self, log):
         self.guest = Guest(self.work, self.image, self.image + ".kernel", self.image + ".initrd",
-                           self.key, self.args.cpus, self.args.memory)
+                           self.key, self.args.cpus, self.args.memory, self.arch)
         accel = self.args.accel
+        if accel == "kvm" and self.arch.debian != HOST_ARCH:
+            raise Failed(f"KVM runs {HOST_ARCH} guests here, not {self.arch.debian}: --accel tcg")
         if accel == "auto":
-            accel = "kvm" if os.access("/dev/kvm", os.R_OK | os.W_OK) else "tcg"
+            accel = "kvm" if (os.access("/dev/kvm", os.R_OK | os.W_OK)
+                              and self.arch.debian == HOST_ARCH) else "tcg"
             if accel == "kvm":
                 # A nested KVM may accept the guest and never run it: the
                 # kernel's first line on the console tells.
@@ -428,7 +544,9 @@ class VMTest:
         self.guest.wait_ssh(SSH_WAIT[accel])
         cpu = self.guest.output("grep -c ^processor /proc/cpuinfo").strip()
         fs = self.guest.output("stat -f -c %T /sys/fs/cgroup").strip()
-        return f"{accel}, {cpu} vCPUs, {self.args.memory} MiB, /sys/fs/cgroup is {fs}"
+        os_line = self.guest.output(". /etc/os-release && echo $PRETTY_NAME $(dpkg --print-architecture)")
+        return (f"{os_line.strip()}, {accel}, {cpu} vCPUs, {self.args.memory} MiB, "
+                f"/sys/fs/cgroup is {fs}")
 
     def copy_repo(self, log):
         files = subprocess.run(["git", "-C", REPO, "ls-files", "-z", "--cached", "--others",
@@ -573,18 +691,10 @@ class VMTest:
         say(f"[{n}] {name}: {'ok' if ok else 'FAILED'} in {seconds:.0f} s — {detail}")
         return ok
 
-    def main(self):
-        # A kept work dir holds the last run's logs: start this run's afresh,
-        # so no old log is read as this run's.
-        remove_tree(self.logs)
-        os.makedirs(self.logs)
+    def guest_steps(self, until=None):
+        """The checks after provision, in order (UNTIL names them), up to and
+        with UNTIL."""
         steps = [
-            ("guest image (debootstrap, offline image)", self.build_image),
-            ("wheels for the guest (Python 3.11)", self.wheels),
-            ("wheels for Python 3.12 (Ubuntu 24.04)", self.wheels_312),
-            ("boot", self.boot),
-            ("copy the repository to /lab", self.copy_repo),
-            ("provision as Vagrant does", self.provision),
             ("labkit doctor", self.doctor),
             ("labkit tour", self.tour),
             ("JupyterLab through the forwarded port", self.jupyter),
@@ -592,6 +702,22 @@ class VMTest:
             ("sudo make -C /lab setup", self.make_setup),
             ("notebook tests", self.pytest, GUEST_TESTS[:1]),
             ("cgroup and namespace tests", self.pytest, GUEST_TESTS[1:]),
+        ]
+        return steps[:UNTIL.index(until) + 1] if until else steps
+
+    def main(self):
+        # A kept work dir holds the last run's logs: start this run's afresh,
+        # so no old log is read as this run's.
+        remove_tree(self.logs)
+        os.makedirs(self.logs)
+        steps = [
+            (f"guest image ({self.args.suite}/{self.arch.debian}, debootstrap)", self.build_image),
+            (f"wheels for the guest (Python {SUITES[self.args.suite]})", self.wheels),
+            ("wheels for Python 3.12 (Ubuntu 24.04)", self.wheels_312),
+            ("boot", self.boot),
+            ("copy the repository to /lab", self.copy_repo),
+            ("provision as Vagrant does", self.provision),
+            *self.guest_steps(self.args.until),
             ("leak scan", self.leaks),
             ("shutdown", self.shutdown),
         ]
@@ -610,8 +736,9 @@ class VMTest:
         if self.guest is not None:
             self.guest.stop()
         remove_tree(self.root)
-        keep = {"debian12.img", "debian12.img.stamp", "debian12.img.kernel",
-                "debian12.img.initrd", "id_ed25519", "id_ed25519.pub", "wheels"}
+        image = os.path.basename(self.image)
+        keep = {image, image + ".stamp", image + ".kernel", image + ".initrd",
+                "id_ed25519", "id_ed25519.pub", "wheels"}
         if self.args.keep:
             for name in os.listdir(self.work) if os.path.isdir(self.work) else []:
                 if name not in keep and name != "logs":
@@ -633,8 +760,19 @@ def table(results, total):
     return "\n".join(lines)
 
 
+# The guest steps by a short name, in their order (VMTest.guest_steps).
+UNTIL = ["doctor", "tour", "jupyter", "language", "setup", "notebooks", "cgroups"]
+
+
 def parse(argv):
     p = argparse.ArgumentParser(prog="make vm-test", description=__doc__.split("\n")[0])
+    p.add_argument("--suite", choices=list(SUITES), default=DEFAULT_SUITE,
+                   help="the guest's Debian release (default: %(default)s, the default box's)")
+    p.add_argument("--arch", choices=list(ARCHES), default=HOST_ARCH or "amd64",
+                   help="the guest's machine; another than the host's is emulated "
+                        "(default: this host's, %(default)s)")
+    p.add_argument("--until", choices=UNTIL,
+                   help="stop after this guest step, then the leak scan and the shutdown")
     p.add_argument("--keep", action="store_true",
                    help="keep the guest image and the wheels for the next run")
     p.add_argument("--dir", default="/var/tmp/labkit-vm-test",
@@ -651,8 +789,11 @@ def main(argv=None):
     if os.geteuid() != 0:
         print("vm-test: needs root (debootstrap, chroot); run 'sudo make vm-test'", file=sys.stderr)
         return 1
-    missing = [t for t in ("debootstrap", "qemu-system-x86_64", "qemu-img", "ssh", "ssh-keygen",
-                           "mke2fs", "ruby") if shutil.which(t) is None]
+    arch = ARCHES[args.arch]
+    tools = ["debootstrap", arch.qemu, "qemu-img", "ssh", "ssh-keygen", "mke2fs", "ruby"]
+    if arch.debian != HOST_ARCH:
+        tools.append(arch.user_static)
+    missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         print(f"vm-test: missing {', '.join(missing)}; run it as 'sudo make vm-test', which installs "
               "them", file=sys.stderr)

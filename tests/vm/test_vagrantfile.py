@@ -47,7 +47,8 @@ def test_bad_setting_is_refused_by_name(vagrant_env):
 
 def test_compiled_config_defaults(vagrant_env):
     cfg = compiled(vagrant_env)
-    assert cfg["box"] == "bento/ubuntu-24.04"
+    # The release vagrant/vmtest.py boots by default (--suite trixie).
+    assert cfg["box"] == "bento/debian-13"
     # virtualbox, libvirt and at least one provider with arm64 boxes.
     assert {"virtualbox", "libvirt"} <= set(cfg["providers"])
     assert {"parallels", "vmware_desktop"} & set(cfg["providers"])

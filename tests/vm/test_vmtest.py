@@ -86,3 +86,54 @@ def test_a_bad_accelerator_is_refused_by_name():
     r = run([sys.executable, REPO / "vagrant/vmtest.py", "--accel", "hvf"])
     assert r.returncode == 2
     assert "invalid choice: 'hvf'" in r.stderr
+
+
+def test_the_defaults_are_the_default_boxs_release_on_this_machine():
+    args = vmtest.parse([])
+    # trixie: the Vagrantfile's default box, bento/debian-13 (test_vagrantfile.py).
+    assert (args.suite, args.arch, args.until) == ("trixie", vmtest.HOST_ARCH, None)
+    assert vmtest.SUITES["trixie"] == "3.13" and vmtest.SUITES["bookworm"] == "3.11"
+
+
+def test_until_keeps_the_steps_up_to_it_then_the_scan_and_the_shutdown():
+    test = vmtest.VMTest(vmtest.parse(["--until", "tour", "--arch", "arm64", "--suite", "bookworm"]))
+    assert [name for name, *_ in test.guest_steps("tour")] == ["labkit doctor", "labkit tour"]
+    assert len(test.guest_steps(None)) == len(vmtest.UNTIL)
+    assert test.image.endswith("/bookworm-arm64.img")
+    assert test.arch.kernel_package == "linux-image-arm64"
+    assert "manylinux2014_aarch64" in test.arch.wheels
+
+
+def test_an_optional_package_the_archive_lacks_is_left_out_a_required_one_named():
+    optional = vmtest.provision_packages("--list-optional")
+    listed = vmtest.provision_packages()
+    assert optional == ["user-mode-linux"] and set(optional) <= set(listed)
+    have = set(listed) - set(optional)
+    assert vmtest.guest_packages(have) == (sorted(have, key=listed.index), optional)
+    with pytest.raises(vmtest.Failed, match="the archive has no lxcfs"):
+        vmtest.guest_packages(have - {"lxcfs"})
+
+
+@pytest.mark.root
+def test_the_binfmt_entry_is_its_own_and_goes(tmp_path):
+    """The entry that runs a foreign root's executables (here through
+    /usr/bin/true, for a machine this host is not): registered under its own
+    name, removed by close(), binfmt_misc left mounted as it was found."""
+    def mounted():
+        with open("/proc/self/mountinfo") as f:
+            return any(line.split()[4] == vmtest.Binfmt.DIR for line in f)
+    before = mounted()
+    arch = vmtest.Arch("s390x", "qemu-system-s390x", "s390-ccw-virtio", "max", "s390x", "ttysclp0",
+                       user_static="true", magic=(r"\x7fELF\x02\x02\x01", r"\xff\xff\xff\xff\xff\xff\xff"))
+    try:
+        b = vmtest.Binfmt(arch)
+    except PermissionError:
+        pytest.skip("binfmt_misc cannot be registered here")
+    try:
+        with open(b.entry) as f:
+            text = f.read()
+        assert "enabled" in text and "interpreter /usr/bin/true" in text and "flags: F" in text
+    finally:
+        b.close()
+    assert not os.path.exists(b.entry)
+    assert mounted() == before
