@@ -27,6 +27,7 @@ rootfs that points out of it is followed as if the root were `/`
 
 import errno
 import os
+import stat
 
 from . import mountinfo
 from . import syscalls as sc
@@ -179,7 +180,15 @@ def secure_join(root, path):
             hops += 1
             if hops > 40:
                 raise OSError(40, f"too many symlinks resolving {path} in {root}")
-            target = os.readlink(candidate)
+            try:
+                target = os.readlink(candidate)
+            except OSError as e:
+                if e.errno != errno.EINVAL:
+                    raise
+                # No longer a symlink: the tree is changing under us. Go on
+                # with what is there; open_in_root checks each step again.
+                resolved.append(part)
+                continue
             if target.startswith("/"):
                 resolved = []
             parts = [p for p in target.split("/") if p and p != "."] + parts
@@ -188,14 +197,96 @@ def secure_join(root, path):
     return os.path.join(root, *resolved)
 
 
-def _make_point(dest, is_file):
-    if os.path.lexists(dest):
-        return
-    os.makedirs(os.path.dirname(dest), exist_ok=True)
-    if is_file:
-        open(dest, "a").close()
-    else:
-        os.mkdir(dest, 0o755)
+_O_PATH = os.O_PATH | os.O_CLOEXEC
+_NO_LINKS = sc.RESOLVE_NO_SYMLINKS | sc.RESOLVE_NO_MAGICLINKS | sc.RESOLVE_BENEATH
+
+
+class Changed(OSError):
+    """A path inside the root changed while it was being opened: a symlink
+    where the resolved path had a directory."""
+
+    def __str__(self):
+        return self.strerror
+
+
+def _step(dirfd, name, make=None):
+    """One component below ``dirfd``, never through a symlink, made first
+    (``make``: "dir" or "file") if it is missing."""
+    try:
+        return _open_below(dirfd, name)
+    except OSError as e:
+        if e.errno != errno.ENOENT or not make:
+            raise
+    try:
+        if make == "file":
+            os.close(os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o644, dir_fd=dirfd))
+        else:
+            os.mkdir(name, 0o755, dir_fd=dirfd)
+    except FileExistsError:
+        pass                        # made meanwhile: what it is, _open_below checks
+    return _open_below(dirfd, name)
+
+
+def _open_below(dirfd, name):
+    """openat2 with RESOLVE_NO_SYMLINKS, or (before Linux 5.6)
+    O_PATH|O_NOFOLLOW and a look at what was opened."""
+    try:
+        return sc.openat2(dirfd, name, _O_PATH, _NO_LINKS)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise Changed(errno.ELOOP, f"{name!r} became a symlink while the container was being made")
+        if e.errno != errno.ENOSYS:
+            raise
+    fd = os.open(name, _O_PATH | os.O_NOFOLLOW, dir_fd=dirfd)
+    if stat.S_ISLNK(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise Changed(errno.ELOOP, f"{name!r} became a symlink while the container was being made")
+    return fd
+
+
+def open_in_root(root, path, make=None):
+    """An O_PATH descriptor of ``path`` inside ``root``, where nothing in the
+    tree can redirect it out, however the tree changes meanwhile (a volume
+    shared with a running container can: CVE-2021-30465).
+
+    The kernel resolves it with openat2(RESOLVE_IN_ROOT|RESOLVE_NO_MAGICLINKS):
+    a symlink's absolute target and .. start again at root. Where the path
+    does not exist yet (``make``: "dir" or "file" creates it) or the kernel
+    has no openat2, it is resolved once as the tree stands (secure_join), then
+    walked one component at a time from root's descriptor, each opened with
+    no symlink followed and created in its parent's descriptor if missing: a
+    component swapped for a symlink in between stops the walk (Changed).
+    Mount onto ``/proc/self/fd/N`` of the result, never onto the path."""
+    root_fd = os.open(root, _O_PATH | os.O_DIRECTORY)
+    try:
+        try:
+            return sc.openat2(root_fd, path.lstrip("/") or ".", _O_PATH,
+                              sc.RESOLVE_IN_ROOT | sc.RESOLVE_NO_MAGICLINKS)
+        except OSError as e:
+            if e.errno not in (errno.ENOENT, errno.ENOSYS) or (e.errno == errno.ENOENT and not make):
+                raise
+        parts = [p for p in os.path.relpath(secure_join(root, path), root).split("/") if p != "."]
+        fd = os.dup(root_fd)
+        try:
+            for i, name in enumerate(parts):
+                last = i == len(parts) - 1
+                nxt = _step(fd, name, make and ("file" if make == "file" and last else "dir"))
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    finally:
+        os.close(root_fd)
+
+
+def fd_path(fd):
+    """The path that names what ``fd`` is open on, for calls that take a
+    path (mount(2)): /proc/self/fd/N, followed by the kernel to that very
+    file, not re-resolved by name."""
+    return f"/proc/self/fd/{fd}"
 
 
 def _remount_bind(dest, flags):
@@ -215,37 +306,49 @@ def mounts_cgroups(mounts):
 
 def mount_one(root, m, cgroupns, joined=()):
     """One entry of config.mounts (already converted: flags, data, bind).
-    ``joined``: as for mount_cgroups."""
-    dest = secure_join(root, m["destination"])
+    ``joined``: as for mount_cgroups. The target is opened inside the root
+    and mounted through its descriptor (open_in_root); what follows the first
+    mount (a remount, recursive attributes, propagation) opens it again, to
+    get the new mount rather than the directory under it."""
     flags, fstype = m["flags"], m["type"]
-    if _is_cgroup(m):
-        _make_point(dest, False)
-        mount_cgroups(dest, flags, cgroupns, joined)
-    elif m.get("bind"):
-        source = m["source"]
-        _make_point(dest, not os.path.isdir(source))
-        sc.mount(source, dest, None, sc.MS_BIND | (flags & sc.MS_REC))
-        if flags & ~(sc.MS_BIND | sc.MS_REC):
-            _remount_bind(dest, flags)
-    elif m.get("copyup") and fstype == "tmpfs":
-        _make_point(dest, False)
-        _tmpfs_copyup(m["source"] or fstype, dest, flags, m["data"] or None)
-    else:
-        _make_point(dest, False)
-        try:
-            sc.mount(m["source"] or fstype, dest, fstype, flags, m["data"] or None)
-        except OSError as e:
-            # sysfs needs the network namespace's owner: in a user namespace
-            # with the host's network, bind the host's /sys read-only (as runc).
-            if fstype != "sysfs" or e.errno != errno.EPERM:
-                raise
-            sc.mount("/sys", dest, None, sc.MS_BIND | sc.MS_REC)
-            _remount_bind(dest, flags | sc.MS_RDONLY)
-    attr_set, attr_clr = m.get("recursive") or (0, 0)
-    if attr_set or attr_clr:
-        sc.mount_setattr(sc.AT_FDCWD, attr_set, flags=sc.AT_RECURSIVE, path=dest, attr_clr=attr_clr)
-    for p in m.get("propagation", ()):
-        sc.mount(None, dest, None, p)
+    is_file = bool(m.get("bind")) and not os.path.isdir(m["source"])
+    fds = [open_in_root(root, m["destination"], make="file" if is_file else "dir")]
+
+    def again():
+        fds.append(open_in_root(root, m["destination"]))
+        return fd_path(fds[-1])
+    dest = fd_path(fds[0])
+    try:
+        if _is_cgroup(m):
+            mount_cgroups(dest, flags, cgroupns, joined, again)
+            return
+        if m.get("bind"):
+            sc.mount(m["source"], dest, None, sc.MS_BIND | (flags & sc.MS_REC))
+            if flags & ~(sc.MS_BIND | sc.MS_REC):
+                _remount_bind(again(), flags)
+        elif m.get("copyup") and fstype == "tmpfs":
+            _tmpfs_copyup(m["source"] or fstype, dest, flags, m["data"] or None)
+        else:
+            try:
+                sc.mount(m["source"] or fstype, dest, fstype, flags, m["data"] or None)
+            except OSError as e:
+                # sysfs needs the network namespace's owner: in a user namespace
+                # with the host's network, bind the host's /sys read-only (as runc).
+                if fstype != "sysfs" or e.errno != errno.EPERM:
+                    raise
+                sc.mount("/sys", dest, None, sc.MS_BIND | sc.MS_REC)
+                _remount_bind(again(), flags | sc.MS_RDONLY)
+        attr_set, attr_clr = m.get("recursive") or (0, 0)
+        propagation = m.get("propagation", ())
+        if attr_set or attr_clr or propagation:
+            dest = again()
+        if attr_set or attr_clr:
+            sc.mount_setattr(sc.AT_FDCWD, attr_set, flags=sc.AT_RECURSIVE, path=dest, attr_clr=attr_clr)
+        for p in propagation:
+            sc.mount(None, dest, None, p)
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _tmpfs_copyup(source, dest, flags, data):
@@ -295,7 +398,7 @@ def _bind_source(point, mroot, own_path, joined):
     return os.path.normpath(os.path.join(point, rel))
 
 
-def mount_cgroups(dest, flags, cgroupns, joined=()):
+def mount_cgroups(dest, flags, cgroupns, joined=(), again=None):
     """A `cgroup` mount: the container's own cgroup directories, never the
     host's whole tree. On cgroup v2 (and with a cgroup namespace) cgroup2 is
     mounted itself, its root being the container's cgroup; on v1 and hybrid
@@ -307,7 +410,12 @@ def mount_cgroups(dest, flags, cgroupns, joined=()):
     into. Without a cgroup namespace they are bound as they are, so the init
     need not wait for the move (the slowest step of a start: a write to
     cgroup.procs waits for an RCU grace period) and mounts meanwhile; in a
-    hierarchy where it joins none, its cgroup is the one it was forked in."""
+    hierarchy where it joins none, its cgroup is the one it was forked in.
+
+    ``again``: a callable that names ``dest`` once more after the first
+    mount, for what goes onto or into that mount (mount_one's; by default
+    ``dest`` itself)."""
+    again = again or (lambda: dest)
     mounts = _cgroup_mounts()
     ro = flags & sc.MS_RDONLY
     plain = flags & ~sc.MS_RDONLY
@@ -317,9 +425,11 @@ def mount_cgroups(dest, flags, cgroupns, joined=()):
             return
         source = _bind_source("/sys/fs/cgroup", "/", _own_cgroups().get("", "/"), joined)
         sc.mount(source, dest, None, sc.MS_BIND)
-        _remount_bind(dest, flags)
+        _remount_bind(again(), flags)
         return
     sc.mount("tmpfs", dest, "tmpfs", plain & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC), "mode=755")
+    # A fresh tmpfs of this mount namespace's own: nothing else writes in it.
+    dest = again()
     own = _own_cgroups()
     for point, mroot, fstype, opts in mounts:
         if point == "/sys/fs/cgroup":

@@ -351,6 +351,33 @@ def move_mount(fd, target):
                          ctypes.c_uint(MOVE_MOUNT_F_EMPTY_PATH)), "move_mount", f"{fd} -> {target}")
 
 
+# openat2(2): one number on every architecture (the newer calls share a table).
+_SYS_OPENAT2 = 437
+# struct open_how's resolve flags.
+RESOLVE_NO_XDEV = 0x01
+RESOLVE_NO_MAGICLINKS = 0x02
+RESOLVE_NO_SYMLINKS = 0x04
+RESOLVE_BENEATH = 0x08
+RESOLVE_IN_ROOT = 0x10
+_RESOLVE_NAMES = [(RESOLVE_NO_XDEV, "RESOLVE_NO_XDEV"), (RESOLVE_NO_MAGICLINKS, "RESOLVE_NO_MAGICLINKS"),
+                  (RESOLVE_NO_SYMLINKS, "RESOLVE_NO_SYMLINKS"), (RESOLVE_BENEATH, "RESOLVE_BENEATH"),
+                  (RESOLVE_IN_ROOT, "RESOLVE_IN_ROOT")]
+
+
+class _OpenHow(ctypes.Structure):
+    _fields_ = [("flags", ctypes.c_uint64), ("mode", ctypes.c_uint64), ("resolve", ctypes.c_uint64)]
+
+
+def openat2(dirfd, path, flags, resolve, mode=0):
+    """openat2(2): open ``path`` relative to ``dirfd`` with the kernel's
+    resolve rules; RESOLVE_IN_ROOT resolves as if ``dirfd`` were / (a
+    symlink or .. never leads out of it). ENOSYS before Linux 5.6."""
+    how = _OpenHow(flags=flags, mode=mode, resolve=resolve)
+    return _check(_libc.syscall(_SYS_OPENAT2, ctypes.c_int(dirfd), _b(path), ctypes.byref(how),
+                                ctypes.c_size_t(ctypes.sizeof(how))),
+                  "openat2", f"{path}, {flag_names(resolve, _RESOLVE_NAMES)}")
+
+
 _BPF_CMDS = {5: "BPF_PROG_LOAD", 8: "BPF_PROG_ATTACH", 9: "BPF_PROG_DETACH", 16: "BPF_PROG_QUERY"}
 
 

@@ -81,6 +81,9 @@ def install(ns):
             f"{quote(path) if path else fd}, {flags:#x}, {{attr_set={attr_set:#x}, attr_clr={attr_clr:#x}, "
             f"userns_fd={fd_name(userns_fd)}}}",
         "move_mount": lambda fd, target: f"{fd}, AT_FDCWD, {quote(target)}",
+        "openat2": lambda dirfd, path, flags, resolve, mode=0:
+            f"{fd_name(dirfd)}, {quote(path)}, {{flags={flags:#o}, "
+            f"resolve={names(resolve, ns['_RESOLVE_NAMES'])}}}",
         "seccomp": lambda op, flags, program:
             f"SECCOMP_SET_MODE_FILTER, {flags:#x}, {{len={len(program) // 8}}}",
     }
