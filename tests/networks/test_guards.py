@@ -46,6 +46,18 @@ def udp_frame(src_mac, dst_mac, src_ip, dst_ip, port, payload):
     return mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + header + udp
 
 
+def tcp_syn(src_mac, dst_mac, src_ip, dst_ip, port):
+    """The first segment of a TCP handshake, as a userspace TCP stack on a
+    raw socket would send it."""
+    tcp = struct.pack("!HHIIBBHHH", 40001, port, 1, 0, 5 << 4, 0x02, 64240, 0, 0)      # SYN
+    pseudo = socket.inet_aton(src_ip) + socket.inet_aton(dst_ip) + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
+    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
+    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 2, 0, 64, socket.IPPROTO_TCP, 0,
+                         socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
+    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
+    return mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + header + tcp
+
+
 def router_advertisement(src_mac, prefix="2001:db8:77::"):
     """An ICMPv6 router advertisement to all nodes: "I am your default
     router, and here is a /64 to make addresses in" (RFC 4861)."""
@@ -107,6 +119,30 @@ def test_the_hosts_loopback_is_out_of_a_containers_reach(attacker):
         # The guard off, on purpose: the same frame gets through, from the container's address.
         subprocess.run(["nft", "flush", "chain", "ip", "labkit", "input"], check=True)
         assert received(attacker, listener, port) == (b"from the container", attacker["ip"])
+    finally:
+        listener.close()
+
+
+def half_open(port):
+    """The connections half made to 127.0.0.1:PORT: a SYN the host's
+    listener answered (SYN-RECV)."""
+    return subprocess.run(["ss", "-Htn", "state", "syn-recv", "src", f"127.0.0.1:{port}"],
+                          capture_output=True, text=True).stdout.strip()
+
+
+def test_a_tcp_syn_to_the_hosts_loopback_is_not_answered(attacker):
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port = listener.getsockname()[1]
+    syn = tcp_syn(attacker["mac"], attacker["bridge_mac"], attacker["ip"], "127.0.0.1", port)
+    try:
+        send(attacker, syn)
+        assert not wait_for(lambda: half_open(port), timeout=1), half_open(port)
+        # The guard off, on purpose: the host's listener answers the container.
+        subprocess.run(["nft", "flush", "chain", "ip", "labkit", "input"], check=True)
+        send(attacker, syn)
+        assert wait_for(lambda: attacker["ip"] in half_open(port), timeout=5), half_open(port)
     finally:
         listener.close()
 
