@@ -4,74 +4,21 @@ frames from a packet socket in the container's network namespace. Each
 guard is shown both ways: the escape works with the guard taken off on
 purpose, and fails by default (labkit/networks/firewall.py, links.py).
 
-Traffic stays in the test's own network namespace (the `netns` fixture)."""
+The frames are labkit/networks/frames.py's. Traffic stays in the test's own
+network namespace (the `netns` fixture)."""
 
 import json
 import socket
-import struct
 import subprocess
-import sys
 
 import pytest
 
+from labkit.networks import frames
+from labkit.networks.frames import router_advertisement, tcp_syn, udp as udp_frame
 from net_helpers import labkit, ok
 from proc_helper import wait_for
 
 pytestmark = pytest.mark.root
-
-# Run by the host's Python inside the container's network namespace
-# (nsenter --net): one frame out of eth0, as the container's own raw socket would.
-SEND = ("import socket, sys; s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW); "
-        "s.bind(('eth0', 0)); s.send(bytes.fromhex(sys.argv[1]))")
-
-
-def mac_bytes(mac):
-    return bytes.fromhex(mac.replace(":", ""))
-
-
-def checksum(data):
-    if len(data) % 2:
-        data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
-    while total >> 16:
-        total = (total & 0xFFFF) + (total >> 16)
-    return ~total & 0xFFFF
-
-
-def udp_frame(src_mac, dst_mac, src_ip, dst_ip, port, payload):
-    udp = struct.pack("!HHHH", 40000, port, 8 + len(payload), 0) + payload      # checksum 0: none (IPv4)
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(udp), 1, 0, 64, socket.IPPROTO_UDP, 0,
-                         socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
-    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
-    return mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + header + udp
-
-
-def tcp_syn(src_mac, dst_mac, src_ip, dst_ip, port):
-    """The first segment of a TCP handshake, as a userspace TCP stack on a
-    raw socket would send it."""
-    tcp = struct.pack("!HHIIBBHHH", 40001, port, 1, 0, 5 << 4, 0x02, 64240, 0, 0)      # SYN
-    pseudo = socket.inet_aton(src_ip) + socket.inet_aton(dst_ip) + struct.pack("!BBH", 0, socket.IPPROTO_TCP, len(tcp))
-    tcp = tcp[:16] + struct.pack("!H", checksum(pseudo + tcp)) + tcp[18:]
-    header = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(tcp), 2, 0, 64, socket.IPPROTO_TCP, 0,
-                         socket.inet_aton(src_ip), socket.inet_aton(dst_ip))
-    header = header[:10] + struct.pack("!H", checksum(header)) + header[12:]
-    return mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x00" + header + tcp
-
-
-def router_advertisement(src_mac, prefix="2001:db8:77::"):
-    """An ICMPv6 router advertisement to all nodes: "I am your default
-    router, and here is a /64 to make addresses in" (RFC 4861)."""
-    m = mac_bytes(src_mac)
-    src = socket.inet_pton(socket.AF_INET6, "fe80::") [:8] + bytes([m[0] ^ 2]) + m[1:3] + b"\xff\xfe" + m[3:]
-    dst = socket.inet_pton(socket.AF_INET6, "ff02::1")
-    ra = struct.pack("!BBHBBHII", 134, 0, 0, 64, 0, 1800, 0, 0)
-    ra += struct.pack("!BB6s", 1, 1, m)                                          # source link-layer address
-    ra += struct.pack("!BBBBIII16s", 3, 4, 64, 0xC0, 86400, 14400, 0,            # prefix: on-link, autonomous
-                      socket.inet_pton(socket.AF_INET6, prefix))
-    pseudo = src + dst + struct.pack("!I3xB", len(ra), 58)
-    ra = ra[:2] + struct.pack("!H", checksum(pseudo + ra)) + ra[4:]
-    ipv6 = struct.pack("!IHBB16s16s", 6 << 28, len(ra), 58, 255, src, dst)
-    return b"\x33\x33\x00\x00\x00\x01" + m + b"\x86\xdd" + ipv6 + ra
 
 
 @pytest.fixture
@@ -85,15 +32,14 @@ def attacker(netns):
         gateway = net["IPAM"]["Config"][0]["Gateway"]
         yield {"pid": ep["Pid"], "mac": ep["MacAddress"], "ip": ep["IPv4Address"].split("/")[0],
                "bridge": net["Options"]["bridge"],
-               "bridge_mac": "02:42:" + ":".join(f"{int(b):02x}" for b in gateway.split("."))}
+               "bridge_mac": frames.gateway_mac(gateway)}
     finally:
         ok("rm", "-f", cid)
         ok("network", "rm", "labkit")
 
 
 def send(attacker, frame):
-    r = subprocess.run(["nsenter", f"--net=/proc/{attacker['pid']}/ns/net", sys.executable, "-c", SEND,
-                        frame.hex()], capture_output=True, text=True, timeout=30)
+    r = frames.send_from(attacker["pid"], frame)
     assert r.returncode == 0, r.stderr
 
 
