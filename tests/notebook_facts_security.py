@@ -4,8 +4,11 @@ read by tests/test_notebooks.py; relations across facts are checked below."""
 EXPECTED = {
     "09-security": ["sec_capabilities", "sec_mount", "sec_host_disk", "sec_device_cgroup", "sec_devices_list",
                     "sec_proc_sys", "sec_seccomp_userns", "sec_leaked_fd", "sec_cwd_refused",
-                    "sec_release_agent", "sec_userns_remap", "sec_side_by_side", "sec_trace", "sec_left"],
+                    "sec_release_agent", "sec_userns_remap", "sec_loopback", "sec_arp_spoof", "sec_side_by_side",
+                    "sec_trace", "sec_left"],
 }
+# Its network section makes a bridge and firewall rules: in a namespace of the test's own.
+NETNS = {"09-security"}
 
 
 def check_relations(f):
@@ -29,3 +32,5 @@ def check_relations(f):
     drop = [i for i, line in enumerate(trace) if line.startswith("prctl(PR_CAPBSET_DROP, 21)")]
     assert filt and drop and filt[0] < drop[0], trace
     assert f["sec_left"] == []
+    # The guard off for the lesson is back on after it; the spoofer took the gateway's place.
+    assert f["sec_loopback"]["guard_back"] and f["sec_arp_spoof"]["spoofer_mac"] != f["sec_arp_spoof"]["gateway_mac"]

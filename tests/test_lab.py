@@ -55,6 +55,7 @@ NEAR_MISS = {
                    "nothing answers"),
     "06.by-name": ("labkit network create lab06-net; labkit run -d --name lab06-db --network lab06-net -- sleep 600",
                    "does not find `db`"),
+    "09.no-raw": ("labkit run -d --name lab09-noraw --network labkit -- sleep 600", "still in its bounding set"),
     "08.replicas": ("labkit service create --name lab08-web --replicas 1 -p 8088:80 labkit/base sh -c "
                     "'mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www'",
                     "1 replica(s) running, not 3"),
@@ -84,7 +85,7 @@ def test_every_exercise_has_a_near_miss_and_three_hints():
 
 @pytest.mark.parametrize("exercise_id", sorted(NEAR_MISS))
 def test_the_check_tells_right_from_wrong(exercise_id, rootfs):
-    if exercise_id.startswith(("06.", "08.")):   # bridges, veths and rules: in a namespace of the test's own
+    if exercise_id.startswith(("06.", "08.", "09.no-raw")):   # bridges, veths and rules: in a namespace of the test's own
         from netns_helper import private_netns
         with private_netns():
             _both_ways(exercise_id)
@@ -147,3 +148,30 @@ def test_the_python_solution_of_02(rootfs):
     finally:
         lab.reset("02.pid-alone")
     assert not lab.find("sleep", "1021")
+
+
+# 09.no-raw judged by the kernel, not by the command: other spellings and
+# another way to the same capabilities pass; a container without a network,
+# or with every capability dropped, does not, each with its reason.
+OTHERS = "CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID SETPCAP NET_BIND_SERVICE SYS_CHROOT MKNOD AUDIT_WRITE SETFCAP"
+
+
+@pytest.mark.parametrize("flags, word", [
+    ("--network labkit --cap-drop net_raw", None),
+    ("--cap-drop CAP_NET_RAW --network=labkit", None),
+    ("--network labkit --cap-drop ALL " + " ".join(f"--cap-add {c}" for c in OTHERS.split()), None),
+    ("--cap-drop NET_RAW", "no network but lo"),
+    ("--network labkit --cap-drop ALL", "lost more than CAP_NET_RAW"),
+])
+def test_no_raw_is_judged_by_the_kernel(flags, word, rootfs):
+    from netns_helper import private_netns
+    with private_netns():
+        out = []
+        try:
+            lab._shell([f"labkit run -d --name lab09-noraw {flags} -- sleep 600"])
+            assert lab.check("09.no-raw", out=out.append) is (word is None), out[-1]
+            assert word is None or word in out[-1], out[-1]
+        finally:
+            lab.reset("09.no-raw")
+        from labkit.leaks import network_leftovers
+        assert network_leftovers() == []

@@ -12,15 +12,23 @@ lifts one guard, and holds when the first fails and the second succeeds:
     mknod + open        a disk read by its node    the device cgroup (--privileged)
     release_agent       a host command run         all of them (--privileged, cgroup v1)
     a leaked fd         the host's /etc read       fds closed (labkit-runtime --preserve-fds)
+    a raw frame         the host's 127.0.0.1       the input chain's drop (nft flush chain ...)
+
+and one hole Docker leaves open, shown the other way round: by default a
+container answers ARP for its gateway and takes a neighbour's traffic;
+--cap-drop NET_RAW stops it.
 
 The commands shown to the student are the ones that run (``shell``).
 """
 
 import contextlib
+import json
 import os
 import shlex
+import socket
 import subprocess
 import tempfile
+import time
 
 from .. import api
 from ..i18n import _
@@ -325,3 +333,119 @@ def userns_remap():
                 inside[0] == "0" and host_uid != "0" and privileged == "made" and "made" not in remapped.stdout,
                 host_uid=int(host_uid), mknod_privileged=privileged, mknod_remapped=_seen(remapped),
                 shell=[shell_line("id -u; cat /proc/self/uid_map", REMAP), shell_line(MKNOD, PRIVILEGED + REMAP)])
+
+
+# -- the network: hand-made frames on the bridge ------------------------------
+
+NET = "lab09-net"
+FLUSH = "sudo nft flush chain ip labkit input"
+
+
+@contextlib.contextmanager
+def _network():
+    api.call(["network", "create", NET], check=True)
+    try:
+        yield
+    finally:
+        api.call(["network", "rm", NET])
+
+
+def _on_net(c):
+    """(ip, mac, gateway) of container ``c`` on NET."""
+    net = json.loads(api.call(["network", "inspect", NET], check=True).stdout)[0]
+    ep = net["Containers"][c.id]
+    return ep["IPv4Address"].split("/")[0], ep["MacAddress"], net["IPAM"]["Config"][0]["Gateway"]
+
+
+def _sent(pid, frame):
+    """frames.send_from, and what it said when the kernel refused."""
+    from ..networks import frames
+    r = frames.send_from(pid, frame)
+    return r.returncode == 0, (r.stderr.strip().splitlines() or [""])[-1]
+
+
+def loopback(port_payload=b"hello from the container"):
+    """CVE-2020-8558: published ports answer on 127.0.0.1 because the bridge
+    routes to loopback (route_localnet=1), so a frame to the bridge's MAC
+    with 127.0.0.1 as its destination would reach a host service that
+    listens on 127.0.0.1 only. The input chain drops it; flushed, it passes;
+    refreshed, the guard is back."""
+    from ..networks import endpoints, firewall, frames
+    with _network(), api.Container("sleep 60", network=NET) as c:
+        ip, mac, gateway = _on_net(c)
+        listener = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        listener.bind(("127.0.0.1", 0))      # a service that believes itself private
+        listener.settimeout(1.0)             # the bound for "nothing came"
+        frame = frames.udp(mac, frames.gateway_mac(gateway), ip, "127.0.0.1", listener.getsockname()[1],
+                           port_payload)
+
+        def deliver():
+            sent, why = _sent(c.pid, frame)
+            if not sent:
+                return f"not sent: {why}"
+            try:
+                data, source = listener.recvfrom(100)
+            except socket.timeout:
+                return None
+            return f"{data.decode()!r} from {source[0]}"
+        try:
+            default = deliver()
+            subprocess.run(FLUSH.split()[1:], check=True, capture_output=True)
+            try:
+                lifted = deliver()
+            finally:
+                endpoints.refresh()
+        finally:
+            listener.close()
+        back = "127.0.0.0/8" in firewall.listing()
+    return fact("sec_loopback", LAYER, _("a container's frame to the host's 127.0.0.1 is dropped (CVE-2020-8558)"),
+                default or _("nothing reached the host's socket"), lifted or _("nothing reached the host's socket"),
+                default is None and lifted is not None and lifted.endswith(f"from {ip}") and back,
+                guard_back=back, container_ip=ip,
+                shell=[f"sudo labkit network create {NET}", f"sudo labkit run -d --network {NET} -- sleep 60",
+                       FLUSH, f"sudo labkit network rm {NET}"])
+
+
+def _neighbour(c, ip):
+    """The MAC container ``c`` has for ``ip`` (ip neigh), or None."""
+    words = c.exec(f"ip neigh show {ip}").stdout.split()
+    return words[words.index("lladdr") + 1] if "lladdr" in words else None
+
+
+def arp_spoof(bound=10.0):
+    """ARP has no authentication: with CAP_NET_RAW (Docker's default keeps
+    it) a container tells a neighbour "the gateway is at my MAC", and the
+    neighbour's traffic to everywhere else comes to it. Docker leaves this
+    open; the guard is --cap-drop NET_RAW (Kubernetes' restricted profile
+    drops it): then no packet socket opens at all."""
+    from ..networks import frames
+    with _network(), api.Container("sleep 60", network=NET) as victim, \
+            api.Container("sleep 60", network=NET) as spoofer, \
+            api.Container("sleep 60", network=NET, extra=["--cap-drop", "NET_RAW"]) as careful:
+        v_ip, v_mac, gateway = _on_net(victim)
+        victim.exec(f"ping -c 1 -W 1 {gateway}")          # the victim learns the gateway's MAC
+        before = _neighbour(victim, gateway)
+        careful_mac = _on_net(careful)[1]
+        refused, why = _sent(careful.pid, frames.arp_reply(careful_mac, v_mac, gateway, v_ip))
+        s_mac = _on_net(spoofer)[1]
+        lie = frames.arp_reply(s_mac, v_mac, gateway, v_ip)
+        # The kernel keeps a fresh entry for a second (locktime): say it again until it is taken.
+        end, taken, tries = time.monotonic() + bound, None, 0
+        while time.monotonic() < end:
+            tries += 1
+            _sent(spoofer.pid, lie)
+            taken = _neighbour(victim, gateway)
+            if taken == s_mac:
+                break
+            time.sleep(0.2)
+    ok = before == frames.gateway_mac(gateway) and not refused and "Operation not permitted" in why \
+        and taken == s_mac
+    return fact("sec_arp_spoof", LAYER,
+                _("with CAP_NET_RAW a container takes its gateway's address; --cap-drop NET_RAW stops it"),
+                _("the victim's gateway {gw} is at {mac} (the spoofer's) after {n} tries", gw=gateway, mac=taken,
+                  n=tries),
+                _("with --cap-drop NET_RAW: {why}", why=why), ok,
+                gateway=gateway, gateway_mac=before, spoofer_mac=s_mac, tries=tries,
+                shell=[f"sudo labkit run -d --network {NET} -- sleep 60",
+                       f"sudo labkit run -d --network {NET} --cap-drop NET_RAW -- sleep 60",
+                       f"sudo labkit exec VICTIM ip neigh show {gateway}"])

@@ -67,6 +67,33 @@ def _disk_read_only():
     return False, _("a loop device does not open at all: the device cgroup still refuses it")
 
 
+def _no_raw():
+    pid, why = running("lab09-noraw")
+    if pid is None:
+        return False, why
+    with open(f"/proc/{pid}/net/dev") as f:
+        links = [line.split(":")[0].strip() for line in f.readlines()[2:]]
+    if links == ["lo"] or not links:
+        return False, _("it has no network but lo: start it on the network labkit (--network labkit), "
+                        "where a frame of its own would reach its neighbours")
+    from ..facts.security import decode
+    from ..security import DEFAULT_CAPABILITIES
+    bounding = decode(_status(pid, "CapBnd")[0])
+    if "CAP_NET_RAW" in bounding:
+        return False, _("CAP_NET_RAW is still in its bounding set: a process in it opens a packet socket "
+                        "and can spoof ARP")
+    effective = decode(_status(pid, "CapEff")[0])
+    lost = [c for c in DEFAULT_CAPABILITIES if c != "CAP_NET_RAW" and c not in effective]
+    if lost:
+        return False, _("it lost more than CAP_NET_RAW: {names} too; drop only that one",
+                        names=", ".join(sorted(lost)))
+    from ..networks import frames
+    if frames.packet_socket_opens(pid):
+        return False, _("the kernel still gives it a packet socket")
+    return True, _("the kernel refuses it a packet socket; it keeps Docker's other {n} capabilities",
+                   n=len(DEFAULT_CAPABILITIES) - 1)
+
+
 EXERCISES = [
     Exercise("09.least-caps", "only the capability a web server needs",
              "Start a detached container named lab09-caps (running `sleep 600`) whose init keeps "
@@ -104,4 +131,14 @@ EXERCISES = [
              _disk_read_only,
              ["labkit run -d --name lab09-disk --device-cgroup-rule 'b 7:* r' -- sleep 600"],
              [rm_line("lab09-disk")]),
+    Exercise("09.no-raw", "no hand-made frames on the bridge",
+             "Start a detached container named lab09-noraw (running `sleep 600`) on the network labkit "
+             "that cannot open a packet socket, and so cannot spoof ARP, but keeps Docker's other default "
+             "capabilities.",
+             ["capabilities(7): which capability lets a process use RAW and PACKET sockets?",
+              "--cap-drop takes one capability away and leaves the others",
+              "sudo labkit run -d --name lab09-noraw --network labkit --cap-drop NET_RAW -- sleep 600"],
+             _no_raw,
+             ["labkit run -d --name lab09-noraw --network labkit --cap-drop NET_RAW -- sleep 600"],
+             [rm_line("lab09-noraw"), "labkit network rm labkit >/dev/null 2>&1 || true"]),
 ]

@@ -57,6 +57,14 @@ def _sync(by_net=None):
             hosts.write(path, hosts.render(peers, [v for n in mine for v in services[n]]))
 
 
+def refresh():
+    """The firewall and the hosts files rendered again from what is on disk:
+    a guard taken off by hand (`nft flush chain ip labkit input`) is back.
+    Any command that changes a network does the same."""
+    with store.Lock():
+        _sync()
+
+
 def reserve(network, owner, name=None, hostname=None, aliases=(), ip=None, publish=(), hosts_file=None):
     """The endpoint on disk, before its process exists; returns it."""
     store.check_owner(owner)

@@ -3,10 +3,12 @@ default set has it) can write to its network's bridge through a packet
 socket, for the lessons and tests of the guards (docs/security.md).
 
 Only byte strings are built here; ``send_from`` writes one out of a
-container's eth0. busybox has no tool that writes a raw IP packet, so the
-host's own Python does it from inside the container's network namespace
-(nsenter --net): the same socket, on the same interface, the container's
-own process could open."""
+container's eth0. busybox has no tool that writes a hand-made packet (its
+arping will not claim an address the interface lacks), so the host's own
+Python does it from inside the container's network namespace (nsenter
+--net), with no capability the container lacks (setpriv --bounding-set, from
+its init's CapBnd): the same socket, on the same interface, under the same
+capability check a process of the container meets."""
 
 import socket
 import struct
@@ -77,8 +79,41 @@ def router_advertisement(src_mac, prefix="2001:db8:77::"):
     return b"\x33\x33\x00\x00\x00\x01" + m + b"\x86\xdd" + ipv6 + ra
 
 
+def arp_reply(src_mac, dst_mac, claimed_ip, dst_ip):
+    """"CLAIMED_IP is at SRC_MAC", sent to DST_MAC (RFC 826): a neighbour
+    that has CLAIMED_IP in its table takes the new address."""
+    arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 2, mac_bytes(src_mac), socket.inet_aton(claimed_ip),
+                      mac_bytes(dst_mac), socket.inet_aton(dst_ip))
+    return mac_bytes(dst_mac) + mac_bytes(src_mac) + b"\x08\x06" + arp
+
+
+def bounding_set(pid):
+    """The capability names in process ``pid``'s bounding set, as
+    setpriv(1) spells them (net_raw)."""
+    from ..process import CAPABILITIES
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(int(line.split()[1], 16) for line in f if line.startswith("CapBnd:"))
+    return [name[4:].lower() for i, name in enumerate(CAPABILITIES) if mask >> i & 1]
+
+
+def _in_its_net(pid, code, *args):
+    """Run Python CODE in the network namespace of process ``pid``, with no
+    capability outside its bounding set."""
+    caps = ",".join(["-all"] + ["+" + c for c in bounding_set(pid)])
+    return subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", "setpriv", "--bounding-set", caps,
+                           "--inh-caps", "-all", sys.executable, "-c", code, *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def packet_socket_opens(pid):
+    """Whether the kernel gives a packet socket to a process with the
+    capabilities of process ``pid``, in its network namespace."""
+    return _in_its_net(pid, "import socket; socket.socket(socket.AF_PACKET, socket.SOCK_RAW)").returncode == 0
+
+
 def send_from(pid, frame):
     """Write ``frame`` out of eth0 of the network namespace of process
-    ``pid`` (a container's init). Returns the CompletedProcess."""
-    return subprocess.run(["nsenter", f"--net=/proc/{pid}/ns/net", sys.executable, "-c", _SEND, frame.hex()],
-                          capture_output=True, text=True, timeout=30)
+    ``pid`` (a container's init), with no capability outside its bounding
+    set. Returns the CompletedProcess: exit 1 and PermissionError on stderr
+    when the container may not open a packet socket."""
+    return _in_its_net(pid, _SEND, frame.hex())
