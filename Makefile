@@ -13,7 +13,7 @@ export VENV
 # The port `make serve` listens on (127.0.0.1 only).
 LAB_PORT ?= 8888
 
-.PHONY: lab serve test test-each setup bench vm-test clean-host check-root
+.PHONY: lab serve test test-each fuzz setup bench vm-test clean-host check-root
 
 check-root:
 	@if [ "$$(id -u)" != 0 ]; then \
@@ -54,6 +54,14 @@ test-each: setup
 	  rm -f /tmp/labkit-test-each.log; \
 	  if [ -n "$$failed" ]; then echo "failed alone:$$failed"; exit 1; fi
 
+# Every parser of untrusted input fed FUZZ_EXAMPLES inputs each (the suite
+# feeds 60): one clear line or a result, never a traceback, never a write
+# outside the target (tests/fuzz). Prints how many inputs each test tried.
+FUZZ_EXAMPLES ?= 5000
+fuzz: PROVISION_ARGS += --test-tools
+fuzz: setup
+	LABKIT_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(PY) -m pytest -q -p no:cacheprovider --hypothesis-show-statistics tests/fuzz
+
 bench: PROVISION_ARGS += --test-tools
 bench: setup
 	$(PY) bench/start.py
@@ -63,9 +71,11 @@ bench: setup
 	$(PY) bench/course.py
 
 # The classroom VM's path for real (not part of `make test`; 20-60 min): a
-# Debian 12 guest built offline, booted with QEMU, provisioned as Vagrant
-# does, then doctor, tour and the notebook and cgroup tests inside.
-# VM_TEST_ARGS=--keep keeps the image for the next run (see vagrant/vmtest.py).
+# Debian guest built offline (13 by default; VM_TEST_ARGS="--suite bookworm"
+# for 12, "--arch arm64" for the Apple Silicon box's machine), booted with
+# QEMU, provisioned as Vagrant does, then doctor, tour and the notebook and
+# cgroup tests inside. VM_TEST_ARGS=--keep keeps the image for the next run
+# (see vagrant/vmtest.py).
 VM_TEST_ARGS ?=
 vm-test: PROVISION_ARGS += --vm-tools
 vm-test: setup

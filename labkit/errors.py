@@ -5,12 +5,26 @@ for a LabkitError. Keep this module free of imports: it is on the start path.
 """
 
 
+def one_line(text):
+    """``text`` with every character that is not printable (newline, tab,
+    ESC ...) written as its Python escape."""
+    text = str(text)
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode() for c in text)
+
+
 class LabkitError(Exception):
     """A problem the user can fix. ``hint`` says how."""
 
     exit_code = 1
 
     def __init__(self, message, hint=None):
+        # A message often quotes what the user gave, and that may hold a
+        # newline or a terminal's escape sequence: shown escaped, the answer
+        # stays one line and cannot rewrite the terminal.
+        message = one_line(message)
+        hint = one_line(hint) if hint else hint
         super().__init__(message)
         self.message = message
         self.hint = hint

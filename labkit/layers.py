@@ -207,6 +207,8 @@ def _classify(m):
     if m.isdir():
         return ("dir", parts, m)
     if m.issym():
+        if not m.linkname or "\0" in m.linkname:
+            raise LayerError(f"layer entry '{m.name}': a symlink with no target", "not a valid layer")
         return ("symlink", parts, m)
     if m.islnk():
         link = _parts(m.linkname, m.name, "hardlink target")

@@ -75,12 +75,18 @@ def _json_or_shell(rest):
     return ["/bin/sh", "-c", rest]
 
 
+def _words(rest, line, keyword):
+    """The shell words of an instruction's arguments, or one line saying
+    which quote is open."""
+    try:
+        return shlex.split(rest)
+    except ValueError as e:
+        raise ContainerfileError(f"line {line}: {keyword}: {e}", "check the quotes") from None
+
+
 def _pairs(rest, line, keyword):
     """K=V K2="v 2" (or, for ENV, the old form K V)."""
-    try:
-        words = shlex.split(rest)
-    except ValueError as e:
-        raise ContainerfileError(f"line {line}: {keyword}: {e}", "check the quotes")
+    words = _words(rest, line, keyword)
     if keyword == "ENV" and words and "=" not in words[0]:
         return [(words[0], rest.split(None, 1)[1] if len(words) > 1 else "")]
     out = []
@@ -126,7 +132,7 @@ def parse(text, build_args=None):
                 values.update(pairs)
             out.append(Instruction(line, keyword, pairs))
         elif keyword in ("COPY", "ADD"):
-            words = shlex.split(rest)
+            words = _words(rest, line, keyword)
             flags = {}
             while words and words[0].startswith("--"):
                 flag, _, value = words.pop(0)[2:].partition("=")

@@ -127,6 +127,16 @@ def put_json(obj):
 
 def read_json(digest):
     """A manifest or config blob, checked against its digest when read."""
+    data = read_blob(digest)
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise DigestError(f"blob {digest} in {root()} is not JSON",
+                          "a manifest or a config is JSON: `labkit rmi` the image and pull or build it again") from None
+
+
+def read_blob(digest):
+    """A blob's bytes, checked against its digest when read."""
     path = blob_path(digest)
     try:
         with open(path, "rb") as f:
@@ -137,7 +147,7 @@ def read_json(digest):
     if "sha256:" + hashlib.sha256(data).hexdigest() != digest:
         raise DigestError(f"blob {digest} in {root()} does not hash to its name",
                           "the store was changed by hand: `labkit rmi` the image and pull or build it again")
-    return json.loads(data)
+    return data
 
 
 # ---- the index: tags ---------------------------------------------------------

@@ -219,8 +219,10 @@ def check_process(cfg, bundle):
 def check_capabilities(cfg, bundle):
     from ..process import CAPABILITIES
     caps = (cfg.get("process") or {}).get("capabilities") or {}
-    for kind, names in caps.items():
-        for i, name in enumerate(names or ()):
+    # The five sets the spec names (the schema checks their form); a key of
+    # another name is ignored, as runc's JSON decoding ignores it.
+    for kind in ("bounding", "effective", "inheritable", "permitted", "ambient"):
+        for i, name in enumerate(caps.get(kind) or ()):
             if name not in CAPABILITIES:
                 yield _bad(f"process.capabilities.{kind}[{i}]", f"{name!r} is not a capability")
 
