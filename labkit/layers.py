@@ -406,7 +406,11 @@ def _extract(tar, kind, root, parts, m, result):
                 if st is not None and (st.st_dev, st.st_ino) == (src.st_dev, src.st_ino):
                     return                       # already that very file
                 _remove(name, dfd)
-                os.link(src_parts[-1], name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+                try:
+                    os.link(src_parts[-1], name, src_dir_fd=sfd, dst_dir_fd=dfd, follow_symlinks=False)
+                except FileNotFoundError:   # it was below the name this entry replaced
+                    raise LayerError(f"layer entry '{m.name}': hardlink target '{m.linkname}' was inside "
+                                     "what the entry replaces", "not a valid layer") from None
             finally:
                 os.close(sfd)
             return

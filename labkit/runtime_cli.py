@@ -161,7 +161,7 @@ def preserve_fds(a):
                        ("LISTEN_FDS", os.environ.get("LISTEN_FDS"))):
         if text in (None, ""):
             continue
-        if not str(text).isdigit():
+        if not (str(text).isascii() and str(text).isdigit()):
             raise LabkitError(f"{what}: {text!r} is not a number of file descriptors",
                               "give a count, e.g. --preserve-fds 2 passes fds 3 and 4")
         counts.append(int(text))
@@ -368,7 +368,7 @@ def _exec_process(a):
     user = None
     if getattr(a, "user", None):
         uid, _, gid = a.user.partition(":")
-        if not uid.isdigit() or (gid and not gid.isdigit()):
+        if not (uid.isascii() and uid.isdigit()) or (gid and not (gid.isascii() and gid.isdigit())):
             raise LabkitError(f"--user {a.user}: expected UID[:GID] as numbers")
         user = {"uid": int(uid), "gid": int(gid or 0)}
     extra_env = list(getattr(a, "env", []))

@@ -100,7 +100,7 @@ def parse_line(text, allow=True):
     for n in parts[1].split(":"):
         if n == "*":
             numbers.append(ANY)
-        elif n.isdigit():
+        elif n.isascii() and n.isdigit():
             numbers.append(int(n))
         else:
             raise LabkitError(f"device rule {text!r}: {n!r} is not a device number", hint)

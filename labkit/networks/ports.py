@@ -25,7 +25,7 @@ LOCAL = "127.0.0.1"
 
 
 def _port(text, what, spec):
-    if not text.isdigit() or not 1 <= int(text) <= 65535:
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= 65535:
         raise LabkitError(f"-p {spec}: {what} '{text}' is not a port number",
                           "give ports between 1 and 65535, e.g. -p 8080:80")
     return int(text)
