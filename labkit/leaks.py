@@ -65,9 +65,11 @@ def _reapers(grace=2.0):
 
 def image_leftovers():
     """Tags in the local image store but labkit/base (made from the base rootfs
-    on first use), and a lab registry left running."""
+    on first use), and a lab registry left running (not the one the
+    labkit-registry service runs in the foreground: the classroom VM's)."""
     from .images import registry, store
-    found = [f"registry pid {st['pid']} on {st['address']}" for st in [registry.status()] if st]
+    found = [f"registry pid {st['pid']} on {st['address']}" for st in [registry.status()]
+             if st and not st.get("service")]
     if not os.path.exists(store.root("index.json")):
         return found
     return found + [f"image {ref}" for ref, _ in store.tags() if ref != "labkit/base:latest"]

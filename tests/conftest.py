@@ -53,7 +53,30 @@ from labkit.leaks import leftovers as labkit_leftovers  # noqa: E402
 from proc_helper import new_processes, processes  # noqa: E402
 
 
+REGISTRY_SERVICE = "labkit-registry"
+
+
+def _pause_registry_service():
+    """The classroom VM runs the lab registry as a service on 127.0.0.1:5000,
+    in /var/lib/labkit. The suite's own home needs that port for its own
+    (notebook 07, tests/images): the service is stopped for the suite and
+    started again at its end. True if it was stopped."""
+    if os.environ.get("LABKIT_IN_UML") == "1" or not os.path.isdir("/run/systemd/system"):
+        return False
+    if subprocess.run(["systemctl", "is-active", "--quiet", REGISTRY_SERVICE]).returncode != 0:
+        return False
+    subprocess.run(["systemctl", "stop", REGISTRY_SERVICE], check=True)
+    sys.stderr.write(f"{REGISTRY_SERVICE}.service stopped for the suite (started again at its end)\n")
+    return True
+
+
+def _resume_registry_service(session):
+    if getattr(session.config, "_registry_paused", False):
+        subprocess.run(["systemctl", "start", REGISTRY_SERVICE], check=True)
+
+
 def pytest_sessionstart(session):
+    session.config._registry_paused = os.geteuid() == 0 and _pause_registry_service()
     if os.geteuid() == 0 and labkit_leftovers() and os.environ.get("LABKIT_IN_UML") != "1":
         # An earlier run that was killed may have left things: collect what
         # belongs to dead containers first (running ones are left alone), so
@@ -96,6 +119,8 @@ def pytest_sessionfinish(session, exitstatus):
     except BaseException:
         _remove_home(SUITE_HOME)
         raise
+    finally:
+        _resume_registry_service(session)     # after the scan: its process is not the suite's
     before, after = session.config._base_before, base_tree()
     if before is not None and after is not None and before != after:
         changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))

@@ -76,3 +76,18 @@ def test_a_process_of_someone_elses_is_not_the_suites(tmp_path):
         subprocess.run(["pkill", "-P", str(someone.pid)])
         someone.kill()
         someone.wait()
+
+
+def test_the_registry_service_is_not_a_leak_but_a_registry_left_running_is(tmp_path, monkeypatch):
+    """The classroom VM's labkit-registry service runs `labkit registry start
+    --foreground`, which marks its state: the scan after the suite in the VM
+    must not count it; a registry a test started and left must be counted."""
+    import json
+    from labkit.containers import start_time
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    (tmp_path / "registry").mkdir()
+    state = {"pid": os.getpid(), "pid_start": start_time(os.getpid()), "address": "127.0.0.1:5000"}
+    for service, counted in ((True, False), (False, True)):
+        (tmp_path / "registry" / "state.json").write_text(json.dumps(dict(state, service=service)))
+        found = [f for f in leaks.image_leftovers() if f.startswith("registry pid")]
+        assert bool(found) is counted, found

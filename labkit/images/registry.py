@@ -80,7 +80,7 @@ def start(port=DEFAULT_PORT, foreground=False):
     if foreground:   # the pid stays ours through the exec: status() knows it
         with open(root("state.json"), "w") as f:
             json.dump({"pid": os.getpid(), "pid_start": start_time(os.getpid()), "address": address,
-                       "data": root("data")}, f)
+                       "data": root("data"), "service": True}, f)
         os.execvp(BINARY, [BINARY, "serve", root("config.yml")])
     log = open(root("log"), "ab")
     proc = subprocess.Popen([BINARY, "serve", root("config.yml")], stdin=subprocess.DEVNULL, stdout=log,
