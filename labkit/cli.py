@@ -292,6 +292,8 @@ def _parser():
     rr.set_defaults(func=cmd_rootfs_rm)
 
     t = sub.add_parser("tour", help="run every stage headless and print what each proves")
+    t.add_argument("layers", nargs="*", metavar="LAYER",
+                   help="only these stages (chroot namespaces cgroups unionfs oci network images services)")
     t.set_defaults(func=cmd_tour)
 
     lab = sub.add_parser("lab", help="the exercises: list, check, hint, solve, reset")
@@ -703,9 +705,13 @@ def cmd_rootfs_rm(a):
 
 
 def cmd_tour(a):
-    _need_root("labkit tour")
     from . import tour
-    return tour.main()
+    unknown = [name for name in a.layers if name not in tour.LAYERS]
+    if unknown:
+        raise LabkitError(f"labkit tour: no stage named {', '.join(map(repr, unknown))}",
+                          f"the stages are {' '.join(tour.LAYERS)}")
+    _need_root("labkit tour")
+    return tour.main(a.layers or tour.LAYERS)
 
 
 def cmd_url(a):
