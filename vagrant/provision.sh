@@ -90,9 +90,9 @@ test_packages=(
 # make vm-test (vagrant/vmtest.py): debootstrap builds the guest's root,
 # e2fsprogs' mke2fs turns it into a disk image, QEMU boots it, ssh drives it,
 # and Vagrant's own loader reads the provisioners it runs from the Vagrantfile.
-# An arm64 guest (--arch arm64): qemu-system-arm boots it, qemu-user-static
-# runs debootstrap's second stage for it.
-vm_packages=(debootstrap e2fsprogs qemu-system-x86 qemu-system-arm qemu-user-static qemu-utils
+# An arm64 guest (--arch arm64): mmdebstrap builds its root, qemu-user-static
+# runs its maintainer scripts, qemu-system-arm boots it.
+vm_packages=(debootstrap mmdebstrap e2fsprogs qemu-system-x86 qemu-system-arm qemu-user-static qemu-utils
              openssh-client git vagrant)
 [ "$vm_tools" = yes ] && packages+=("${vm_packages[@]}")
 if [ "$list_packages" = yes ]; then

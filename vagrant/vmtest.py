@@ -9,8 +9,8 @@ release) can see the whole path work on a clean machine:
    Silicon) is built offline with debootstrap: the packages provision.sh
    names, preinstalled, plus a kernel, systemd, sshd and a `vagrant` user
    with passwordless sudo (what a Vagrant box has); an arm64 root is built
-   in two stages, the second run through qemu-user (a binfmt_misc entry of
-   its own, removed afterwards);
+   by mmdebstrap, its maintainer scripts run through qemu-user (a
+   binfmt_misc entry of its own, removed afterwards);
 2. the wheels for requirements.txt are downloaded on the host for the
    guest's Python and machine (the guest gets them through PIP_FIND_LINKS,
    with PIP_NO_INDEX: it has no network); the pins are also resolved for
@@ -115,11 +115,22 @@ def run(cmd, log, timeout=None, **kw):
     with open(log, "ab") as f:
         f.write(f"$ {shlex.join(cmd)}\n".encode())
         f.flush()
+        # Its own process group: on a timeout, Ctrl-C or SIGTERM the whole
+        # tree goes (debootstrap's chroot and qemu-user children too).
+        proc = subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                start_new_session=True, **kw)
         try:
-            r = subprocess.run(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                               timeout=timeout, **kw)
-        except subprocess.TimeoutExpired:
-            raise Failed(f"{cmd[0]} did not finish in {timeout} s; see {log}") from None
+            proc.wait(timeout)
+        except BaseException as e:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            proc.wait()
+            if isinstance(e, subprocess.TimeoutExpired):
+                raise Failed(f"{cmd[0]} did not finish in {timeout} s; see {log}") from None
+            raise
+        r = proc
     if r.returncode != 0:
         raise Failed(f"{shlex.join(cmd)[:120]} exited {r.returncode}:\n{tail(log)}")
 
@@ -233,7 +244,7 @@ def host_mirror():
 
 class Binfmt:
     """A binfmt_misc entry of our own that runs ARCH's executables through
-    qemu-user while the foreign root is built (debootstrap's second stage,
+    qemu-user while the foreign root is built (its maintainer scripts,
     useradd in the chroot). F: the interpreter is opened now, so it need not
     be inside the chroot. Removed by close(), and binfmt_misc unmounted if
     it was mounted here."""
@@ -447,16 +458,18 @@ class VMTest:
                 os.unlink(p)
         remove_tree(self.root)
         foreign = self.arch.debian != HOST_ARCH
-        cmd = ["debootstrap", "--variant=minbase", f"--arch={self.arch.debian}",
-               f"--include={','.join(packages)}", *(["--foreign"] if foreign else []),
-               self.args.suite, self.root, mirror]
+        # Another machine's root: mmdebstrap unpacks with the host's apt and
+        # dpkg and runs only the maintainer scripts under qemu-user, where
+        # debootstrap's second stage would run all of itself emulated (its
+        # Packages parsing alone took over half an hour).
+        cmd = (["mmdebstrap", "--variant=minbase", f"--architectures={self.arch.debian}"] if foreign
+               else ["debootstrap", "--variant=minbase", f"--arch={self.arch.debian}"])
+        cmd += [f"--include={','.join(packages)}", self.args.suite, self.root, mirror]
         binfmt = None
         try:
-            run(cmd, log, timeout=3600)
             if foreign:
                 binfmt = Binfmt(self.arch)
-                run(["chroot", self.root, "/debootstrap/debootstrap", "--second-stage"], log,
-                    timeout=7200)
+            run(cmd, log, timeout=7200)
             self.configure_guest(log)
             boot = os.path.join(self.root, "boot")
             kernels = sorted(f for f in os.listdir(boot) if f.startswith("vmlinuz-"))
@@ -792,7 +805,7 @@ def main(argv=None):
     arch = ARCHES[args.arch]
     tools = ["debootstrap", arch.qemu, "qemu-img", "ssh", "ssh-keygen", "mke2fs", "ruby"]
     if arch.debian != HOST_ARCH:
-        tools.append(arch.user_static)
+        tools += [arch.user_static, "mmdebstrap"]
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
         print(f"vm-test: missing {', '.join(missing)}; run it as 'sudo make vm-test', which installs "

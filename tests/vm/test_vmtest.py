@@ -45,7 +45,7 @@ def test_the_guest_gets_the_packages_provision_names():
     assert "vagrant" not in listed, "the guest runs provision.sh without --test-tools"
     r = run(["bash", REPO / "vagrant/provision.sh", "--list-packages", "--vm-tools"])
     assert r.returncode == 0, r.stderr
-    assert {"debootstrap", "qemu-system-x86", "qemu-utils"} <= set(r.stdout.split())
+    assert {"debootstrap", "mmdebstrap", "qemu-system-x86", "qemu-system-arm", "qemu-utils"} <= set(r.stdout.split())
 
 
 @pytest.mark.root
@@ -137,3 +137,13 @@ def test_the_binfmt_entry_is_its_own_and_goes(tmp_path):
         b.close()
     assert not os.path.exists(b.entry)
     assert mounted() == before
+
+
+def test_a_step_that_times_out_takes_its_whole_tree_with_it(tmp_path):
+    """debootstrap's chroot and qemu-user children are grandchildren: a
+    timeout (or Ctrl-C) must end them too, not only the command it ran."""
+    marker = f"labkit-vmtest-{os.getpid()}"
+    with pytest.raises(vmtest.Failed, match="did not finish in 1 s"):
+        vmtest.run(["bash", "-c", f"(exec -a {marker} sleep 300) & wait"], str(tmp_path / "log"), timeout=1)
+    left = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    assert left == [], f"left running: {left}"
