@@ -724,7 +724,8 @@ class VMTest:
         remove_tree(self.logs)
         os.makedirs(self.logs)
         steps = [
-            (f"guest image ({self.args.suite}/{self.arch.debian}, debootstrap)", self.build_image),
+            (f"guest image ({self.args.suite}/{self.arch.debian}, "
+             f"{'debootstrap' if self.arch.debian == HOST_ARCH else 'mmdebstrap'})", self.build_image),
             (f"wheels for the guest (Python {SUITES[self.args.suite]})", self.wheels),
             ("wheels for Python 3.12 (Ubuntu 24.04)", self.wheels_312),
             ("boot", self.boot),
