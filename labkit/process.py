@@ -43,6 +43,13 @@ CAPABILITIES = (
     "CAP_CHECKPOINT_RESTORE",
 )
 
+
+def capability_names(mask):
+    """The names of the bits set in a capability mask (hex, as
+    /proc/PID/status writes CapEff and CapBnd), as `capsh --decode` prints them."""
+    bits = int(mask, 16)
+    return [name for i, name in enumerate(CAPABILITIES) if bits >> i & 1]
+
 # prctl(2) options
 PR_CAPBSET_DROP = 24
 PR_SET_KEEPCAPS = 8

@@ -274,9 +274,8 @@ def _parse(text):
 
 def decode(mask):
     """The capability names of a CapEff mask, as `capsh --decode` prints them."""
-    from ..process import CAPABILITIES
-    bits = int(mask, 16)
-    return [name for i, name in enumerate(CAPABILITIES) if bits >> i & 1]
+    from ..process import capability_names
+    return capability_names(mask)
 
 
 def side_by_side():
@@ -364,7 +363,7 @@ def _sent(pid, frame):
     return r.returncode == 0, (r.stderr.strip().splitlines() or [""])[-1]
 
 
-def loopback(port_payload=b"hello from the container"):
+def loopback(payload=b"hello from the container"):
     """CVE-2020-8558: published ports answer on 127.0.0.1 because the bridge
     routes to loopback (route_localnet=1), so a frame to the bridge's MAC
     with 127.0.0.1 as its destination would reach a host service that
@@ -377,7 +376,7 @@ def loopback(port_payload=b"hello from the container"):
         listener.bind(("127.0.0.1", 0))      # a service that believes itself private
         listener.settimeout(1.0)             # the bound for "nothing came"
         frame = frames.udp(mac, frames.gateway_mac(gateway), ip, "127.0.0.1", listener.getsockname()[1],
-                           port_payload)
+                           payload)
 
         def deliver():
             sent, why = _sent(c.pid, frame)
