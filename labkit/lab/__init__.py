@@ -7,6 +7,11 @@ flag or call, 3: the command), a reference solution and a reset. The
 solution and the reset are shell commands, the ones a student would type:
 `labkit lab solve` runs exactly those.
 
+Beside its exercises, each module keeps, as data an instructor can read,
+ALTERNATIVES (other correct solutions: other tools, orders, spellings; the
+check accepts each) and NEAR_MISSES (wrong ones, each with the words its ✗
+says); `labkit lab variants ID` prints them, and the tests run every one.
+
 In a notebook:                      In a terminal (the VM's shell):
     from labkit import lab              labkit lab list
     lab.check("09.least-caps")          labkit lab check 09.least-caps   (exit 0 when done)
@@ -17,10 +22,11 @@ In a notebook:                      In a terminal (the VM's shell):
 
 import importlib
 import os
+import re
 import subprocess
 import sys
 
-from ..errors import LabkitError, NotFound
+from ..errors import LabkitError, NotFound, one_line
 from ..i18n import _
 
 # The modules that hold each notebook's exercises, in course order.
@@ -34,20 +40,38 @@ class Exercise:
         self._check = check                  # () -> (done, what was seen)
         self.solution = list(solution)       # shell commands
         self.reset_commands = list(reset)
+        # Set from the module's ALTERNATIVES and NEAR_MISSES (see exercises()).
+        self.alternatives = {}               # name -> other correct commands
+        self.near_misses = {}                # name -> (commands, words the ✗ says)
 
     @property
     def notebook(self):
         return self.id.split(".", 1)[0]
 
     def check(self):
-        return self._check()
+        """(done, what was seen). A check that cannot finish (a command that
+        hangs, the student's code crashing it, a tool missing) is a ✗ with
+        one line saying what stopped it, never a traceback."""
+        try:
+            return self._check()
+        except subprocess.TimeoutExpired as e:
+            return False, _("the check gave up on `{command}` after {seconds:g} s: is something of yours "
+                            "still waiting?", command=" ".join(map(str, e.cmd)) if isinstance(e.cmd, list)
+                            else e.cmd, seconds=e.timeout)
+        except FileNotFoundError as e:
+            return False, _("the check needs {path}, which is not there", path=e.filename)
+        except (OSError, ValueError, LookupError, LabkitError) as e:
+            return False, _("the check could not finish: {error}", error=one_line(f"{type(e).__name__}: {e}"))
 
 
 def exercises():
     found = []
     for name in MODULES:
-        for ex in importlib.import_module(f"{__name__}.{name}").EXERCISES:
+        module = importlib.import_module(f"{__name__}.{name}")
+        for ex in module.EXERCISES:
             ex.module = name
+            ex.alternatives = getattr(module, "ALTERNATIVES", {}).get(ex.id, {})
+            ex.near_misses = getattr(module, "NEAR_MISSES", {}).get(ex.id, {})
             found.append(ex)
     return found
 
@@ -75,19 +99,29 @@ def sh(cmd, timeout=60):
     return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout, env=env())
 
 
+def pattern(*argv):
+    """An extended regular expression for the command line ``argv`` however a
+    student spells the program: `sleep 1011`, `/bin/sleep 1011`, `busybox
+    sleep 1011`. pgrep -f and pkill -f read it as find() does (the command
+    line's words joined by spaces), so a check and its reset agree."""
+    words = [re.sub(r"([.^$*+?(){}\[\]|\\])", r"\\\1", w) for w in argv]
+    return "^([^ ]*/)?(busybox )?" + " ".join(words) + "$"
+
+
 def find(*argv):
-    """The pids of the processes whose command line is exactly ``argv``
-    (`sleep 1021`): what a student started, found the way pgrep -x -f does."""
-    want = "\0".join(argv) + "\0"
+    """The pids of the processes running ``argv`` (see pattern): what a
+    student started, found by what it is and not by how it was typed."""
+    want = re.compile(pattern(*argv))
     found = []
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/cmdline") as f:
-                    if f.read() == want:
-                        found.append(int(d))
+                    words = f.read().rstrip("\0").replace("\0", " ")
             except OSError:
-                pass
+                continue
+            if want.fullmatch(words):
+                found.append(int(d))
     return sorted(found)
 
 
@@ -103,17 +137,18 @@ def started(*argv):
 
 
 def kill_line(*argv):
-    """A reset's command: kill every process running exactly ``argv``, and wait
-    until they are gone (a cgroup or a mount they hold can then go)."""
-    pattern = " ".join(argv)
-    return (f"pkill -KILL -x -f '{pattern}' || true; "
-            f"for i in $(seq 50); do pgrep -x -f '{pattern}' >/dev/null || break; sleep 0.1; done")
+    """A reset's command: kill every process running ``argv`` (any spelling
+    the check accepts), and wait until they are gone (a cgroup or a mount
+    they hold can then go)."""
+    match = pattern(*argv)
+    return (f"pkill -KILL -f '{match}' || true; "
+            f"for i in $(seq 50); do pgrep -f '{match}' >/dev/null || break; sleep 0.1; done")
 
 
 def wait_line(*argv):
     """A solution's last command: wait (5 s at most) until a process started
-    in the background runs exactly ``argv``: it has exec'd its command."""
-    return f"for i in $(seq 50); do pgrep -x -f '{' '.join(argv)}' >/dev/null && break; sleep 0.1; done"
+    in the background runs ``argv``: it has exec'd its command."""
+    return f"for i in $(seq 50); do pgrep -f '{pattern(*argv)}' >/dev/null && break; sleep 0.1; done"
 
 
 def background(cmd, *argv):
@@ -161,9 +196,31 @@ def _shell(commands):
                               "run it by hand to see what it says")
 
 
+# A reset's command: unmount a /proc of another PID namespace stacked on the
+# host's (see proc_is_the_hosts), until /proc/self is this process again.
+PROC_RECOVER = "while ! readlink /proc/self >/dev/null 2>&1; do umount /proc || break; done"
+
+
+def proc_is_the_hosts():
+    """True when /proc shows this process's PID namespace. A /proc mounted in
+    a new mount namespace whose / was still shared (the default on systemd
+    hosts) propagates to the host's /proc: then /proc/self, seen from the
+    host, is nobody, and every tool that reads /proc lies or fails."""
+    try:
+        return os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        return False
+
+
 def check(exercise_id, out=print):
     """✔ or ✗ with what was seen and the first hint; True when done."""
     ex = get(exercise_id)
+    if not proc_is_the_hosts():
+        out("✗ " + _("{id}: the host's /proc is not the host's any more: a /proc of another PID namespace "
+                     "is mounted over it (a mount made where / was shared propagates to the host). Recover: "
+                     "`sudo umount /proc` until `ls -l /proc/self` works (labkit lab reset 02.pid-alone does "
+                     "it); make / private first next time: mount --make-rprivate /", id=ex.id))
+        return False
     done, seen = ex.check()
     if done:
         out(f"✔ {ex.id}: {seen}")

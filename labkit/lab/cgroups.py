@@ -6,7 +6,7 @@ there, and what the kernel counted (the process's CPU time)."""
 import os
 import time
 
-from . import Exercise, kill_line, rm_line, running, sh, started, wait_line
+from . import Exercise, background, kill_line, pattern, rm_line, running, sh, started, wait_line
 from ..cgroups import hierarchy
 from ..i18n import _
 
@@ -49,9 +49,25 @@ def memory_limit(pid):
     return cg, None if limit in (None, "max") or int(limit) >= 1 << 60 else int(limit)
 
 
+def _by_hand(pid, controller, name):
+    """None when process ``pid`` is in the cgroup ``name`` right under the
+    root of ``controller``'s hierarchy (where the task says to make it),
+    else why not: a cgroup named so elsewhere is someone else's (labkit
+    run's, under labkit/)."""
+    cg = cgroup_dir(pid, controller)
+    top = os.path.dirname(cg)
+    if os.path.basename(cg) != name or top not in (hierarchy.detect().v1.get(controller), hierarchy.detect().v2):
+        return _("{what} is in {cg}, not in the cgroup {name} you make by hand at the top of the hierarchy",
+                 what=f"pid {pid}", cg=cg, name=name)
+    return None
+
+
 def _memory():
     pid, why = started("sleep", "1031")
     if pid is None:
+        return False, why
+    why = _by_hand(pid, "memory", "lab03")
+    if why:
         return False, why
     cg, limit = memory_limit(pid)
     if limit is None:
@@ -59,8 +75,6 @@ def _memory():
     if limit != 32 << 20:
         return False, _("the memory limit of {cg} is {limit} bytes, not 32 MiB ({want})",
                          cg=cg, limit=limit, want=32 << 20)
-    if os.path.basename(cg) != "lab03":
-        return False, _("sleep 1031 is in {cg}, not in a cgroup named lab03", cg=cg)
     return True, _("sleep 1031 is in {cg}, limited to {limit} bytes", cg=cg, limit=limit)
 
 
@@ -90,9 +104,10 @@ def _cpu():
     pid, why = started("sh", "-c", BUSY)
     if pid is None:
         return False, why
+    why = _by_hand(pid, "cpu", "lab03-cpu")
+    if why:
+        return False, why
     cg = cgroup_dir(pid, "cpu")
-    if os.path.basename(cg) != "lab03-cpu":
-        return False, _("the busy loop is in {cg}, not in a cgroup named lab03-cpu", cg=cg)
     cpus = _quota(cg)
     if cpus is None:
         return False, _("{cg} has no CPU quota: the loop may take a whole CPU", cg=cg)
@@ -138,7 +153,7 @@ EXERCISES = [
              [MEMORY + 'mkdir -p $CG && echo 32M > $CG/$F && '
               'setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sleep 1031" >/dev/null 2>&1',
               wait_line("sleep", "1031")],
-             [kill_line("sleep", "1031"), MEMORY + "[ ! -d $CG ] || rmdir $CG"]),
+             [rm_line("lab03"), kill_line("sleep", "1031"), MEMORY + "[ ! -d $CG ] || rmdir $CG"]),
     Exercise("03.cpu", "a quarter of a CPU",
              "Make a cgroup named lab03-cpu (v1: under /sys/fs/cgroup/cpu; v2: under /sys/fs/cgroup) whose "
              f"processes get at most a quarter of one CPU, and run the busy loop `sh -c '{BUSY}'` in it.",
@@ -154,7 +169,7 @@ EXERCISES = [
               'else echo 25000 > $CG/$F; fi && '
               f'setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sh -c \'{BUSY}\'" >/dev/null 2>&1',
               wait_line("sh", "-c", BUSY)],
-             [kill_line("sh", "-c", BUSY), CPU + "[ ! -d $CG ] || rmdir $CG"]),
+             [rm_line("lab03-cpu"), kill_line("sh", "-c", BUSY), CPU + "[ ! -d $CG ] || rmdir $CG"]),
     Exercise("03.free", "free that tells the container's truth",
              "Start a detached container named lab03-free (running `sleep 600`) with a memory limit of 128 MiB, "
              "in which `free -m` says 128 MiB total.",
@@ -165,3 +180,66 @@ EXERCISES = [
              ["labkit run -d --name lab03-free --memory 128m --lxcfs -- sleep 600"],
              [rm_line("lab03-free")]),
 ]
+
+
+_MEM_BYTES = MEMORY + "mkdir -p $CG && echo 33554432 > $CG/$F"
+_CPU_HALF_PERIOD = (CPU + 'mkdir -p $CG && if [ $F = cpu.max ]; then echo "50000 200000" > $CG/$F; '
+                    'else echo 200000 > $CG/cpu.cfs_period_us && echo 50000 > $CG/$F; fi')
+
+ALTERNATIVES = {
+    "03.memory": {
+        "the limit in bytes; sleep started first, then moved in": [
+            _MEM_BYTES, "setsid -f sleep 1031 >/dev/null 2>&1", wait_line("sleep", "1031"),
+            MEMORY + f"echo $(pgrep -f '{pattern('sleep', '1031')}') > $CG/cgroup.procs"],
+        "Python writes the files, then execs sleep by its path": [
+            MEMORY + "mkdir -p $CG && setsid -f python3 -c 'import os, sys; cg, f = sys.argv[1:]; "
+            "open(os.path.join(cg, f), \"w\").write(\"32M\"); "
+            "open(os.path.join(cg, \"cgroup.procs\"), \"w\").write(str(os.getpid())); "
+            "os.execv(\"/bin/sleep\", [\"/bin/sleep\", \"1031\"])' $CG $F >/dev/null 2>&1",
+            wait_line("sleep", "1031")],
+    },
+    "03.cpu": {
+        "a quarter as 50 ms every 200 ms": [
+            _CPU_HALF_PERIOD + f' && setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sh -c \'{BUSY}\'" '
+            ">/dev/null 2>&1", wait_line("sh", "-c", BUSY)],
+        "the loop started first, then moved in": [
+            CPU + 'mkdir -p $CG && if [ $F = cpu.max ]; then echo "25000 100000" > $CG/$F; '
+            "else echo 25000 > $CG/$F; fi",
+            f"setsid -f sh -c '{BUSY}' >/dev/null 2>&1", wait_line("sh", "-c", BUSY),
+            CPU + f"echo $(pgrep -f '{pattern('sh', '-c', BUSY)}') > $CG/cgroup.procs"],
+    },
+    "03.free": {
+        "the size in bytes, flags in another order": [
+            "labkit run --lxcfs -d --memory 134217728 --name lab03-free -- sleep 600"],
+        "--memory=128M, and busybox's sleep": [
+            "labkit run -d --name=lab03-free --memory=128M --lxcfs -- busybox sleep 600"],
+    },
+}
+
+NEAR_MISSES = {
+    "03.memory": {
+        "a cgroup with no limit": ([MEMORY + "mkdir -p $CG && " + " && ".join(background(
+            'sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sleep 1031"', "sleep", "1031"))], "has no memory limit"),
+        "32 MB, not 32 MiB": ([MEMORY + "mkdir -p $CG && echo 32000000 > $CG/$F && " + " && ".join(background(
+            'sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sleep 1031"', "sleep", "1031"))], "not 32 MiB"),
+        "labkit run --memory, not by hand": (
+            ["labkit run -d --name lab03 --memory 32m -- sleep 1031", wait_line("sleep", "1031")],
+            "not in the cgroup lab03 you make by hand"),
+    },
+    "03.cpu": {
+        "a cgroup with no quota": ([CPU + "mkdir -p $CG && " + " && ".join(background(
+            f'sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sh -c \'{BUSY}\'"', "sh", "-c", BUSY))],
+            "has no CPU quota"),
+        "half a CPU": ([_CPU_HALF_PERIOD.replace("50000", "100000") + " && " + " && ".join(background(
+            f'sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sh -c \'{BUSY}\'"', "sh", "-c", BUSY))],
+            "not 0.25"),
+        "labkit run --cpus, not by hand": (
+            [f"labkit run -d --name lab03-cpu --cpus 0.25 -- sh -c '{BUSY}'", wait_line("sh", "-c", BUSY)],
+            "not in the cgroup lab03-cpu you make by hand"),
+    },
+    "03.free": {
+        "no lxcfs": (["labkit run -d --name lab03-free --memory 128m -- sleep 600"], "is the host's"),
+        "lxcfs, but 256 MiB": (["labkit run -d --name lab03-free --memory 256m --lxcfs -- sleep 600"],
+                               "not 128 MiB"),
+    },
+}

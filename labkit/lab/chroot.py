@@ -7,14 +7,15 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 
-from . import Exercise, background, env, kill_line, own_namespace, started
+from . import Exercise, background, env, kill_line, own_namespace, started, wait_line
 from .. import mountinfo
 from ..i18n import _
 
 BREAKOUT = "/tmp/lab01/breakout.py"
+BREAKOUT_SECONDS = 30          # a breakout that runs longer is stuck
 PIVOT = "/tmp/lab01/pivot.sh"
+NAMESPACES = ("mnt", "pid", "net", "uts", "ipc", "user", "cgroup")
 
 
 def _rootfs():
@@ -30,64 +31,151 @@ def _chrooted():
     pid, why = started("sleep", "1011")
     if pid is None:
         return False, why
-    if own_namespace(pid, "mnt"):
-        return False, _("sleep 1011 is in a mount namespace of its own: this one is a chroot alone "
-                        "(chroot(8), no unshare)")
+    own = [kind for kind in NAMESPACES if own_namespace(pid, kind)]
+    if own:
+        return False, _("sleep 1011 has namespaces of its own ({kinds}): this one is a chroot alone "
+                        "(chroot(8), no unshare)", kinds=", ".join(own))
     if _same_file(f"/proc/{pid}/root", "/"):
         return False, _("the root of sleep 1011 is the host's / (ls -l /proc/PID/root): it was not chrooted")
     if not _same_file(f"/proc/{pid}/root", _rootfs()):
         return False, _("sleep 1011 is chrooted, but not into {rootfs} (ls -l /proc/{pid}/root)",
                         rootfs=_rootfs(), pid=pid)
-    return True, _("/proc/{pid}/root is {rootfs}, and its mount and PID namespaces are the host's", pid=pid,
+    return True, _("/proc/{pid}/root is {rootfs}, and every namespace of it is the host's", pid=pid,
                    rootfs=_rootfs())
 
 
-# Run in a fresh interpreter: chroot into an empty directory, run the
-# student's code there, then compare the process's / with the host's.
+# The breakout runs in a fresh interpreter, in a mount namespace of its own
+# (unshare --mount: nothing it mounts reaches the host), chrooted into a jail
+# that holds the host's /usr read-only, so that code which imports a module or
+# execs a program after its first chroot works as it would in a real rootfs.
+# Where / is when the code ends -- returns, sys.exit(), os._exit() or an exec
+# (a breakout classically ends by exec'ing a shell) -- is the result.
 _JAIL = r"""
-import json, os, sys
-jail, code = sys.argv[1], open(sys.argv[2]).read()
+import json, os, subprocess, sys
+path, out = sys.argv[1], int(sys.argv[2])
+code = open(path).read()
+# A tmpfs over /tmp, in this mount namespace only: the jail leaves nothing on the host.
+subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "lab01-jail", "/tmp"], check=True)
+jail = "/tmp/jail"
+os.mkdir(jail)
+for name in ("usr", "bin", "sbin", "lib", "lib64", "lib32", "libx32"):
+    if os.path.islink("/" + name):
+        os.symlink(os.readlink("/" + name), os.path.join(jail, name))
+    elif os.path.isdir("/" + name):
+        os.mkdir(os.path.join(jail, name))
+        subprocess.run(["mount", "--bind", "-o", "ro", "/" + name, os.path.join(jail, name)], check=True)
 host = os.stat("/")
-os.chroot(jail); os.chdir("/")
-inside = os.stat("/")
-result = {}
+real_exit = os._exit
+def report(how, error=None):
+    now = os.stat("/")
+    result = {"how": how, "error": error,
+              "escaped": (now.st_dev, now.st_ino) == (host.st_dev, host.st_ino)}
+    os.write(out, json.dumps(result).encode())
+    os.close(out)
+def exec_instead(how):
+    def run(*args, **kwargs):
+        report(how)
+        real_exit(0)
+    return run
+os.execv, os.execve = exec_instead("execv"), exec_instead("execve")
+os._exit = lambda status: (report("os._exit"), real_exit(status))
+os.chroot(jail)
+os.chdir("/")
+sys.argv = [path]
 try:
-    exec(compile(code, sys.argv[2], "exec"), {"__name__": "__main__"})
+    exec(compile(code, path, "exec"), {"__name__": "__main__", "__file__": path})
+    report("end")
+except SystemExit as e:
+    report("sys.exit", None if e.code in (None, 0) else f"SystemExit: {e.code}")
 except BaseException as e:
-    result["error"] = f"{type(e).__name__}: {e}"
-now = os.stat("/")
-result["escaped"] = (now.st_dev, now.st_ino) == (host.st_dev, host.st_ino) != (inside.st_dev, inside.st_ino)
-print(json.dumps(result))
+    report("raise", f"{type(e).__name__}: {e}")
 """
+
+
+def run_breakout(path, timeout=30):
+    """Run ``path`` as root inside a chroot (see _JAIL); its report:
+    {"escaped": bool, "how": it ended, "error": what it raised}, or
+    {"error": why there is no report}."""
+    import signal
+    read, write = os.pipe()
+    proc = subprocess.Popen(["unshare", "--mount", sys.executable, "-c", _JAIL, path, str(write)],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            pass_fds=(write,), start_new_session=True)
+    os.close(write)
+    try:
+        err = proc.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        return {"error": _("it did not end within {seconds} s (an endless loop, or a program waiting for "
+                           "input?)", seconds=timeout), "timeout": True}
+    finally:
+        report = os.read(read, 65536)
+        os.close(read)
+    if not report:
+        lines = err.decode(errors="replace").strip().splitlines()
+        return {"error": _("it ended without the check seeing where / was: {why}",
+                           why=lines[-1] if lines else _("exit status {code}", code=proc.returncode))}
+    return json.loads(report)
 
 
 def _breakout():
     if not os.path.exists(BREAKOUT):
         return False, _("there is no {breakout}", breakout=BREAKOUT)
-    jail = tempfile.mkdtemp(prefix="lab01-jail-")
-    try:
-        r = subprocess.run([sys.executable, "-c", _JAIL, jail, BREAKOUT], capture_output=True,
-                           text=True, timeout=30)
-        try:
-            result = json.loads(r.stdout.strip().splitlines()[-1])
-        except (IndexError, ValueError):
-            return False, _("{breakout} did not let the check finish: {error}", breakout=BREAKOUT,
-                            error=(r.stderr.strip().splitlines() or ['?'])[-1])
-    finally:
-        subprocess.run(["rm", "-rf", "--one-file-system", jail])
+    result = run_breakout(BREAKOUT, BREAKOUT_SECONDS)
+    if result.get("escaped"):
+        return True, _("run as root inside a chroot, {breakout} ends with / being the host's /", breakout=BREAKOUT)
+    if "escaped" not in result:
+        return False, _("run inside a chroot, {breakout}: {error}", breakout=BREAKOUT, error=result["error"])
     if result.get("error"):
         return False, _("run inside a chroot, {breakout} raised {error}", breakout=BREAKOUT, error=result["error"])
-    if not result["escaped"]:
-        return False, _("run as root inside a chroot, {breakout} ends with / still the chroot's", breakout=BREAKOUT)
-    return True, _("run as root inside a chroot, {breakout} ends with / being the host's /", breakout=BREAKOUT)
+    return False, _("run as root inside a chroot, {breakout} ends with / still the chroot's", breakout=BREAKOUT)
+
+
+def namespace_mounts(pid):
+    """Every mount of process ``pid``'s mount namespace, seen from the
+    namespace's root. /proc/PID/mountinfo will not do: it lists only what is
+    below the process's own root, so a chroot hides the host's / still
+    mounted above it. A child joins the namespace (setns(2) moves its root
+    to the namespace's root, as nsenter -m does) and reads its own table."""
+    from .. import syscalls
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            os.close(read)
+            fd = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY)
+            syscalls.setns(fd, syscalls.CLONE_NEWNS)
+            with open("/proc/self/mountinfo", "rb") as f:
+                os.write(write, f.read())
+        finally:
+            os._exit(0)
+    os.close(write)
+    chunks = []
+    while True:
+        chunk = os.read(read, 1 << 16)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(child, 0)
+    return mountinfo.parse(b"".join(chunks).decode())
 
 
 def _host_root_mounts(pid):
     """Mounts in process ``pid``'s namespace that show the host's root
-    filesystem from its top: through any of them the host is one chroot away."""
+    filesystem from its top (or from above it, where / is a subvolume or a
+    bind of a directory): through any of them the host is one chroot away."""
     host = next(m for m in mountinfo.parse(open("/proc/self/mountinfo").read()) if m.mount_point == "/")
-    mine = mountinfo.parse(open(f"/proc/{pid}/mountinfo").read())
-    return [m.mount_point for m in mine if m.dev == host.dev and m.root == "/"]
+    return [m.mount_point for m in namespace_mounts(pid) if shows_host_root(m, host)]
+
+
+def shows_host_root(mount, host):
+    """True when ``mount`` shows the host's root directory (the mount
+    ``host``) at or below its top: the same filesystem, from the same
+    directory or one above it (a btrfs / is often the subvolume /@)."""
+    above = host.root.rstrip("/") + "/"
+    return mount.dev == host.dev and above.startswith(mount.root.rstrip("/") + "/")
 
 
 def _pivoted():
@@ -98,9 +186,18 @@ def _pivoted():
         return False, _("sleep 1012 is in the host's mount namespace: pivot_root needs one of its own "
                         "(unshare --mount)")
     left = _host_root_mounts(pid)
+    own = mountinfo.parse(open(f"/proc/{pid}/mountinfo").read())
+    if not any(m.mount_point == "/" for m in own):
+        # A process's table lists only the mounts below its root: none at /
+        # means its root is a directory of some mount, not a mount of its own.
+        return False, _("the root of sleep 1012 is a directory, not a mount: it was changed by a chroot "
+                        "alone, which the breakout undoes, and the host's / is still its namespace's root")
+    if "/" in left:
+        return False, _("the host's / is still mounted in its namespace, stacked on its root: `ls /..` "
+                        "inside shows the host's files")
     if left:
         return False, _("the host's / is still mounted in its namespace at {mount}: `chroot {mount}` "
-                        "gets out (detach the old root after pivot_root: umount -l)", mount=left[0])
+                        "gets out", mount=left[0])
     if not _same_file(f"/proc/{pid}/root", _rootfs()):
         return False, _("the root of sleep 1012 is not {rootfs} (ls -l /proc/{pid}/root)",
                         rootfs=_rootfs(), pid=pid)
@@ -165,3 +262,73 @@ EXERCISES = [
              [PIVOT_SCRIPT] + background(f"sh {PIVOT} $ROOTFS sleep 1012", "sleep", "1012"),
              [kill_line("sleep", "1012"), "rm -f /tmp/lab01/pivot.sh; rmdir /tmp/lab01 2>/dev/null || true"]),
 ]
+
+
+def _breakout_file(code):
+    return f"mkdir -p /tmp/lab01 && cat > {BREAKOUT} <<'EOF'\n{code}\nEOF"
+
+
+def _pivot_file(body):
+    return f"mkdir -p /tmp/lab01 && cat > {PIVOT} <<'EOF'\n{body}\nEOF"
+
+
+_AT_1012 = background(f"sh {PIVOT} $ROOTFS sleep 1012", "sleep", "1012")
+
+ALTERNATIVES = {
+    "01.chroot": {
+        "full paths": background("/usr/sbin/chroot $ROOTFS /bin/sleep 1011", "sleep", "1011"),
+        "busybox's sleep, started with nohup and &": [
+            "nohup chroot $ROOTFS busybox sleep 1011 >/dev/null 2>&1 &", wait_line("sleep", "1011")],
+        "Python's os.chroot, then exec": background(
+            "python3 -c 'import os, sys; os.chroot(sys.argv[1]); os.chdir(\"/\"); "
+            "os.execvp(\"sleep\", [\"sleep\", \"1011\"])' $ROOTFS", "sleep", "1011"),
+    },
+    "01.breakout": {
+        "a descriptor of the old root kept open (fchdir)": [_breakout_file(
+            "import os\nfd = os.open('/', os.O_RDONLY)\nos.makedirs('jail', exist_ok=True)\nos.chroot('jail')\n"
+            "os.fchdir(fd)\nos.chdir('../../../../..')\nos.chroot('.')")],
+        "imports inside the jail, climbs until .. is ., ends by exec'ing a shell": [_breakout_file(
+            "import os, json, shutil\nos.makedirs('x', exist_ok=True)\nos.chroot('x')\n"
+            "while os.stat('.').st_ino != os.stat('..').st_ino:\n    os.chdir('..')\nos.chroot('.')\n"
+            "os.execl('/bin/sh', 'sh')")],
+        "ctypes' chroot(2), and sys.exit(0)": [_breakout_file(
+            "import ctypes, os, sys\nlibc = ctypes.CDLL(None, use_errno=True)\nos.mkdir('y')\n"
+            "assert libc.chroot(b'y') == 0\nfor _ in range(100):\n    os.chdir('..')\n"
+            "assert libc.chroot(b'.') == 0\nsys.exit(0)")],
+    },
+    "01.pivot": {
+        "the old root put in the rootfs' /mnt, then unmounted there": [_pivot_file(
+            "#!/bin/sh\nset -e\nexec unshare -m sh -ec '\n  mount --make-rprivate /\n  mount --bind \"$1\" \"$1\"\n"
+            "  cd \"$1\"; shift\n  pivot_root . mnt\n  cd /\n  busybox umount -l /mnt\n  exec \"$@\"' sh \"$@\"")] + _AT_1012,
+        "unshare's own private propagation, absolute paths": [_pivot_file(
+            "#!/bin/sh\nset -e\nexec /usr/bin/unshare --mount --propagation private /bin/sh -ec '\n"
+            "  /bin/mount --rbind \"$1\" \"$1\"\n  cd \"$1\"; shift\n  /sbin/pivot_root . .\n"
+            "  /bin/busybox umount -l .\n  exec /usr/sbin/chroot . \"$@\"' sh \"$@\"")] + _AT_1012,
+    },
+}
+
+NEAR_MISSES = {
+    "01.chroot": {
+        "no chroot": (background("sleep 1011", "sleep", "1011"), "was not chrooted"),
+        "a chroot in a PID namespace of its own too": (
+            background("unshare --pid --fork chroot $ROOTFS sleep 1011", "sleep", "1011"),
+            "namespaces of its own (pid)"),
+    },
+    "01.breakout": {
+        "chdir('/') after the inner chroot": ([_breakout_file(
+            "import os\nos.makedirs('x', exist_ok=True)\nos.chroot('x')\nos.chdir('/')\nos.chroot('.')")],
+            "still the chroot's"),
+        "a chroot into a directory that is not there": ([_breakout_file("import os\nos.chroot('nowhere')")],
+                                                        "raised FileNotFoundError"),
+        "a loop that never ends": ([_breakout_file("while True:\n    pass")], "did not end within"),
+    },
+    "01.pivot": {
+        "no detach of the old root": ([PIVOT_SCRIPT.replace("busybox umount -l .", "true")] + _AT_1012,
+                                      "stacked on its root: `ls /..`"),
+        "a mount namespace and a chroot, no pivot_root": (
+            [_pivot_file("#!/bin/sh\nexec unshare --mount chroot \"$@\"")] + _AT_1012,
+            "changed by a chroot alone"),
+        "pivot_root without a mount namespace of its own": (
+            [_pivot_file("#!/bin/sh\nexec chroot \"$@\"")] + _AT_1012, "host's mount namespace"),
+    },
+}

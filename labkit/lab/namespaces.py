@@ -3,10 +3,11 @@ with unshare(1) (or their own script calling unshare(2)). Each check
 compares the inodes of /proc/PID/ns/* with the checker's own and looks
 inside with nsenter(1), as `lsns` and `docker exec` would."""
 
+import os
 import socket
 
 from ..i18n import _
-from . import Exercise, background, kill_line, nsenter, own_namespace, started
+from . import PROC_RECOVER, Exercise, background, kill_line, nsenter, own_namespace, started, wait_line
 
 
 def _alone(number, kind, shared):
@@ -28,13 +29,14 @@ def _pid_alone():
     nspid = open(f"/proc/{pid}/status").read().split("NSpid:")[1].split("\n")[0].split()
     if nspid[-1] != "1":
         return False, _("sleep 1021 is PID {n} of its namespace, not 1: unshare --pid needs --fork", n=nspid[-1])
+    # Whose /proc it sees: the PID namespace of PID 1 in it must be its own.
     try:
-        first = open(f"/proc/{pid}/root/proc/1/cmdline").read().split("\0")[0]
+        theirs = os.stat(f"/proc/{pid}/root/proc/1/ns/pid").st_ino
     except OSError:
-        first = None
-    if first != "sleep":
-        return False, _("its /proc is the host's (its PID 1 there is {first}): ps inside would list "
-                        "every process of the host — mount a /proc of its own (--mount-proc)", first=repr(first))
+        theirs = None
+    if theirs != os.stat(f"/proc/{pid}/ns/pid").st_ino:
+        return False, _("its /proc is not its PID namespace's (in it, PID 1 is another process): ps inside "
+                        "would list the processes of another namespace — the host's, most likely")
     return True, _("sleep 1021 (host pid {pid}) is PID 1 of its own PID namespace, and its /proc shows only it",
                    pid=pid)
 
@@ -57,13 +59,12 @@ def _loopback():
     pid, why = _alone("1023", "net", _("is in the host's network namespace (it sees every interface of the host)"))
     if pid is None:
         return False, why
-    links = nsenter(pid, "--net", "ip -o link").stdout.splitlines()
-    names = [line.split(":")[1].strip() for line in links if ":" in line]
-    if names != ["lo"]:
-        return False, _("its namespace has {names}, not only lo", names=names)
     if nsenter(pid, "--net", "ping -c1 -W1 127.0.0.1").returncode != 0:
-        return False, _("in its namespace 127.0.0.1 does not answer: lo starts down (ip link set lo up)")
-    return True, _("sleep 1023 has a network namespace with only lo, up: 127.0.0.1 answers there")
+        return False, _("in its namespace 127.0.0.1 does not answer: lo starts down")
+    links = nsenter(pid, "--net", "ip -o link").stdout.splitlines()
+    names = [line.split(":")[1].strip().split("@")[0] for line in links if ":" in line]
+    return True, _("sleep 1023 has a network namespace of its own ({names}), where lo is up and 127.0.0.1 "
+                   "answers", names=", ".join(names))
 
 
 EXERCISES = [
@@ -76,7 +77,8 @@ EXERCISES = [
               "sudo setsid -f unshare --pid --fork --mount-proc sleep 1021 >/dev/null 2>&1"],
              _pid_alone,
              background("unshare --pid --fork --mount-proc sleep 1021", "sleep", "1021"),
-             [kill_line("sleep", "1021"), "rm -f /tmp/lab02/mycontainer.py; rmdir /tmp/lab02 2>/dev/null || true"]),
+             [PROC_RECOVER, kill_line("sleep", "1021"),
+              "rm -f /tmp/lab02/mycontainer.py; rmdir /tmp/lab02 2>/dev/null || true"]),
     Exercise("02.hostname", "a hostname of its own",
              "Start `sleep 1022` in the background in a UTS namespace of its own whose hostname is lab02; "
              "the host keeps its name.",
@@ -89,10 +91,53 @@ EXERCISES = [
     Exercise("02.loopback", "a network of one: lo",
              "Start `sleep 1023` in the background in a network namespace of its own in which 127.0.0.1 "
              "answers a ping.",
-             ["network_namespaces(7): a new one has only lo, and lo starts down",
+             ["network_namespaces(7): a new one has lo (and, on some kernels, fallback tunnel devices), "
+              "and lo starts down",
               "unshare --net sh -c '…': bring lo up (ip link set lo up), then exec the sleep",
               "sudo setsid -f unshare --net sh -c 'ip link set lo up; exec sleep 1023' >/dev/null 2>&1"],
              _loopback,
              background("unshare --net sh -c 'ip link set lo up; exec sleep 1023'", "sleep", "1023"),
              [kill_line("sleep", "1023")]),
 ]
+
+
+ALTERNATIVES = {
+    "02.pid-alone": {
+        "short flags and busybox's sleep": background("unshare -pf --mount-proc busybox sleep 1021", "sleep", "1021"),
+        "/proc mounted by hand, after making / private": background(
+            "unshare --pid --fork --mount sh -c 'mount --make-rprivate / && mount -t proc proc /proc && "
+            "exec sleep 1021'", "sleep", "1021"),
+    },
+    "02.hostname": {
+        "busybox's hostname, sleep by its path": background(
+            "unshare -u sh -c 'busybox hostname lab02 && exec /bin/sleep 1022'", "sleep", "1022"),
+        "the name set afterwards, with nsenter": background("unshare --uts sleep 1022", "sleep", "1022") + [
+            "nsenter -t $(pgrep -f '^sleep 1022$') --uts hostname lab02"],
+    },
+    "02.loopback": {
+        "busybox's ifconfig": background("unshare -n sh -c 'busybox ifconfig lo 127.0.0.1 up; exec sleep 1023'",
+                                         "sleep", "1023"),
+        "lo brought up afterwards, with nsenter": background("unshare --net sleep 1023", "sleep", "1023") + [
+            "nsenter -t $(pgrep -f '^sleep 1023$') --net ip link set lo up"],
+        "a namespace with another device besides lo": background(
+            "unshare --net sh -c 'ip link set lo up; ip link add lab02-d0 type dummy; exec sleep 1023'",
+            "sleep", "1023"),
+    },
+}
+
+NEAR_MISSES = {
+    "02.pid-alone": {
+        "no /proc of its own": (background("unshare --pid --fork sleep 1021", "sleep", "1021"),
+                                "its /proc is not its PID namespace's"),
+        "no --fork: the sleep stays in the host's PID namespace": (
+            background("unshare --pid --mount-proc sleep 1021", "sleep", "1021"), "is in the host's PID namespace"),
+    },
+    "02.hostname": {
+        "a UTS namespace, but no name set": (background("unshare --uts sleep 1022", "sleep", "1022"), "not 'lab02'"),
+        "no UTS namespace": (background("sleep 1022", "sleep", "1022"), "shares the host's UTS namespace"),
+    },
+    "02.loopback": {
+        "lo left down": (background("unshare --net sleep 1023", "sleep", "1023"), "lo starts down"),
+        "no network namespace": (background("sleep 1023", "sleep", "1023"), "host's network namespace"),
+    },
+}
