@@ -3,7 +3,10 @@ run with labkit-runtime (or runc). Each check asks the runtime for the
 container's state (its pid), then the kernel: the init's namespaces, its
 cgroup's limit, its own mount table."""
 
+import glob
 import json
+import os
+import shlex
 
 from . import Exercise, own_namespace, sh
 from .. import mountinfo
@@ -14,33 +17,60 @@ TOP = "/tmp/lab05"
 SHARE = f"{TOP}/share"
 
 
+# Where a student's --root may be: a directory under /tmp or /run holding one
+# named after the container (labkit-runtime and runc both keep ROOT/ID/).
+ROOT_GLOBS = ("/tmp/*/{cid}", "/tmp/*/*/{cid}", "/run/*/{cid}")
+
+
+def roots(cid):
+    """The state directories to ask about ``cid``: each runtime's default
+    (None), then any --root that holds a directory named ``cid``."""
+    found = [None]
+    for pattern in ROOT_GLOBS:
+        for d in sorted(glob.glob(pattern.format(cid=cid))):
+            if os.path.isdir(d) and os.path.dirname(d) not in found:
+                found.append(os.path.dirname(d))
+    return found
+
+
 def state(cid):
-    """The OCI state of ``cid`` from labkit-runtime, else from runc, or (None, why not)."""
-    for runtime in ("labkit-runtime", "runc"):
-        r = sh(f"{runtime} state {cid}")
-        if r.returncode == 0:
+    """The pid of ``cid``'s init from labkit-runtime or runc, under any
+    --root the student used (see roots), or (None, why not)."""
+    for root in roots(cid):
+        flag = f"--root {shlex.quote(root)} " if root else ""
+        for runtime in ("labkit-runtime", "runc"):
+            r = sh(f"{runtime} {flag}state {cid}")
+            if r.returncode != 0:
+                continue
             st = json.loads(r.stdout)
             if st.get("status") != "running":
-                return None, _("container {cid} is {status}, not running (`{runtime} start {cid}`)",
-                               cid=cid, status=st.get('status'), runtime=runtime)
+                return None, _("container {cid} is {status}, not running (`{runtime} {flag}start {cid}`)",
+                               cid=cid, status=st.get('status'), runtime=runtime, flag=flag)
             return st["pid"], None
-    return None, _("neither labkit-runtime nor runc knows a container {cid} (`labkit-runtime list`)", cid=cid)
+    return None, _("neither labkit-runtime nor runc knows a container {cid} (`labkit-runtime list`; "
+                   "with --root DIR if you gave one)", cid=cid)
 
 
-def solution(name, edit):
+def solution(name, edit, run="labkit-runtime run -d --bundle {bundle} {cid}"):
     """Make bundle /tmp/lab05/NAME from `labkit-runtime spec`, apply the
-    Python statements ``edit`` to its config ``c``, run it detached as lab05-NAME."""
+    Python statements ``edit`` to its config ``c``, then ``run`` it (the
+    default: detached, as lab05-NAME, with labkit-runtime's default --root)."""
     path = f"{TOP}/{name}"
     return [f"mkdir -p {path} && cp -a $ROOTFS {path}/rootfs && cd {path} && labkit-runtime spec",
             f"cd {path} && python3 -c 'import json; c = json.load(open(\"config.json\")); "
             f"c[\"process\"].update(terminal=False, args=[\"sleep\", \"600\"]); {edit}; "
             f"json.dump(c, open(\"config.json\", \"w\"), indent=2)'",
-            f"labkit-runtime run -d --bundle {path} lab05-{name} </dev/null >/dev/null 2>&1"]
+            run.format(bundle=path, cid=f"lab05-{name}") + " </dev/null >/dev/null 2>&1"]
 
 
 def reset(name):
-    return [f"labkit-runtime delete --force lab05-{name} >/dev/null 2>&1 || true",
-            f"runc delete --force lab05-{name} >/dev/null 2>&1 || true",
+    """Delete lab05-NAME under either runtime, in the default state directory
+    and in any --root a student used (an empty one goes too), then the bundle."""
+    cid = f"lab05-{name}"
+    where = " ".join(g.format(cid=cid) for g in ROOT_GLOBS)
+    return [f'for r in "" $(for d in {where}; do [ -d "$d" ] && dirname "$d"; done); do '
+            f'for rt in labkit-runtime runc; do $rt ${{r:+--root "$r"}} delete --force {cid} >/dev/null 2>&1; done; '
+            f'[ -z "$r" ] || rmdir "$r" 2>/dev/null; done; true',
             f"rm -rf {TOP}/{name}", f"rmdir {TOP} 2>/dev/null || true"]
 
 
@@ -50,9 +80,12 @@ def _host_network():
         return False, why
     if own_namespace(pid, "net"):
         return False, _("lab05-hostnet has a network namespace of its own: linux.namespaces still lists network")
-    if not own_namespace(pid, "pid"):
-        return False, _("lab05-hostnet shares the host's PID namespace too: drop only the network one")
-    return True, _("lab05-hostnet's init is in the host's network namespace, and in a PID namespace of its own")
+    shared = [kind for kind in ("pid", "ipc", "uts", "mnt") if not own_namespace(pid, kind)]
+    if shared:
+        return False, _("lab05-hostnet shares the host's {kinds} namespace too: drop only the network one",
+                        kinds=", ".join(shared))
+    return True, _("lab05-hostnet's init is in the host's network namespace, and in PID, IPC, UTS and mount "
+                   "namespaces of its own")
 
 
 def _memory():
@@ -105,8 +138,9 @@ EXERCISES = [
              f"Make a bundle {TOP}/mem whose container (`sleep 600`) has a memory limit of 48 MiB, and run it "
              "detached as lab05-mem.",
              ["config-linux.md, \"Control groups\" → \"Memory\": linux.resources.memory.limit, in bytes",
-              "\"resources\": {\"memory\": {\"limit\": 50331648}} inside \"linux\"",
-              f"as 05.no-net, with c[\"linux\"][\"resources\"] = {{\"memory\": {{\"limit\": 50331648}}}}; "
+              "\"memory\": {\"limit\": 50331648} added inside \"linux\" → \"resources\", beside the "
+              "\"devices\" rule already there (replacing the resources would drop it)",
+              f"as 05.no-net, with c[\"linux\"][\"resources\"][\"memory\"] = {{\"limit\": 50331648}}; "
               "sudo labkit-runtime run -d --bundle . lab05-mem </dev/null >/dev/null 2>&1"],
              _memory, solution("mem", EDIT_MEM), reset("mem")),
     Exercise("05.mount", "a host directory, read-only",
@@ -121,3 +155,53 @@ EXERCISES = [
              [f"mkdir -p {SHARE} && echo 'from the host' > {SHARE}/hello"] + solution("data", EDIT_MOUNT),
              reset("data") + [f"rm -rf {SHARE}", f"rmdir {TOP} 2>/dev/null || true"]),
 ]
+
+
+# Other ways to run the same bundle: runc, the notebook's own --root, and
+# create + start (the two steps of `run`).
+RUNC = "runc run -d --bundle {bundle} {cid}"
+STATE_ROOT = "labkit-runtime --root /tmp/lab05-state run -d --bundle {bundle} {cid}"
+TWO_STEPS = ("labkit-runtime --root /tmp/lab05-state create --bundle {bundle} {cid} </dev/null >/dev/null 2>&1 && "
+             "labkit-runtime --root /tmp/lab05-state start {cid}")
+ONLY_PID = 'c["linux"]["namespaces"] = [{"type": "pid"}, {"type": "mount"}]; c.pop("hostname", None)'
+EDIT_NET_BY_INDEX = ('c["linux"]["namespaces"].pop([n["type"] for n in c["linux"]["namespaces"]]'
+                     '.index("network"))')
+SHARE_MADE = f"mkdir -p {SHARE} && echo 'from the host' > {SHARE}/hello"
+
+ALTERNATIVES = {
+    "05.no-net": {
+        "run by runc": solution("hostnet", EDIT_NET, RUNC),
+        "the notebook's --root, created then started": solution("hostnet", EDIT_NET_BY_INDEX, TWO_STEPS),
+    },
+    "05.memory": {
+        "48 × 1048576 written by Python, under the notebook's --root": solution(
+            "mem", 'c["linux"]["resources"]["memory"] = {"limit": 48 * 1048576}', STATE_ROOT),
+        "the resources replaced whole, run by runc": solution(
+            "mem", 'c["linux"]["resources"] = {"memory": {"limit": 50331648}}', RUNC),
+    },
+    "05.mount": {
+        "bind (not rbind), ro, nosuid": [SHARE_MADE] + solution(
+            "data", EDIT_MOUNT.replace('["rbind", "ro"]', '["bind", "ro", "nosuid"]')),
+        "inserted first, run by runc": [SHARE_MADE] + solution(
+            "data", EDIT_MOUNT.replace('c["mounts"].append(', 'c["mounts"].insert(len(c["mounts"]), '), RUNC),
+    },
+}
+
+NEAR_MISSES = {
+    "05.no-net": {
+        "the network namespace still listed": (solution("hostnet", "pass"), "has a network namespace of its own"),
+        "every namespace dropped but pid and mount": (solution("hostnet", ONLY_PID), "shares the host's ipc, uts"),
+        "created, never started": (solution("hostnet", EDIT_NET, TWO_STEPS.split(" && ")[0].replace(
+            " </dev/null >/dev/null 2>&1", "")), "is created, not running"),
+    },
+    "05.memory": {
+        "no limit": (solution("mem", "pass"), "not 48 MiB"),
+        "48 MB, not 48 MiB": (solution("mem", 'c["linux"]["resources"]["memory"] = {"limit": 48000000}'),
+                              "not 48 MiB"),
+    },
+    "05.mount": {
+        "read-write": ([SHARE_MADE] + solution("data", EDIT_MOUNT.replace('"rbind", "ro"', '"rbind"')), "is writable"),
+        "another source": ([SHARE_MADE] + solution("data", EDIT_MOUNT.replace(f'"{SHARE}"', '"/etc"')),
+                           "does not show"),
+    },
+}

@@ -17,18 +17,53 @@ LOWER, UPPER, WORK, MERGED = (f"{TOP}/{d}" for d in ("lower", "upper", "work", "
 SETUP = (f"mkdir -p {LOWER}/d {UPPER} {WORK} {MERGED} && echo 'from the lower layer' > {LOWER}/hello.txt && "
          f"echo 'a = 1' > {LOWER}/d/a.conf")
 MOUNT = f"mount -t overlay overlay -o lowerdir={LOWER},upperdir={UPPER},workdir={WORK} {MERGED}"
-RESET = [f"umount {MERGED} 2>/dev/null || true", f"rm -rf {TOP}"]
+# However many overlays a student stacked on MERGED, all go.
+RESET = [f"for i in $(seq 10); do umount {MERGED} 2>/dev/null || break; done", f"rm -rf {TOP}"]
+
+
+def _overlay():
+    """The overlay on MERGED (the top one, if a student stacked two), or None."""
+    found = [m for m in mountinfo.parse(open("/proc/self/mountinfo").read())
+             if m.mount_point == MERGED and m.fstype == "overlay"]
+    return found[-1] if found else None
+
+
+def _files(top):
+    for folder, _dirs, names in os.walk(top):
+        for name in names:
+            yield os.path.relpath(os.path.join(folder, name), top)
 
 
 def _mounted():
-    for m in mountinfo.parse(open("/proc/self/mountinfo").read()):
-        if m.mount_point == MERGED and m.fstype == "overlay":
-            opts = dict(o.partition("=")[::2] for o in m.super_options.split(","))
-            if opts.get("lowerdir") != LOWER or opts.get("upperdir") != UPPER:
-                return _("the overlay on {merged} has lowerdir={lower}, upperdir={upper}",
-                         merged=MERGED, lower=opts.get("lowerdir"), upper=opts.get("upperdir"))
-            return None
-    return _("no overlay is mounted on {merged} (grep {merged} /proc/self/mountinfo)", merged=MERGED)
+    """None when an overlay on MERGED has LOWER below and UPPER above, judged
+    by what it does, whatever the spelling of its options (relative paths,
+    trailing slashes, another order): a file of LOWER is the same inode in
+    MERGED (overlayfs reports a lower file's own inode number while it is not
+    copied up), and a probe written through MERGED lands in UPPER. Else why not."""
+    m = _overlay()
+    if m is None:
+        return _("no overlay is mounted on {merged} (grep {merged} /proc/self/mountinfo)", merged=MERGED)
+    opts = dict(o.partition("=")[::2] for o in m.super_options.split(","))
+    shown = [f for f in _files(LOWER) if os.path.isfile(os.path.join(MERGED, f))]
+    if not any(os.stat(os.path.join(MERGED, f)).st_ino == os.stat(os.path.join(LOWER, f)).st_ino for f in shown):
+        if os.path.normpath(opts.get("lowerdir", "").split(":")[0]) != LOWER:
+            return _("the overlay on {merged} does not show {lower} (its lowerdir is {given})",
+                     merged=MERGED, lower=LOWER, given=opts.get("lowerdir"))
+    probe = os.path.join(MERGED, f".lab04-probe-{os.getpid()}")
+    try:
+        with open(probe, "w"):
+            pass
+        landed = os.path.exists(os.path.join(UPPER, os.path.basename(probe)))
+    except OSError as e:
+        return _("writing through {merged} fails ({error}): is it mounted read-only, or with no upper dir?",
+                 merged=MERGED, error=e.strerror)
+    finally:
+        if os.path.lexists(probe):
+            os.unlink(probe)
+    if not landed:
+        return _("a file written through {merged} does not land in {upper} (its upperdir is {given})",
+                 merged=MERGED, upper=UPPER, given=opts.get("upperdir"))
+    return None
 
 
 def _written():
@@ -111,3 +146,51 @@ EXERCISES = [
              [SETUP, MOUNT, f"rm -rf {MERGED}/d && mkdir {MERGED}/d"],
              RESET),
 ]
+
+
+_HERE = f"cd {TOP} && "
+
+ALTERNATIVES = {
+    "04.overlay": {
+        "relative paths with trailing slashes, and touch": [
+            SETUP, _HERE + "mount -t overlay overlay -o lowerdir=lower/,upperdir=upper/,workdir=work/ merged",
+            f"touch {MERGED}/note.txt"],
+        "options in another order, another source name, mount(2) from Python": [
+            SETUP, "python3 -c 'from labkit import syscalls; syscalls.mount(\"lab04\", \"%s\", \"overlay\", 0, "
+            "\"workdir=%s,upperdir=%s,lowerdir=%s\")'" % (MERGED, WORK, UPPER, LOWER),
+            f"cp {LOWER}/hello.txt {MERGED}/note.txt"],
+        "a second try mounted over a first one": [
+            SETUP, f"mkdir -p {TOP}/try1/upper {TOP}/try1/work",
+            MOUNT.replace(f"upperdir={UPPER},workdir={WORK}", f"upperdir={TOP}/try1/upper,workdir={TOP}/try1/work"),
+            MOUNT, f"echo mine > {MERGED}/note.txt"],
+    },
+    "04.whiteout": {
+        "unlink(1)": [SETUP, MOUNT, f"unlink {MERGED}/hello.txt"],
+        "Python's os.remove, through a relative path": [
+            SETUP, MOUNT, f"cd {MERGED} && python3 -c 'import os; os.remove(\"./hello.txt\")'"],
+    },
+    "04.opaque": {
+        "rm -r, then mkdir, in two commands": [SETUP, MOUNT, f"rm -r {MERGED}/d", f"mkdir {MERGED}/d"],
+        "Python's shutil.rmtree and os.mkdir": [
+            SETUP, MOUNT, f"python3 -c 'import os, shutil; shutil.rmtree(\"{MERGED}/d\"); os.mkdir(\"{MERGED}/d\")'"],
+    },
+}
+
+NEAR_MISSES = {
+    "04.overlay": {
+        "the note written to the lower layer": ([SETUP, MOUNT, f"echo mine > {LOWER}/note.txt"],
+                                                "written to the lower layer"),
+        "no overlay: merged is a plain directory": ([SETUP, f"echo mine > {MERGED}/note.txt"],
+                                                    "no overlay is mounted"),
+        "another upper dir": ([SETUP, f"mkdir -p {TOP}/other", MOUNT.replace(f"upperdir={UPPER}", f"upperdir={TOP}/other"),
+                               f"echo mine > {MERGED}/note.txt"], "does not land in"),
+    },
+    "04.whiteout": {
+        "hello.txt overwritten, not deleted": ([SETUP, MOUNT, f"echo mine > {MERGED}/hello.txt"], "is still there"),
+        "deleted in the lower layer": ([SETUP, MOUNT, f"rm {LOWER}/hello.txt"], "deleted in the lower layer"),
+    },
+    "04.opaque": {
+        "only d's file deleted": ([SETUP, MOUNT, f"rm {MERGED}/d/a.conf"], "no trusted.overlay.opaque"),
+        "d deleted, not replaced": ([SETUP, MOUNT, f"rm -rf {MERGED}/d"], "is not an empty directory"),
+    },
+}

@@ -39,11 +39,13 @@ def resources(res):
         value = (res.get(group) or {}).get(key)
         if value is not None:
             out[name] = value
-    if res.get("devices"):
-        # As runc does: the rules given, then mknod of anything and the nodes
-        # of every container's /dev (which the container would not work without).
-        from ..cgroups.devices import ALLOWED, parse
-        out["devices"] = parse(res["devices"]) + list(ALLOWED)
+    # As runc does, whatever the config says: start from nothing allowed (a
+    # config with no rules, or whose resources were replaced by a student's
+    # {"memory": ...}, must not mean every device of the host), then the
+    # rules given, then mknod of anything and the nodes of every container's
+    # /dev (which the container would not work without).
+    from ..cgroups.devices import ALLOWED, DENY_ALL, parse
+    out["devices"] = [DENY_ALL] + parse(res.get("devices") or []) + list(ALLOWED)
     return out
 
 

@@ -29,7 +29,10 @@ def probe(bundle, tmp_path, rules):
     for kind in caps:
         if kind != "ambient" and "CAP_MKNOD" not in caps[kind]:
             caps[kind].append("CAP_MKNOD")
-    bundle.config["linux"].setdefault("resources", {})["devices"] = rules
+    if rules is None:     # resources with no device rules: a student's {"memory": ...} replacing them
+        bundle.config["linux"]["resources"] = {"memory": {"limit": 64 << 20}}
+    else:
+        bundle.config["linux"].setdefault("resources", {})["devices"] = rules
     mine, runc = bundle.run_both(tmp_path)
     assert runc.returncode == 0 and mine.returncode == 0, (mine.stderr, runc.stderr)
     return answers(mine), answers(runc)
@@ -40,6 +43,16 @@ def test_containerds_rules_refuse_what_runc_refuses(bundle, tmp_path):
     assert mine == runc
     assert mine["lab-null.r"] == "0" and mine["lab-loop.m"] == "0" and mine["zero"] == "0"
     assert mine["lab-kmsg.r"] != "0" and mine["lab-loop.r"] != "0"    # made, never opened
+
+
+@pytest.mark.parametrize("rules", [None, []], ids=["no-rules", "empty-list"])
+def test_no_rules_allow_no_more_than_the_defaults_as_under_runc(bundle, tmp_path, rules):
+    """runc starts every device cgroup from nothing allowed, then adds its
+    defaults: a config without rules does not open the host's devices."""
+    mine, runc = probe(bundle, tmp_path, rules)
+    assert mine == runc
+    assert mine["lab-null.r"] == "0" and mine["lab-loop.m"] == "0"
+    assert mine["lab-kmsg.r"] != "0" and mine["lab-loop.r"] != "0" and mine["lab-loop.w"] != "0"
 
 
 def test_allow_all_lets_both_open_them(bundle, tmp_path):
