@@ -13,6 +13,9 @@ from ..i18n import _
 REF = "lab07/hello:v1"
 REMOTE = "127.0.0.1:5000/lab07/hello:v1"
 CONTAINERFILE = 'FROM labkit/base\\nCMD ["echo", "hello lab"]\\n'   # for printf: \\n is its newline
+# A reset's command: every image named lab07/… here, or 127.0.0.1:5000/lab07/…
+RMI_LAB07 = ("for r in $(labkit images | awk '$1 ~ /^(127.0.0.1:5000\\/)?lab07\\// {print $1 \":\" $2}'); "
+             "do labkit rmi -f $r >/dev/null; done")
 SOLUTION_BUILD = [
     "mkdir -p /tmp/lab07-build",
     f"printf '{CONTAINERFILE}' > /tmp/lab07-build/Containerfile",
@@ -74,7 +77,7 @@ EXERCISES = [
               f"sudo labkit build -t {REF} /tmp/lab07-build"],
              _built,
              SOLUTION_BUILD,
-             [f"labkit rmi {REF} >/dev/null 2>&1 || true", "labkit builder prune >/dev/null", "rm -rf /tmp/lab07-build"]),
+             [RMI_LAB07, "labkit builder prune >/dev/null", "rm -rf /tmp/lab07-build"]),
     Exercise("07.push", "share it through the lab registry",
              f"Start the lab registry on 127.0.0.1:5000 and push {REF} to it as {REMOTE}, so that the "
              "registry's v2 API serves the very manifest you built.",
@@ -84,9 +87,47 @@ EXERCISES = [
              _pushed,
              SOLUTION_BUILD + ["labkit registry status >/dev/null || labkit registry start",
                                f"labkit tag {REF} {REMOTE}", f"labkit push {REMOTE}"],
-             ["for r in $(labkit images | awk '$1 ~ /^127.0.0.1:5000\\/lab07\\// {print $1 \":\" $2}'); "
-              "do labkit rmi -f $r >/dev/null; done", f"labkit rmi {REF} >/dev/null 2>&1 || true",
-              "labkit builder prune >/dev/null", "rm -rf /tmp/lab07-build",
+             [RMI_LAB07, "labkit builder prune >/dev/null", "rm -rf /tmp/lab07-build",
               "labkit registry stop >/dev/null",
               'rm -rf "${LABKIT_HOME:-/var/lib/labkit}/registry/data/docker/registry/v2/repositories/lab07"']),
 ]
+
+
+def _build(containerfile, *flags, name="Containerfile", ref=REF):
+    """Commands: write ``containerfile`` (printf's escapes) as /tmp/lab07-build/NAME, build it as ``ref``."""
+    return ["mkdir -p /tmp/lab07-build", f"printf '{containerfile}' > /tmp/lab07-build/{name}",
+            " ".join(["labkit build", *flags, "-t", ref, "/tmp/lab07-build"])]
+
+
+ALTERNATIVES = {
+    "07.build": {
+        "a Dockerfile, CMD in shell form": _build("FROM labkit/base\\nCMD echo hello lab\\n", name="Dockerfile"),
+        "ENTRYPOINT and CMD, a file named with -f": _build(
+            'FROM labkit/base\\nENTRYPOINT ["echo"]\\nCMD ["hello lab"]\\n', "-f /tmp/lab07-build/hello.build",
+            name="hello.build"),
+    },
+    "07.push": {
+        "the tag made before the registry started": SOLUTION_BUILD + [
+            f"labkit tag {REF} {REMOTE}", "labkit registry status >/dev/null || labkit registry start",
+            f"labkit push {REMOTE}"],
+        "built with the registry's name, tagged back": _build(CONTAINERFILE, ref=REMOTE) + [f"labkit tag {REMOTE} {REF}",
+            "labkit registry status >/dev/null || labkit registry start", f"labkit push {REMOTE}"],
+    },
+}
+
+NEAR_MISSES = {
+    "07.build": {
+        "no CMD": (_build("FROM labkit/base\\n"), "not 'hello lab'"),
+        "another greeting": (_build('FROM labkit/base\\nCMD ["echo", "hello, lab"]\\n'), "not 'hello lab'"),
+        "another tag": (_build(CONTAINERFILE, ref="lab07/hello:v2"), "there is no image"),
+    },
+    "07.push": {
+        "pushed as v2": (SOLUTION_BUILD + ["labkit registry start", f"labkit tag {REF} {REMOTE[:-1]}2",
+                                           f"labkit push {REMOTE[:-1]}2"], "has no lab07/hello:v1"),
+        "tagged, never pushed, no registry": (SOLUTION_BUILD + [f"labkit tag {REF} {REMOTE}"],
+                                              "the lab registry is not running"),
+        "another image pushed under its name": (
+            SOLUTION_BUILD + _build('FROM labkit/base\\nCMD ["echo", "bye"]\\n', ref=REMOTE)[1:] + [
+                "labkit registry start", f"labkit push {REMOTE}"], "not the image"),
+    },
+}

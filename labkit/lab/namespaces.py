@@ -7,7 +7,7 @@ import os
 import socket
 
 from ..i18n import _
-from . import PROC_RECOVER, Exercise, background, kill_line, nsenter, own_namespace, started, wait_line
+from . import PROC_RECOVER, Exercise, background, kill_line, nsenter, own_namespace, started
 
 
 def _alone(number, kind, shared):
@@ -120,7 +120,7 @@ ALTERNATIVES = {
         "lo brought up afterwards, with nsenter": background("unshare --net sleep 1023", "sleep", "1023") + [
             "nsenter -t $(pgrep -f '^sleep 1023$') --net ip link set lo up"],
         "a namespace with another device besides lo": background(
-            "unshare --net sh -c 'ip link set lo up; ip link add lab02-d0 type dummy; exec sleep 1023'",
+            "unshare --net sh -c 'ip link set lo up && ip link add v0 type veth peer name v1 && exec sleep 1023'",
             "sleep", "1023"),
     },
 }

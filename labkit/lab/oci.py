@@ -140,7 +140,7 @@ EXERCISES = [
              ["config-linux.md, \"Control groups\" → \"Memory\": linux.resources.memory.limit, in bytes",
               "\"memory\": {\"limit\": 50331648} added inside \"linux\" → \"resources\", beside the "
               "\"devices\" rule already there (replacing the resources would drop it)",
-              f"as 05.no-net, with c[\"linux\"][\"resources\"][\"memory\"] = {{\"limit\": 50331648}}; "
+              "as 05.no-net, with c[\"linux\"][\"resources\"][\"memory\"] = {\"limit\": 50331648}; "
               "sudo labkit-runtime run -d --bundle . lab05-mem </dev/null >/dev/null 2>&1"],
              _memory, solution("mem", EDIT_MEM), reset("mem")),
     Exercise("05.mount", "a host directory, read-only",

@@ -9,6 +9,7 @@ from . import Exercise, env
 from ..errors import LabkitError
 from ..i18n import _
 
+REQUESTS = 30       # 08.replicas: at most this many, until every replica has answered
 PAGE = "mkdir -p /www && hostname > /www/index.html && exec httpd -f -p 80 -h /www"
 COMPOSE_DIR = "/tmp/lab08-app"
 COMPOSE = f"""\
@@ -54,16 +55,22 @@ def _replicas():
     spec, running = found
     if not any(p["host_port"] == 8088 for p in spec["ports"]):
         return False, _("lab08-web publishes no host port 8088 (`labkit service ls` shows its ports)")
-    answers = {get(8088, timeout=2) for _ in range(6)} - {None}
     hostnames = {f"{t['container']}.{t['task']}" for t in running}
+    # Requests until all three have answered, 30 at most: a spread is judged
+    # on enough of them, not on a round number that luck can miss.
+    answers, sent = set(), 0
+    while sent < REQUESTS and not hostnames <= answers:
+        answers.add(get(8088, timeout=2))
+        sent += 1
+    answers.discard(None)
     if not answers:
         return False, _("nothing answers on the host's 127.0.0.1:8088")
     if not answers <= hostnames:
         return False, _("127.0.0.1:8088 answers, but not with the replicas' hostnames (is the page `hostname`?)")
     if len(answers) < 3:
-        return False, _("127.0.0.1:8088 answered from {answers} replica(s) in 6 requests, not from all 3",
-                        answers=len(answers))
-    return True, _("127.0.0.1:8088 answers from the 3 replicas of lab08-web, in turn")
+        return False, _("127.0.0.1:8088 answered from {answers} replica(s) in {sent} requests, not from all 3",
+                        answers=len(answers), sent=sent)
+    return True, _("127.0.0.1:8088 answered from all 3 replicas of lab08-web within {sent} requests", sent=sent)
 
 
 def _limits():
@@ -86,15 +93,26 @@ def _limits():
     return True, _("each replica of lab08-api has a cgroup of its own: memory 48 MiB, 30 processes")
 
 
+def project():
+    """The compose project of the app: the one whose services api and front
+    are up (whatever its name: the directory's, a name: key, -p), else the
+    default one, lab08-app."""
+    from ..services import store
+    names = set(store.names())
+    found = sorted(n[:-len("_api")] for n in names if n.endswith("_api") and n[:-len("_api")] + "_front" in names)
+    return found[0] if len(found) == 1 else "lab08-app"
+
+
 def _compose():
-    found, why = _service("lab08-app_api", 2, _("the service api of the app"))
+    app = project()
+    found, why = _service(f"{app}_api", 2, _("the service api of the app"))
     if found is None:
-        if why == _no_service("lab08-app_api"):
+        if why == _no_service(f"{app}_api"):
             why = _("{why} — did `labkit compose -f {compose_dir}/compose.yaml up` run?", why=why,
                     compose_dir=COMPOSE_DIR)
         return False, why
     api = found[1]
-    found, why = _service("lab08-app_front", None, _("the service front of the app"))
+    found, why = _service(f"{app}_front", None, _("the service front of the app"))
     if found is None:
         return False, why
     front = found[1]
@@ -158,6 +176,70 @@ EXERCISES = [
               "the file is the reference's own: `print(lab.show_solution('08.compose'))`"],
              _compose,
              [_write_compose(), f"labkit compose -f {COMPOSE_DIR}/compose.yaml up"],
-             [f"test -f {COMPOSE_DIR}/compose.yaml && labkit compose -f {COMPOSE_DIR}/compose.yaml down -t 0 "
-              ">/dev/null 2>&1 || true", f"rm -rf {COMPOSE_DIR}"]),
+             # Whatever the project's name (a name: key, -p): every app with an api and a front goes.
+             [f"test -f {COMPOSE_DIR}/compose.yaml && for p in lab08-app $(labkit service ls | "
+              "awk 'NR > 1 {print $1}' | sed -n 's/_front$//p'); do "
+              f"labkit compose -f {COMPOSE_DIR}/compose.yaml -p $p down -t 0 >/dev/null 2>&1; done; true",
+              f"rm -rf {COMPOSE_DIR}"]),
 ]
+
+
+def _compose_file(text):
+    body = text.replace("\\", "\\\\").replace("'", "'\\''").replace("%", "%%").replace("\n", "\\n")
+    return f"mkdir -p {COMPOSE_DIR} && printf '{body}' > {COMPOSE_DIR}/compose.yaml"
+
+
+_UP = f"labkit compose -f {COMPOSE_DIR}/compose.yaml up"
+_WEB = f"labkit/base sh -c '{PAGE}'"
+
+ALTERNATIVES = {
+    "08.replicas": {
+        "--flag=value spellings, the address spelled out": [
+            f"labkit service create --name=lab08-web --replicas=3 --publish 127.0.0.1:8088:80 {_WEB}"],
+        "one replica, then scaled to three": [
+            f"labkit service create --name lab08-web -p 8088:80 {_WEB}", "labkit service scale lab08-web=3"],
+    },
+    "08.limits": {
+        "the size in bytes, --flag=value": [
+            "labkit service create --name lab08-api --replicas=2 --memory=50331648 --pids-limit=30 "
+            "labkit/base sleep 600"],
+        "limits first, then scaled from one to two": [
+            "labkit service create --pids-limit 30 --memory 48M --name lab08-api labkit/base busybox sleep 600",
+            "labkit service scale lab08-api=2"],
+    },
+    "08.compose": {
+        "a name: key, scale: and the command as a string": [_compose_file(COMPOSE.replace(
+            "services:", "name: lab08-shop\nservices:").replace(
+            f'    command: ["sh", "-c", "{PAGE}"]\n    deploy:\n      replicas: 2',
+            f"    command: sh -c '{PAGE}'\n    scale: 2")), _UP],
+        "the project named with -p, front written first": [_compose_file(
+            "services:\n  front:\n    image: labkit/base\n    command: [sleep, \"600\"]\n"
+            "    depends_on:\n      - api\n  api:\n    image: labkit/base\n"
+            f"    command: [sh, -c, \"{PAGE}\"]\n    deploy: {{replicas: 2}}\n"),
+            f"labkit compose -p lab08-mine -f {COMPOSE_DIR}/compose.yaml up"],
+    },
+}
+
+NEAR_MISSES = {
+    "08.replicas": {
+        "one replica": ([f"labkit service create --name lab08-web --replicas 1 -p 8088:80 {_WEB}"],
+                        "1 replica(s) running, not 3"),
+        "published on 8089": ([f"labkit service create --name lab08-web --replicas 3 -p 8089:80 {_WEB}"],
+                              "publishes no host port 8088"),
+        "the same page from every replica": (
+            ["labkit service create --name lab08-web --replicas 3 -p 8088:80 labkit/base sh -c "
+             "'mkdir -p /www && echo web > /www/index.html && exec httpd -f -p 80 -h /www'"],
+            "not with the replicas' hostnames"),
+    },
+    "08.limits": {
+        "no limits": (["labkit service create --name lab08-api --replicas 2 labkit/base sleep 600"], "no memory limit"),
+        "31 processes": (["labkit service create --name lab08-api --replicas 2 --memory 48m --pids-limit 31 "
+                          "labkit/base sleep 600"], "may start 31 processes"),
+    },
+    "08.compose": {
+        "one replica of api": ([_compose_file(COMPOSE.replace("replicas: 2", "replicas: 1")), _UP],
+                               "1 replica(s) running, not 2"),
+        "front on a network of its own": ([_compose_file(
+            COMPOSE + "    networks: [side]\nnetworks:\n  side: {}\n"), _UP], "does not reach the api"),
+    },
+}
