@@ -359,6 +359,8 @@ def _service_parsers(sub):
     x.add_argument("--replicas")
     x.add_argument("-d", "--detach", action="store_true")
     x = ssub.add_parser("rm", help="remove services: every replica, the address, the port")
+    x.add_argument("-t", "--time", type=float, metavar="SECONDS",
+                   help="each replica's time between SIGTERM and SIGKILL (default 2)")
     x.add_argument("names", nargs="+", metavar="SERVICE")
     ssub.add_parser("supervise", help=argparse.SUPPRESS)
     for x in ssub.choices.values():

@@ -139,7 +139,7 @@ def _write_compose():
 
 
 def _rm_service(name):
-    return f"labkit service rm {name} >/dev/null 2>&1 || true"
+    return f"labkit service rm -t 0 {name} >/dev/null 2>&1 || true"
 
 
 EXERCISES = [

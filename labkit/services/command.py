@@ -274,7 +274,9 @@ def main(a):
         if not a.detach:
             converge(a.name, wait=WAIT * 3)
     elif action == "rm":
+        if a.time is not None and a.time < 0:
+            raise LabkitError(f"service rm -t {a.time:g}: a time is 0 or more seconds", "give e.g. -t 0")
         for name in a.names:
-            remove(name)
+            remove(name, grace=a.time)
             print(name)
     return 0
