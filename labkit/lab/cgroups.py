@@ -57,8 +57,8 @@ def _by_hand(pid, controller, name):
     cg = cgroup_dir(pid, controller)
     top = os.path.dirname(cg)
     if os.path.basename(cg) != name or top not in (hierarchy.detect().v1.get(controller), hierarchy.detect().v2):
-        return _("{what} is in {cg}, not in the cgroup {name} you make by hand at the top of the hierarchy",
-                 what=f"pid {pid}", cg=cg, name=name)
+        return _("process {pid} is in {cg}, not in the cgroup {name} you make by hand at the top of the hierarchy",
+                 pid=pid, cg=cg, name=name)
     return None
 
 
