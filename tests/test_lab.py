@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from labkit import containers, lab
-from labkit.lab import cgroups as lab03, chroot as lab01
+from labkit.lab import cgroups as lab03, chroot as lab01, oci as lab05
 
 pytestmark = pytest.mark.root
 
@@ -155,3 +155,24 @@ def test_without_the_detach_dotdot_reaches_the_host(rootfs):
         assert set(ls("/..")) == set(os.listdir("/")) | {".", ".."}
     finally:
         lab.reset("01.pivot")
+
+
+@pytest.mark.parametrize("exercise_id, commands, said", [
+    ("01.chroot", ["mkdir -p /tmp/lab01 && setsid -w chrot $ROOTFS sleep 1011 >/tmp/lab01/chroot.log 2>&1 || true"],
+     "chrot"),
+    ("05.memory", lab05.solution("mem", 'c["linux"]["namespaces"] = []')[:-1] + [
+        lab05.solution("mem", "pass")[-1] + " || true"], "a mount namespace is required"),
+])
+def test_a_start_line_that_fails_says_why_in_the_check(exercise_id, commands, said, rootfs):
+    """No silent failure: the start line the task gives keeps what it
+    printed in the exercise's log, and the ✗ shows its last lines."""
+    out = []
+    try:
+        lab.reset(exercise_id)
+        lab._shell(commands)
+        assert lab.check(exercise_id, out=out.append) is False
+        shown = out[-1]
+        assert f"your start line printed (the end of {lab.get(exercise_id).log})" in shown and said in shown, shown
+    finally:
+        lab.reset(exercise_id)
+    assert not os.path.exists(lab.get(exercise_id).log)

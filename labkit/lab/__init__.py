@@ -34,12 +34,18 @@ MODULES = ("chroot", "namespaces", "cgroups", "unionfs", "oci", "network", "imag
 
 
 class Exercise:
-    def __init__(self, id, title, goal, hints, check, solution, reset):
+    def __init__(self, id, title, goal, hints, check, solution, reset, log=None):
         self.id, self.title, self.goal = id, title, goal
         self.hints = list(hints)             # three, from a pointer to the answer
         self._check = check                  # () -> (done, what was seen)
         self.solution = list(solution)       # shell commands
         self.reset_commands = list(reset)
+        # Where the exercise's start line sends what it prints (the task
+        # says so): a typo or a bad config.json then has a reason, which a
+        # ✗ shows. The reset removes it, and its directory when empty.
+        self.log = log
+        if log:
+            self.reset_commands.append(f"rm -f {log}; rmdir {os.path.dirname(log)} 2>/dev/null || true")
         # Set from the module's ALTERNATIVES and NEAR_MISSES (see exercises()).
         self.alternatives = {}               # name -> other correct commands
         self.near_misses = {}                # name -> (commands, words the ✗ says)
@@ -151,10 +157,24 @@ def wait_line(*argv):
     return f"for i in $(seq 50); do pgrep -f '{pattern(*argv)}' >/dev/null && break; sleep 0.1; done"
 
 
-def background(cmd, *argv):
+def background(cmd, *argv, log=None):
     """A solution's commands: start ``cmd`` detached from the shell (so that a
-    notebook cell or a terminal gets its prompt back), then wait for ``argv``."""
+    notebook cell or a terminal gets its prompt back), what it prints in
+    ``log`` (else nowhere), then wait for ``argv``."""
+    if log:
+        return [f"mkdir -p {os.path.dirname(log)} && setsid -f {cmd} >{log} 2>&1", wait_line(*argv)]
     return [f"setsid -f {cmd} >/dev/null 2>&1", wait_line(*argv)]
+
+
+def log_tail(path, lines=3):
+    """The last ``lines`` lines of a start line's log, or None when it is
+    missing or empty."""
+    try:
+        with open(path, errors="replace") as f:
+            text = f.read()[-4096:].strip()
+    except OSError:
+        return None
+    return text.splitlines()[-lines:] if text else None
 
 
 def own_namespace(pid, kind):
@@ -224,9 +244,14 @@ def check(exercise_id, out=print):
     done, seen = ex.check()
     if done:
         out(f"✔ {ex.id}: {seen}")
-    else:
-        out(f"✗ {ex.id}: {seen}\n  " + _("hint 1: {hint}", hint=_(ex.hints[0])) + "\n  "
-            + _("(more: lab.hint({id}, 2))", id=repr(ex.id)))
+        return done
+    lines = [f"✗ {ex.id}: {seen}"]
+    said = log_tail(ex.log) if ex.log else None
+    if said:
+        lines.append("  " + _("your start line printed (the end of {log}):", log=ex.log))
+        lines += ["    " + line for line in said]
+    lines += ["  " + _("hint 1: {hint}", hint=_(ex.hints[0])), "  " + _("(more: lab.hint({id}, 2))", id=repr(ex.id))]
+    out("\n".join(lines))
     return done
 
 
@@ -234,9 +259,8 @@ def hint(exercise_id, n=1, out=print):
     ex = get(exercise_id)
     if not 1 <= n <= len(ex.hints):
         raise LabkitError(f"{ex.id} has hints 1 to {len(ex.hints)}", _("ask for one of those"))
-    text = _(ex.hints[n - 1])
-    out(_("hint {n}: {hint}", n=n, hint=text))
-    return text
+    out(_("hint {n}: {hint}", n=n, hint=_(ex.hints[n - 1])))
+    # Nothing returned: a notebook cell would show the hint a second time.
 
 
 def solve(exercise_id):

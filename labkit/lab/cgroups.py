@@ -141,35 +141,41 @@ def _free():
 EXERCISES = [
     Exercise("03.memory", "a memory limit, by hand",
              "Make a cgroup named lab03 (v1: under /sys/fs/cgroup/memory; v2: under /sys/fs/cgroup) with a "
-             "memory limit of 32 MiB, and start `sleep 1031` in the background inside it.",
+             "memory limit of 32 MiB, and start `sleep 1031` in the background inside it, what it prints kept in "
+             "/tmp/lab03/memory.log.",
              ["cgroups(7): a cgroup is a directory; its limit is a file; a process joins by writing its pid "
               "to cgroup.procs (a child starts in its parent's cgroup)",
               "v1: memory.limit_in_bytes; v2: memory.max. Both take 32M. A shell that writes $$ to cgroup.procs "
               "and then execs the sleep puts it there",
-              "sudo mkdir /sys/fs/cgroup/memory/lab03; echo 32M | sudo tee /sys/fs/cgroup/memory/lab03/"
+              "sudo mkdir -p /tmp/lab03 /sys/fs/cgroup/memory/lab03; echo 32M | sudo tee /sys/fs/cgroup/memory/lab03/"
               "memory.limit_in_bytes; sudo setsid -f sh -c 'echo $$ > /sys/fs/cgroup/memory/lab03/cgroup.procs; "
-              "exec sleep 1031' >/dev/null 2>&1"],
+              "exec sleep 1031' >/tmp/lab03/memory.log 2>&1"],
              _memory,
              [MEMORY + 'mkdir -p $CG && echo 32M > $CG/$F && '
-              'setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sleep 1031" >/dev/null 2>&1',
+              'mkdir -p /tmp/lab03 && setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sleep 1031" '
+              '>/tmp/lab03/memory.log 2>&1',
               wait_line("sleep", "1031")],
-             [rm_line("lab03"), kill_line("sleep", "1031"), MEMORY + "[ ! -d $CG ] || rmdir $CG"]),
+             [rm_line("lab03"), kill_line("sleep", "1031"), MEMORY + "[ ! -d $CG ] || rmdir $CG"],
+             log="/tmp/lab03/memory.log"),
     Exercise("03.cpu", "a quarter of a CPU",
              "Make a cgroup named lab03-cpu (v1: under /sys/fs/cgroup/cpu; v2: under /sys/fs/cgroup) whose "
-             f"processes get at most a quarter of one CPU, and run the busy loop `sh -c '{BUSY}'` in it.",
+             f"processes get at most a quarter of one CPU, and run the busy loop `sh -c '{BUSY}'` in it, what it "
+             "prints kept in /tmp/lab03/cpu.log.",
              ["the CFS bandwidth controller: a quota of CPU time per period (Documentation/scheduler/"
               "sched-bwc.rst)",
               "v1: cpu.cfs_quota_us (the period, cpu.cfs_period_us, is 100000 µs); v2: cpu.max, "
               "\"QUOTA PERIOD\"",
-              "sudo mkdir /sys/fs/cgroup/cpu/lab03-cpu; echo 25000 | sudo tee /sys/fs/cgroup/cpu/lab03-cpu/"
+              "sudo mkdir -p /tmp/lab03 /sys/fs/cgroup/cpu/lab03-cpu; echo 25000 | sudo tee /sys/fs/cgroup/cpu/lab03-cpu/"
               "cpu.cfs_quota_us; sudo setsid -f sh -c 'echo $$ > /sys/fs/cgroup/cpu/lab03-cpu/cgroup.procs; "
-              f"exec sh -c \"{BUSY}\"' >/dev/null 2>&1"],
+              f"exec sh -c \"{BUSY}\"' >/tmp/lab03/cpu.log 2>&1"],
              _cpu,
              [CPU + 'mkdir -p $CG && if [ $F = cpu.max ]; then echo "25000 100000" > $CG/$F; '
               'else echo 25000 > $CG/$F; fi && '
-              f'setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sh -c \'{BUSY}\'" >/dev/null 2>&1',
+              f'mkdir -p /tmp/lab03 && setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sh -c \'{BUSY}\'" '
+              '>/tmp/lab03/cpu.log 2>&1',
               wait_line("sh", "-c", BUSY)],
-             [rm_line("lab03-cpu"), kill_line("sh", "-c", BUSY), CPU + "[ ! -d $CG ] || rmdir $CG"]),
+             [rm_line("lab03-cpu"), kill_line("sh", "-c", BUSY), CPU + "[ ! -d $CG ] || rmdir $CG"],
+             log="/tmp/lab03/cpu.log"),
     Exercise("03.free", "free that tells the container's truth",
              "Start a detached container named lab03-free (running `sleep 600`) with a memory limit of 128 MiB, "
              "in which `free -m` says 128 MiB total.",

@@ -229,13 +229,14 @@ EOF"""
 EXERCISES = [
     Exercise("01.chroot", "a chroot, and nothing more",
              "Start `sleep 1011` chrooted into the base rootfs ($ROOTFS), in the background, with no "
-             "namespace of its own.",
+             "namespace of its own, what it prints kept in /tmp/lab01/chroot.log.",
              ["chroot(8): `chroot NEWROOT COMMAND` runs COMMAND with NEWROOT as its /",
-              "`setsid -f CMD >/dev/null 2>&1` starts CMD in the background, detached from this shell",
-              "sudo setsid -f chroot $ROOTFS sleep 1011 >/dev/null 2>&1"],
+              "`setsid -f CMD >/tmp/lab01/chroot.log 2>&1` starts CMD in the background, detached from this "
+              "shell, and keeps what it prints",
+              "sudo mkdir -p /tmp/lab01; sudo setsid -f chroot $ROOTFS sleep 1011 >/tmp/lab01/chroot.log 2>&1"],
              _chrooted,
-             background("chroot $ROOTFS sleep 1011", "sleep", "1011"),
-             [kill_line("sleep", "1011")]),
+             background("chroot $ROOTFS sleep 1011", "sleep", "1011", log="/tmp/lab01/chroot.log"),
+             [kill_line("sleep", "1011")], log="/tmp/lab01/chroot.log"),
     Exercise("01.breakout", "the breakout, typed by hand",
              f"Write {BREAKOUT}: Python that, run as root inside a chroot, ends with its / being the host's "
              "/ (the check runs it in a chroot of its own).",
@@ -250,17 +251,18 @@ EXERCISES = [
     Exercise("01.pivot", "pivot_root, so that the breakout stays inside",
              f"Write {PIVOT} ROOTFS CMD…: it runs CMD with ROOTFS as the root of a new mount namespace, by "
              "pivot_root, with no mount of the host's / left in that namespace. Then start "
-             f"`sh {PIVOT} $ROOTFS sleep 1012` in the background.",
+             f"`sh {PIVOT} $ROOTFS sleep 1012` in the background, what it prints kept in /tmp/lab01/pivot.log.",
              ["pivot_root(2) and pivot_root(8): the new root must be a mount point; `pivot_root . .` stacks "
               "the old root on top of the new one",
               "unshare --mount; mount --make-rprivate /; mount --bind R R; cd R; pivot_root . .; then detach "
               "the old root with umount -l (busybox's: util-linux's needs /proc)",
               "the script's one command: exec unshare --mount sh -ec 'mount --make-rprivate /; "
               "mount --bind \"$1\" \"$1\"; cd \"$1\"; shift; pivot_root . .; busybox umount -l .; "
-              f"exec chroot . \"$@\"' sh \"$@\"; then: sudo setsid -f sh {PIVOT} $ROOTFS sleep 1012 >/dev/null 2>&1"],
+              f"exec chroot . \"$@\"' sh \"$@\"; then: sudo setsid -f sh {PIVOT} $ROOTFS sleep 1012 >/tmp/lab01/pivot.log 2>&1"],
              _pivoted,
-             [PIVOT_SCRIPT] + background(f"sh {PIVOT} $ROOTFS sleep 1012", "sleep", "1012"),
-             [kill_line("sleep", "1012"), "rm -f /tmp/lab01/pivot.sh; rmdir /tmp/lab01 2>/dev/null || true"]),
+             [PIVOT_SCRIPT] + background(f"sh {PIVOT} $ROOTFS sleep 1012", "sleep", "1012", log="/tmp/lab01/pivot.log"),
+             [kill_line("sleep", "1012"), "rm -f /tmp/lab01/pivot.sh; rmdir /tmp/lab01 2>/dev/null || true"],
+             log="/tmp/lab01/pivot.log"),
 ]
 
 

@@ -7,6 +7,8 @@ import os
 import socket
 
 from ..i18n import _
+
+LOG = "/tmp/lab02/{}.log"     # where each exercise's start line keeps what it prints
 from . import PROC_RECOVER, Exercise, background, kill_line, nsenter, own_namespace, started
 
 
@@ -70,34 +72,37 @@ def _loopback():
 EXERCISES = [
     Exercise("02.pid-alone", "PID 1, with a /proc of its own",
              "Start `sleep 1021` in the background as PID 1 of a new PID namespace, with a /proc of that "
-             "namespace mounted in a mount namespace of its own (so that `ps` inside would list only it).",
+             "namespace mounted in a mount namespace of its own (so that `ps` inside would list only it), what it "
+             "prints kept in /tmp/lab02/pid-alone.log.",
              ["pid_namespaces(7): the first process of a new PID namespace is its PID 1; /proc shows the PID "
               "namespace of whoever mounted it",
               "unshare(1): --pid with --fork (the namespace applies to children), --mount-proc (implies --mount)",
-              "sudo setsid -f unshare --pid --fork --mount-proc sleep 1021 >/dev/null 2>&1"],
+              "sudo mkdir -p /tmp/lab02; sudo setsid -f unshare --pid --fork --mount-proc sleep 1021 >/tmp/lab02/pid-alone.log 2>&1"],
              _pid_alone,
-             background("unshare --pid --fork --mount-proc sleep 1021", "sleep", "1021"),
+             background("unshare --pid --fork --mount-proc sleep 1021", "sleep", "1021", log=LOG.format("pid-alone")),
              [PROC_RECOVER, kill_line("sleep", "1021"),
-              "rm -f /tmp/lab02/mycontainer.py; rmdir /tmp/lab02 2>/dev/null || true"]),
+              "rm -f /tmp/lab02/mycontainer.py; rmdir /tmp/lab02 2>/dev/null || true"], log=LOG.format("pid-alone")),
     Exercise("02.hostname", "a hostname of its own",
              "Start `sleep 1022` in the background in a UTS namespace of its own whose hostname is lab02; "
-             "the host keeps its name.",
+             "the host keeps its name; what it prints kept in /tmp/lab02/hostname.log.",
              ["uts_namespaces(7): the hostname and the NIS domain name, nothing else (uname -r is the kernel's)",
               "unshare --uts sh -c '…': set the name inside the new namespace, then exec the sleep",
-              "sudo setsid -f unshare --uts sh -c 'hostname lab02; exec sleep 1022' >/dev/null 2>&1"],
+              "sudo mkdir -p /tmp/lab02; sudo setsid -f unshare --uts sh -c 'hostname lab02; exec sleep 1022' >/tmp/lab02/hostname.log 2>&1"],
              _hostname,
-             background("unshare --uts sh -c 'hostname lab02; exec sleep 1022'", "sleep", "1022"),
-             [kill_line("sleep", "1022")]),
+             background("unshare --uts sh -c 'hostname lab02; exec sleep 1022'", "sleep", "1022",
+                        log=LOG.format("hostname")),
+             [kill_line("sleep", "1022")], log=LOG.format("hostname")),
     Exercise("02.loopback", "a network of one: lo",
              "Start `sleep 1023` in the background in a network namespace of its own in which 127.0.0.1 "
-             "answers a ping.",
+             "answers a ping, what it prints kept in /tmp/lab02/loopback.log.",
              ["network_namespaces(7): a new one has lo (and, on some kernels, fallback tunnel devices), "
               "and lo starts down",
               "unshare --net sh -c '…': bring lo up (ip link set lo up), then exec the sleep",
-              "sudo setsid -f unshare --net sh -c 'ip link set lo up; exec sleep 1023' >/dev/null 2>&1"],
+              "sudo mkdir -p /tmp/lab02; sudo setsid -f unshare --net sh -c 'ip link set lo up; exec sleep 1023' >/tmp/lab02/loopback.log 2>&1"],
              _loopback,
-             background("unshare --net sh -c 'ip link set lo up; exec sleep 1023'", "sleep", "1023"),
-             [kill_line("sleep", "1023")]),
+             background("unshare --net sh -c 'ip link set lo up; exec sleep 1023'", "sleep", "1023",
+                        log=LOG.format("loopback")),
+             [kill_line("sleep", "1023")], log=LOG.format("loopback")),
 ]
 
 

@@ -60,7 +60,7 @@ def solution(name, edit, run="labkit-runtime run -d --bundle {bundle} {cid}"):
             f"cd {path} && python3 -c 'import json; c = json.load(open(\"config.json\")); "
             f"c[\"process\"].update(terminal=False, args=[\"sleep\", \"600\"]); {edit}; "
             f"json.dump(c, open(\"config.json\", \"w\"), indent=2)'",
-            run.format(bundle=path, cid=f"lab05-{name}") + " </dev/null >/dev/null 2>&1"]
+            run.format(bundle=path, cid=f"lab05-{name}") + f" </dev/null >{TOP}/{name}.log 2>&1"]
 
 
 def reset(name):
@@ -126,34 +126,34 @@ EDIT_MOUNT = (f'c["mounts"].append({{"destination": "/data", "type": "bind", "so
 EXERCISES = [
     Exercise("05.no-net", "a container on the host's network",
              f"Make a bundle {TOP}/hostnet (rootfs and config.json) whose container runs `sleep 600` in every "
-             "namespace of the default spec but the network one, and run it detached as lab05-hostnet.",
+             "namespace of the default spec but the network one, and run it detached as lab05-hostnet, what it prints kept in /tmp/lab05/hostnet.log.",
              ["config-linux.md, \"Namespaces\": a namespace not listed in linux.namespaces is the runtime's own",
               "labkit-runtime spec writes the default config.json; remove the entry {\"type\": \"network\"}, set "
               "process.terminal false and process.args; then labkit-runtime run -d --bundle DIR ID",
               f"mkdir -p {TOP}/hostnet && cp -a $ROOTFS {TOP}/hostnet/rootfs && cd {TOP}/hostnet && "
               "labkit-runtime spec; edit config.json; sudo labkit-runtime run -d --bundle . lab05-hostnet "
-              "</dev/null >/dev/null 2>&1"],
-             _host_network, solution("hostnet", EDIT_NET), reset("hostnet")),
+              "</dev/null >/tmp/lab05/hostnet.log 2>&1"],
+             _host_network, solution("hostnet", EDIT_NET), reset("hostnet"), log=f"{TOP}/hostnet.log"),
     Exercise("05.memory", "a memory limit in config.json",
              f"Make a bundle {TOP}/mem whose container (`sleep 600`) has a memory limit of 48 MiB, and run it "
-             "detached as lab05-mem.",
+             "detached as lab05-mem, what it prints kept in /tmp/lab05/mem.log.",
              ["config-linux.md, \"Control groups\" → \"Memory\": linux.resources.memory.limit, in bytes",
               "\"memory\": {\"limit\": 50331648} added inside \"linux\" → \"resources\", beside the "
               "\"devices\" rule already there (replacing the resources would drop it)",
               "as 05.no-net, with c[\"linux\"][\"resources\"][\"memory\"] = {\"limit\": 50331648}; "
-              "sudo labkit-runtime run -d --bundle . lab05-mem </dev/null >/dev/null 2>&1"],
-             _memory, solution("mem", EDIT_MEM), reset("mem")),
+              "sudo labkit-runtime run -d --bundle . lab05-mem </dev/null >/tmp/lab05/mem.log 2>&1"],
+             _memory, solution("mem", EDIT_MEM), reset("mem"), log=f"{TOP}/mem.log"),
     Exercise("05.mount", "a host directory, read-only",
              f"Make a bundle {TOP}/data whose container (`sleep 600`) sees the host's {SHARE} (the notebook "
-             "makes it) at /data, read-only, and run it detached as lab05-data.",
+             "makes it) at /data, read-only, and run it detached as lab05-data, what it prints kept in /tmp/lab05/data.log.",
              ["config.md, \"Mounts\": destination, type, source, options — a bind mount is type \"bind\"",
               "{\"destination\": \"/data\", \"type\": \"bind\", \"source\": \"/tmp/lab05/share\", "
               "\"options\": [\"rbind\", \"ro\"]} appended to \"mounts\"",
               "as 05.no-net, with that entry appended to c[\"mounts\"]; sudo labkit-runtime run -d --bundle . "
-              "lab05-data </dev/null >/dev/null 2>&1"],
+              "lab05-data </dev/null >/tmp/lab05/data.log 2>&1"],
              _mount,
              [f"mkdir -p {SHARE} && echo 'from the host' > {SHARE}/hello"] + solution("data", EDIT_MOUNT),
-             reset("data") + [f"rm -rf {SHARE}", f"rmdir {TOP} 2>/dev/null || true"]),
+             reset("data") + [f"rm -rf {SHARE}", f"rmdir {TOP} 2>/dev/null || true"], log=f"{TOP}/data.log"),
 ]
 
 
