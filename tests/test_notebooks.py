@@ -62,7 +62,13 @@ def execute(path):
                 client.execute_cell(solve, index)
                 client.execute_cell(cell, index)
                 solved[m.group(1)] = _stdout(cell)
-    return [facts_of(nb)], [received, solved]
+        facts = facts_of(nb)
+        # Run All is done, its clean-up too: a student going back to an
+        # exercise cell can run it again, without an error.
+        for index, cell in enumerate(nb.cells):
+            if cell.metadata.get("labkit", {}).get("your_turn") or cell.source.startswith("%%writefile"):
+                client.execute_cell(cell, index)
+    return [facts], [received, solved]
 
 
 CHECK = re.compile(r'^lab\.check\("([^"]+)"\);?$')
@@ -136,16 +142,16 @@ def test_notebook(path, rootfs):
         except BaseException:
             # A notebook that failed half way never reached its clean-up cells:
             # what its exercises made must not pass the next notebook's checks.
-            for ex in lab.exercises():
-                if ex.notebook == name[:2]:
-                    lab.reset(ex.id)
+            _reset(name)
             raise
     if name in _NETNS:   # the kernel, and all it starts, in a network namespace of this test's own
         from netns_helper import private_netns
         with private_netns():
             runs, checks = run()
+            _reset(name)
     else:
         runs, checks = run()
+        _reset(name)
     _checks_both_ways(name, checks, "es" if path.startswith("es/") else "en")
     for n, facts in enumerate(runs, 1):
         missing = [f for f in expected if f not in facts]
@@ -159,6 +165,13 @@ def test_notebook(path, rootfs):
     if check:
         for facts in runs:
             check(facts)
+
+
+def _reset(name):
+    """What the exercise cells, run again after Run All, started or wrote."""
+    for ex in lab.exercises():
+        if ex.notebook == name[:2]:
+            lab.reset(ex.id)
 
 
 def _checks_both_ways(name, checks, language="en"):
