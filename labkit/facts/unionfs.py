@@ -166,6 +166,27 @@ def isolation(rootfs="base"):
                 a=seen_a, b=seen_b, layer_entries=in_layer, layer_shared=shared)
 
 
+def default_layer(rootfs="base"):
+    """A container started with no --layer still writes to a layer of its own:
+    the base rootfs is its lower dir, read-only, and `labkit commit` packs
+    what it wrote."""
+    token = os.urandom(8).hex()
+    with Lab() as lab:
+        with api.Container("sleep 300", rootfs=rootfs) as c:
+            inside = _exec(c, f"echo {token} > /etc/lab04-default; cat /etc/lab04-default").strip()
+            in_upper = _read(os.path.join(upper_of(c), "etc/lab04-default"))
+            tar = lab.path("default.tar")
+            api.call(["commit", c.id, "--output", tar], check=True)
+        in_base = os.path.lexists(os.path.join(home.rootfs_dir(rootfs), "etc/lab04-default"))
+        entries = lines(subprocess.run(["tar", "-tf", tar], capture_output=True, text=True, check=True).stdout)
+    return fact("unionfs_default_layer", LAYER,
+                _("a container started without --layer writes to an upper dir of its own, never to the base "
+                  "rootfs, and labkit commit packs it"),
+                inside, f"upper: {(in_upper or '').strip()!r}; base rootfs has it: {in_base}; commit: {entries}",
+                inside == token and (in_upper or "").strip() == token and not in_base
+                and "etc/lab04-default" in entries, entries=entries)
+
+
 def top_layer_wins(rootfs="base"):
     with Lab() as lab:
         low = lab.layer("low", {"etc/app.conf": "from low\n", "only-low": "low\n"})
@@ -329,4 +350,5 @@ def mounts_left():
 
 def all_facts(rootfs="base"):
     return [copy_up(rootfs), whiteout(rootfs), opaque(rootfs), isolation(rootfs), top_layer_wins(rootfs),
+            default_layer(rootfs),
             provenance(rootfs), disk_usage(rootfs)] + commit(rootfs) + [unsafe_tar_refused(rootfs)]

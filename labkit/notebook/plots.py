@@ -318,3 +318,34 @@ def memory_per_replica(f, ax=None):
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# The course's map: each layer of a container, bottom up, with its notebook.
+COURSE = (
+    (N_("Linux kernel (one, shared by host and containers)"), "#888888", "—"),
+    (N_("chroot / pivot_root: its own /"), "#1f77b4", "01"),
+    (N_("namespaces: PID NET IPC MNT UTS (+USER CGROUP TIME): its own view"), "#2ca02c", "02"),
+    (N_("cgroups: memory, cpu, pids limits"), "#ff7f0e", "03"),
+    (N_("union filesystem: shared read-only layers + a writable one"), "#9467bd", "04"),
+    (N_("container format: config.json (OCI runtime spec), run by labkit or runc"), "#d62728", "05"),
+    (N_("virtual networks: veth pairs, a bridge, NAT, published ports"), "#17becf", "06"),
+    (N_("images and registries: layers named by their digest"), "#8c564b", "07"),
+    (N_("microservices: many identical replicas behind one address"), "#bcbd22", "08"),
+    (N_("security: capabilities, seccomp, user namespaces — and the escapes"), "#e377c2", "09"),
+)
+
+
+def course_map(ax=None):
+    """The layers a container is built from, one per notebook, bottom up."""
+    from matplotlib.patches import FancyBboxPatch
+    fig, ax = _axes(ax, figsize=(9, 0.55 * len(COURSE) + 0.6))
+    for i, (text, color, nb) in enumerate(COURSE):
+        ax.add_patch(FancyBboxPatch((0, i), 10, 0.85, boxstyle="round,pad=0.02", color=color, alpha=0.85))
+        ax.text(0.2, i + 0.42, _(text), va="center", color="white", fontsize=10, weight="bold")
+        ax.text(9.8, i + 0.42, nb, va="center", ha="right", color="white", fontsize=10)
+    ax.set_xlim(0, 10)
+    ax.set_ylim(0, len(COURSE))
+    ax.axis("off")
+    ax.set_title(_("A container, built up one primitive at a time (right: the notebook)"))
+    fig.tight_layout()
+    return fig
