@@ -4,7 +4,7 @@ network namespace of its own (NETNS); relations across facts are checked below."
 
 EXPECTED = {
     "08-microservices-cluster": ["svc_replicas", "svc_round_robin", "svc_kill_replace", "svc_scale",
-                                 "svc_rolling_update", "svc_limits", "svc_cost", "svc_microservices", "svc_left"],
+                                 "svc_rolling_update", "svc_limits", "svc_cost", "svc_ipvs", "svc_microservices", "svc_left"],
 }
 NETNS = ["08-microservices-cluster"]
 

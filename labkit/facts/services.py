@@ -450,5 +450,27 @@ def left():
     return fact("svc_left", LAYER, _("nothing left: services, supervisor, replicas"), found, "", found == [])
 
 
+def ipvs():
+    """Whether this machine's kernel has IPVS, the balancer Docker Swarm's
+    routing mesh uses: loaded (/proc/net/ip_vs), built in, or a module it
+    could load. A figure of the machine the notebook runs on, not a lesson:
+    a Debian VM's kernel has it as a module; a container-host kernel may not."""
+    release = os.uname().release
+    loaded = os.path.exists("/proc/net/ip_vs")
+    try:
+        with open(f"/lib/modules/{release}/modules.builtin") as f:
+            builtin = any(line.rstrip().endswith("/ip_vs.ko") for line in f)
+    except OSError:
+        builtin = False
+    import glob
+    module = bool(glob.glob(f"/lib/modules/{release}/kernel/net/netfilter/ipvs/ip_vs.ko*"))
+    have = loaded or builtin or module
+    where = (_("loaded") if loaded else _("built in") if builtin else _("a module it can load") if module
+             else _("no: neither loaded, built in, nor a module"))
+    return fact("svc_ipvs", LAYER, _("IPVS, Docker Swarm's balancer, on this kernel ({release})", release=release),
+                where, f"/proc/net/ip_vs: {loaded}; modules.builtin: {builtin}; module: {module}",
+                loaded <= have, available=have, release=release)
+
+
 def all_facts():
-    return [replicas(), round_robin(), kill_replace(), scale(), rolling_update(), limits(), cost(), left()]
+    return [replicas(), round_robin(), kill_replace(), scale(), rolling_update(), limits(), cost(), ipvs(), left()]

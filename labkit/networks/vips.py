@@ -20,7 +20,7 @@ rule per port that picks a replica for each new connection, in turn:
 a connection's first packet does (conntrack remembers the choice for the rest
 of it): round robin over connections. This is the kernel doing what a load
 balancer process would, as Kubernetes' kube-proxy does in its nftables mode;
-Docker Swarm uses IPVS for the same job, which this lab's kernel does not have.
+Docker Swarm uses IPVS for the same job, which not every kernel has (labkit.facts.services.ipvs asks).
 No process listens on the virtual IP: the address sits on the bridge (a /32,
 so that the host answers ARP for it) and the rule rewrites every connection
 before any socket could see it. A replica that dies loses its endpoint, and
