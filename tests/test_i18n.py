@@ -89,6 +89,25 @@ def test_parity_catches_a_changed_command():
     assert notebooks.code_skeleton(code) != notebooks.code_skeleton('x = f(1)\nprint(f"pid {y}:", x)')
 
 
+def test_one_variety_of_spanish():
+    """The glossary's rule ("Una sola variante"), enforced: Spain's words and
+    vosotros are found in a translation, in the readings and docs/es (the
+    glossary's own section naming them apart), never in a seed quote."""
+    from labkit.translation import words
+    found = words.problems("es", "Abre el fichero en un terminal.\n"
+                                 "Tenéis que subirla al registro del laboratorio con otra etiqueta (tag).")
+    assert [w for w, _ in found] == ["fichero", "un terminal", "Tenéis", "al registro", "etiqueta (tag)"]
+    assert words.problems("es", "> *El ejecutar un contenedor se crea una etiqueta; el fichero*\n`ls fichero`") == []
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    spanish = sorted(glob.glob(os.path.join(root, "notebooks", "es", "**", "*.md"), recursive=True)
+                     + glob.glob(os.path.join(root, "docs", "es", "*.md")))
+    seen = []
+    for path in spanish:
+        text = open(path, encoding="utf-8").read().split("\n## Una sola variante\n")[0]
+        seen += [(os.path.relpath(path, root), w) for w, _ in words.problems("es", text)]
+    assert len(spanish) > 5 and not seen, seen
+
+
 def test_the_built_notebooks_speak_spanish():
     for path in notebooks.sources():
         built = json.load(open(notebooks.out_path("es", path), encoding="utf-8"))

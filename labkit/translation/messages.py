@@ -19,6 +19,7 @@ import string
 import sys
 
 from ..i18n import po
+from . import words
 
 PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.join(PACKAGE, "i18n")        # the catalogs: labkit/i18n/<lang>/*.po
@@ -136,6 +137,9 @@ def check(lang, only=()):
         elif _fields(e.msgid) != _fields(e.msgstr):
             problems.append(f"labkit/i18n/{lang}/{area}.po: the fields {_fields(e.msgstr)} of the translation "
                             f"differ from the English {_fields(e.msgid)}: {msgid[:60]!r}")
+        elif words.problems(lang, e.msgstr):
+            word, fix = words.problems(lang, e.msgstr)[0]
+            problems.append(f"labkit/i18n/{lang}/{area}.po: {word!r}: write {fix} (the glossary): {msgid[:60]!r}")
         elif re.findall(r"`[^`]+`", e.msgid) != re.findall(r"`[^`]+`", e.msgstr):
             problems.append(f"labkit/i18n/{lang}/{area}.po: the `commands` of the translation differ from "
                             f"the English: {msgid[:60]!r}")

@@ -26,6 +26,7 @@ import sys
 import tokenize
 
 from ..i18n import po
+from . import words
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
@@ -233,6 +234,8 @@ def check(lang, names=()):
             if entry.msgid != text:
                 problems.append(f"{where}: cell {cid} was translated from an older English text (run extract)")
                 continue
+            for word, fix in words.problems(lang, entry.msgstr):
+                problems.append(f"{where}: cell {cid}: {word!r}: write {fix} (i18n/README.md, the glossary)")
             parts = markdown_parts if cell["cell_type"] == "markdown" else code_skeleton
             en, other = parts(text), parts(entry.msgstr)
             for key in en:
