@@ -100,3 +100,17 @@ def test_a_check_that_cannot_finish_says_why_in_one_line(error, words):
     ex = lab.Exercise("00.x", "t", "g", ["a", "b", "c"], broken, ["true"], ["true"])
     done, seen = ex.check()
     assert done is False and words in seen and "\n" not in seen, seen
+
+
+def test_what_a_check_prints_reads_as_rows():
+    """JupyterLab breaks an output line anywhere, mid-word too: every hint
+    and a long ✗ come wrapped at lab.WIDTH, on spaces."""
+    out = []
+    for ex in lab.exercises():
+        for n in (1, 2, 3):
+            lab.hint(ex.id, n, out=out.append)
+    long = "✗ 00.x: " + " ".join(["word"] * 60) + "\n  hint 1: " + "more " * 40
+    out.append(lab.wrap(long))
+    lines = [line for text in out for line in text.split("\n")]
+    assert all(len(line) <= lab.WIDTH or " " not in line.strip() for line in lines), max(lines, key=len)
+    assert " ".join(lab.wrap(long).split()) == " ".join(long.split())

@@ -236,14 +236,14 @@ def check(exercise_id, out=print):
     """✔ or ✗ with what was seen and the first hint; True when done."""
     ex = get(exercise_id)
     if not proc_is_the_hosts():
-        out("✗ " + _("{id}: the host's /proc is not the host's any more: a /proc of another PID namespace "
+        out(wrap("✗ " + _("{id}: the host's /proc is not the host's any more: a /proc of another PID namespace "
                      "is mounted over it (a mount made where / was shared propagates to the host). Recover: "
                      "`sudo umount /proc` until `ls -l /proc/self` works (labkit lab reset 02.pid-alone does "
-                     "it); make / private first next time: mount --make-rprivate /", id=ex.id))
+                     "it); make / private first next time: mount --make-rprivate /", id=ex.id)))
         return False
     done, seen = ex.check()
     if done:
-        out(f"✔ {ex.id}: {seen}")
+        out(wrap(f"✔ {ex.id}: {seen}"))
         return done
     lines = [f"✗ {ex.id}: {seen}"]
     said = log_tail(ex.log) if ex.log else None
@@ -251,15 +251,31 @@ def check(exercise_id, out=print):
         lines.append("  " + _("your start line printed (the end of {log}):", log=ex.log))
         lines += ["    " + line for line in said]
     lines += ["  " + _("hint 1: {hint}", hint=_(ex.hints[0])), "  " + _("(more: lab.hint({id}, 2))", id=repr(ex.id))]
-    out("\n".join(lines))
+    out(wrap("\n".join(lines)))
     return done
+
+
+WIDTH = 100     # a notebook's output area breaks longer lines anywhere, mid-word too
+
+
+def wrap(text):
+    """Each line of ``text`` wrapped at WIDTH on spaces, its continuation
+    indented under its first word: what a check or a hint says reads as
+    rows in JupyterLab and in an 80-column terminal alike."""
+    import textwrap
+    out = []
+    for line in text.split("\n"):
+        indent = " " * (len(line) - len(line.lstrip()) + 2)
+        out.append(textwrap.fill(line, WIDTH, subsequent_indent=indent, break_long_words=False,
+                                 break_on_hyphens=False) if len(line) > WIDTH else line)
+    return "\n".join(out)
 
 
 def hint(exercise_id, n=1, out=print):
     ex = get(exercise_id)
     if not 1 <= n <= len(ex.hints):
         raise LabkitError(f"{ex.id} has hints 1 to {len(ex.hints)}", _("ask for one of those"))
-    out(_("hint {n}: {hint}", n=n, hint=_(ex.hints[n - 1])))
+    out(wrap(_("hint {n}: {hint}", n=n, hint=_(ex.hints[n - 1]))))
     # Nothing returned: a notebook cell would show the hint a second time.
 
 

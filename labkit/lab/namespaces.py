@@ -30,7 +30,8 @@ def _pid_alone():
         return False, why
     nspid = open(f"/proc/{pid}/status").read().split("NSpid:")[1].split("\n")[0].split()
     if nspid[-1] != "1":
-        return False, _("sleep 1021 is PID {n} of its namespace, not 1: unshare --pid needs --fork", n=nspid[-1])
+        return False, _("sleep 1021 is PID {n} of its namespace, not 1: a new PID namespace's PID 1 is the first "
+                        "process started in it, not the one that made it", n=nspid[-1])
     # Whose /proc it sees: the PID namespace of PID 1 in it must be its own.
     try:
         theirs = os.stat(f"/proc/{pid}/root/proc/1/ns/pid").st_ino
