@@ -19,6 +19,12 @@ WHERE = ('if [ -d /sys/fs/cgroup/{ctl} ]; then CG=/sys/fs/cgroup/{ctl}/{name}; F
 MEMORY = WHERE.format(ctl="memory", name="lab03", v1="memory.limit_in_bytes", v2="memory.max")
 CPU = WHERE.format(ctl="cpu", name="lab03-cpu", v1="cpu.cfs_quota_us", v2="cpu.max")
 BUSY = "while :; do :; done # lab03"
+# A reset's last command (after a WHERE prelude): remove $CG, waiting up to 5 s.
+# A killed process drops out of pgrep's view as soon as it is a zombie (a
+# zombie has no command line), before the kernel lets go of its cgroup:
+# until its parent reaps it, rmdir may say EBUSY.
+RMDIR = ('for i in $(seq 50); do [ -d $CG ] || break; rmdir $CG 2>/dev/null || sleep 0.1; done; '
+         '[ ! -d $CG ] || rmdir $CG')
 
 
 def cgroup_dir(pid, controller):
@@ -155,7 +161,7 @@ EXERCISES = [
               'mkdir -p /tmp/lab03 && setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sleep 1031" '
               '>/tmp/lab03/memory.log 2>&1',
               wait_line("sleep", "1031")],
-             [rm_line("lab03"), kill_line("sleep", "1031"), MEMORY + "[ ! -d $CG ] || rmdir $CG"],
+             [rm_line("lab03"), kill_line("sleep", "1031"), MEMORY + RMDIR],
              log="/tmp/lab03/memory.log"),
     Exercise("03.cpu", "a quarter of a CPU",
              "Make a cgroup named lab03-cpu (v1: under /sys/fs/cgroup/cpu; v2: under /sys/fs/cgroup) whose "
@@ -174,7 +180,7 @@ EXERCISES = [
               f'mkdir -p /tmp/lab03 && setsid -f sh -c "echo \\$\\$ > $CG/cgroup.procs && exec sh -c \'{BUSY}\'" '
               '>/tmp/lab03/cpu.log 2>&1',
               wait_line("sh", "-c", BUSY)],
-             [rm_line("lab03-cpu"), kill_line("sh", "-c", BUSY), CPU + "[ ! -d $CG ] || rmdir $CG"],
+             [rm_line("lab03-cpu"), kill_line("sh", "-c", BUSY), CPU + RMDIR],
              log="/tmp/lab03/cpu.log"),
     Exercise("03.free", "free that tells the container's truth",
              "Start a detached container named lab03-free (running `sleep 600`) with a memory limit of 128 MiB, "
