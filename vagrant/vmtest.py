@@ -36,7 +36,7 @@ after that guest step (then the leak scan and the shutdown): `--arch arm64
 --until tour` is what full emulation of another machine can do in an hour.
 
 Usage: vmtest.py [--suite trixie|bookworm] [--arch amd64|arm64] [--until STEP] [--keep]
-                 [--dir DIR] [--accel auto|kvm|tcg] [--cpus N] [--memory MiB]
+                 [--tests EXPR] [--dir DIR] [--accel auto|kvm|tcg] [--cpus N] [--memory MiB]
 """
 import argparse
 import hashlib
@@ -662,7 +662,8 @@ class VMTest:
         return f"used {VENV}, no /lab/.venv"
 
     def pytest(self, log, paths):
-        self.guest.sh(f"cd /lab && {VENV}/bin/python -m pytest -q -p no:cacheprovider "
+        only = f" -k {shlex.quote(self.args.tests)}" if self.args.tests else ""
+        self.guest.sh(f"cd /lab && {VENV}/bin/python -m pytest -q -p no:cacheprovider{only} "
                       + " ".join(paths), log, 3600)
         summary = [line for line in tail(log, 40).splitlines() if " passed" in line or " failed" in line]
         return summary[-1].strip("= ") if summary else tail(log, 1)
@@ -793,6 +794,8 @@ def parse(argv):
                    help="where the image, the logs and the guest's disk go (default: %(default)s)")
     p.add_argument("--accel", choices=["auto", "kvm", "tcg"], default="auto",
                    help="KVM, full emulation (tcg) or KVM when it works (default)")
+    p.add_argument("--tests", metavar="EXPR",
+                   help="only the guest tests pytest -k EXPR selects (e.g. \"09-security\"), to look at one again")
     p.add_argument("--cpus", type=int, default=2)
     p.add_argument("--memory", type=int, default=4096, help="MiB (default: %(default)s)")
     return p.parse_args(argv)
