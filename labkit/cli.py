@@ -296,12 +296,14 @@ def _parser():
                    help="only these stages (chroot namespaces cgroups unionfs oci network images services)")
     t.set_defaults(func=cmd_tour)
 
-    lab = sub.add_parser("lab", help="the exercises: list, check, hint, solve, reset")
+    lab = sub.add_parser("lab", help="the exercises: list, check, hint, solve, reset, variants")
     lsub = lab.add_subparsers(dest="lab_command", metavar="ACTION")
     lsub.required = True
     lsub.add_parser("list", help="every exercise, one a line").set_defaults(func=cmd_lab)
     for action, text in (("check", "exit 0 when it is done, 1 with a hint when not"),
-                         ("solve", "run the reference solution"), ("reset", "undo the exercise")):
+                         ("solve", "run the reference solution"), ("reset", "undo the exercise"),
+                         ("variants", "for an instructor: the other correct solutions and the near misses "
+                                      "the tests run, with what each ✗ says")):
         x = lsub.add_parser(action, help=text)
         x.add_argument("id", metavar="ID")
         x.set_defaults(func=cmd_lab)
@@ -554,6 +556,9 @@ def cmd_lab(a):
         return 0
     if a.lab_command == "hint":
         lab.hint(a.id, a.n)
+        return 0
+    if a.lab_command == "variants":
+        print(lab.variants(a.id))
         return 0
     _need_root(f"labkit lab {a.lab_command}")
     if a.lab_command == "check":

@@ -114,3 +114,18 @@ def test_what_a_check_prints_reads_as_rows():
     lines = [line for text in out for line in text.split("\n")]
     assert all(len(line) <= lab.WIDTH or " " not in line.strip() for line in lines), max(lines, key=len)
     assert " ".join(lab.wrap(long).split()) == " ".join(long.split())
+
+
+def test_an_instructor_reads_every_way():
+    """`labkit lab variants ID`: the reference, the other correct solutions
+    and the near misses the tests run, with their commands (no root)."""
+    import sys
+    for ex in lab.exercises():
+        r = subprocess.run([sys.executable, "-m", "labkit", "lab", "variants", ex.id], capture_output=True,
+                           text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.count("another correct solution,") == len(ex.alternatives) >= 2
+        assert r.stdout.count("near miss,") == len(ex.near_misses) >= 2
+        assert all(f"    {c}" in r.stdout for c in ex.solution)
+    bad = subprocess.run([sys.executable, "-m", "labkit", "lab", "variants", "09.nope"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "labkit lab list" in bad.stderr and "Traceback" not in bad.stderr

@@ -314,5 +314,18 @@ def reveal(question, seen, out=print):
     return seen
 
 
+def variants(exercise_id):
+    """The reference, the other correct solutions and the near misses of an
+    exercise, each with its commands (and, for a near miss, the words its ✗
+    says): what the tests run, for an instructor to read."""
+    ex = get(exercise_id)
+    out = [f"{ex.id}: {_(ex.title)}", "", _("reference (✔):")] + [f"    {c}" for c in ex.solution]
+    for name, commands in ex.alternatives.items():
+        out += ["", _("another correct solution, {name} (✔):", name=name)] + [f"    {c}" for c in commands]
+    for name, (commands, words) in ex.near_misses.items():
+        out += ["", _("near miss, {name} (✗ … {words} …):", name=name, words=words)] + [f"    {c}" for c in commands]
+    return "\n".join(out)
+
+
 def show_solution(exercise_id):
     return "\n".join("sudo " + c for c in get(exercise_id).solution)
