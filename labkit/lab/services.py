@@ -132,10 +132,14 @@ def _sh(cmd, timeout=60):
     return subprocess.run(["sh", "-c", cmd], capture_output=True, text=True, timeout=timeout, env=env())
 
 
+def _compose_file(text):
+    body = text.replace("\\", "\\\\").replace("'", "'\\''").replace("%", "%%").replace("\n", "\\n")
+    return f"mkdir -p {COMPOSE_DIR} && printf '{body}' > {COMPOSE_DIR}/compose.yaml"
+
+
 def _write_compose():
     """The solution's first command: the compose file, with printf as a student could type it."""
-    body = COMPOSE.replace("\\", "\\\\").replace("'", "'\\''").replace("%", "%%").replace("\n", "\\n")
-    return f"mkdir -p {COMPOSE_DIR} && printf '{body}' > {COMPOSE_DIR}/compose.yaml"
+    return _compose_file(COMPOSE)
 
 
 def _rm_service(name):
@@ -182,11 +186,6 @@ EXERCISES = [
               f"labkit compose -f {COMPOSE_DIR}/compose.yaml -p $p down -t 0 >/dev/null 2>&1; done; true",
               f"rm -rf {COMPOSE_DIR}"]),
 ]
-
-
-def _compose_file(text):
-    body = text.replace("\\", "\\\\").replace("'", "'\\''").replace("%", "%%").replace("\n", "\\n")
-    return f"mkdir -p {COMPOSE_DIR} && printf '{body}' > {COMPOSE_DIR}/compose.yaml"
 
 
 _UP = f"labkit compose -f {COMPOSE_DIR}/compose.yaml up"
