@@ -132,7 +132,9 @@ def _step(ins, text, current, cached, layer_tar, say):
             raise LabkitError(f"line {ins.line}: RUN on scratch: there is no shell to run it in",
                               "start FROM an image that has one, e.g. FROM labkit/base")
         cid = "lkbuild-" + os.urandom(6).hex()
-        r = _labkit("run", "--name", cid, "--entrypoint", "", current, *ins.args)
+        env = {e.split("=", 1)[0] for e in (image.get(current)["config"].get("config") or {}).get("Env") or []}
+        args = [f"--env={k}={v}" for k, v in ins.flags.get("arg", []) if k not in env]   # ENV wins
+        r = _labkit("run", "--name", cid, "--entrypoint", "", *args, current, *ins.args)
         try:
             for line in (r.stdout + r.stderr).splitlines()[-20:]:
                 say(f"  | {line}")

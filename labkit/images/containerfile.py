@@ -8,8 +8,11 @@
 
 Lines end with a backslash to go on; `#` starts a comment line. $NAME,
 ${NAME} and ${NAME:-default} take ARG and ENV values (not in RUN, CMD and
-ENTRYPOINT, whose shell does that itself, as docker's builder). Every error
-names its line.
+ENTRYPOINT, whose shell does that itself, as docker's builder). A RUN gets
+the ARGs declared after FROM as environment variables (an ENV of the same
+name wins), and they are part of its cache key, but no ARG is kept in the
+image's config: what --build-arg changes is rebuilt, and nothing of it ships.
+Every error names its line.
 """
 
 import json
@@ -102,6 +105,7 @@ def parse(text, build_args=None):
     """[Instruction] with ARG and ENV substituted; raises ContainerfileError."""
     values = dict(build_args or {})
     declared = set()
+    in_stage = {}        # the ARGs declared after FROM: a RUN's environment
     out = []
     for line, content in _logical_lines(text):
         keyword, _, rest = content.partition(" ")
@@ -114,7 +118,8 @@ def parse(text, build_args=None):
         if not rest:
             raise ContainerfileError(f"line {line}: {keyword} needs arguments", "see `labkit build --help`")
         if keyword == "RUN":
-            out.append(Instruction(line, keyword, _json_or_shell(rest)))
+            arg = {"arg": [[k, v] for k, v in in_stage.items()]} if in_stage else {}
+            out.append(Instruction(line, keyword, _json_or_shell(rest), arg))
             continue
         if keyword in ("CMD", "ENTRYPOINT"):   # not substituted: the container's shell or program does that
             out.append(Instruction(line, keyword, _json_or_shell(rest)))
@@ -125,6 +130,8 @@ def parse(text, build_args=None):
             declared.add(name)
             if name not in values and eq:
                 values[name] = substitute(default, values, line)
+            if out and name in values:     # before FROM, an ARG is FROM's only
+                in_stage[name] = values[name]
             out.append(Instruction(line, keyword, [name, values.get(name, "")]))
         elif keyword in ("ENV", "LABEL"):
             pairs = _pairs(rest, line, keyword)

@@ -25,7 +25,8 @@ ENV WHO=lab \\
 WORKDIR /srv
 COPY hello.txt ./
 COPY --chown=nobody app /opt/app/
-RUN sleep 6 && echo "$GREETING from RUN" > /srv/run.txt && chmod +x /opt/app/run.sh
+ARG PAUSE=0
+RUN sleep $PAUSE && echo "$GREETING from RUN" > /srv/run.txt && chmod +x /opt/app/run.sh
 USER nobody
 EXPOSE 8080
 LABEL org.example.course=labkit
@@ -55,20 +56,23 @@ def timed_build(context, *extra):
 
 
 def test_build_run_and_the_cache(context):
-    first, lines = timed_build(context, "--no-cache")
+    # The RUN step takes 6 s more here: a build from its cache must take a
+    # tenth of that, a gap no slow machine closes by chance.
+    first, lines = timed_build(context, "--no-cache", "--build-arg", "PAUSE=6")
     out = ok("run", "--rm", "lktest/built:v1").split("\n")
     assert out[:7] == ["hello from the context", "hi from RUN", "lab", "65534", "/srv", "app ran", "65534"]
     img = image.get("lktest/built:v1")
     c = img["config"]["config"]
     assert c["User"] == "nobody" and c["ExposedPorts"] == {"8080/tcp": {}}
     assert c["Labels"] == {"org.example.course": "labkit"} and "GREETING=hi" in c["Env"]
+    assert not any(e.startswith("PAUSE=") for e in c["Env"])      # a RUN's ARG, not the image's
     base = image.get("labkit/base")
     # three layers on the base: two COPYs and the RUN; config-only steps make none
     assert len(img["manifest"]["layers"]) == len(base["manifest"]["layers"]) + 3
     assert img["manifest"]["layers"][:1] == base["manifest"]["layers"]
     history = img["config"]["history"]
     assert sum(1 for h in history if not h.get("empty_layer")) == len(img["manifest"]["layers"])
-    second, lines = timed_build(context)
+    second, lines = timed_build(context, "--build-arg", "PAUSE=6")
     steps = [line for line in lines if line.startswith("STEP")]
     assert all(line.endswith("(cached)") for line in steps if not line.split(": ", 1)[1].startswith(("FROM", "ARG")))
     assert store.lookup("lktest/built:v1")["digest"] == img["descriptor"]["digest"]   # the same image
@@ -149,3 +153,27 @@ def test_commit_a_container_to_an_image(rootfs):
     finally:
         ok("rm", "-f", cid)
         labkit("rmi", "-f", "lktest/committed:v1")
+
+
+def test_a_run_sees_the_args_of_its_stage_as_docker_does(tmp_path, rootfs):
+    """docker build's rules: an ARG before FROM is FROM's until declared
+    again; ENV wins over an ARG of the same name; a changed --build-arg
+    rebuilds the RUNs after it; no ARG is left in the image."""
+    d = tmp_path / "ctx"
+    d.mkdir()
+    (d / "Containerfile").write_text(
+        "ARG TOP=top\nFROM labkit/base\nARG TOP\nARG WHO=arg\nENV WHO=env\nARG LATE\n"
+        'RUN echo "$TOP $WHO ${LATE:-unset}" > /out\nCMD ["cat", "/out"]\n')
+    try:
+        for late, says, cached in ((None, "top env unset", False), ("late", "top env late", False),
+                                   ("late", "top env late", True)):
+            r = labkit("build", "-t", "lktest/args:v1", *(["--build-arg", f"LATE={late}"] if late else []), str(d))
+            assert r.returncode == 0, r.stderr
+            run = next(line for line in r.stderr.splitlines() if line.startswith("STEP") and " RUN " in line)
+            assert run.endswith("(cached)") == cached, r.stderr
+            assert ok("run", "--rm", "lktest/args:v1").strip() == says
+        env = image.get("lktest/args:v1")["config"]["config"]["Env"]
+        assert "WHO=env" in env and not any(e.startswith(("TOP=", "LATE=")) for e in env)
+    finally:
+        labkit("rmi", "-f", "lktest/args:v1")
+        builder.prune()
