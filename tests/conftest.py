@@ -88,6 +88,16 @@ def pytest_sessionstart(session):
     session.config._processes_before = processes()
 
 
+def pytest_collection_finish(session):
+    """tests/test_uml_v2.py's kernel starts now if it is to run, and works on
+    one core while the other tests run (its start())."""
+    uml = next((item.module for item in session.items if item.path.name == "test_uml_v2.py"), None)
+    if uml is not None and os.geteuid() == 0 and uml.start() is not None:
+        session.config._uml = uml.start()
+        if session.config._base_before is None:       # start() built it
+            session.config._base_before = base_tree()
+
+
 def base_tree():
     """The base rootfs as names, types, modes, sizes and file mtimes (a write
     changes a file's mtime; a directory's changes when a test only looks, so
@@ -138,6 +148,8 @@ def pytest_sessionfinish(session, exitstatus):
 def _left(session):
     """What the suite leaves that it did not find at its start."""
     from labkit import api
+    if hasattr(session.config, "_uml"):     # an interrupted suite: its kernel goes first
+        session.config._uml.cancel()
     if api._server:          # this process's own fork server goes as a kernel's would at its exit
         api._server.close()
     left = sorted(set(labkit_leftovers()) - session.config._labkit_before)

@@ -55,10 +55,28 @@ pytestmark = [
 PROBE = os.path.join(os.path.dirname(__file__), "uml", "probe_v2.py")
 
 
+ARGS = ["-q", "-rA", PROBE, CGROUP_TESTS, RUN_TESTS, ESCAPE_TESTS, *LAB_TESTS]
+TIMEOUT = 480
+_background = None
+
+
+def start():
+    """Called by tests/conftest.py once the suite knows it will run this
+    file: the base rootfs (read inside through hostfs) is built and the one
+    boot for every check below starts in the background, so its minute and
+    a half on one core overlaps the rest of the suite. None where skipped."""
+    global _background
+    if _background is None and not any(m.mark.args[0] for m in pytestmark):
+        from labkit import builder
+        builder.build("base")
+        _background = harness.Background(ARGS, TIMEOUT)
+    return _background
+
+
 @pytest.fixture(scope="module")
-def uml_run():
-    # One boot for both checks: the v2 probe and the shared test cases.
-    result = harness.run_pytest(["-q", "-rA", PROBE, CGROUP_TESTS, RUN_TESTS, ESCAPE_TESTS, *LAB_TESTS], timeout=480)
+def uml_run(rootfs):
+    # One boot for all the checks: the v2 probe and the shared test cases.
+    result = (_background or harness.Background(ARGS, TIMEOUT)).result()
     print(f"uml: boot {result.boot_seconds} s, total {result.total_seconds} s")
     return result
 

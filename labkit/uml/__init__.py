@@ -105,8 +105,10 @@ def init_script(out, body, keep=()):
     return "\n".join(lines) + "\n"
 
 
-def boot(body, keep=(), timeout=240, mem="1G"):
-    """Boot UML with an init running ``body``; a Result."""
+def boot(body, keep=(), timeout=240, mem="1G", started=None):
+    """Boot UML with an init running ``body``; a Result. ``started`` is
+    called with the kernel's Popen as soon as it runs (to end it from
+    another thread: os.killpg of its pid, the group of all its processes)."""
     if not available():
         raise FileNotFoundError(f"{LINUX_UML} is missing: apt-get install user-mode-linux")
     workdir = tempfile.mkdtemp(prefix="labkit-uml-")
@@ -129,6 +131,8 @@ def boot(body, keep=(), timeout=240, mem="1G"):
         with open(console_path, "wb") as console:
             uml = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=console,
                                    stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            if started:
+                started(uml)
             try:
                 uml.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

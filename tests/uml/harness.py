@@ -14,7 +14,9 @@ mounts land on the host.
 
 import os
 import shlex
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -81,16 +83,66 @@ def _env_for_tests():
     return env
 
 
-def run_pytest(pytest_args, timeout=240, mem="1G", cwd=REPO):
+def run_pytest(pytest_args, timeout=240, mem="1G", cwd=REPO, started=None):
     """Boot UML, run pytest with `pytest_args` inside it, return a Result.
     Paths in `pytest_args` are the host's (the same inside)."""
     env = _env_for_tests()
     r = uml.boot(_body(list(pytest_args), cwd, env), keep=_keep(list(pytest_args), cwd, env),
-                 timeout=timeout, mem=mem)
+                 timeout=timeout, mem=mem, started=started)
     code = r.files.get("exit_code")
     return Result(exit_code=int(code) if code and code.strip() else None,
                   output=r.files.get("output", ""), boot_seconds=r.boot_seconds,
                   total_seconds=r.total_seconds, console=r.console)
+
+
+class Background:
+    """run_pytest in a thread of this process. User-mode Linux is one host
+    CPU's work for a minute or more, most of it waiting on nothing the host's
+    tests do: the suite starts it first and goes on with its other tests on
+    the other core. result() waits for it; cancel() kills the kernel and its
+    processes (a suite interrupted before it asked for the result)."""
+
+    def __init__(self, pytest_args, timeout):
+        self._kernel = []
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._outcome = None
+        self._thread = threading.Thread(target=self._run, args=(list(pytest_args), timeout),
+                                        name="user-mode Linux", daemon=True)
+        self._thread.start()
+
+    def _run(self, pytest_args, timeout):
+        try:
+            self._outcome = run_pytest(pytest_args, timeout=timeout, started=self._started)
+        except BaseException as e:       # raised again in the thread that asks
+            self._outcome = e
+
+    def _started(self, kernel):
+        with self._lock:
+            self._kernel.append(kernel)
+            if self._cancelled:
+                _kill(kernel)
+
+    def result(self):
+        self._thread.join()
+        if isinstance(self._outcome, BaseException):
+            raise self._outcome
+        return self._outcome
+
+    def cancel(self):
+        with self._lock:
+            self._cancelled = True
+            for kernel in self._kernel:
+                _kill(kernel)
+        self._thread.join(timeout=60)
+
+
+def _kill(kernel):
+    """UML runs its processes as host processes of the kernel's group."""
+    try:
+        os.killpg(kernel.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
 
 
 def main(argv):
