@@ -146,7 +146,7 @@ def replicas():
                 service_ps=service_ps, rules=rules, vip=vip)
 
 
-def round_robin(n=30, rate=10):
+def round_robin(n=30, rate=30):
     """Requests to the one published port are answered by the replicas in
     turn (nft's numgen counter, modulo the number of healthy replicas); from
     another container of the network the service's name answers the same."""
@@ -269,11 +269,11 @@ def rolling_update(rate=10):
         # (ten minutes at most) and stopped as soon as the update is done.
         client = Client(int(600 * rate), rate, timeout=10.0)
         client.start()
-        time.sleep(1)
+        time.sleep(0.5)              # the figure's v1 answers before the update
         t = time.time()
         labkit("service", "update", "web", "--image", v2)
         took = time.time() - t
-        time.sleep(1)
+        time.sleep(0.5)              # and v2's after it
         client.stop()
         after = {b for _, b in send(6, 20, timeout=10.0)[0]}
         timeline = events("web")            # the service's whole life: the v1 tasks from their start
