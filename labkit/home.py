@@ -25,6 +25,54 @@ def containers_dir(cid=""):
     return os.path.join(root or os.path.join(home(), "containers"), cid)
 
 
+# Every directory of container states in use on this host, as a symlink
+# named by a hash of its path: $LABKIT_HOME/containers, and each
+# `labkit-runtime --root` (podman's, containerd's). A container's cgroup,
+# labkit/<id>, is host-wide and says nothing of the home it belongs to:
+# `labkit gc` of one home must leave alone the containers of another (a test
+# suite's home beside the student's /var/lib/labkit). /run goes at boot, as
+# the cgroups do.
+ROOTS = "/run/labkit/roots"
+
+
+def register():
+    """Name this home's containers directory in ROOTS (once)."""
+    import hashlib
+    mine = containers_dir()
+    link = os.path.join(ROOTS, hashlib.sha256(mine.encode()).hexdigest()[:16])
+    if os.path.islink(link):
+        return
+    os.makedirs(ROOTS, mode=0o755, exist_ok=True)
+    try:
+        os.symlink(mine, link)
+    except FileExistsError:
+        pass
+
+
+def others():
+    """The ids of the containers recorded in the other containers
+    directories of ROOTS (those gone are dropped from it)."""
+    mine, found = os.path.realpath(containers_dir()), set()
+    try:
+        names = os.listdir(ROOTS)
+    except FileNotFoundError:
+        return found
+    for name in names:
+        link = os.path.join(ROOTS, name)
+        try:
+            target = os.readlink(link)
+            if os.path.realpath(target) != mine:
+                found.update(os.listdir(target))
+        except FileNotFoundError:      # that home was removed: so is its name here
+            try:
+                os.unlink(link)
+            except FileNotFoundError:
+                pass
+        except OSError:
+            continue
+    return found
+
+
 class Lock:
     """An exclusive flock(2) on DIRECTORY/.lock, held for a with block: what
     the networks' and the services' stores serialise their changes with.

@@ -82,6 +82,7 @@ class Container:
 
     def create(self):
         os.makedirs(home.containers_dir(), exist_ok=True)
+        home.register()
         try:
             os.mkdir(self.state_dir, 0o711)
         except FileExistsError:

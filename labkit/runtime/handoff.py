@@ -25,10 +25,23 @@ def seqpacket():
     return socket.socket(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
 
 
+def at(path, op):
+    """``op``(address) for the socket file ``path``. An AF_UNIX address holds
+    107 bytes (unix(7)): a longer path, a deep $LABKIT_HOME, is reached
+    through a descriptor of its directory, /proc/self/fd/N/NAME."""
+    if len(os.fsencode(path)) < 108:
+        return op(path)
+    fd = os.open(os.path.dirname(path), os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        return op(f"/proc/self/fd/{fd}/{os.path.basename(path)}")
+    finally:
+        os.close(fd)
+
+
 def connect(path):
     s = seqpacket()
     try:
-        s.connect(path)
+        at(path, s.connect)
     except OSError:
         s.close()
         return None

@@ -119,8 +119,10 @@ def collect(cid):
                 manager = cgroups.load(cid, path=path, made=state.get("cgroup_made") or ())
                 if manager is not None:
                     manager.destroy()
-            else:
-                cgroups.gc(keep_ids=[c for c in ct.all_ids() if c != cid])
+            else:             # its own, none other: another home may have one of that name too
+                manager = cgroups.load(cid)
+                if manager is not None:
+                    manager.destroy()
         except ImportError:
             pass
     if (state.get("config") or {}).get("network"):
@@ -157,7 +159,8 @@ def gc():
     lines += endpoints.gc()   # endpoints of processes gone (OCI hooks' too)
     try:
         from .. import cgroups
-        for path in cgroups.gc(keep_ids=live) or []:
+        # Not the cgroups of another home's containers (home.ROOTS), live or not: that home's gc.
+        for path in cgroups.gc(keep_ids=set(live) | home.others()) or []:
             lines.append(f"removed cgroup {path}")
     except ImportError:
         pass

@@ -42,7 +42,7 @@ import select
 from ..containers import REAPER as NAME   # its /proc/PID/comm, what `ps -e` and `top` show
 from ..containers import start_time
 from .handoff import children as _children
-from .handoff import command, connect as _connect, kill as _kill, name as _name
+from .handoff import at, command, connect as _connect, kill as _kill, name as _name
 from .handoff import recv as _recv, run_command, send as _send, send_fds, seqpacket as _seqpacket
 from .handoff import drain, fresh_child, import_path, reaped, serve_signals
 
@@ -199,7 +199,7 @@ class Reaper:
             os.unlink(self.path)
         except FileNotFoundError:
             pass
-        self.listener.bind(self.path)
+        at(self.path, self.listener.bind)
         os.umask(old)
         self.listener.listen(128)
         fcntl.fcntl(self.listener.fileno(), fcntl.F_SETFL, os.O_NONBLOCK)
