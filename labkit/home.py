@@ -32,7 +32,7 @@ def containers_dir(cid=""):
 # `labkit gc` of one home must leave alone the containers of another (a test
 # suite's home beside the student's /var/lib/labkit). /run goes at boot, as
 # the cgroups do.
-ROOTS = "/run/labkit/roots"
+ROOTS = "/run/labkit-roots"
 
 
 def register():

@@ -1,7 +1,7 @@
 """Two $LABKIT_HOMEs on one host — a test suite's beside the student's
 /var/lib/labkit, or two suites at once: what a command of one home removes
 is its own. A container's cgroup (labkit/<name>) is host-wide and names no
-home, so each home's containers directory is named in /run/labkit/roots
+home, so each home's containers directory is named in /run/labkit-roots
 (labkit/home.py) and `labkit gc` leaves alone the ids another home records."""
 
 import os
@@ -40,7 +40,7 @@ def test_gc_and_rm_of_one_home_leave_another_homes_container(rootfs, labkit_cli,
         assert os.path.isdir(os.path.join(tmp_path, "other-home", "containers", "hometwin"))
     finally:
         labkit_cli("rm", "-f", "hometwin", env=other)
-    # That home gone, its name in /run/labkit/roots goes at the next look.
+    # That home gone, its name in /run/labkit-roots goes at the next look.
     os.rename(tmp_path / "other-home", tmp_path / "gone")
     home.others()
     assert str(tmp_path / "other-home" / "containers") not in \
