@@ -13,7 +13,9 @@ either the old ruleset or the new one is in force, never half of each.
                          another link gets the host's address (masquerade);
                          one from 127.0.0.1 to a published port too
       chain forward      filter: one network's bridge never forwards to
-                         another's (Docker's DOCKER-ISOLATION chains)
+                         another's (Docker's DOCKER-ISOLATION chains), and
+                         nothing from beyond the host starts a connection
+                         to a container but through a published port
       chain input        filter: nothing that comes in from a bridge is
                          delivered to the host's 127.0.0.0/8 (the guard)
     }
@@ -28,6 +30,17 @@ CVE-2020-8558, which Kubernetes closed with the same rule: drop packets to
 127.0.0.0/8 that arrive from elsewhere than lo, unless they belong to a
 connection already made (the answers to a published port's clients).
 `sudo nft flush chain ip labkit input` takes the guard off, for the lesson.
+
+The way in. The host routes (ip_forward=1), so a machine next to it that
+routes a network's subnet through the host could open a connection to any
+port of any container, published or not, straight to the container's
+address: a port bound to 127.0.0.1 on the host is then open to the LAN
+(moby/moby#45610). Docker drops what its own rules did not let in (the
+FORWARD chain's policy, and since Docker 28 the container's address from
+elsewhere than its bridge); here the forward chain lets into a bridge only
+the answers to a container's own connections and what a published port's
+DNAT sent there. `sudo nft flush chain ip labkit forward` takes it off (with
+the isolation of the networks).
 
 `nft list table ip labkit` prints it; the table is deleted with the last network.
 """
@@ -78,6 +91,11 @@ def render(networks, endpoints_of, vips_of=lambda name: ()):
 
     local = ["fib daddr type local jump ports"]
     quoted = ", ".join(f'"{b}"' for b in bridges)
+    if bridges:      # after the isolation above: from a bridge here is from the same network
+        forward += [f"oifname {{ {quoted} }} iifname {{ {quoted} }} accept",
+                    f"oifname {{ {quoted} }} ct state {{ established, related }} accept",
+                    f'oifname {{ {quoted} }} ct status dnat accept comment "a published port"',
+                    f'oifname {{ {quoted} }} drop comment "nothing else from beyond the host reaches a container"']
     guard = [f'iifname {{ {quoted} }} ip daddr 127.0.0.0/8 ct state != {{ established, related }} drop '
              'comment "no container reaches the host\'s loopback (CVE-2020-8558)"'] if bridges else []
     return (f"table {TABLE} {{\n"

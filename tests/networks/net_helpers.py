@@ -50,6 +50,20 @@ class Outside:
                                         self.SERVER], stdout=subprocess.PIPE, text=True)
         assert self.server.stdout.readline().strip() == "ready"
 
+    def run(self, *argv, timeout=30):
+        """A command in the outside namespace (the host's files, its own network)."""
+        return subprocess.run(["nsenter", f"--net=/proc/{self.holder.pid}/ns/net", *argv],
+                              capture_output=True, text=True, timeout=timeout)
+
+    def route_through_the_host(self, subnet):
+        """As a machine on the host's LAN could: ``subnet`` by way of the host."""
+        r = self.run("ip", "route", "add", subnet, "via", self.HERE)
+        assert r.returncode == 0, r.stderr
+
+    def get(self, url):
+        """The page at ``url`` fetched from outside, or '' (one try, 3 seconds)."""
+        return self.run("curl", "-s", "--max-time", "3", url).stdout.strip()
+
     def close(self):
         for p in (self.server, self.holder):
             p.kill()
