@@ -41,7 +41,7 @@ def memory_oom(f, ax=None):
             label=_("memory in use (the container's cgroup)"))
     ax.axhline(limit, color="#d62728", linestyle="--", label=_("limit: {limit:.0f} MiB", limit=limit))
     if f.get("kill_t") is not None:
-        ax.axvline(f["kill_t"], color="black", linestyle=":", label="OOM kill (oom_kill 0 → 1)")
+        ax.axvline(f["kill_t"], color="black", linestyle=":", label=_("OOM kill (oom_kill 0 → 1)"))
         ax.annotate("SIGKILL", (f["kill_t"], limit), xytext=(6, -28), textcoords="offset points")
     ax.set_xlabel(_("seconds"))
     ax.set_ylabel("MiB")
@@ -63,7 +63,7 @@ def fork_bomb(f, ax=None):
     ax2 = ax.twinx()
     ax2.plot(s["t"], [v or 0 for v in s["pids_refused"]], color="#7f7f7f", linewidth=1,
              label=_("forks refused (pids.events max)"))
-    ax2.set_ylabel("forks refused", color="#7f7f7f")
+    ax2.set_ylabel(_("forks refused"), color="#7f7f7f")
     ax.set_xlabel(_("seconds"))
     ax.set_ylabel(_("processes"))
     ax.set_ylim(0, f["pids_limit"] * 1.3)
@@ -121,10 +121,10 @@ def cpu_shares(f, axes=None):
     measured = [u / total for u in f["cpu_usec"]]
     expected = [sh / sum(f["shares"]) for sh in f["shares"]]
     x = range(len(f["shares"]))
-    axes[1].bar([i - 0.2 for i in x], expected, width=0.4, color="#cccccc", label="shares ratio")
+    axes[1].bar([i - 0.2 for i in x], expected, width=0.4, color="#cccccc", label=_("shares ratio"))
     axes[1].bar([i + 0.2 for i in x], measured, width=0.4, color=colors[:len(measured)],
                 label=_("measured cpu time"))
-    axes[1].set_xticks(list(x), [f"shares {sh}" for sh in f["shares"]])
+    axes[1].set_xticks(list(x), [_("shares {shares}", shares=sh) for sh in f["shares"]])
     axes[1].set_ylabel(_("fraction of the cpu"))
     axes[1].set_ylim(0, 1)
     axes[1].set_title(_("split 1:{ratio} (expected 1:{expected:g})", ratio=f["ratio"], expected=f["expected_ratio"]))
