@@ -89,13 +89,22 @@ def pytest_sessionstart(session):
 
 
 def pytest_collection_finish(session):
-    """tests/test_uml_v2.py's kernel starts now if it is to run, and works on
-    one core while the other tests run (its start())."""
-    uml = next((item.module for item in session.items if item.path.name == "test_uml_v2.py"), None)
-    if uml is not None and os.geteuid() == 0 and uml.start() is not None:
-        session.config._uml = uml.start()
-        if session.config._base_before is None:       # start() built it
-            session.config._base_before = base_tree()
+    session.config._uml_module = next(
+        (item.module for item in session.items if item.path.name == "test_uml_v2.py"), None)
+
+
+def pytest_runtest_setup(item):
+    """tests/test_uml_v2.py's kernel starts before the first test that is
+    not one of tests/cgroups (first in the suite: they measure CPU time and
+    would share the machine), and works on one core while the other tests
+    run (its start())."""
+    config = item.config
+    uml = getattr(config, "_uml_module", None)
+    if uml is None or hasattr(config, "_uml") or item.path.parent.name == "cgroups" or os.geteuid() != 0:
+        return
+    config._uml = uml.start()
+    if config._uml is not None and config._base_before is None:       # start() built it
+        config._base_before = base_tree()
 
 
 def base_tree():
@@ -148,7 +157,7 @@ def pytest_sessionfinish(session, exitstatus):
 def _left(session):
     """What the suite leaves that it did not find at its start."""
     from labkit import api
-    if hasattr(session.config, "_uml"):     # an interrupted suite: its kernel goes first
+    if getattr(session.config, "_uml", None):     # an interrupted suite: its kernel goes first
         session.config._uml.cancel()
     if api._server:          # this process's own fork server goes as a kernel's would at its exit
         api._server.close()

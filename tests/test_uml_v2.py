@@ -61,10 +61,11 @@ _background = None
 
 
 def start():
-    """Called by tests/conftest.py once the suite knows it will run this
-    file: the base rootfs (read inside through hostfs) is built and the one
-    boot for every check below starts in the background, so its minute and
-    a half on one core overlaps the rest of the suite. None where skipped."""
+    """Called by tests/conftest.py when the suite will run this file, after
+    tests/cgroups (they measure CPU time): the base rootfs (read inside
+    through hostfs) is built and the one boot for every check below starts
+    in the background, so its minute or so on one core overlaps the tests
+    that follow. None where skipped."""
     global _background
     if _background is None and not any(m.mark.args[0] for m in pytestmark):
         from labkit import builder

@@ -98,7 +98,7 @@ def run_pytest(pytest_args, timeout=240, mem="1G", cwd=REPO, started=None):
 class Background:
     """run_pytest in a thread of this process. User-mode Linux is one host
     CPU's work for a minute or more, most of it waiting on nothing the host's
-    tests do: the suite starts it first and goes on with its other tests on
+    tests do: the suite starts it early and goes on with its other tests on
     the other core. result() waits for it; cancel() kills the kernel and its
     processes (a suite interrupted before it asked for the result)."""
 
