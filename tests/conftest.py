@@ -77,12 +77,10 @@ def _resume_registry_service(session):
 
 def pytest_sessionstart(session):
     session.config._registry_paused = os.geteuid() == 0 and _pause_registry_service()
-    if os.geteuid() == 0 and labkit_leftovers() and os.environ.get("LABKIT_IN_UML") != "1":
-        # An earlier run that was killed may have left things: collect what
-        # belongs to dead containers first (running ones are left alone), so
-        # that this run is judged on what it leaves itself.
-        from labkit.runtime.lifecycle import gc
-        sys.stderr.write("labkit gc before the suite: " + "; ".join(gc()) + "\n")
+    # What is there already (an earlier run that was killed, another suite
+    # running at the same time) is not this run's: it is judged on what it
+    # leaves itself, and collects nothing of theirs (a `labkit gc` here
+    # would take another run's bare test cgroups for leftovers).
     session.config._labkit_before = set(labkit_leftovers()) if os.geteuid() == 0 else set()
     session.config._base_before = base_tree()
     session.config._processes_before = processes()
