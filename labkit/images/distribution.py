@@ -118,7 +118,9 @@ class Registry:
         if not realm:
             return None
         query = urllib.parse.urlencode({k: v for k, v in fields.items() if k in ("service", "scope")})
-        parsed = urllib.parse.urlsplit(realm)
+        # A realm without a host is the registry's own (as a browser resolves a link).
+        parsed = urllib.parse.urlsplit(urllib.parse.urljoin(
+            f"{'http' if insecure(self.host) else 'https'}://{self.host}/", realm))
         conn = self._connect(parsed.netloc, parsed.scheme == "https")
         conn.request("GET", f"{parsed.path}?{query}", headers={"Authorization": basic} if basic else {})
         resp = conn.getresponse()
@@ -130,8 +132,8 @@ class Registry:
             answer = json.loads(data)
         except ValueError:
             return None
-        token = answer.get("token") or answer.get("access_token")
-        return f"Bearer {token}" if token else None
+        token = (answer.get("token") or answer.get("access_token")) if isinstance(answer, dict) else None
+        return f"Bearer {token}" if isinstance(token, str) and token else None
 
 
 def _split_params(text):
@@ -162,9 +164,31 @@ def _fail(resp, what, hint):
     try:
         errors = json.loads(body).get("errors") or []
         detail = "; ".join(f"{e.get('code')}: {e.get('message')}" for e in errors) or body
-    except ValueError:
+    except (ValueError, AttributeError, TypeError):     # not the spec's {"errors": [{...}]}
         detail = body.strip()[:200] or resp.reason
     raise LabkitError(f"{what}: HTTP {resp.status} {detail[:300]}", hint)
+
+
+GARBAGE = "the registry answered something that is no image: nothing was stored"
+
+
+def _descriptor(d, what):
+    """A descriptor from the registry's document: a dict with a sha256
+    digest and, if any, a size that is a number of bytes; else one line."""
+    if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
+        raise LabkitError(f"{what}: not a descriptor with a digest", GARBAGE)
+    store.blob_path(d["digest"])          # anything but sha256:<64 hex digits> is refused
+    size = d.get("size")
+    if size is not None and (type(size) is not int or size < 0):
+        raise LabkitError(f"{what} {d['digest']}: size {str(size)[:40]!r} is not a number of bytes", GARBAGE)
+    return d
+
+
+def _list_of(doc, key, what):
+    items = doc.get(key, [])
+    if not isinstance(items, list):
+        raise LabkitError(f"{what}: '{key}' is not a list", GARBAGE)
+    return items
 
 
 def _expect(resp, conn, status, what, hint):
@@ -231,7 +255,11 @@ def _get_manifest(reg, ref_or_digest):
     except ValueError:
         raise LabkitError(f"manifest {reg.repository}:{ref_or_digest} is not JSON",
                           "the registry answered garbage") from None
+    if not isinstance(doc, dict):
+        raise LabkitError(f"manifest {reg.repository}:{ref_or_digest} is not a JSON object", GARBAGE)
     media = doc.get("mediaType") or media
+    if not isinstance(media, str):
+        raise LabkitError(f"manifest {reg.repository}:{ref_or_digest}: its mediaType is not a name", GARBAGE)
     if media not in MANIFESTS + INDEXES:
         raise LabkitError(f"manifest {reg.repository}:{ref_or_digest}: media type '{media}' is not one labkit reads",
                           f"labkit reads {', '.join(MANIFESTS + INDEXES)}")
@@ -251,17 +279,30 @@ def _blob(reg, desc, what):
         conn.close()
 
 
+def _platform(m):
+    p = m.get("platform") if isinstance(m, dict) else None
+    return (p.get("os"), p.get("architecture")) if isinstance(p, dict) else (None, None)
+
+
 def pull(text):
     ref = _target(text)
     reg = Registry(ref.registry, ref.repository)
+    try:
+        return _pull(ref, reg)
+    except (http.client.HTTPException, ConnectionError, TimeoutError) as e:
+        # An answer cut short, a lying Content-Length, a connection dropped mid-blob.
+        raise LabkitError(f"registry {reg.host}: the answer broke off ({type(e).__name__})",
+                          "nothing was stored; try again, or check the registry") from None
+
+
+def _pull(ref, reg):
     doc, data, digest, media = _get_manifest(reg, ref.digest or ref.tag)
     if media in INDEXES:
         arch = image.architecture()
-        chosen = [m for m in doc.get("manifests", [])
-                  if (m.get("platform") or {}).get("os") == "linux" and (m.get("platform") or {}).get("architecture") == arch]
+        chosen = [m for m in _list_of(doc, "manifests", f"{ref}: index") if _platform(m) == ("linux", arch)]
         if not chosen:
             raise NotFound(f"{ref}: no image for linux/{arch} in its index", "push one for this machine's platform")
-        doc, data, digest, media = _get_manifest(reg, chosen[0]["digest"])
+        doc, data, digest, media = _get_manifest(reg, _descriptor(chosen[0], f"{ref}: index entry")["digest"])
         if media not in MANIFESTS:
             raise LabkitError(f"{ref}: an index inside an index", "labkit reads one level of index")
     with store.Lock():
@@ -275,16 +316,21 @@ def pull(text):
 
 def _store_image(ref, reg, doc, data, digest, media):
     """Config, layers (each checked against its diff_id), then the manifest and the tag."""
-    _blob(reg, doc["config"], "config")
+    _blob(reg, _descriptor(doc.get("config"), f"{ref}: config"), "config")
     config = store.read_json(doc["config"]["digest"])
-    diff_ids = (config.get("rootfs") or {}).get("diff_ids") or []
-    if len(diff_ids) != len(doc.get("layers", [])):
-        raise LabkitError(f"{ref}: {len(doc.get('layers', []))} layers but {len(diff_ids)} diff_ids",
+    rootfs = config.get("rootfs") if isinstance(config, dict) else None
+    diff_ids = (rootfs.get("diff_ids") if isinstance(rootfs, dict) else None) or []
+    if not isinstance(config, dict) or not isinstance(diff_ids, list) or \
+            not all(isinstance(d, str) for d in diff_ids):
+        raise LabkitError(f"{ref}: the config is not an image config (rootfs.diff_ids)", GARBAGE)
+    found = [_descriptor(d, f"{ref}: layer") for d in _list_of(doc, "layers", f"{ref}: manifest")]
+    if len(diff_ids) != len(found):
+        raise LabkitError(f"{ref}: {len(found)} layers but {len(diff_ids)} diff_ids",
                           "the image is inconsistent: nothing was tagged")
-    for i, (desc, diff_id) in enumerate(zip(doc["layers"], diff_ids)):
+    for i, (desc, diff_id) in enumerate(zip(found, diff_ids)):
         fresh = not store.has(desc["digest"])
         say(f"{ref}: layer {i + 1}/{len(diff_ids)} {desc['digest'][:19]}… "
-            f"{desc.get('size', 0) / 1e6:.1f} MB {'pulling' if fresh else 'present'}")
+            f"{(desc.get('size') or 0) / 1e6:.1f} MB {'pulling' if fresh else 'present'}")
         _blob(reg, desc, "layer")
         if fresh and layers.diff_id(store.blob_path(desc["digest"])) != diff_id:
             os.unlink(store.blob_path(desc["digest"]))
@@ -292,7 +338,8 @@ def _store_image(ref, reg, doc, data, digest, media):
                                     "the image is corrupt: nothing was tagged")
     stored, size = store.put_stream(io.BytesIO(data), expected=digest)
     store.set_tag(str(ref), {"mediaType": media, "digest": stored, "size": size,
-                             "platform": {"architecture": config.get("architecture", ""), "os": config.get("os", "")}})
+                             "platform": {"architecture": str(config.get("architecture", "")),
+                                          "os": str(config.get("os", ""))}})
 
 
 # ---- push ----------------------------------------------------------------
