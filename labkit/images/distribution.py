@@ -32,6 +32,7 @@ import urllib.parse
 
 from .. import layers
 from ..errors import LabkitError, NotFound
+from ..i18n import N_
 from . import image, reference, store
 
 MANIFESTS = store.IMAGE_MANIFESTS
@@ -169,7 +170,7 @@ def _fail(resp, what, hint):
     raise LabkitError(f"{what}: HTTP {resp.status} {detail[:300]}", hint)
 
 
-GARBAGE = "the registry answered something that is no image: nothing was stored"
+GARBAGE = N_("the registry answered something that is no image: nothing was stored")
 
 
 def _descriptor(d, what):
