@@ -1,6 +1,7 @@
 """Every exercise's check, both ways, against the real system: it fails
 (with a hint) before the reference solution, fails on a near miss, passes
-after the solution, and fails again after reset — which leaves nothing."""
+after the solution, and fails again after reset — which leaves nothing.
+Each verdict is asked again in Spanish: the same, said in Spanish."""
 
 import glob
 import os
@@ -10,6 +11,7 @@ import sys
 import pytest
 
 from labkit import containers, lab
+from labkit.i18n import catalog
 from labkit.lab import cgroups as lab03, chroot as lab01, oci as lab05
 
 pytestmark = pytest.mark.root
@@ -73,6 +75,7 @@ def _one_way(exercise_id, kind, name):
         if kind == "reference":      # as received, before the student did anything
             assert lab.check(exercise_id, out=out.append) is False
             assert flat(ex.hints[0]) in flat(out[-1]) and out[-1].startswith("✗"), out[-1]
+            assert flat(catalog("es")[ex.hints[0]]) in flat(_in_spanish(exercise_id, out[-1]))
         if kind == "miss":
             commands, word = ex.near_misses[name]
             lab._shell(commands)
@@ -80,9 +83,21 @@ def _one_way(exercise_id, kind, name):
         else:
             lab._shell(ex.solution if kind == "reference" else ex.alternatives[name])
             assert lab.check(exercise_id, out=out.append) is True, out[-1]
+        _in_spanish(exercise_id, out[-1])
     finally:
         lab.reset(exercise_id)
     _nothing_left(exercise_id, name or kind)
+
+
+def _in_spanish(exercise_id, english):
+    """The same check again as a Spanish student's notebook runs it
+    (LABKIT_LANG=es): the same verdict, its reason said in Spanish."""
+    out = []
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("LABKIT_LANG", "es")
+        lab.check(exercise_id, out=out.append)
+    assert out[-1][:1] == english[:1] and out[-1] != english, (english, out[-1])
+    return out[-1]
 
 
 def _nothing_left(exercise_id, way):
