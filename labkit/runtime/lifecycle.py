@@ -114,15 +114,12 @@ def collect(cid):
     if state.get("cgroup"):
         try:
             from .. import cgroups
-            path = (state.get("config") or {}).get("cgroup_path")
-            if path:          # a cgroupsPath of its own: not under labkit/, where gc looks
-                manager = cgroups.load(cid, path=path, made=state.get("cgroup_made") or ())
-                if manager is not None:
-                    manager.destroy()
-            else:             # its own, none other: another home may have one of that name too
-                manager = cgroups.load(cid)
-                if manager is not None:
-                    manager.destroy()
+            # Its own cgroup only (a cgroupsPath of its own, or labkit/<id>): the
+            # others are other containers', of this home or another's.
+            manager = cgroups.load(cid, path=(state.get("config") or {}).get("cgroup_path"),
+                                   made=state.get("cgroup_made") or ())
+            if manager is not None:
+                manager.destroy()
         except ImportError:
             pass
     if (state.get("config") or {}).get("network"):
