@@ -69,26 +69,6 @@ def load(path):
 _LAYOUT = "a tar `labkit save` or skopeo's oci-archive wrote holds a sound one"
 
 
-def _object(data, what):
-    """The JSON object in ``data``, or one line saying it is none."""
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise LabkitError(f"{what} is not JSON", _LAYOUT) from None
-    if not isinstance(doc, dict):
-        raise LabkitError(f"{what} is not a JSON object", _LAYOUT)
-    return doc
-
-
-def _descriptors(doc, key, what):
-    """doc[key] as a list of descriptors, each with a digest (a string)."""
-    items = doc.get(key, [])
-    if not isinstance(items, list) or not all(isinstance(d, dict) and isinstance(d.get("digest"), str)
-                                              for d in items):
-        raise LabkitError(f"{what}: '{key}' is not a list of descriptors with a digest", _LAYOUT)
-    return items
-
-
 def _ref_name(desc):
     annotations = desc.get("annotations")
     ref = annotations.get(store.REF_NAME) if isinstance(annotations, dict) else None
@@ -100,7 +80,7 @@ def _load(tar, path):
     for m in tar:
         name = m.name[2:] if m.name.startswith("./") else m.name
         if name == "index.json" and m.isfile():
-            index = _object(tar.extractfile(m).read(), f"{path}: index.json")
+            index = store.json_object(tar.extractfile(m).read(), f"{path}: index.json", _LAYOUT)
         elif name.startswith("blobs/sha256/") and m.isfile():
             store.put_stream(tar.extractfile(m), expected="sha256:" + name.rsplit("/", 1)[1], size=m.size)
         elif name in ("oci-layout", "blobs", "blobs/sha256", ".", "") or m.isdir():
@@ -111,22 +91,21 @@ def _load(tar, path):
     if index is None:
         raise LabkitError(f"{path}: no index.json", "this is not an OCI image layout tar")
     loaded = []
-    for desc in _descriptors(index, "manifests", f"{path}: index.json"):
+    for desc in store.descriptors(index, "manifests", f"{path}: index.json", _LAYOUT):
         ref = _ref_name(desc)
         if not ref:
             continue
         image.normalize(ref)                           # a sound name, or this raises
         what = f"{path}: the manifest of {ref}"
         data = store.read_blob(desc["digest"])         # present and sound, or this raises
-        manifest = _object(data, what)
+        manifest = store.json_object(data, what, _LAYOUT)
         if desc.get("mediaType") not in store.IMAGE_MANIFESTS or desc.get("size") != len(data):
             raise LabkitError(f"{what}: its descriptor's mediaType or size is wrong", _LAYOUT)
         if "platform" in desc and not isinstance(desc["platform"], dict):
             raise LabkitError(f"{what}: its descriptor's platform is not an object", _LAYOUT)
-        config = manifest.get("config")
-        if not isinstance(config, dict) or not isinstance(config.get("digest"), str):
-            raise LabkitError(f"{what} has no config descriptor", _LAYOUT)
-        for d in [config["digest"]] + [layer["digest"] for layer in _descriptors(manifest, "layers", what)]:
+        config = store.descriptor(manifest.get("config"), f"{what}: config", _LAYOUT)
+        for d in [config["digest"]] + [layer["digest"] for layer in store.descriptors(manifest, "layers", what,
+                                                                                       _LAYOUT)]:
             if not store.has(d):
                 raise LabkitError(f"{path}: {ref} needs blob {d}, which the tar lacks",
                                   "save the image again")

@@ -173,25 +173,6 @@ def _fail(resp, what, hint):
 GARBAGE = N_("the registry answered something that is no image: nothing was stored")
 
 
-def _descriptor(d, what):
-    """A descriptor from the registry's document: a dict with a sha256
-    digest and, if any, a size that is a number of bytes; else one line."""
-    if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
-        raise LabkitError(f"{what}: not a descriptor with a digest", GARBAGE)
-    store.blob_path(d["digest"])          # anything but sha256:<64 hex digits> is refused
-    size = d.get("size")
-    if size is not None and (type(size) is not int or size < 0):
-        raise LabkitError(f"{what} {d['digest']}: size {str(size)[:40]!r} is not a number of bytes", GARBAGE)
-    return d
-
-
-def _list_of(doc, key, what):
-    items = doc.get(key, [])
-    if not isinstance(items, list):
-        raise LabkitError(f"{what}: '{key}' is not a list", GARBAGE)
-    return items
-
-
 def _expect(resp, conn, status, what, hint):
     """The answer must have ``status`` (else one line naming ``what``); it is
     drained and its connection closed. Returns it: its headers stay readable."""
@@ -251,13 +232,7 @@ def _get_manifest(reg, ref_or_digest):
     if expected and expected != digest:
         raise store.DigestError(f"manifest {reg.repository}:{ref_or_digest}: its bytes hash to {digest}, "
                                 f"not {expected}", "the registry sent a corrupted or tampered manifest: nothing stored")
-    try:
-        doc = json.loads(data)
-    except ValueError:
-        raise LabkitError(f"manifest {reg.repository}:{ref_or_digest} is not JSON",
-                          "the registry answered garbage") from None
-    if not isinstance(doc, dict):
-        raise LabkitError(f"manifest {reg.repository}:{ref_or_digest} is not a JSON object", GARBAGE)
+    doc = store.json_object(data, f"manifest {reg.repository}:{ref_or_digest}", GARBAGE)
     media = doc.get("mediaType") or media
     if not isinstance(media, str):
         raise LabkitError(f"manifest {reg.repository}:{ref_or_digest}: its mediaType is not a name", GARBAGE)
@@ -281,7 +256,7 @@ def _blob(reg, desc, what):
 
 
 def _platform(m):
-    p = m.get("platform") if isinstance(m, dict) else None
+    p = m.get("platform")
     return (p.get("os"), p.get("architecture")) if isinstance(p, dict) else (None, None)
 
 
@@ -300,10 +275,11 @@ def _pull(ref, reg):
     doc, data, digest, media = _get_manifest(reg, ref.digest or ref.tag)
     if media in INDEXES:
         arch = image.architecture()
-        chosen = [m for m in _list_of(doc, "manifests", f"{ref}: index") if _platform(m) == ("linux", arch)]
+        chosen = [m for m in store.descriptors(doc, "manifests", f"{ref}: index", GARBAGE)
+                  if _platform(m) == ("linux", arch)]
         if not chosen:
             raise NotFound(f"{ref}: no image for linux/{arch} in its index", "push one for this machine's platform")
-        doc, data, digest, media = _get_manifest(reg, _descriptor(chosen[0], f"{ref}: index entry")["digest"])
+        doc, data, digest, media = _get_manifest(reg, chosen[0]["digest"])
         if media not in MANIFESTS:
             raise LabkitError(f"{ref}: an index inside an index", "labkit reads one level of index")
     with store.Lock():
@@ -317,14 +293,14 @@ def _pull(ref, reg):
 
 def _store_image(ref, reg, doc, data, digest, media):
     """Config, layers (each checked against its diff_id), then the manifest and the tag."""
-    _blob(reg, _descriptor(doc.get("config"), f"{ref}: config"), "config")
+    _blob(reg, store.descriptor(doc.get("config"), f"{ref}: config", GARBAGE), "config")
     config = store.read_json(doc["config"]["digest"])
     rootfs = config.get("rootfs") if isinstance(config, dict) else None
     diff_ids = (rootfs.get("diff_ids") if isinstance(rootfs, dict) else None) or []
     if not isinstance(config, dict) or not isinstance(diff_ids, list) or \
             not all(isinstance(d, str) for d in diff_ids):
         raise LabkitError(f"{ref}: the config is not an image config (rootfs.diff_ids)", GARBAGE)
-    found = [_descriptor(d, f"{ref}: layer") for d in _list_of(doc, "layers", f"{ref}: manifest")]
+    found = store.descriptors(doc, "layers", f"{ref}: manifest", GARBAGE)
     if len(diff_ids) != len(found):
         raise LabkitError(f"{ref}: {len(found)} layers but {len(diff_ids)} diff_ids",
                           "the image is inconsistent: nothing was tagged")

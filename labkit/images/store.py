@@ -125,6 +125,39 @@ def put_json(obj):
     return put_stream(io.BytesIO(data))
 
 
+# -- documents from outside: an archive's, a registry's ------------------------
+
+def json_object(data, what, hint):
+    """The JSON object in ``data``, or one line saying it is none."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise LabkitError(f"{what} is not JSON", hint) from None
+    if not isinstance(doc, dict):
+        raise LabkitError(f"{what} is not a JSON object", hint)
+    return doc
+
+
+def descriptor(d, what, hint):
+    """``d`` if it is a descriptor: an object with a sha256 digest and, if
+    any, a size that is a number of bytes; else one line."""
+    if not isinstance(d, dict) or not isinstance(d.get("digest"), str):
+        raise LabkitError(f"{what}: not a descriptor with a digest", hint)
+    blob_path(d["digest"])          # anything but sha256:<64 hex digits> is refused
+    size = d.get("size")
+    if size is not None and (type(size) is not int or size < 0):
+        raise LabkitError(f"{what} {d['digest']}: size {str(size)[:40]!r} is not a number of bytes", hint)
+    return d
+
+
+def descriptors(doc, key, what, hint):
+    """doc[key] (none: []) as a list of descriptors, each checked."""
+    items = doc.get(key, [])
+    if not isinstance(items, list):
+        raise LabkitError(f"{what}: '{key}' is not a list", hint)
+    return [descriptor(d, f"{what}: {key}", hint) for d in items]
+
+
 def read_json(digest):
     """A manifest or config blob, checked against its digest when read."""
     data = read_blob(digest)
