@@ -26,7 +26,7 @@ def containers_dir(cid=""):
 
 
 # Every directory of container states in use on this host, as a symlink
-# named by a hash of its path: $LABKIT_HOME/containers, and each
+# named by the directory's device and inode (no hashing on the start path): $LABKIT_HOME/containers, and each
 # `labkit-runtime --root` (podman's, containerd's). A container's cgroup,
 # labkit/<id>, is host-wide and says nothing of the home it belongs to:
 # `labkit gc` of one home must leave alone the containers of another (a test
@@ -36,12 +36,17 @@ ROOTS = "/run/labkit-roots"
 
 
 def register():
-    """Name this home's containers directory in ROOTS (once)."""
-    import hashlib
+    """Name this home's containers directory in ROOTS (once: a stat and a
+    readlink on every later start)."""
     mine = containers_dir()
-    link = os.path.join(ROOTS, hashlib.sha256(mine.encode()).hexdigest()[:16])
-    if os.path.islink(link):
-        return
+    st = os.stat(mine)
+    link = os.path.join(ROOTS, f"{st.st_dev:x}-{st.st_ino:x}")
+    try:
+        if os.readlink(link) == mine:
+            return
+        os.unlink(link)             # a directory removed since had this inode
+    except FileNotFoundError:
+        pass
     os.makedirs(ROOTS, mode=0o755, exist_ok=True)
     try:
         os.symlink(mine, link)
