@@ -25,6 +25,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 
 from ..errors import LabkitError, NotFound, one_line
 from ..i18n import _
@@ -131,9 +132,16 @@ def find(*argv):
     return sorted(found)
 
 
-def started(*argv):
-    """The one process running ``argv``, or (None, why not)."""
+def started(*argv, wait=2.0):
+    """The one process running ``argv``, or (None, why not). A process
+    started in the background a moment ago may still be exec'ing its command
+    (setsid -f returns at the fork; chroot or unshare exec it next): a check
+    run right after its start line waits up to ``wait`` seconds for it."""
+    deadline = time.monotonic() + wait
     pids = find(*argv)
+    while not pids and time.monotonic() < deadline:
+        time.sleep(0.05)
+        pids = find(*argv)
     if not pids:
         return None, _("no process runs `{command}` (ps -ef | grep '{command}')", command=" ".join(argv))
     if len(pids) > 1:

@@ -162,7 +162,7 @@ EXERCISES = [
               "v1: memory.limit_in_bytes; v2: memory.max. Both take 32M. A shell that writes $$ to cgroup.procs "
               "and then execs the sleep puts it there",
               "sudo mkdir -p /tmp/lab03 /sys/fs/cgroup/memory/lab03; echo 32M | sudo tee /sys/fs/cgroup/memory/lab03/"
-              "memory.limit_in_bytes; sudo setsid -f sh -c 'echo $$ > /sys/fs/cgroup/memory/lab03/cgroup.procs; "
+              "memory.limit_in_bytes; sudo nohup setsid -f sh -c 'echo $$ > /sys/fs/cgroup/memory/lab03/cgroup.procs; "
               "exec sleep 1031' >/tmp/lab03/memory.log 2>&1"],
              _memory,
              [MEMORY + 'mkdir -p $CG && echo 32M > $CG/$F && '
@@ -180,7 +180,7 @@ EXERCISES = [
               "v1: cpu.cfs_quota_us (the period, cpu.cfs_period_us, is 100000 µs); v2: cpu.max, "
               "\"QUOTA PERIOD\"",
               "sudo mkdir -p /tmp/lab03 /sys/fs/cgroup/cpu/lab03-cpu; echo 25000 | sudo tee /sys/fs/cgroup/cpu/lab03-cpu/"
-              "cpu.cfs_quota_us; sudo setsid -f sh -c 'echo $$ > /sys/fs/cgroup/cpu/lab03-cpu/cgroup.procs; "
+              "cpu.cfs_quota_us; sudo nohup setsid -f sh -c 'echo $$ > /sys/fs/cgroup/cpu/lab03-cpu/cgroup.procs; "
               f"exec sh -c \"{BUSY}\"' >/tmp/lab03/cpu.log 2>&1"],
              _cpu,
              [CPU + 'mkdir -p $CG && if [ $F = cpu.max ]; then echo "25000 100000" > $CG/$F; '

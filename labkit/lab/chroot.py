@@ -231,9 +231,10 @@ EXERCISES = [
              "Start `sleep 1011` chrooted into the base rootfs ($ROOTFS), in the background, with no "
              "namespace of its own, what it prints kept in /tmp/lab01/chroot.log.",
              ["chroot(8): `chroot NEWROOT COMMAND` runs COMMAND with NEWROOT as its /",
-              "`setsid -f CMD >/tmp/lab01/chroot.log 2>&1` starts CMD in the background, detached from this "
-              "shell, and keeps what it prints",
-              "sudo mkdir -p /tmp/lab01; sudo setsid -f chroot $ROOTFS sleep 1011 >/tmp/lab01/chroot.log 2>&1"],
+              "`nohup setsid -f CMD >/tmp/lab01/chroot.log 2>&1` starts CMD in the background, detached from "
+              "this shell, and keeps what it prints (nohup: each `!` line of a cell runs in a terminal of its "
+              "own, which hangs up as the line ends, and its SIGHUP kills what is not yet detached)",
+              "sudo mkdir -p /tmp/lab01; sudo nohup setsid -f chroot $ROOTFS sleep 1011 >/tmp/lab01/chroot.log 2>&1"],
              _chrooted,
              background("chroot $ROOTFS sleep 1011", "sleep", "1011", log="/tmp/lab01/chroot.log"),
              [kill_line("sleep", "1011")], log="/tmp/lab01/chroot.log"),
@@ -258,7 +259,7 @@ EXERCISES = [
               "the old root with umount -l (busybox's: util-linux's needs /proc)",
               "the script's one command: exec unshare --mount sh -ec 'mount --make-rprivate /; "
               "mount --bind \"$1\" \"$1\"; cd \"$1\"; shift; pivot_root . .; busybox umount -l .; "
-              f"exec chroot . \"$@\"' sh \"$@\"; then: sudo setsid -f sh {PIVOT} $ROOTFS sleep 1012 >/tmp/lab01/pivot.log 2>&1"],
+              f"exec chroot . \"$@\"' sh \"$@\"; then: sudo nohup setsid -f sh {PIVOT} $ROOTFS sleep 1012 >/tmp/lab01/pivot.log 2>&1"],
              _pivoted,
              [PIVOT_SCRIPT] + background(f"sh {PIVOT} $ROOTFS sleep 1012", "sleep", "1012", log="/tmp/lab01/pivot.log"),
              [kill_line("sleep", "1012"), "rm -f /tmp/lab01/pivot.sh; rmdir /tmp/lab01 2>/dev/null || true"],

@@ -78,7 +78,7 @@ EXERCISES = [
              ["pid_namespaces(7): the first process of a new PID namespace is its PID 1; /proc shows the PID "
               "namespace of whoever mounted it",
               "unshare(1): --pid with --fork (the namespace applies to children), --mount-proc (implies --mount)",
-              "sudo mkdir -p /tmp/lab02; sudo setsid -f unshare --pid --fork --mount-proc sleep 1021 >/tmp/lab02/pid-alone.log 2>&1"],
+              "sudo mkdir -p /tmp/lab02; sudo nohup setsid -f unshare --pid --fork --mount-proc sleep 1021 >/tmp/lab02/pid-alone.log 2>&1"],
              _pid_alone,
              background("unshare --pid --fork --mount-proc sleep 1021", "sleep", "1021", log=LOG.format("pid-alone")),
              [PROC_RECOVER, kill_line("sleep", "1021"),
@@ -88,7 +88,7 @@ EXERCISES = [
              "the host keeps its name; what it prints kept in /tmp/lab02/hostname.log.",
              ["uts_namespaces(7): the hostname and the NIS domain name, nothing else (uname -r is the kernel's)",
               "unshare --uts sh -c '…': set the name inside the new namespace, then exec the sleep",
-              "sudo mkdir -p /tmp/lab02; sudo setsid -f unshare --uts sh -c 'hostname lab02; exec sleep 1022' >/tmp/lab02/hostname.log 2>&1"],
+              "sudo mkdir -p /tmp/lab02; sudo nohup setsid -f unshare --uts sh -c 'hostname lab02; exec sleep 1022' >/tmp/lab02/hostname.log 2>&1"],
              _hostname,
              background("unshare --uts sh -c 'hostname lab02; exec sleep 1022'", "sleep", "1022",
                         log=LOG.format("hostname")),
@@ -99,7 +99,7 @@ EXERCISES = [
              ["network_namespaces(7): a new one has lo (and, on some kernels, fallback tunnel devices), "
               "and lo starts down",
               "unshare --net sh -c '…': bring lo up (ip link set lo up), then exec the sleep",
-              "sudo mkdir -p /tmp/lab02; sudo setsid -f unshare --net sh -c 'ip link set lo up; exec sleep 1023' >/tmp/lab02/loopback.log 2>&1"],
+              "sudo mkdir -p /tmp/lab02; sudo nohup setsid -f unshare --net sh -c 'ip link set lo up; exec sleep 1023' >/tmp/lab02/loopback.log 2>&1"],
              _loopback,
              background("unshare --net sh -c 'ip link set lo up; exec sleep 1023'", "sleep", "1023",
                         log=LOG.format("loopback")),
