@@ -129,3 +129,15 @@ def test_an_instructor_reads_every_way():
         assert all(f"    {c}" in r.stdout for c in ex.solution)
     bad = subprocess.run([sys.executable, "-m", "labkit", "lab", "variants", "09.nope"], capture_output=True, text=True)
     assert bad.returncode != 0 and "labkit lab list" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_a_start_lines_log_leaves_out_nohups_own_note(tmp_path):
+    """A cell's `nohup setsid -f CMD >LOG 2>&1` has a terminal for its input:
+    nohup notes it gave CMD /dev/null instead. A ✗ shows what CMD said."""
+    log = tmp_path / "start.log"
+    log.write_text("nohup: ignoring input\nchroot: cannot change root directory to 'x': No such file or directory\n")
+    assert lab.log_tail(str(log)) == ["chroot: cannot change root directory to 'x': No such file or directory"]
+    log.write_text("nohup: ignoring input\n")
+    assert lab.log_tail(str(log)) is None
+    log.write_text("nohup: failed to run command 'chrot': No such file or directory\n")
+    assert lab.log_tail(str(log)) == ["nohup: failed to run command 'chrot': No such file or directory"]

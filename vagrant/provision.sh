@@ -173,6 +173,12 @@ if [ "$test_tools" = yes ]; then
     # the data file is used; the Go sources around it are never built.
     unpack_deb golang-github-containers-common-dev "$cache/containers-common" \
         usr/share/gocode/src/github.com/containers/common/pkg/seccomp/seccomp.json
+    # Docker's own engine (Debian's docker.io: dockerd and its client),
+    # unpacked, not installed: the package enables and starts a docker
+    # service, which rewrites the host's firewall (iptables FORWARD policy
+    # DROP) under the lab's networks. tests/clients/test_dockerd.py starts it
+    # with private state, in a network namespace of its own.
+    unpack_deb docker.io "$cache/docker.io" usr/sbin/dockerd
 fi
 
 # 3. The virtualenv, from the system interpreter (not a pyenv shim: its

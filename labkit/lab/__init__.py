@@ -176,13 +176,15 @@ def background(cmd, *argv, log=None):
 
 def log_tail(path, lines=3):
     """The last ``lines`` lines of a start line's log, or None when it is
-    missing or empty."""
+    missing or empty. nohup's note that it gave the command /dev/null for a
+    terminal's input (a cell's `!` line has one) is nohup's, not the
+    command's: left out."""
     try:
         with open(path, errors="replace") as f:
-            text = f.read()[-4096:].strip()
+            said = [line for line in f.read()[-4096:].strip().splitlines() if line != "nohup: ignoring input"]
     except OSError:
         return None
-    return text.splitlines()[-lines:] if text else None
+    return said[-lines:] or None
 
 
 def own_namespace(pid, kind):

@@ -1,0 +1,151 @@
+"""Docker's own engine, measured where the course says what Docker does.
+
+dockerd (Debian's docker.io 20.10, unpacked by `provision.sh --test-tools`,
+never installed as a service) runs with private state in a temp dir, in a
+network namespace of its own (its docker0, its iptables rules and its
+containers' traffic stay there, and go with it), under a cgroup parent of its
+own, removed afterwards. Its image is labkit's base rootfs, imported.
+
+Notebook 06 says: Docker's default bridge resolves no container names; a
+user-defined network does, through the embedded DNS server at 127.0.0.11.
+"""
+
+import os
+import signal
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from labkit import syscalls
+
+pytestmark = [pytest.mark.root, pytest.mark.slow,
+              pytest.mark.skipif(os.geteuid() != 0, reason="dockerd runs as root")]
+
+DOCKER = Path(os.environ.get("LABKIT_CACHE", "/var/cache/labkit")) / "docker.io/usr"
+IMAGE = "labkit-base"
+
+
+class Docker:
+    """dockerd with private state, and its client pointed at it."""
+
+    def __init__(self, rootfs):
+        self.top = tempfile.mkdtemp(prefix="lab-dockerd-")
+        self.parent = f"labkit-test-docker-{os.getpid()}"
+        # dockerd makes /run/docker/plugins whatever its exec root: removed
+        # afterwards unless it was there before.
+        self.run_docker = None if os.path.exists("/run/docker") else "/run/docker"
+        self.sock = f"unix://{self.top}/docker.sock"
+        self.env = dict(os.environ, PATH=f"{DOCKER}/sbin:{DOCKER}/bin:" + os.environ.get("PATH", ""))
+        self.log = open(os.path.join(self.top, "dockerd.log"), "w")
+        # Nameserver 127.0.0.1: a container that asks the daemon's DNS asks
+        # its own loopback, never an address outside (the host's resolv.conf).
+        self.proc = subprocess.Popen(
+            ["unshare", "--net", "sh", "-c", 'ip link set lo up && exec "$@"', "sh",
+             str(DOCKER / "sbin/dockerd"), "--data-root", f"{self.top}/data", "--exec-root", f"{self.top}/exec",
+             "--pidfile", f"{self.top}/dockerd.pid", "-H", self.sock, "--dns", "127.0.0.1",
+             # its identity key, else written to /etc/docker/key.json
+             "--config-file", self.config(),
+             "--cgroup-parent", self.parent, "--userland-proxy=false"],
+            env=self.env, stdout=self.log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            # If the test's process dies (even SIGKILL), dockerd is told to stop.
+            preexec_fn=lambda: syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGTERM))
+        deadline = time.monotonic() + 60
+        while self("version", check=False).returncode != 0:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                self.close()
+                pytest.fail("dockerd did not start: " + self.log_tail())
+            time.sleep(0.2)
+        tar = subprocess.Popen(["tar", "-C", rootfs, "-c", "."], stdout=subprocess.PIPE)
+        self("import", "-", IMAGE, stdin=tar.stdout)
+        tar.stdout.close()
+        assert tar.wait() == 0
+
+    def config(self):
+        path = os.path.join(self.top, "daemon.json")
+        with open(path, "w") as f:
+            f.write('{"deprecated-key-path": "%s/key.json"}' % self.top)
+        return path
+
+    def __call__(self, *args, check=True, stdin=subprocess.DEVNULL, timeout=120):
+        r = subprocess.run([str(DOCKER / "bin/docker"), "-H", self.sock, *args], env=self.env, stdin=stdin,
+                           capture_output=True, text=True, timeout=timeout)
+        if check:
+            assert r.returncode == 0, f"docker {' '.join(args)}: {r.stderr}"
+        return r
+
+    def log_tail(self):
+        with open(os.path.join(self.top, "dockerd.log")) as f:
+            return f.read()[-3000:]
+
+    def close(self):
+        if self.proc.poll() is None:
+            ids = self("ps", "-aq", check=False).stdout.split()
+            if ids:
+                self("rm", "-f", *ids, check=False)
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self.log.close()
+        # What dockerd mounted under its state (overlay2, its netns files),
+        # deepest first, then the state; its cgroup parent in every hierarchy.
+        with open("/proc/self/mountinfo") as f:
+            mounts = [line.split()[4] for line in f if line.split()[4].startswith(self.top + "/")]
+        for mount in sorted(mounts, key=len, reverse=True):
+            subprocess.run(["umount", "-l", mount], capture_output=True)
+        subprocess.run(["rm", "-rf", self.top])
+        if self.run_docker:
+            subprocess.run(["rm", "-rf", self.run_docker])
+        with open("/proc/self/mountinfo") as f:
+            roots = [line.split()[4] for line in f if " - cgroup" in line]
+        for root in roots:
+            for here, dirs, _ in sorted(os.walk(os.path.join(root, self.parent), topdown=False),
+                                        key=lambda w: len(w[0]), reverse=True):
+                os.rmdir(here)
+
+
+@pytest.fixture(scope="module")
+def docker(rootfs):
+    from labkit import builder
+    if not (DOCKER / "sbin/dockerd").exists():
+        pytest.fail(f"dockerd is missing in {DOCKER}: `make test` unpacks it (provision.sh --test-tools)",
+                    pytrace=False)
+    d = Docker(builder.resolve(rootfs))
+    try:
+        yield d
+    finally:
+        d.close()
+
+
+def address(docker, name):
+    return docker("inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name).stdout.strip()
+
+
+def test_the_default_bridge_resolves_no_names_a_user_network_does(docker):
+    """Two containers on Docker's default bridge: the second cannot look the
+    first up by name (no embedded DNS there: its resolv.conf is the daemon's,
+    its /etc/hosts holds only itself). On a network made with `docker network
+    create` the same lookup is answered by 127.0.0.11 with the container's address."""
+    docker("run", "-d", "--name", "lab-alpha", IMAGE, "sleep", "300")
+    seen = docker("run", "--rm", IMAGE, "sh", "-c",
+                  "cat /etc/resolv.conf; grep -c lab-alpha /etc/hosts; timeout 10 nslookup lab-alpha", check=False)
+    assert "127.0.0.11" not in seen.stdout and "nameserver 127.0.0.1" in seen.stdout, seen.stdout
+    assert seen.returncode != 0 and address(docker, "lab-alpha") not in seen.stdout, seen.stdout
+    assert "\n0\n" in seen.stdout, seen.stdout          # grep -c: lab-alpha is not in /etc/hosts either
+
+    docker("network", "create", "lab-net")
+    try:
+        docker("run", "-d", "--net", "lab-net", "--name", "lab-beta", IMAGE, "sleep", "300")
+        seen = docker("run", "--rm", "--net", "lab-net", IMAGE, "sh", "-c",
+                      "cat /etc/resolv.conf; timeout 10 nslookup lab-beta")
+        assert "nameserver 127.0.0.11" in seen.stdout and "Server:\t\t127.0.0.11" in seen.stdout, seen.stdout
+        assert f"Address: {address(docker, 'lab-beta')}" in seen.stdout, seen.stdout
+    finally:
+        docker("rm", "-f", "lab-alpha", "lab-beta", check=False)
+        docker("network", "rm", "lab-net", check=False)
