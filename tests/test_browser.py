@@ -133,6 +133,8 @@ def open_notebook(page, url, deadline=90):
                 raise
             page.wait_for_timeout(200)
     page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=deadline * 1000)
+    # The kernel connected (its name in the toolbar, as a student sees it) and idle.
+    page.wait_for_selector(".jp-Toolbar-kernelName:has-text('Python 3')", timeout=deadline * 1000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status=idle]", timeout=deadline * 1000)
 
 
@@ -140,10 +142,12 @@ PROMPTS = "[...document.querySelectorAll('.jp-Notebook .jp-CodeCell .jp-InputPro
 ERRORS = ".jp-OutputArea-output[data-mime-type='application/vnd.jupyter.error']"
 
 
-def run_all(page, lang, deadline=300):
+def run_all(page, lang, shot, deadline=300):
     menu, item = RUN_ALL[lang]
-    # The item is greyed out (aria-disabled) until JupyterLab has made the
-    # notebook its current document: a click then does nothing.
+    # A student's click into the notebook makes it JupyterLab's current
+    # document, the one the Run menu acts on; until then Run All Cells is
+    # greyed out (aria-disabled) and a click on it does nothing.
+    cell(page, 0).click()
     end = time.monotonic() + 60
     while True:
         page.get_by_role("menuitem", name=menu, exact=True).click()
@@ -156,9 +160,12 @@ def run_all(page, lang, deadline=300):
         page.wait_for_timeout(200)
     # Done when the last code cell has its number, or a cell raised (Run All
     # stops there); the queued cells show [*] meanwhile.
-    end = time.monotonic() + deadline
+    end, started = time.monotonic() + deadline, time.monotonic() + 30
     while True:
         prompts = page.evaluate(PROMPTS)
+        if all(p == "[ ]:" for p in prompts) and time.monotonic() > started:
+            page.screenshot(path=shot)
+            pytest.fail(f"Run All Cells ran nothing within 30 s: {what_the_page_shows(page)} (screenshot: {shot})")
         if page.locator(ERRORS).count() or (not any("*" in p for p in prompts) and prompts[-1] != "[ ]:"):
             break
         if time.monotonic() > end:
@@ -170,6 +177,16 @@ def run_all(page, lang, deadline=300):
     errors = page.locator(ERRORS).all_inner_texts()
     assert not errors, errors[0][-3000:]
     return prompts
+
+
+def what_the_page_shows(page):
+    """A failure's account of the page: dialogs, the kernel's name and
+    status, the active tab, the status bar."""
+    seen = {name: page.locator(selector).all_inner_texts() for name, selector in (
+        ("dialogs", ".jp-Dialog"), ("kernel", ".jp-Toolbar-kernelName"), ("tab", ".lm-TabBar-tab.lm-mod-current"),
+        ("status bar", "#jp-main-statusbar"), ("notifications", ".jp-Notification-Toast"))}
+    seen["execution"] = page.locator(".jp-Notebook-ExecutionIndicator").get_attribute("data-status")
+    return "; ".join(f"{k}: {' | '.join(v) if isinstance(v, list) else v}" for k, v in seen.items())
 
 
 def cell(page, index):
@@ -212,7 +229,7 @@ def wrapped_rows(page, index):
 
 
 @pytest.mark.parametrize("lang", ["en", "es"])
-def test_run_all_then_an_exercise_in_the_browser(jupyterlab, browser, lang):
+def test_run_all_then_an_exercise_in_the_browser(jupyterlab, browser, lang, tmp_path):
     url, path = jupyterlab(lang)
     cells = json.load(open(path))["cells"]
     turn = {c["metadata"]["labkit"]["your_turn"]: i for i, c in enumerate(cells)
@@ -220,7 +237,7 @@ def test_run_all_then_an_exercise_in_the_browser(jupyterlab, browser, lang):
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     open_notebook(page, url)
 
-    prompts = run_all(page, lang)
+    prompts = run_all(page, lang, str(tmp_path / "run-all.png"))
     assert len(prompts) == sum(c["cell_type"] == "code" for c in cells) and all(
         re.fullmatch(r"\[\d+\]:", p) for p in prompts), prompts
     # As received, each check says ✗ and its first hint, in the notebook's language.

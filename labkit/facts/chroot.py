@@ -32,7 +32,7 @@ def ps_sees_host(rootfs="base"):
     host = {int(d) for d in os.listdir("/proc") if d.isdigit()}
     seen = len(pids & host) / max(1, len(host))
     return fact("chroot_ps_sees_host", LAYER, _("ps inside lists the host's processes (PID 1 included)"),
-                f"{len(pids)} processes, shell pid {shell}", f"{len(host)} processes",
+                _("{n} processes, shell pid {pid}", n=len(pids), pid=shell), _("{n} processes", n=len(host)),
                 1 in pids and shell != 1 and seen > 0.8, shell_pid=shell)
 
 
@@ -68,9 +68,10 @@ def proc_root_escape(rootfs="base"):
     marker = _marker()
     try:
         r = api.run(f"cat /proc/$PPID/root{marker}", ns="none", rootfs=rootfs, privileged=True)
-        outside = "exists" if os.path.exists(marker) else "missing"
+        outside = (_("{path} exists", path=marker) if os.path.exists(marker)
+                   else _("{path} missing", path=marker))
         return fact("chroot_proc_root_escape", LAYER, _("a chroot reads host files via /proc/$PPID/root"),
-                    r.stdout.strip() or r.stderr.strip(), f"{marker} {outside}",
+                    r.stdout.strip() or r.stderr.strip(), outside,
                     r.returncode == 0 and "a file on the host" in r.stdout)
     finally:
         os.unlink(marker)
@@ -91,11 +92,11 @@ def breakout(rootfs="base"):
     c, p = results["chroot"], results["pivot_root"]
     return [
         fact("chroot_breakout", LAYER, _("a root process escapes a chroot (chroot + chdir ..)"),
-             f"escaped, sees {len(c['listing'])} host entries" if c["escaped"] else "stayed inside",
-             "marker file on the host", c["escaped"], listing=c["listing"]),
+             _("escaped, sees {n} host entries", n=len(c["listing"])) if c["escaped"] else _("stayed inside"),
+             _("marker file on the host"), c["escaped"], listing=c["listing"]),
         fact("pivot_root_breakout_fails", LAYER, _("the same escape after pivot_root stays inside"),
-             "escaped" if p["escaped"] else "stayed inside: / is still the rootfs",
-             "marker file on the host", not p["escaped"] and "error" not in p, listing=p.get("listing")),
+             _("escaped") if p["escaped"] else _("stayed inside: / is still the rootfs"),
+             _("marker file on the host"), not p["escaped"] and "error" not in p, listing=p.get("listing")),
     ]
 
 

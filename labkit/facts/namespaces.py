@@ -21,7 +21,7 @@ def pid_one(rootfs="base"):
     shell, pids = int(out[0]), [int(p) for p in out[1:]]
     host = sum(1 for d in os.listdir("/proc") if d.isdigit())
     return fact("pid_is_one", LAYER, _("PID ns: the first process is PID 1; ps shows only the container"),
-                f"pid {shell}, ps lists {len(pids)}", f"ps lists {host}",
+                _("pid {pid}, ps lists {n}", pid=shell, n=len(pids)), _("ps lists {n}", n=host),
                 shell == 1 and 1 in pids and len(pids) <= 3 and host > len(pids),
                 ps_inside=len(pids), ps_outside=host)
 
@@ -32,7 +32,7 @@ def pid_without_mnt(rootfs="base"):
     shell, count = int(out[0]), int(out[1])
     host = sum(1 for d in os.listdir("/proc") if d.isdigit())
     return fact("pid_needs_own_proc", LAYER, _("PID ns alone: PID 1, yet ps shows the host's /proc"),
-                f"pid {shell}, ps lists {count}", f"ps lists {host}",
+                _("pid {pid}, ps lists {n}", pid=shell, n=count), _("ps lists {n}", n=host),
                 shell == 1 and count > 0.8 * host)
 
 
@@ -68,8 +68,8 @@ def ipc(rootfs="base"):
     seen_inside = re.search(rf"\b{shmid}\b", inside) is not None
     seen_outside = re.search(rf"\b{shmid}\b", control) is not None
     return fact("ipc_private", LAYER, _("IPC ns: ipcs does not see the host's shm segment"),
-                "segment visible" if seen_inside else "segment not listed",
-                "segment visible" if seen_outside else "segment not listed",
+                _("segment visible") if seen_inside else _("segment not listed"),
+                _("segment visible") if seen_outside else _("segment not listed"),
                 not seen_inside and seen_outside, shmid=int(shmid))
 
 
@@ -80,7 +80,7 @@ def mnt(rootfs="base"):
                 rootfs=rootfs, check=True, privileged=True)
     host = sum(1 for m in mountinfo.read() if m.source == "lab-tmpfs")
     return fact("mnt_private", LAYER, _("MNT ns: a mount made inside does not appear on the host"),
-                f"{r.stdout.strip()} tmpfs mounted", f"{host} on the host",
+                _("{n} tmpfs mounted", n=r.stdout.strip()), _("{n} on the host", n=host),
                 r.stdout.strip() == "1" and host == 0)
 
 
@@ -104,8 +104,8 @@ def inodes(chosen, rootfs="base"):
     differ = {n for n in inside if inside[n] != outside[n]}
     label = "+".join(sorted(chosen)) or "none"
     return fact(f"ns_inodes_{label}", LAYER, _("/proc/PID/ns inodes differ for exactly: {label}", label=label),
-                "new: " + (" ".join(sorted(differ)) or "none"),
-                "shared: " + " ".join(sorted(set(inside) - differ)), differ == chosen,
+                _("new: {kinds}", kinds=" ".join(sorted(differ)) or _("none")),
+                _("shared: {kinds}", kinds=" ".join(sorted(set(inside) - differ))), differ == chosen,
                 chosen=sorted(chosen), differ=sorted(differ), inodes_inside=inside, inodes_outside=outside)
 
 
@@ -118,7 +118,8 @@ def exec_joins(rootfs="base"):
         init = namespaces.inodes(c.pid)
     equal = [n for n in names if int(seen.get(n, -1)) == init[n]]
     return fact("exec_joins", LAYER, _("exec joins the init's namespaces (setns), as nsenter does"),
-                f"{len(equal)}/{len(names)} inodes equal to the init's", "init: " + " ".join(names),
+                _("{equal}/{n} inodes equal to the init's", equal=len(equal), n=len(names)),
+                _("init: {kinds}", kinds=" ".join(names)),
                 equal == names, seen=seen, init={n: init[n] for n in names})
 
 
@@ -135,13 +136,15 @@ def vm_beside_container(rootfs="base"):
     host = os.uname().release
     if not uml.available():
         return fact("vm_beside_container", LAYER, _("a container runs the host's kernel; a VM boots its own"),
-                    inside, f"{uml.LINUX_UML} is not installed (apt-get install user-mode-linux)", None,
+                    inside, _("{path} is not installed (apt-get install user-mode-linux)", path=uml.LINUX_UML), None,
                     applies=False, host=host)
     vm = uml.boot(['uname -r > "$OUT/release"'], timeout=120, mem="256M")
     release = vm.files.get("release", "").strip() or None
     return fact("vm_beside_container", LAYER, _("a container runs the host's kernel; a VM boots its own"),
-                f"container: uname -r {inside}, started and gone in {container_s:.2f} s",
-                f"VM (user-mode Linux): uname -r {release}, booted in {vm.boot_seconds} s, {vm.total_seconds} s in all",
+                _("container: uname -r {release}, started and gone in {seconds:.2f} s", release=inside,
+                  seconds=container_s),
+                _("VM (user-mode Linux): uname -r {release}, booted in {boot} s, {total} s in all", release=release,
+                  boot=vm.boot_seconds, total=vm.total_seconds),
                 inside == host and release is not None and release != host and vm.total_seconds > container_s,
                 applies=True, host=host, container_release=inside, vm_release=release,
                 container_seconds=round(container_s, 2), vm_boot_seconds=vm.boot_seconds,
