@@ -6,7 +6,20 @@ machine waits longer, a fast one not at all). What stays a fixed time is a
 measurement window (CPU time over a second), never a wait."""
 
 import os
+import signal
+import subprocess
 import time
+
+
+def stop_group(proc, timeout=15):
+    """SIGTERM to a server's whole process group (it was started with
+    start_new_session), SIGKILL if it lingers."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def ppid(pid):

@@ -18,13 +18,13 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 
 import pytest
+from proc_helper import stop_group
 
 from labkit import i18n, lab
 
@@ -91,12 +91,7 @@ def jupyterlab(tmp_path, rootfs):
         yield start
     finally:
         for server in servers:
-            os.killpg(server.pid, signal.SIGTERM)
-            try:
-                server.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                os.killpg(server.pid, signal.SIGKILL)
-                server.wait()
+            stop_group(server)
         for ex in lab.exercises():
             if ex.notebook == "01":
                 lab.reset(ex.id)

@@ -141,3 +141,20 @@ def test_a_start_lines_log_leaves_out_nohups_own_note(tmp_path):
     assert lab.log_tail(str(log)) is None
     log.write_text("nohup: failed to run command 'chrot': No such file or directory\n")
     assert lab.log_tail(str(log)) == ["nohup: failed to run command 'chrot': No such file or directory"]
+
+
+def test_a_check_waits_for_a_process_on_its_way_and_only_then():
+    """A start line's process may still be exec'ing its command when the
+    check runs (setsid -f returns at the fork): the check waits for one whose
+    command line holds the command further on, and not when there is none."""
+    import time
+    on_its_way = subprocess.Popen(["sh", "-c", "sleep 0.3; exec sleep 1099"])
+    try:
+        pid, why = lab.started("sleep", "1099")
+        assert pid == on_its_way.pid and why is None
+    finally:
+        on_its_way.kill()
+        on_its_way.wait()
+    t0 = time.monotonic()
+    pid, why = lab.started("sleep", "1099")
+    assert pid is None and "no process runs `sleep 1099`" in why and time.monotonic() - t0 < 0.5

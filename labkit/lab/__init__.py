@@ -115,31 +115,40 @@ def pattern(*argv):
     return "^([^ ]*/)?(busybox )?" + " ".join(words) + "$"
 
 
-def find(*argv):
-    """The pids of the processes running ``argv`` (see pattern): what a
-    student started, found by what it is and not by how it was typed."""
-    want = re.compile(pattern(*argv))
-    found = []
+def _command_lines():
     for d in os.listdir("/proc"):
         if d.isdigit():
             try:
                 with open(f"/proc/{d}/cmdline") as f:
-                    words = f.read().rstrip("\0").replace("\0", " ")
+                    yield int(d), f.read().rstrip("\0").replace("\0", " ")
             except OSError:
                 continue
-            if want.fullmatch(words):
-                found.append(int(d))
-    return sorted(found)
+
+
+def find(*argv):
+    """The pids of the processes running ``argv`` (see pattern): what a
+    student started, found by what it is and not by how it was typed."""
+    want = re.compile(pattern(*argv))
+    return sorted(pid for pid, words in _command_lines() if want.fullmatch(words))
+
+
+def on_its_way(*argv):
+    """Whether a process is about to run ``argv``: one whose command line
+    holds it further on (setsid -f chroot … sleep 1011, unshare … sh -c '…;
+    exec sleep 1022') and has not exec'd it yet."""
+    command = " ".join(argv)
+    return any(command in words and words != command for _pid, words in _command_lines())
 
 
 def started(*argv, wait=2.0):
     """The one process running ``argv``, or (None, why not). A process
     started in the background a moment ago may still be exec'ing its command
-    (setsid -f returns at the fork; chroot or unshare exec it next): a check
-    run right after its start line waits up to ``wait`` seconds for it."""
+    (setsid -f returns at the fork; chroot or unshare exec it next): while
+    one is on its way, a check run right after its start line waits for it,
+    up to ``wait`` seconds."""
     deadline = time.monotonic() + wait
     pids = find(*argv)
-    while not pids and time.monotonic() < deadline:
+    while not pids and time.monotonic() < deadline and on_its_way(*argv):
         time.sleep(0.05)
         pids = find(*argv)
     if not pids:

@@ -9,7 +9,6 @@ import os
 import re
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import urllib.error
 import urllib.request
 
 import pytest
+from proc_helper import stop_group
 
 from .conftest import REPO, VAGRANT_DIR, need, run
 
@@ -98,16 +98,6 @@ def jupyter_lab(tmp_path):
         yield env, port, token
     finally:
         stop_group(proc)
-
-
-def stop_group(proc):
-    """SIGTERM to the server's whole process group, SIGKILL if it lingers."""
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
 
 
 @pytest.mark.slow
