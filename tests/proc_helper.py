@@ -1,4 +1,4 @@
-"""The suite's one wait, and small process facts.
+"""The suite's one wait, and small process facts and helpers.
 
 A test never sleeps a fixed time to let something happen: it polls the
 condition it needs with wait_for, which gives up at a deadline (a slow
@@ -7,8 +7,16 @@ measurement window (CPU time over a second), never a wait."""
 
 import os
 import signal
+import socket
 import subprocess
 import time
+
+
+def free_port():
+    """A TCP port on 127.0.0.1 nobody listens on (for a server a test starts)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def stop_group(proc, timeout=15):

@@ -18,13 +18,12 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
 
 import pytest
-from proc_helper import stop_group
+from proc_helper import free_port, stop_group
 
 from labkit import i18n, lab
 
@@ -45,12 +44,6 @@ TYPED = {
     "01.breakout": ("%%writefile /tmp/lab01/breakout.py\nimport os\nos.makedirs('jail', exist_ok=True)\n"
                     "os.chroot('jail')\nfor _ in range(64):\n    os.chdir('..')\nos.chroot('.')\n"),
 }
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def settings(home, plugin, values):
@@ -80,11 +73,11 @@ def jupyterlab(tmp_path, rootfs):
         token, port = secrets.token_hex(16), free_port()
         env = dict(os.environ, HOME=str(home), JUPYTER_TOKEN=token, LABKIT_LANG=lang)
         env.pop("JUPYTER_RUNTIME_DIR", None)
-        servers.append(subprocess.Popen(
-            [os.path.join(sys.prefix, "bin/jupyter"), "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
-             f"--port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}"],
-            env=env, stdout=open(tmp_path / "jupyter.log", "w"), stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True))
+        with open(tmp_path / "jupyter.log", "w") as log:
+            servers.append(subprocess.Popen(
+                [os.path.join(sys.prefix, "bin/jupyter"), "lab", "--allow-root", "--no-browser", "--ip=127.0.0.1",
+                 f"--port={port}", "--ServerApp.port_retries=0", f"--ServerApp.root_dir={root}"],
+                env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True))
         return f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK[lang]}?token={token}", root / NOTEBOOK[lang]
 
     try:

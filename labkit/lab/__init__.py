@@ -125,19 +125,24 @@ def _command_lines():
                 continue
 
 
+def _look(argv):
+    """(the pids running ``argv``, whether another process is on its way to
+    it: one whose command line holds it further on, as setsid -f chroot …
+    sleep 1011 or unshare … sh -c '…; exec sleep 1022' before their exec)."""
+    want, command = re.compile(pattern(*argv)), " ".join(argv)
+    pids, coming = [], False
+    for pid, words in _command_lines():
+        if want.fullmatch(words):
+            pids.append(pid)
+        elif command in words:
+            coming = True
+    return sorted(pids), coming
+
+
 def find(*argv):
     """The pids of the processes running ``argv`` (see pattern): what a
     student started, found by what it is and not by how it was typed."""
-    want = re.compile(pattern(*argv))
-    return sorted(pid for pid, words in _command_lines() if want.fullmatch(words))
-
-
-def on_its_way(*argv):
-    """Whether a process is about to run ``argv``: one whose command line
-    holds it further on (setsid -f chroot … sleep 1011, unshare … sh -c '…;
-    exec sleep 1022') and has not exec'd it yet."""
-    command = " ".join(argv)
-    return any(command in words and words != command for _pid, words in _command_lines())
+    return _look(argv)[0]
 
 
 def started(*argv, wait=2.0):
@@ -147,10 +152,10 @@ def started(*argv, wait=2.0):
     one is on its way, a check run right after its start line waits for it,
     up to ``wait`` seconds."""
     deadline = time.monotonic() + wait
-    pids = find(*argv)
-    while not pids and time.monotonic() < deadline and on_its_way(*argv):
+    pids, coming = _look(argv)
+    while not pids and coming and time.monotonic() < deadline:
         time.sleep(0.05)
-        pids = find(*argv)
+        pids, coming = _look(argv)
     if not pids:
         return None, _("no process runs `{command}` (ps -ef | grep '{command}')", command=" ".join(argv))
     if len(pids) > 1:

@@ -9,14 +9,13 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 
 import pytest
-from proc_helper import stop_group
+from proc_helper import free_port, stop_group
 
 from .conftest import REPO, VAGRANT_DIR, need, run
 
@@ -70,12 +69,6 @@ def test_reprovision_keeps_the_installed_address(tmp_path):
     env = {"LABKIT_SYSTEMD_DIR": str(tmp_path)}
     assert "--ip=0.0.0.0" in exec_start(unit_text(env))
     assert "--ip=127.0.0.1" in exec_start(unit_text(dict(env, LABKIT_JUPYTER_IP="127.0.0.1")))
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
