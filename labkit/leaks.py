@@ -18,16 +18,37 @@ from .containers import start_time
 from .network import link_names
 
 
-# The cgroups labkit makes: its own tree (labkit/<id>) and those of the
-# conformance harness's containers under runc and crun (named by their ids).
+# The cgroups labkit makes: its own tree (labkit/<id>), those of the
+# conformance harness's containers under runc and crun (named by their ids),
+# and the cgroup parent given to a real engine under test (dockerd's).
 HARNESS_PREFIX = "labkit-matrix-"
+CLIENT_PREFIX = "labkit-client-"
 
 
 def own_cgroup(name):
     """Not any cgroup with "labkit" in its name: a systemd unit of the lab
     (labkit-jupyter.service) is the machine's, not a leftover."""
     from .cgroups.manager import PARENT
-    return name == PARENT or name.startswith(HARNESS_PREFIX)
+    return name == PARENT or name.startswith((HARNESS_PREFIX, CLIENT_PREFIX))
+
+
+def _own_cgroups():
+    """labkit's cgroups: near a hierarchy's top (three levels down at most),
+    and below this process's own cgroup, however deep (where a child given a
+    relative cgroup path, as dockerd's --cgroup-parent, makes its own)."""
+    from .cgroups.hierarchy import own_dirs
+    found = set()
+    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
+        depth = base.count("/") - "/sys/fs/cgroup".count("/")
+        found.update(os.path.join(base, d) for d in dirs if own_cgroup(d))
+        if depth >= 3:
+            dirs[:] = []
+    for base in own_dirs():
+        try:
+            found.update(os.path.join(base, d) for d in os.listdir(base) if own_cgroup(d))
+        except OSError:
+            continue
+    return found
 
 
 def network_leftovers():
@@ -107,13 +128,7 @@ def home_leftovers():
 def leftovers():
     """What of labkit is on the host now: a sorted list of descriptions."""
     found = [f"mount {m.mount_point}" for m in mountinfo.read() if "labkit" in m.mount_point]
-    for base, dirs, _ in os.walk("/sys/fs/cgroup"):
-        depth = base.count("/") - "/sys/fs/cgroup".count("/")
-        for d in dirs:
-            if own_cgroup(d):
-                found.append(f"cgroup {os.path.join(base, d)}")
-        if depth >= 3:
-            dirs[:] = []
+    found += [f"cgroup {path}" for path in sorted(_own_cgroups())]
     links = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found += [f"link {name}" for name in link_names(links) if name.startswith("lk") or "labkit" in name]
     if os.path.isdir("/run/netns"):

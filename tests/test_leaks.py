@@ -7,11 +7,13 @@ import os
 import pytest
 
 from labkit import leaks
+from labkit.cgroups import hierarchy
 
 
 def test_own_cgroup_names():
     assert leaks.own_cgroup("labkit")
     assert leaks.own_cgroup(leaks.HARNESS_PREFIX + "1a2b")
+    assert leaks.own_cgroup(leaks.CLIENT_PREFIX + "dockerd-42")
     assert not leaks.own_cgroup("labkit-jupyter.service")
     assert not leaks.own_cgroup("system.slice")
 
@@ -91,3 +93,23 @@ def test_the_registry_service_is_not_a_leak_but_a_registry_left_running_is(tmp_p
         (tmp_path / "registry" / "state.json").write_text(json.dumps(dict(state, service=service)))
         found = [f for f in leaks.image_leftovers() if f.startswith("registry pid")]
         assert bool(found) is counted, found
+
+
+@pytest.mark.root
+def test_an_engines_cgroup_parent_below_the_suites_own_cgroup_is_a_leak():
+    """dockerd puts its relative --cgroup-parent below its own cgroup, which
+    is the suite's (not always a hierarchy's top: a machine may place the
+    suite in a cgroup of its own): left there, the leak check names it."""
+    made = []
+    try:
+        for own in hierarchy.own_dirs():
+            d = os.path.join(own, leaks.CLIENT_PREFIX + "leaktest")
+            if os.path.isdir(own) and not os.path.isdir(d):
+                os.mkdir(d)
+                made.append(d)
+        assert made
+        found = leaks.leftovers()
+        assert all(f"cgroup {d}" in found for d in made), (made, found)
+    finally:
+        for d in made:
+            os.rmdir(d)

@@ -84,6 +84,24 @@ def detect(root=None):
     return layout
 
 
+def own_dirs():
+    """This process's directory in each mounted hierarchy (/proc/self/cgroup
+    read against the cgroup mounts); a child given a relative cgroup path
+    (dockerd's --cgroup-parent) makes it below these."""
+    with open("/proc/self/cgroup") as f:
+        own = [line.rstrip("\n").split(":", 2)[1:] for line in f]
+    for m in mountinfo.read():
+        if m.fstype == "cgroup2":
+            paths = [path for ctls, path in own if ctls == ""]
+        elif m.fstype == "cgroup":
+            options = set(m.super_options.split(","))
+            paths = [path for ctls, path in own if ctls and set(ctls.split(",")) <= options]
+        else:
+            continue
+        for path in paths:
+            yield os.path.join(m.mount_point, path.lstrip("/"))
+
+
 def _scan_tree(root):
     if os.path.exists(os.path.join(root, "cgroup.controllers")):
         return {}, (), root

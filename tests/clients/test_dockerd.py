@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import syscalls
+from labkit import leaks, syscalls
+from labkit.cgroups import hierarchy
 
 pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="dockerd runs as root")]
@@ -33,7 +34,9 @@ class Docker:
 
     def __init__(self, rootfs):
         self.top = tempfile.mkdtemp(prefix="lab-dockerd-")
-        self.parent = f"labkit-test-docker-{os.getpid()}"
+        # A name the suite's leak check knows (labkit/leaks.py); dockerd makes
+        # it below its own cgroup, which is this process's, in every hierarchy.
+        self.parent = f"{leaks.CLIENT_PREFIX}dockerd-{os.getpid()}"
         # dockerd makes /run/docker/plugins whatever its exec root: removed
         # afterwards unless it was there before.
         self.run_docker = None if os.path.exists("/run/docker") else "/run/docker"
@@ -102,11 +105,8 @@ class Docker:
         subprocess.run(["rm", "-rf", self.top])
         if self.run_docker:
             subprocess.run(["rm", "-rf", self.run_docker])
-        with open("/proc/self/mountinfo") as f:
-            roots = [line.split()[4] for line in f if " - cgroup" in line]
-        for root in roots:
-            for here, dirs, _ in sorted(os.walk(os.path.join(root, self.parent), topdown=False),
-                                        key=lambda w: len(w[0]), reverse=True):
+        for own in hierarchy.own_dirs():
+            for here, _, _ in os.walk(os.path.join(own, self.parent), topdown=False):
                 os.rmdir(here)
 
 
