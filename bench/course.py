@@ -41,7 +41,7 @@ def run_one(path):
     for cell in nb.cells:
         turn = cell.metadata.get("labkit", {}).get("your_turn")
         if turn:
-            cell.source = f"from labkit import lab\nlab.solve({turn!r})"
+            cell.source = f"from labkit.course import lab\nlab.solve({turn!r})"
     client = NotebookClient(nb, timeout=600, kernel_name="python3",
                             resources={"metadata": {"path": os.path.dirname(path)}})
     cells = []

@@ -12,7 +12,7 @@ In a network namespace of its own (nothing touches the machine's links):
   scale      100 `labkit run -d` spawned at once: wall time until every one
              returned, failures, the peak of labkit's RSS (sampled every 20 ms),
              then one `labkit rm -f` of all 100, its time, and the leak scan
-             (labkit.leaks) before and after.
+             (labkit.course.leaks) before and after.
 
 RSS counts a page shared with another process in both; that is the figure
 the goal is set in. Usage: python bench/footprint.py [--json FILE]
@@ -29,7 +29,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from labkit import api, containers, home, leaks, syscalls  # noqa: E402
+from labkit import api, containers, home
+from labkit.course import leaks
+from labkit.linux import syscalls  # noqa: E402
 
 GOAL_MIB = 2.0        # labkit's own memory per running detached container, at most
 

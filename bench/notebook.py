@@ -5,7 +5,7 @@ The kernel is a real one (jupyter_client, the python3 kernel a notebook
 runs in). In it, each round times, with time.perf_counter around the call:
 
   warm   api.run(["/bin/true"], memory="64m"): a fork of the kernel's fork
-         server (labkit/runtime/forkserver.py) runs `labkit run`;
+         server (labkit/runtime/servers/forkserver.py) runs `labkit run`;
   fresh  the same with LABKIT_FORKSERVER=0: `labkit` started as a process.
 
 Both are labkit's default container (pid, net, ipc, mnt, uts and cgroup
@@ -34,7 +34,7 @@ sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.dirname(HERE))
 
 import start  # noqa: E402  (bench/start.py: the bundle, the runtimes, the timing)
-from labkit.conformance import bundles, observe  # noqa: E402
+from labkit.course.conformance import bundles, observe  # noqa: E402
 
 KERNEL_SETUP = """
 import json, os, time

@@ -31,8 +31,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from labkit import api, syscalls  # noqa: E402
-from labkit.facts.services import cost_of  # noqa: E402
+from labkit import api
+from labkit.linux import syscalls  # noqa: E402
+from labkit.course.facts.services import cost_of  # noqa: E402
 from labkit.services import store  # noqa: E402
 
 

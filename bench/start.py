@@ -36,7 +36,7 @@ import uuid
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 
-from labkit.conformance import bundles, observe  # noqa: E402
+from labkit.course.conformance import bundles, observe  # noqa: E402
 
 TARGET = 1.0          # the goal: labkit-runtime run at most as long as runc run
 
@@ -136,7 +136,7 @@ def interpreter(rt):
             shebang = f.readline()
         if shebang.startswith("#!"):
             return shebang[2:].split(), [first]
-    return [sys.executable], ["-m", "labkit.runtime_cli"]
+    return [sys.executable], ["-m", "labkit.cli.runtime"]
 
 
 def import_cost(rt, root, bundle):

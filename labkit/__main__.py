@@ -1,3 +1,3 @@
-from labkit.cli import main
+from labkit.cli.main import main
 
 raise SystemExit(main())

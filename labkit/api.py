@@ -4,7 +4,7 @@ a student would type it, in a process of its own.
 Why not fork the Jupyter kernel? The kernel is multithreaded; a fork copies
 only the calling thread, and running Python set-up code in the child can
 deadlock on a lock another thread held. So, as root, the first call spawns
-a fork server (labkit/runtime/forkserver.py): one single-threaded process
+a fork server (labkit/runtime/servers/forkserver.py): one single-threaded process
 per kernel with labkit's start path imported, which forks a child per call
 — no interpreter to start, no imports to repeat. Elsewhere (a script, a
 test: LABKIT_FORKSERVER=1 turns it on there too), without root, or with
@@ -53,9 +53,9 @@ def labkit_argv(*args):
 
 
 # What a container's start imports, imported once in the fork server.
-WARM = ("labkit.cli", "labkit.runtime.runner", "labkit.runtime.monitor", "labkit.runtime.init",
+WARM = ("labkit.cli.main", "labkit.runtime.runner", "labkit.runtime.monitor", "labkit.runtime.init",
         "labkit.stages.namespaces", "labkit.stages.rootfs", "labkit.stages.cgroups", "labkit.stages.unionfs",
-        "labkit.stages.seccomp", "labkit.builder", "labkit.network")
+        "labkit.stages.seccomp", "labkit.images.builder", "labkit.linux.netdevice")
 _server = None
 _server_lock = threading.Lock()
 
@@ -87,9 +87,9 @@ def _forkserver():
         if _server is False:            # it could not start here: never again in this process
             return None
         if _server is None or not _server.alive():
-            from .runtime.forkserver import Client
+            from labkit.runtime.servers.forkserver import Client
             try:
-                _server = Client("labkit.cli:main", WARM)
+                _server = Client("labkit.cli.main:main", WARM)
             except OSError as e:
                 print(f"labkit: {e}; each call starts `labkit` afresh", file=sys.stderr)
                 _server = False
@@ -207,7 +207,7 @@ class Container:
 
     @property
     def state(self):
-        from .runtime import container
+        from labkit.runtime import container
         return container.load(self.id)
 
     @property

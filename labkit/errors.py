@@ -39,7 +39,7 @@ class LabkitError(Exception):
         imported here, on the error path, never on the start path)."""
         if not self.hint:
             return self.message
-        from .i18n import _
+        from labkit.i18n import _
         return f"{self.message} ({_(self.hint)})"
 
 

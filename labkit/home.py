@@ -95,3 +95,34 @@ class Lock:
 
     def __exit__(self, *exc):
         os.close(self.fd)
+
+
+def write_atomic(path, data):
+    """Write ``data`` (str or bytes) as the file ``path``, whole: into a name of
+    this process's beside it, then rename(2) over ``path``, so that a reader
+    sees the old file or the new one, never half of one (a container's
+    state.json, a network's file, a pid file a client polls)."""
+    tmp = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(tmp, "wb" if isinstance(data, bytes) else "w") as f:
+            f.write(data)
+        os.rename(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def write_json(path, data):
+    """A JSON file of labkit's own (networks, services), replaced whole."""
+    import json
+    write_atomic(path, json.dumps(data, indent=1))
+
+
+def source_tree():
+    """The directory that holds the labkit package: a checkout's top, where
+    examples/ and notebooks/ are (a server's `python -I -S` puts it first on
+    its sys.path)."""
+    return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

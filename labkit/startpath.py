@@ -11,7 +11,7 @@ sys.modules). Measured on the course's machines (python -X importtime):
                 is written with the C encoder json.dumps itself uses (dumps()).
   shutil        imports bz2, lzma and fnmatch (~3 ms): remove_tree() is rm -r.
   argparse      ~6 ms with gettext and re: `labkit run` reads its options
-                from one table (labkit/cli.py).
+                from one table (labkit/cli/main.py).
   dataclasses   ~20 ms with inspect: configs are plain classes.
   threading     nothing on the start path needs a thread.
   _socket,      the C modules' own initialisation (~1 M instructions for

@@ -49,7 +49,7 @@ def _interruptible():
 
 _interruptible()
 
-from labkit.leaks import leftovers as labkit_leftovers  # noqa: E402
+from labkit.course.leaks import leftovers as labkit_leftovers  # noqa: E402
 from proc_helper import new_processes, processes  # noqa: E402
 
 
@@ -169,7 +169,7 @@ def _remove_home(top):
     """The suite's home goes at the end, unless something is still mounted
     under it (a leak, reported above): then it stays for a look, and
     `LABKIT_HOME=TOP labkit gc` collects it."""
-    from labkit import mountinfo
+    from labkit.linux import mountinfo
     from labkit.startpath import remove_tree
     if top is None or not os.path.isdir(top):
         return
@@ -185,7 +185,7 @@ def rootfs(request):
     leak check then compares it at the end with what it is now."""
     if os.geteuid() != 0:
         pytest.skip("needs root")
-    from labkit import builder
+    from labkit.images import builder
     path, _, _ = builder.build("base")
     if getattr(request.config, "_base_before", None) is None:
         request.config._base_before = base_tree()
@@ -205,8 +205,8 @@ def base_image(rootfs):
 
 def own_leftovers():
     import subprocess as sp
-    from labkit.leaks import network_leftovers
-    from labkit.network import link_names
+    from labkit.course.leaks import network_leftovers
+    from labkit.linux.netdevice import link_names
     links = sp.run(["ip", "-o", "link"], capture_output=True, text=True).stdout
     found = [f"link {n}" for n in link_names(links) if n.startswith("lk") or "labkit" in n]
     return sorted(found + network_leftovers())

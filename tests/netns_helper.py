@@ -6,7 +6,7 @@ import contextlib
 import os
 import subprocess
 
-from labkit import syscalls
+from labkit.linux import syscalls
 
 
 @contextlib.contextmanager

@@ -100,7 +100,7 @@ def new_processes(before, grace=5.0):
     """Processes started during the suite and still running after ``grace``
     seconds (one that is on its way out gets the time to go): a daemon, a
     server or a container's process that a test left behind, whatever its
-    name — the scan of labkit.leaks knows labkit's own only. Not the
+    name — the scan of labkit.course.leaks knows labkit's own only. Not the
     machine's: a process whose parents lead to one that was there at the
     start and is not an ancestor of this one (someone's shell, a service's
     job) is not the suite's; one left to init (pid 1) or to this process is."""

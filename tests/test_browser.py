@@ -25,7 +25,8 @@ import time
 import pytest
 from proc_helper import free_port, stop_group
 
-from labkit import i18n, lab
+from labkit import i18n
+from labkit.course import lab
 
 pytestmark = [pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="the notebooks need root")]

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from labkit import builder
+from labkit.images import builder
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 

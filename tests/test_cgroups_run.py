@@ -15,9 +15,10 @@ import subprocess
 
 import pytest
 
-from labkit import api, cgroups, home
-from labkit.cgroups import hierarchy, lxcfs
-from labkit.cgroups.resources import parse_cpus, shares_to_weight
+from labkit import api, home
+from labkit.linux import cgroups
+from labkit.linux.cgroups import hierarchy, lxcfs
+from labkit.linux.cgroups.resources import parse_cpus, shares_to_weight
 import proc_helper
 from labkit.runtime import container as ct
 

@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from labkit.leaks import leftovers as labkit_leftovers
+from labkit.course.leaks import leftovers as labkit_leftovers
 from labkit import api
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -65,7 +65,7 @@ def test_the_command_answers_a_user_who_cannot_read_the_checkout():
     root can read: another user gets labkit's one line, root gets labkit."""
     top = tempfile.mkdtemp(prefix="labkit-launcher-")      # 0700 by mkdtemp: the checkout
     os.makedirs(os.path.join(top, "labkit"))
-    open(os.path.join(top, "labkit", "cli.py"), "w").close()
+    open(os.path.join(top, "labkit", "__init__.py"), "w").close()
     command = tempfile.mktemp(prefix="labkit-command-")     # in /tmp, which any user may search
     try:
         venv = os.path.dirname(os.path.dirname(sys.executable))
@@ -139,7 +139,8 @@ def test_hostname_without_uts(rootfs, labkit_cli, unchanged):
 def test_missing_kernel_feature(monkeypatch, capsys):
     """A kernel without the time namespace (before 5.6): simulated by hiding
     it from the list the kernel gives, since this kernel has it."""
-    from labkit import cli, namespaces
+    from labkit.cli import main as cli
+    from labkit.linux import namespaces
     real = namespaces.available()
     monkeypatch.setattr(namespaces, "available", lambda: [n for n in real if n != "time"])
     code = cli.main(["run", "--rm", "--ns", "pid,time", "--", "true"])

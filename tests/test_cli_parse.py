@@ -3,7 +3,7 @@ built from the same option table (no root needed)."""
 
 import pytest
 
-from labkit import cli
+from labkit.cli import main as cli
 from labkit.errors import LabkitError
 
 CASES = [

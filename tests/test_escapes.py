@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from labkit.facts import security
+from labkit.course.facts import security
 
 pytestmark = pytest.mark.root
 

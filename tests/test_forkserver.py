@@ -1,4 +1,4 @@
-"""The fork server for real (labkit/runtime/forkserver.py): a notebook's
+"""The fork server for real (labkit/runtime/servers/forkserver.py): a notebook's
 labkit calls forked from one warm single-threaded process instead of a new
 interpreter each — the same results as a fresh `labkit`, and the same
 cleanup: a call interrupted or timed out stops and removes its container; a
@@ -15,8 +15,9 @@ import time
 import pytest
 from proc_helper import ppid, wait_for
 
-from labkit import api, home, leaks
-from labkit.runtime import forkserver
+from labkit import api, home
+from labkit.course import leaks
+from labkit.runtime.servers import forkserver
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

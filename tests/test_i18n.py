@@ -20,9 +20,10 @@ import urllib.request
 
 import pytest
 
-from labkit import i18n, lab
+from labkit import i18n
+from labkit.course import lab
 from labkit.i18n import po
-from labkit.translation import messages, notebooks
+from labkit.course.translation import messages, notebooks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ES = {"LABKIT_LANG": "es"}
@@ -93,7 +94,7 @@ def test_one_variety_of_spanish():
     """The glossary's rule ("Una sola variante"), enforced: Spain's words and
     vosotros are found in a translation, in the readings and docs/es (the
     glossary's own section naming them apart), never in a seed quote."""
-    from labkit.translation import words
+    from labkit.course.translation import words
     found = words.problems("es", "Abre el fichero en un terminal.\n"
                                  "Tenéis que subirla al registro del laboratorio con otra etiqueta (tag).")
     assert [w for w, _ in found] == ["fichero", "un terminal", "Tenéis", "al registro", "etiqueta (tag)"]
@@ -120,7 +121,7 @@ def test_the_built_notebooks_speak_spanish():
 
 def test_fact_checks_go_through_the_catalog():
     """`labkit tour` and the notebooks' rows show a fact's check sentence: each
-    fact(...) in labkit/facts passes it through _()."""
+    fact(...) in labkit/course/facts passes it through _()."""
     plain = []
     for path in glob.glob(os.path.join(ROOT, "labkit", "facts", "*.py")):
         for node in ast.walk(ast.parse(open(path, encoding="utf-8").read())):
@@ -201,7 +202,7 @@ def test_doctor_and_errors_in_spanish():
 
 
 def test_tour_table_in_spanish(monkeypatch):
-    from labkit import tour
+    from labkit.course import tour
     monkeypatch.setenv("LABKIT_LANG", "es")
     facts = [{"layer": "namespaces", "check": "x", "inside": "1", "outside": "2", "ok": True}]
     head, row = tour.table(facts, width=120).splitlines()

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from labkit.facts import chroot, namespaces
+from labkit.course.facts import chroot, namespaces
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
 
@@ -36,7 +36,7 @@ def test_namespace(check, rootfs):
 @pytest.mark.parametrize("chosen", [{"pid"}, {"net"}, {"ipc"}, {"mnt"}, {"uts"}, {"cgroup"}, {"time"},
                                     {"user", "mnt", "pid"}], ids=lambda s: "+".join(sorted(s)))
 def test_only_the_chosen_namespaces_differ(chosen, rootfs):
-    from labkit import namespaces as ns
+    from labkit.linux import namespaces as ns
     if not chosen <= set(ns.available()):
         pytest.skip(f"this kernel has no {chosen - set(ns.available())} namespace")
     f = namespaces.inodes(chosen, rootfs)

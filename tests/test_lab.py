@@ -10,9 +10,10 @@ import sys
 
 import pytest
 
-from labkit import containers, lab
+from labkit import containers
+from labkit.course import lab
 from labkit.i18n import catalog
-from labkit.lab import cgroups as lab03, chroot as lab01, oci as lab05
+from labkit.course.lab import cgroups as lab03, chroot as lab01, oci as lab05
 
 pytestmark = pytest.mark.root
 
@@ -30,7 +31,7 @@ def labkit(*args):
 
 def test_every_exercise_has_near_misses_alternatives_and_three_hints():
     """Each exercise keeps, beside it, at least two other correct solutions
-    and named near misses (labkit/lab/*.py ALTERNATIVES, NEAR_MISSES)."""
+    and named near misses (labkit/course/lab/*.py ALTERNATIVES, NEAR_MISSES)."""
     for ex in lab.exercises():
         assert len(ex.hints) == 3 and ex.solution and ex.reset_commands
         assert lab.show_solution(ex.id).startswith("sudo ")
@@ -59,7 +60,7 @@ def test_the_check_tells_right_from_wrong(exercise_id, kind, name, rootfs, monke
         from netns_helper import private_netns
         with private_netns():
             _one_way(exercise_id, kind, name)
-            from labkit.leaks import network_leftovers
+            from labkit.course.leaks import network_leftovers
             assert network_leftovers() == []
     else:
         _one_way(exercise_id, kind, name)
@@ -107,7 +108,7 @@ def _nothing_left(exercise_id, way):
     assert not [p for argv in (("sleep", n) for n in ("1011", "1012", "1021", "1022", "1023", "1031"))
                 for p in lab.find(*argv)] and not lab.find("sh", "-c", lab03.BUSY), where
     assert not glob.glob("/sys/fs/cgroup/lab03*") and not glob.glob("/sys/fs/cgroup/*/lab03*"), where
-    from labkit.leaks import image_leftovers
+    from labkit.course.leaks import image_leftovers
     assert image_leftovers() == [], where
     assert not ([n for n in os.listdir("/run/netns") if n.startswith("lk-")] if os.path.isdir("/run/netns") else []), where
 
@@ -149,7 +150,7 @@ def test_the_python_solution_of_02(rootfs):
 # to recover; the exercise's reset recovers.
 HAZARD = r"""
 import subprocess, sys
-from labkit import lab
+from labkit.course import lab
 subprocess.run(["mount", "--make-rshared", "/"], check=True)
 subprocess.run(["unshare", "--pid", "--fork", "--mount", "--propagation", "unchanged",
                 "mount", "-t", "proc", "proc", "/proc"], check=True)

@@ -6,8 +6,9 @@ import subprocess
 
 import pytest
 
-from labkit import lab, mountinfo
-from labkit.lab import chroot, security, services
+from labkit.course import lab
+from labkit.linux import mountinfo
+from labkit.course.lab import chroot, security, services
 
 
 @pytest.mark.parametrize("line, found", [
@@ -51,7 +52,7 @@ def test_the_hosts_root_is_found_on_a_btrfs_subvolume(line, shows):
 
 
 def _caps(names):
-    from labkit.process import CAPABILITIES
+    from labkit.linux.process import CAPABILITIES
     return "%016x" % sum(1 << CAPABILITIES.index(n) for n in names)
 
 
@@ -80,7 +81,7 @@ def test_replicas_are_judged_on_enough_requests(monkeypatch):
     spec = {"ports": [{"host_port": 8088}]}
     answers = iter(["lab08-web.1.t", "lab08-web.2.t"] * 3 + ["lab08-web.1.t", "lab08-web.3.t"] + [None] * 40)
     monkeypatch.setattr(services, "_service", lambda name, want, label=None: ((spec, running), None))
-    import labkit.facts.services as svcf
+    import labkit.course.facts.services as svcf
     monkeypatch.setattr(svcf, "get", lambda port, timeout=2: next(answers))
     ok, why = services._replicas()
     assert ok and "within 8 requests" in why, why

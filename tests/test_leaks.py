@@ -6,8 +6,8 @@ import os
 
 import pytest
 
-from labkit import leaks
-from labkit.cgroups import hierarchy
+from labkit.course import leaks
+from labkit.linux.cgroups import hierarchy
 
 
 def test_own_cgroup_names():

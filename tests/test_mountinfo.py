@@ -1,8 +1,8 @@
-"""labkit.mountinfo on crafted lines: no root needed."""
+"""labkit.linux.mountinfo on crafted lines: no root needed."""
 
 import pytest
 
-from labkit import mountinfo
+from labkit.linux import mountinfo
 
 # proc(5)'s own example, then the kernel's escapes: a space (\040), a tab
 # (\011), a newline (\012) and a backslash (\134) in paths and the source.

@@ -13,8 +13,9 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from labkit import i18n, lab
-from labkit.notebook import facts_of
+from labkit import i18n
+from labkit.course import lab
+from labkit.course.notebook import facts_of
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the notebooks need root")
 
@@ -62,7 +63,7 @@ def execute(path, solve_all=True):
             if m:
                 received[m.group(1)] = _stdout(cell)
                 if solve_all or not solved:
-                    solve = nbformat.v4.new_code_cell(f"from labkit import lab\nlab.solve({m.group(1)!r})")
+                    solve = nbformat.v4.new_code_cell(f"from labkit.course import lab\nlab.solve({m.group(1)!r})")
                     client.execute_cell(solve, index)
                     client.execute_cell(cell, index)
                     solved[m.group(1)] = _stdout(cell)

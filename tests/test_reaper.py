@@ -1,4 +1,4 @@
-"""The reaper for real (labkit/runtime/reaper.py): one labkit process waits
+"""The reaper for real (labkit/runtime/servers/reaper.py): one labkit process waits
 for every detached container — the inits are its children, no monitor stays
 per container — and exit codes, logs, stop, rm, --rm and gc work as with a
 monitor; it leaves when nothing of its own runs, refuses other users, passes
@@ -16,7 +16,7 @@ from proc_helper import ppid, wait_for
 
 from labkit import home
 from labkit.runtime import container as ct
-from labkit.runtime import reaper
+from labkit.runtime.servers import reaper_client as reaper
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")

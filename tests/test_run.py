@@ -11,7 +11,8 @@ import time
 import pexpect
 import pytest
 
-from labkit import api, namespaces
+from labkit import api
+from labkit.linux import namespaces
 from labkit.runtime import container as ct
 from proc_helper import cmdline, in_pidns_of, wait_for
 
@@ -98,7 +99,7 @@ def test_sigkill_of_the_runner_then_gc(rootfs, labkit_cli):
     r = labkit_cli("gc")
     assert r.returncode == 0 and "removed container orphan" in r.stdout
     assert "orphan" not in ct.all_ids()
-    from labkit import cgroups
+    from labkit.linux import cgroups
     assert cgroups.load("orphan") is None
 
 

@@ -8,7 +8,9 @@ import os
 
 import pytest
 
-from labkit import api, process, security
+from labkit import api
+from labkit.linux import process
+from labkit.security import defaults as security
 
 pytestmark = pytest.mark.root
 

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from labkit import syscalls as sc
+from labkit.linux import syscalls as sc
 
 
 def test_flag_names():

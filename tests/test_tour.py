@@ -1,7 +1,7 @@
 """`labkit tour`: every stage headless, one table, exit 0 only if every row
 passes — the course's claims, checked end to end on this machine.
 
-Each row is a fact of labkit/facts, and every one of them is also recorded
+Each row is a fact of labkit/course/facts, and every one of them is also recorded
 by a notebook, which tests/test_notebooks.py runs and asserts: running the
 whole tour here would run each fact a second time (a minute of the suite).
 So the tour's own code runs here end to end on the stages whose rows only
@@ -19,7 +19,7 @@ import sys
 
 import pytest
 
-from labkit import tour
+from labkit.course import tour
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # The stages whose rows are not all a notebook's facts, and the shortest.
@@ -66,7 +66,7 @@ def test_every_other_row_is_a_notebooks_fact():
     for layer in tour.LAYERS:
         if layer in RUN_HERE:
             continue
-        path = os.path.join(ROOT, "labkit", "facts", f"{layer}.py")
+        path = os.path.join(ROOT, "labkit", "course", "facts", f"{layer}.py")
         with open(path) as f:
             module = ast.parse(f.read())
         defined = {n.name for n in module.body if isinstance(n, ast.FunctionDef)}

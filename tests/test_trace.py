@@ -21,7 +21,7 @@ def calls(stderr):
 
 
 def test_a_failed_call_shows_its_errno_and_still_raises():
-    r = python("from labkit import syscalls\n"
+    r = python("from labkit.linux import syscalls\n"
                "try:\n    syscalls.chroot('/no/such/dir')\nexcept FileNotFoundError:\n    print('raised')",
                trace="1")
     assert r.stdout == "raised\n"
@@ -29,7 +29,7 @@ def test_a_failed_call_shows_its_errno_and_still_raises():
 
 
 def test_off_the_calls_are_not_even_wrapped():
-    code = "from labkit import syscalls; print(hasattr(syscalls.mount, '__wrapped__'))"
+    code = "from labkit.linux import syscalls; print(hasattr(syscalls.mount, '__wrapped__'))"
     assert python(code, trace="").stdout == "False\n"
     assert python(code, trace="0").stdout == "False\n"       # only "1" turns it on
     assert python(code, trace="1").stdout == "True\n"

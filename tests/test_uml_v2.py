@@ -35,7 +35,7 @@ LAB_EXERCISES = ("03.memory", "03.cpu")
 
 
 def _by_hand(exercise_id):
-    from labkit import lab
+    from labkit.course import lab
     ex = lab.get(exercise_id)
     return ([f"{exercise_id}/reference"]
             + [f"{exercise_id}/miss/{name}" for name in ex.near_misses if "labkit run" not in name])
@@ -68,7 +68,7 @@ def start():
     that follow. None where skipped."""
     global _background
     if _background is None and not any(m.mark.args[0] for m in pytestmark):
-        from labkit import builder
+        from labkit.images import builder
         builder.build("base")
         _background = harness.Background(ARGS, TIMEOUT)
     return _background

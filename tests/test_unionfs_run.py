@@ -13,8 +13,10 @@ import time
 
 import pytest
 
-from labkit.leaks import leftovers as labkit_leftovers
-from labkit import api, home, layers, overlay
+from labkit.course.leaks import leftovers as labkit_leftovers
+from labkit import api, home
+from labkit.images import layers
+from labkit.linux import overlay
 from labkit.runtime import container as ct
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root")
@@ -161,7 +163,7 @@ def test_commit_then_a_new_container_sees_the_change(labkit_cli, tmp_path):
 
 def test_commit_needs_a_container_with_layers(labkit_cli):
     """A rootfs given as a directory is used as it is: no layer of its own."""
-    from labkit import builder
+    from labkit.images import builder
     store = layers.layers_dir()
     before = sorted(os.listdir(store)) if os.path.isdir(store) else []
     r = labkit_cli("run", "-d", "--name", "lkplain", "--rootfs", builder.resolve("base"), "--", "sleep", "300")
@@ -176,7 +178,7 @@ def test_commit_needs_a_container_with_layers(labkit_cli):
 def test_a_default_container_writes_to_its_own_layer(labkit_cli):
     """The base rootfs is shared by every container: a write, even an rm -rf,
     lands in the container's upper dir, and commit finds it there."""
-    from labkit import builder
+    from labkit.images import builder
     base = builder.resolve("base")
     before = sorted(os.listdir(base))
     r = labkit_cli("run", "-d", "--name", "lkown", "--", "sh", "-c",

@@ -4,7 +4,7 @@
 # then another user cannot even start labkit's interpreter, and the shell
 # would say "Permission denied". This says what labkit says to a user who is
 # not root, in one line, before anything is imported.
-if [ ! -r "@REPO@/labkit/cli.py" ]; then
+if [ ! -r "@REPO@/labkit/__init__.py" ]; then
     echo "labkit: labkit needs root: its files in @REPO@ are readable by root only (run it with sudo, or inside the classroom VM (vagrant up; vagrant ssh))" >&2
     exit 1
 fi

@@ -227,7 +227,7 @@ sys.stderr.flush()
 os._exit(code)
 EOF
 }
-for cmd in labkit:labkit.cli labkit-runtime:labkit.runtime_cli; do
+for cmd in labkit:labkit.cli.main labkit-runtime:labkit.cli.runtime; do
     name=${cmd%%:*}
     if [ "$(launcher "$name" "${cmd#*:}")" != "$(cat "$venv/bin/$name" 2>/dev/null)" ]; then
         say "writing the launcher $venv/bin/$name"

@@ -670,7 +670,7 @@ class VMTest:
 
     def leaks(self, log):
         out = self.guest.output(f"cd /lab && {VENV}/bin/python -c "
-                                + shlex.quote("from labkit.leaks import leftovers; "
+                                + shlex.quote("from labkit.course.leaks import leftovers; "
                                               "print('\\n'.join(leftovers()))"))
         with open(log, "a") as f:
             f.write(out)

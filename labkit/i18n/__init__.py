@@ -35,7 +35,7 @@ def lang():
 def catalog(language):
     """{English text: translation} for ``language``, read once."""
     if language not in _catalogs:
-        from . import po
+        from labkit.i18n import po
         found = {}
         for path in sorted(glob.glob(os.path.join(os.path.dirname(__file__), language, "*.po"))):
             for entry in po.load(path):

@@ -15,8 +15,8 @@ import json
 import os
 import tarfile
 
-from ..errors import LabkitError
-from . import image, store
+from labkit.errors import LabkitError
+from labkit.images import image, store
 
 
 def save(refs, out):

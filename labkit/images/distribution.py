@@ -30,10 +30,10 @@ import os
 import sys
 import urllib.parse
 
-from .. import layers
-from ..errors import LabkitError, NotFound
-from ..i18n import N_
-from . import image, reference, store
+from labkit.images import layers
+from labkit.errors import LabkitError, NotFound
+from labkit.i18n import N_
+from labkit.images import image, reference, store
 
 MANIFESTS = store.IMAGE_MANIFESTS
 INDEXES = (store.MEDIA_INDEX, store.MEDIA_DOCKER_LIST)

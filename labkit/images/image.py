@@ -16,9 +16,10 @@ import os
 import platform
 import time
 
-from .. import home, layers
-from ..errors import Conflict, LabkitError, NotFound
-from . import reference, store
+from labkit import home
+from labkit.images import layers
+from labkit.errors import Conflict, LabkitError, NotFound
+from labkit.images import reference, store
 
 BASE = "labkit/base:latest"
 MEDIA_LAYER = layers.MEDIA_TAR
@@ -102,7 +103,7 @@ def tag(source, target):
 
 def users_of(ref):
     """Containers (any state) whose config names image ``ref``."""
-    from ..containers import all_ids, load
+    from labkit.containers import all_ids, load
     found = []
     for cid in all_ids():
         try:
@@ -131,7 +132,7 @@ def remove(ref, force=False):
 
 def collect_unpacked():
     """Unpacked layers that no remaining image lists and no container stacks."""
-    from ..containers import all_ids, load
+    from labkit.containers import all_ids, load
     keep = set()
     for name, _ in store.tags():
         try:
@@ -146,7 +147,7 @@ def collect_unpacked():
     for hexd in os.listdir(top) if os.path.isdir(top) else ():
         path = os.path.join(top, hexd)
         if hexd not in keep and "." not in hexd and path not in stacked:
-            from ..startpath import remove_tree
+            from labkit.startpath import remove_tree
             remove_tree(path)
 
 
@@ -202,7 +203,7 @@ def ensure_base(rootfs):
                history=[{"created_by": "labkit rootfs build (busybox + procps + iproute2 + util-linux)"}],
                annotations={ROOTFS_STAMP: stamp})
     finally:
-        from ..startpath import remove_tree
+        from labkit.startpath import remove_tree
         remove_tree(tmp)
     with store.Lock():
         store.collect()

@@ -12,7 +12,7 @@ added: it is the ref.name annotation of the layout's index.json.
 
 import re
 
-from ..errors import LabkitError
+from labkit.errors import LabkitError
 
 _COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
 _REPO = re.compile(rf"^{_COMPONENT}(?:/{_COMPONENT})*$")

@@ -16,9 +16,9 @@ import signal
 import subprocess
 import time
 
-from .. import home
-from ..containers import alive, start_time
-from ..errors import Conflict, LabkitError, NotFound
+from labkit import home
+from labkit.containers import alive, start_time
+from labkit.errors import Conflict, LabkitError, NotFound
 
 BINARY = "docker-registry"
 DEFAULT_PORT = 5000

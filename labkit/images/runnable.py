@@ -5,9 +5,9 @@ from the rootfs when it is missing or the rootfs was rebuilt."""
 
 import os
 
-from .. import home
-from ..errors import LabkitError, NotFound
-from . import image, reference
+from labkit import home
+from labkit.errors import LabkitError, NotFound
+from labkit.images import image, reference
 
 
 def for_run(ref):
@@ -20,7 +20,7 @@ def for_run(ref):
         except NotFound:
             if reference.parse(name).registry is None:
                 raise
-            from . import distribution
+            from labkit.images import distribution
             distribution.pull(name)     # docker run pulls what it lacks
             img = image.get(name)
     lowers = image.lowers(img)

@@ -16,8 +16,8 @@ import hashlib
 import json
 import os
 
-from .. import home
-from ..errors import LabkitError, NotFound
+from labkit import home
+from labkit.errors import LabkitError, NotFound
 
 REF_NAME = "org.opencontainers.image.ref.name"
 MEDIA_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -54,10 +54,7 @@ def init():
 
 
 def _write(path, data):
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(data)
-    os.rename(tmp, path)
+    home.write_atomic(path, data)
 
 
 def canonical(obj):

@@ -2,7 +2,9 @@
 world, built from the kernel pieces Docker's bridge driver uses.
 
   store.py      networks and their endpoints on disk ($LABKIT_HOME/networks),
-                one lock for all of them, and the addresses they hand out (IPAM)
+                one lock for all of them, and the subnets networks take
+  ipam.py       the addresses in a subnet: endpoints' from the bottom,
+                services' virtual IPs (vips.py) from the top
   links.py      the links: a bridge per network, a veth pair per container
                 with its peer moved into the container's namespace, the
                 addresses and default route inside; `ip` commands, as a student
@@ -20,4 +22,7 @@ runc does no networking at all: a network is set up around a container by
 whoever starts it (Docker's libnetwork, podman's netavark or CNI), from hooks.
 labkit does it from a stage of its runner (labkit/stages/network.py) for
 `labkit run`, and from OCI hooks (`labkit network connect NET -`) for a bundle.
+
+Layer 2: may import labkit.linux and the vocabulary, never the stages or the
+runtime (they call it).
 """

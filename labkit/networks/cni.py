@@ -20,9 +20,9 @@ import json
 import os
 import subprocess
 
-from ..errors import LabkitError
-from . import store
-from .links import trace
+from labkit.errors import LabkitError
+from labkit.networks import store
+from labkit.networks.links import trace
 
 CNI_PATH = "/usr/lib/cni"
 VERSION = "1.0.0"

@@ -16,8 +16,8 @@ or, with -, from an OCI hook that reads the container's state on stdin.
 
 import os
 
-from ..containers import alive, start_time
-from . import firewall, hosts, links, namespace, ports, store, vips
+from labkit.containers import alive, start_time
+from labkit.networks import firewall, hosts, ipam, links, namespace, ports, store, vips
 
 
 def _keeper_alive(ep):
@@ -98,7 +98,7 @@ def _reserve(net, owner, name, hostname, aliases, ip, publish, hosts_file):
     network = net["name"]
     by_net = _all()
     if any(ep["owner"] == owner for ep in by_net.get(network, ())):
-        from ..errors import Conflict
+        from labkit.errors import Conflict
         raise Conflict(f"container {owner} is already connected to network '{network}'",
                        f"disconnect it first: `labkit network disconnect {network} {owner}`")
     ports.check_free(list(publish), _published(by_net, owner))
@@ -111,7 +111,7 @@ def _reserve(net, owner, name, hostname, aliases, ip, publish, hosts_file):
     if net["driver"] == "cni":
         ep["ip"], ep["wanted_ip"], ep["mac"] = None, ip, None
     else:
-        ep["ip"] = store.allocate(net, ip)
+        ep["ip"] = ipam.allocate(net, ip)
         ep["mac"] = links.mac_of(ep["ip"])
         links.ensure_bridge(net)
     store.save_endpoint(network, ep)
@@ -131,7 +131,7 @@ def plug(network, owner, pid):
         ep["pid"], ep["pid_start"] = pid, start_time(pid)
         try:
             if net["driver"] == "cni":
-                from . import cni
+                from labkit.networks import cni
                 cni.add(net, ep, pid)
                 links.allow_localnet(net["bridge"])
                 links.no_ipv6(net["bridge"])
@@ -161,7 +161,7 @@ def _undo(net, ep, pid=None):
     """Whatever of the endpoint the kernel still has, then its file."""
     try:
         if net["driver"] == "cni" and (ep.get("cni_result") or pid):
-            from . import cni
+            from labkit.networks import cni
             cni.delete(net, ep, pid if pid and alive(pid, ep.get("pid_start")) else None)
         elif ep.get("veth"):
             links.delete(ep["veth"])
@@ -215,7 +215,7 @@ def attached(network):
 def remove_network(name):
     """`network rm`: refused while a live container is attached; endpoints
     of dead ones are collected first. The last network puts ip_forward back."""
-    from ..errors import Conflict
+    from labkit.errors import Conflict
     with store.Lock():
         net = store.load(name)
         namespace.elsewhere(net)      # its bridge and rules are another namespace's: refused
@@ -240,7 +240,7 @@ def create_network(name, subnet=None, gateway=None, driver="bridge"):
     with store.Lock():
         net = store.create(name, subnet, gateway, driver)
         if driver == "cni":
-            from . import cni
+            from labkit.networks import cni
             cni.write_conflist(net)
         return net
 
@@ -259,7 +259,7 @@ def add_service(network, name, names, publish=()):
 
 
 def _add_service(net, name, names, publish):
-    from ..errors import Conflict, LabkitError
+    from labkit.errors import Conflict, LabkitError
     network = net["name"]
     if net["driver"] != "bridge":
         raise LabkitError(f"network '{network}' has the {net['driver']} driver: services need a bridge network",
@@ -267,7 +267,7 @@ def _add_service(net, name, names, publish):
     if vips.get(network, name) is not None:
         raise Conflict(f"service '{name}' is already on network '{network}'", f"`labkit service rm {name}` first")
     ports.check_free(list(publish), _published(_all(), None))
-    vip = {"name": name, "vip": vips.allocate(net), "names": list(names), "ports": list(publish), "backends": []}
+    vip = {"name": name, "vip": ipam.allocate_vip(net), "names": list(names), "ports": list(publish), "backends": []}
     links.ensure_bridge(net)
     vips.save(network, vip)
     _sync()

@@ -45,8 +45,8 @@ the isolation of the networks).
 `nft list table ip labkit` prints it; the table is deleted with the last network.
 """
 
-from . import vips
-from .links import run
+from labkit.networks import vips
+from labkit.networks.links import run
 
 TABLE = "ip labkit"
 

@@ -90,7 +90,7 @@ def arp_reply(src_mac, dst_mac, claimed_ip, dst_ip):
 def bounding_set(pid):
     """The capability names in process ``pid``'s bounding set, as
     setpriv(1) spells them (net_raw)."""
-    from ..process import capability_names
+    from labkit.linux.process import capability_names
     with open(f"/proc/{pid}/status") as f:
         mask = next(line.split()[1] for line in f if line.startswith("CapBnd:"))
     return [name[4:].lower() for name in capability_names(mask)]

@@ -22,7 +22,7 @@ that reads it: that of the caller (in the tests, a namespace of their own).
 import os
 import subprocess
 
-from ..errors import LabkitError
+from labkit.errors import LabkitError
 
 
 def trace(argv, script=""):
@@ -30,7 +30,7 @@ def trace(argv, script=""):
     lines one by one; nft's whole table as one line (`nft list table ip labkit` shows it)."""
     if os.environ.get("LABKIT_TRACE") != "1":
         return
-    from ..syscalls.trace import emit
+    from labkit.linux.syscalls.trace import emit
     if argv[:3] == ["nft", "-f", "-"]:
         table = " ".join(script.split("\n", 1)[0].split()[1:4])   # "add table ip labkit"
         emit(f"$ nft -f - < ruleset   # {table}, replaced whole in one transaction")
@@ -81,7 +81,7 @@ def sysctl(key, value=None):
         with open(path) as f:
             return f.read().strip()
     if os.environ.get("LABKIT_TRACE") == "1":
-        from ..syscalls.trace import emit
+        from labkit.linux.syscalls.trace import emit
         emit(f"$ sysctl {key}={value}")
     with open(path, "w") as f:
         f.write(str(value))
@@ -139,7 +139,7 @@ def allow_localnet(bridge):
 
 
 def _forward_saved():
-    from .store import root
+    from labkit.networks.store import root
     return os.path.join(root(), ".ip_forward")
 
 
@@ -168,7 +168,7 @@ def restore_forward():
 
 
 def _vips_file(net):
-    from .store import root
+    from labkit.networks.store import root
     return os.path.join(root(net["name"]), ".vips")
 
 

@@ -24,7 +24,7 @@ import os
 import socket
 import sys
 
-from ..errors import LabkitError
+from labkit.errors import LabkitError
 
 SO_NETNS_COOKIE = 71        # linux/asm-generic/socket.h; Python names it from 3.13 only
 

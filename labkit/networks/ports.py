@@ -18,7 +18,7 @@ port should not be open to the whole network, as Docker's 0.0.0.0 is. Give
 
 import ipaddress
 
-from ..errors import Conflict, LabkitError
+from labkit.errors import Conflict, LabkitError
 
 PROTOS = ("tcp", "udp")
 LOCAL = "127.0.0.1"

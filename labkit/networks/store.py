@@ -1,4 +1,5 @@
-"""Networks and endpoints on disk, and the addresses they hand out.
+"""Networks and endpoints on disk, and the subnets networks take (their
+addresses are handed out by ipam.py).
 
     $LABKIT_HOME/networks/.lock                  flock(2): one change at a time
     $LABKIT_HOME/networks/<name>/network.json    name, id, driver, subnet, gateway, bridge,
@@ -25,9 +26,9 @@ import json
 import os
 import time
 
-from .. import home
-from ..errors import Conflict, LabkitError, NotFound
-from . import namespace
+from labkit import home
+from labkit.errors import Conflict, LabkitError, NotFound
+from labkit.networks import namespace
 
 DEFAULT = "labkit"           # `labkit run --network labkit`, made on first use (Docker's bridge)
 DEFAULT_BRIDGE = "labkit0"   # as docker0
@@ -50,12 +51,7 @@ def Lock():
     return home.Lock(root())
 
 
-def write_json(path, data):
-    """Replaced whole, by rename: a reader never sees half of it."""
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.rename(tmp, path)
+write_json = home.write_json
 
 
 def check_name(name):
@@ -216,7 +212,7 @@ def ensure(name):
 
 
 def remove_files(name):
-    from ..startpath import remove_tree
+    from labkit.startpath import remove_tree
     remove_tree(root(name))
 
 
@@ -255,35 +251,3 @@ def drop_endpoint(name, owner):
         os.unlink(endpoint_path(name, owner))
     except FileNotFoundError:
         pass
-
-
-def taken_addresses(net):
-    """The gateway's, the endpoints' and the services' virtual IPs (vips.py)."""
-    from .vips import addresses
-    used = [net["gateway"]] + [e["ip"] for e in endpoints(net["name"]) if e.get("ip")] + addresses(net["name"])
-    return {ipaddress.ip_address(a) for a in used}
-
-
-def allocate(net, wanted=None):
-    """An address for a new endpoint: ``wanted`` (--ip) if it is free and in
-    the subnet, else the lowest free one. The gateway's is never handed out."""
-    subnet = ipaddress.ip_network(net["subnet"])
-    taken = taken_addresses(net)
-    if wanted is not None:
-        try:
-            ip = ipaddress.ip_address(wanted)
-        except ValueError:
-            raise LabkitError(f"--ip {wanted}: not an IPv4 address", f"give one inside {subnet}") from None
-        if ip not in subnet or ip in (subnet.network_address, subnet.broadcast_address):
-            raise LabkitError(f"--ip {wanted} is outside network '{net['name']}' ({subnet})",
-                              f"give a host address of {subnet}, or leave --ip out")
-        if ip in taken:
-            who = "its gateway" if str(ip) == net["gateway"] else "another container or a service"
-            raise Conflict(f"--ip {wanted} is already used on network '{net['name']}' by {who}",
-                           "pick another address, or leave --ip out")
-        return str(ip)
-    for ip in subnet.hosts():
-        if ip not in taken:
-            return str(ip)
-    raise Conflict(f"network '{net['name']}' ({subnet}) has no free address left",
-                   "remove a container from it, or make a network with a larger --subnet")

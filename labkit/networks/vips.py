@@ -20,7 +20,7 @@ rule per port that picks a replica for each new connection, in turn:
 a connection's first packet does (conntrack remembers the choice for the rest
 of it): round robin over connections. This is the kernel doing what a load
 balancer process would, as Kubernetes' kube-proxy does in its nftables mode;
-Docker Swarm uses IPVS for the same job, which not every kernel has (labkit.facts.services.ipvs asks).
+Docker Swarm uses IPVS for the same job, which not every kernel has (labkit.course.facts.services.ipvs asks).
 No process listens on the virtual IP: the address sits on the bridge (a /32,
 so that the host answers ARP for it) and the rule rewrites every connection
 before any socket could see it. A replica that dies loses its endpoint, and
@@ -30,7 +30,7 @@ replica out of ``backends`` when its health check fails.
 
 import os
 
-from . import store
+from labkit.networks import store
 
 DIR = "vips"
 
@@ -66,21 +66,6 @@ def drop(network, name):
         os.unlink(path(network, name))
     except FileNotFoundError:
         pass
-
-
-def allocate(net):
-    """The highest free host address of the subnet: services at the top,
-    containers at the bottom, so that an address says which it is."""
-    import ipaddress
-    subnet = ipaddress.ip_network(net["subnet"])
-    taken = store.taken_addresses(net)
-    for n in range(subnet.num_addresses - 2, 0, -1):
-        ip = subnet.network_address + n
-        if ip not in taken:
-            return str(ip)
-    from ..errors import Conflict
-    raise Conflict(f"network '{net['name']}' ({subnet}) has no free address left for a service",
-                   "remove a container or a service from it, or use a network with a larger --subnet")
 
 
 def rules(vip, backends):

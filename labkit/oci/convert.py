@@ -8,12 +8,12 @@ cgroups package's names, paths relative to the bundle to absolute ones.
 
 import os
 
-from ..runtime.config import ContainerConfig
-from .. import syscalls as sc
-from ..rootfs import PROPAGATION, parse_options, recursive_attrs
-from .validate import NS_TYPES
+from labkit.runtime.config import ContainerConfig
+from labkit.linux import syscalls as sc
+from labkit.linux.rootfs import PROPAGATION, parse_options, recursive_attrs
+from labkit.oci.validate import NS_TYPES
 
-# linux.resources -> ContainerConfig.resources (labkit/cgroups/resources.py names).
+# linux.resources -> ContainerConfig.resources (labkit/linux/cgroups/resources.py names).
 RESOURCES = {
     ("memory", "limit"): "memory", ("memory", "swap"): "memory_swap",
     ("cpu", "shares"): "cpu_shares", ("cpu", "quota"): "cpu_quota", ("cpu", "period"): "cpu_period",
@@ -44,7 +44,7 @@ def resources(res):
     # {"memory": ...}, must not mean every device of the host), then the
     # rules given, then mknod of anything and the nodes of every container's
     # /dev (which the container would not work without).
-    from ..cgroups.devices import ALLOWED, DENY_ALL, parse
+    from labkit.linux.cgroups.devices import ALLOWED, DENY_ALL, parse
     out["devices"] = [DENY_ALL] + parse(res.get("devices") or []) + list(ALLOWED)
     return out
 

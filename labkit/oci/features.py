@@ -10,11 +10,11 @@ HOOKS = ["prestart", "createRuntime", "createContainer", "startContainer", "post
 
 
 def features():
-    from .. import namespaces, seccomp
-    from ..process import CAPABILITIES
-    from ..rootfs import COPYUP, MOUNT_FLAGS, PROPAGATION, RECURSIVE
-    from ..status import OCI_VERSION
-    from .validate import NS_TYPES
+    from labkit.linux import namespaces, seccomp
+    from labkit.linux.process import CAPABILITIES
+    from labkit.linux.rootfs import COPYUP, MOUNT_FLAGS, PROPAGATION, RECURSIVE
+    from labkit.containers import OCI_VERSION
+    from labkit.oci.validate import NS_TYPES
     oci_names = {v: k for k, v in NS_TYPES.items()}
     have = set(namespaces.available())
     out = {

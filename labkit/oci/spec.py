@@ -9,8 +9,8 @@ files a container should not see masked or read-only.
 
 import os
 
-from ..errors import LabkitError, NotFound
-from ..status import OCI_VERSION
+from labkit.errors import LabkitError, NotFound
+from labkit.containers import OCI_VERSION
 _BASIC_CAPS = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]
 
 

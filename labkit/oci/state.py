@@ -14,10 +14,10 @@ exec.fifo exists -> created; alive, no fifo -> running; gone -> stopped.
 
 import os
 
-from .. import home
-from ..errors import Conflict, LabkitError, NotFound
-from ..runtime import container as ct
-from ..status import ACTIVE, CREATED, CREATING, OCI_VERSION, PAUSED, RUNNING, STOPPED
+from labkit import home
+from labkit.errors import Conflict, LabkitError, NotFound
+from labkit.runtime import container as ct
+from labkit.containers import ACTIVE, CREATED, CREATING, OCI_VERSION, PAUSED, RUNNING, STOPPED
 
 FIFO = "exec.fifo"
 
@@ -47,7 +47,7 @@ def manager(st):
     """The container's cgroup manager, or None (no linux.resources, no cgroup)."""
     if not st.get("cgroup"):
         return None
-    from .. import cgroups
+    from labkit.linux import cgroups
     return cgroups.load(st["id"], path=(st.get("config") or {}).get("cgroup_path"),
                         made=st.get("cgroup_made") or ())
 
@@ -82,7 +82,7 @@ def resume(cid):
 
 def update(cid, resources):
     """runc update: new limits (config.json's linux.resources shape) on a live container."""
-    from . import convert
+    from labkit.oci import convert
     st, status, m = _cgroup_of(cid, "update")
     if status not in (CREATED, RUNNING, PAUSED):
         raise Conflict(f"container not running: {cid} is {status}", "nothing to update")
@@ -123,7 +123,7 @@ def oci_state(cid):
 
 def config(bundle, cid):
     """Load, validate and convert <bundle>/config.json for container ``cid``."""
-    from . import convert, spec, validate
+    from labkit.oci import convert, spec, validate
     ct.check_id(cid)
     if os.path.isdir(home.containers_dir(cid)):
         raise Conflict(f"container with id exists: {cid}", f"delete it first: labkit-runtime delete {cid}")
@@ -136,7 +136,7 @@ def config(bundle, cid):
 def options(pid_file=None, console_socket=None, no_pivot=False, **more):
     """runc's per-call flags as RunOptions, paths made absolute (the monitor
     changes directory; the caller's relative paths must still hold)."""
-    from ..runtime.config import RunOptions
+    from labkit.runtime.config import RunOptions
     return RunOptions(pid_file=os.path.abspath(pid_file) if pid_file else None,
                       console_socket=os.path.abspath(console_socket) if console_socket else None,
                       no_pivot=no_pivot, **more)
@@ -154,7 +154,7 @@ def check_terminal(c, opts):
 def create(bundle, cid, pid_file=None, console_socket=None, no_pivot=False, preserve_fds=0, edit=None):
     """``edit``: a function that may change the converted config (the
     caller's environment: LISTEN_FDS)."""
-    from ..runtime import runner
+    from labkit.runtime import runner
     c = config(bundle, cid)
     if edit is not None:
         edit(c)
@@ -167,7 +167,7 @@ def create(bundle, cid, pid_file=None, console_socket=None, no_pivot=False, pres
         runner.run(c, opts)
     except BaseException:
         # A failed create leaves nothing behind (the monitor has torn its stages down).
-        from ..runtime import lifecycle
+        from labkit.runtime import lifecycle
         if os.path.isdir(home.containers_dir(cid)):
             lifecycle.collect(cid)
         raise
@@ -190,8 +190,8 @@ def start(cid):
         _save_status(cid, st, RUNNING)
     cfg = ct.config_of(st)
     if cfg.hooks.get("poststart"):
-        from .. import hooks
-        hooks.run_phase(cfg, ("poststart",), st["pid"], RUNNING)
+        from labkit.stages.oci import run_hook_phases
+        run_hook_phases(cfg, ("poststart",), st["pid"], RUNNING)
 
 
 def _save_status(cid, st, status):
@@ -268,11 +268,11 @@ def delete(cid, force=False):
     while ct.alive(st.get("monitor"), st.get("monitor_start")) and time.monotonic() < deadline:
         time.sleep(0.005)
     cfg = ct.config_of(st) if st.get("config") else None
-    from ..runtime import lifecycle
+    from labkit.runtime import lifecycle
     lifecycle.collect(cid)
     if cfg is not None and cfg.hooks.get("poststop"):
-        from .. import hooks
-        hooks.run_phase(cfg, ("poststop",), 0, STOPPED)
+        from labkit.stages.oci import run_hook_phases
+        run_hook_phases(cfg, ("poststop",), 0, STOPPED)
 
 
 def list_states():

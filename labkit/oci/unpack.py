@@ -7,10 +7,10 @@ for `labkit-runtime run` or `runc run` in DIR."""
 import json
 import os
 
-from .. import layers
-from ..errors import Conflict
-from ..images import image, store
-from . import spec
+from labkit.images import layers
+from labkit.errors import Conflict
+from labkit.images import image, store
+from labkit.oci import spec
 
 
 def unpack(ref, target):

@@ -16,8 +16,8 @@
 
 import os
 
-from .. import home
-from ..errors import LabkitError, NotFound
+from labkit import home
+from labkit.errors import LabkitError, NotFound
 
 SCHEMA_DIR = "/usr/share/gocode/src/github.com/opencontainers/runtime-spec/schema"
 NS_TYPES = {"pid": "pid", "network": "net", "ipc": "ipc", "mount": "mnt", "uts": "uts",
@@ -140,10 +140,7 @@ def _remember(cached, cfg):
     """Write the cache file atomically: another run may read it meanwhile."""
     import marshal
     os.makedirs(os.path.dirname(cached), exist_ok=True)
-    tmp = f"{cached}.{os.getpid()}.tmp"
-    with open(tmp, "wb") as f:
-        f.write(marshal.dumps(cfg))
-    os.rename(tmp, cached)
+    home.write_atomic(cached, marshal.dumps(cfg))
 
 
 def _recall(cached):
@@ -165,7 +162,7 @@ def load_checked(raw, path):
     cached = _cache_path(raw)
     cfg = _recall(cached)
     if cfg is None:
-        from .spec import parse
+        from labkit.oci.spec import parse
         cfg = parse(raw, path)
         if not os.path.exists(cached):   # an empty file: it passed already
             _raise_schema_errors(cfg)
@@ -217,7 +214,7 @@ def check_process(cfg, bundle):
 
 
 def check_capabilities(cfg, bundle):
-    from ..process import CAPABILITIES
+    from labkit.linux.process import CAPABILITIES
     caps = (cfg.get("process") or {}).get("capabilities") or {}
     # The five sets the spec names (the schema checks their form); a key of
     # another name is ignored, as runc's JSON decoding ignores it.
@@ -228,7 +225,7 @@ def check_capabilities(cfg, bundle):
 
 
 def check_rlimits(cfg, bundle):
-    from ..process import RLIMITS
+    from labkit.linux.process import RLIMITS
     seen = set()
     for i, rl in enumerate((cfg.get("process") or {}).get("rlimits") or ()):
         t = rl.get("type")
@@ -297,7 +294,7 @@ def _escapes(path):
 
 
 def check_mounts(cfg, bundle):
-    from ..rootfs import FS_TYPES, MOUNT_FLAGS, PROPAGATION, RECURSIVE
+    from labkit.linux.rootfs import FS_TYPES, MOUNT_FLAGS, PROPAGATION, RECURSIVE
     for i, m in enumerate(cfg.get("mounts") or ()):
         dest = m.get("destination", "")
         where = f"mounts[{i}]"
@@ -326,7 +323,7 @@ def check_mounts(cfg, bundle):
 
 
 def check_rootfs_propagation(cfg, bundle):
-    from ..rootfs import PROPAGATION
+    from labkit.linux.rootfs import PROPAGATION
     value = (cfg.get("linux") or {}).get("rootfsPropagation")
     if not value:
         return
@@ -368,7 +365,7 @@ def check_sysctl(cfg, bundle):
 def check_resources(cfg, bundle):
     linux = cfg.get("linux") or {}
     res = linux.get("resources") or {}
-    from ..cgroups.devices import check
+    from labkit.linux.cgroups.devices import check
     yield from check(res.get("devices"))
     path = linux.get("cgroupsPath")
     if path:
@@ -401,7 +398,7 @@ def check_hooks(cfg, bundle):
 def check_seccomp(cfg, bundle):
     spec = (cfg.get("linux") or {}).get("seccomp")
     if spec:
-        from ..seccomp import check
+        from labkit.linux.seccomp import check
         yield from check(spec)
 
 

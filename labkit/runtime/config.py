@@ -6,7 +6,7 @@ look at where it came from. Plain classes, not dataclasses: this module is
 on the container start path (labkit/startpath.py).
 """
 
-from ..namespaces import DEFAULT_NAMESPACES, NAMESPACES  # noqa: F401 (re-exported)
+from labkit.linux.namespaces import DEFAULT_NAMESPACES, NAMESPACES  # noqa: F401 (re-exported)
 
 DEFAULT_ENV = ("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "TERM=xterm", "HOME=/root")
@@ -56,11 +56,11 @@ class ContainerConfig(_Fields):
         "cgroup_path": None,     # cgroups: config.json's cgroupsPath; None = labkit/<id>
         "layers": [],            # union filesystem: lower layers
         "writable_layer": False, # union filesystem: a layer of its own over the rootfs, even with no layers
-        "idmapped_layers": False,  # union filesystem: lower layers shifted by the id maps (labkit/idmap.py)
+        "idmapped_layers": False,  # union filesystem: lower layers shifted by the id maps (labkit/linux/idmap.py)
         "lxcfs": False,          # bind lxcfs's /proc files over the container's
         "image": None,           # the image it runs (labkit run IMAGE): rmi refuses to remove it
         "network": None,         # network: {name, ip, aliases, ports} or {container}; None = --network none/host
-        "privileged": False,     # no guard: a writable /sys (labkit/security.py)
+        "privileged": False,     # no guard: a writable /sys (labkit/security/defaults.py)
         # What an OCI config.json adds (labkit/oci/convert.py). The defaults
         # are `labkit run`'s behaviour: the built-in /proc, /sys, /dev set,
         # root with every capability, the runner's own id maps.
@@ -74,7 +74,7 @@ class ContainerConfig(_Fields):
         "capabilities": None,    # {bounding: [...], effective: [...], ...}; None = keep all
         "rlimits": [],           # [{type: "RLIMIT_NOFILE", soft, hard}]
         "no_new_privileges": False,
-        "seccomp": None,         # an OCI linux.seccomp object (labkit/seccomp.py)
+        "seccomp": None,         # an OCI linux.seccomp object (labkit/linux/seccomp.py)
         "oom_score_adj": None,
         "ns_paths": {},          # namespace name -> a /proc/PID/ns/* or bind-mounted file to setns(2)
         "uid_mappings": None,    # [{containerID, hostID, size}]; None = userns_base/size
@@ -123,7 +123,7 @@ class RunOptions(_Fields):
         # labkit process is left; the caller (its subreaper) reaps the init,
         # and `delete` does what a monitor would have done at the end.
         "no_monitor": False,
-        # -d under the reaper (runtime/reaper.py): once the program runs, the
+        # -d under the reaper (runtime/servers/reaper.py): once the program runs, the
         # monitor hands it to the reaper and exits.
         "reaped": False,
     }

@@ -4,7 +4,7 @@ its state.json, and how to tell whether it is still alive.
 state.json keeps what `labkit ps`, `exec`, `stop` and `gc` need: the pid of
 the container's init, the pid of the process that watches it (the monitor:
 the `labkit run` process, its detached copy with -d, or the reaper that
-adopted it: runtime/reaper.py), their start times
+adopted it: runtime/servers/reaper.py), their start times
 (so that a recycled pid is never mistaken for the container), the
 configuration, and the mounts made on the host.
 """
@@ -12,11 +12,10 @@ configuration, and the mounts made on the host.
 import os
 import time
 
-from .. import home
-from ..errors import Conflict, LabkitError
-from ..startpath import dumps
-from ..containers import alive, all_ids, load, start_time  # noqa: F401 (the runtime's view of them)
-from .config import ContainerConfig
+from labkit import home
+from labkit.errors import Conflict, LabkitError
+from labkit.containers import alive, all_ids, load, start_time, write_state  # noqa: F401 (the runtime's view of them)
+from labkit.runtime.config import ContainerConfig
 
 _ID_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-")
 
@@ -56,7 +55,7 @@ class Container:
     field any process or stage sets is declared here."""
 
     def __init__(self, config, options=None):
-        from .config import RunOptions
+        from labkit.runtime.config import RunOptions
         self.config = config
         self.options = options or RunOptions()
         self.id = config.id
@@ -90,7 +89,7 @@ class Container:
                            f"remove it with `labkit rm {self.id}`, or pick another --name") from None
         if os.environ.get("LABKIT_OWNER"):
             # Started through a fork server: it removes the container when its kernel goes.
-            from .forkserver import mark
+            from labkit.runtime.servers.forkserver import mark
             mark(self.state_dir)
 
     def save(self, status, **extra):
@@ -107,14 +106,6 @@ class Container:
         }
         state.update(extra)
         write_state(self.state_dir, state)
-
-
-def write_state(state_dir, state):
-    """state.json, replaced whole (a reader never sees half of it)."""
-    tmp = os.path.join(state_dir, "state.json.tmp")
-    with open(tmp, "w") as f:
-        f.write(dumps(state))
-    os.rename(tmp, os.path.join(state_dir, "state.json"))
 
 
 def config_of(state):

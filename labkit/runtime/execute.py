@@ -7,15 +7,15 @@ cgroup, then fork (a PID namespace applies to children only) and exec.
 
 import os
 
-from .. import namespaces, process, syscalls
-from ..errors import Conflict, LabkitError
-from ..process import EXIT_SETUP, read_all
-from ..stages import namespaces as ns_stage
-from ..stages.lifecycle import write_pid_file
-from ..stages.rootfs import enter_cwd
-from ..startpath import signal
-from ..status import RUNNING
-from . import container as ct
+from labkit.linux import namespaces, process, syscalls
+from labkit.errors import Conflict, LabkitError
+from labkit.linux.process import EXIT_SETUP, read_all
+from labkit.stages import namespaces as ns_stage
+from labkit.stages.oci import write_pid_file
+from labkit.stages.rootfs import enter_cwd
+from labkit.startpath import signal
+from labkit.containers import RUNNING
+from labkit.runtime import container as ct
 
 
 def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None, preserve_fds=0,
@@ -38,13 +38,13 @@ def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None, p
     pid = state["pid"]
     master = slave = None
     if tty and not console_socket:
-        from . import tty as ttymod
+        from labkit.runtime import tty as ttymod
         master, slave = ttymod.open_pty()
     # The container's seccomp filter, compiled here on the host: libseccomp is
     # out of reach once the child has joined the container's root.
     seccomp = None
     if config.seccomp:
-        from ..seccomp import Filter
+        from labkit.linux.seccomp import Filter
         seccomp = Filter(config.seccomp)
     r_err, w_err = os.pipe()
     # The pid of the process inside, from the child that forks it, for
@@ -74,7 +74,7 @@ def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None, p
     failure = read_all(r_err)
     os.close(r_err)
     if master is not None and not failure:
-        from . import tty as ttymod
+        from labkit.runtime import tty as ttymod
         ttymod.proxy(master, stdin=interactive)
     _, status = os.waitpid(child, 0)
     code = process.exit_code(status)
@@ -136,11 +136,11 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err, w_pid=None, prese
         console = None
         if console_socket:      # a path on the host: connected before the container's mounts
             import socket
-            from . import tty as ttymod   # before the container's root hides labkit's files
+            from labkit.runtime import tty as ttymod   # before the container's root hides labkit's files
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM | socket.SOCK_CLOEXEC)
             console.connect(console_socket)
         if state.get("cgroup"):   # the same limits as the container's init
-            from .. import cgroups
+            from labkit.linux import cgroups
             manager = cgroups.load(state["id"], path=config.cgroup_path)
             if manager is not None:
                 manager.add(os.getpid())
@@ -156,7 +156,7 @@ def _child(pid, state, config, args, slave, keep_stdin, w_err, w_pid=None, prese
             ttymod.send_master(console, master)
             console.close()
         if slave is not None:
-            from . import tty as ttymod
+            from labkit.runtime import tty as ttymod
             if "pid" in config.namespaces:
                 os.setsid()
             ttymod.become_controlling(slave)

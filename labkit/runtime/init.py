@@ -5,7 +5,7 @@ stage's child() (hostname, lo, the mounts and pivot_root), once attached to
 its cgroup every stage's attached() (the cgroup namespace, unless a cgroup
 mount needed it earlier), then its terminal, then every stage's before_exec() (the wait
 for `start`), then the exec tail: user, capabilities, rlimits, no_new_privs,
-and execve (labkit/process.py). What it tells the monitor on the way is
+and execve (labkit/linux/process.py). What it tells the monitor on the way is
 runtime/sync.py's protocol.
 
 It is always a fresh, single-threaded process: forked from the monitor (a
@@ -14,11 +14,11 @@ fresh `labkit` process), never from a notebook's multithreaded kernel.
 
 import os
 
-from .. import process, syscalls
-from ..process import EXIT_SETUP
-from ..stages import namespaces as ns_stage
-from ..startpath import signal
-from . import sync
+from labkit.linux import process, syscalls
+from labkit.linux.process import EXIT_SETUP
+from labkit.stages import namespaces as ns_stage
+from labkit.startpath import signal
+from labkit.runtime import sync
 
 
 def leave_monitor(c, parent):
@@ -106,7 +106,7 @@ def _stdio(console, stdin_null):
     shows it (the monitor, or the OCI caller's console socket). Otherwise,
     without -i, stdin reads /dev/null."""
     if console is not None:
-        from . import tty
+        from labkit.runtime import tty
         master, slave = tty.open_pty()
         tty.send_master(console, master)
         console.close()

@@ -13,11 +13,11 @@ is the first child of its nsexec (runc:[1:CHILD]).
 
 import os
 
-from .. import process, syscalls
-from ..process import EXIT_SETUP
-from ..stages import namespaces as ns_stage
-from ..startpath import signal
-from . import init, sync
+from labkit.linux import process, syscalls
+from labkit.linux.process import EXIT_SETUP
+from labkit.stages import namespaces as ns_stage
+from labkit.startpath import signal
+from labkit.runtime import init, sync
 
 
 def run(c, stages, parent, console, stdin_null):
@@ -47,7 +47,7 @@ def run(c, stages, parent, console, stdin_null):
         if c.options.no_monitor or c.options.reaped:
             # runc's contract: nothing of the runtime between the caller and
             # the init; it goes to the caller's subreaper now (the reaper's:
-            # runtime/reaper.py).
+            # runtime/servers/reaper.py).
             code = 0
             return
         if stdin_null is not None:

@@ -3,7 +3,7 @@ a crash.
 
 A container normally cleans up after itself: its monitor (the `labkit run`
 process) tears the stages down when the command exits, on an error, and on
-SIGINT or SIGTERM; a detached one's reaper does (runtime/reaper.py). Only
+SIGINT or SIGTERM; a detached one's reaper does (runtime/servers/reaper.py). Only
 SIGKILL of the monitor, or a reboot, skips that; the container's init dies
 with its monitor (PR_SET_PDEATHSIG), goes on running if its reaper is killed
 (it is marked dead), and `labkit gc` removes the rest: mounts under $LABKIT_HOME, cgroups named labkit, network endpoints
@@ -15,10 +15,11 @@ import shutil
 import signal
 import time
 
-from .. import home, mountinfo, syscalls
-from ..errors import Conflict, NotFound
-from ..status import ACTIVE, CREATING, DEAD, STOPPED
-from . import container as ct
+from labkit import home
+from labkit.linux import mountinfo, syscalls
+from labkit.errors import Conflict, NotFound
+from labkit.containers import ACTIVE, CREATING, DEAD, STOPPED
+from labkit.runtime import container as ct
 
 
 def _kill(pid, started, sig):
@@ -113,7 +114,7 @@ def collect(cid):
     report += _unmount_all(home.containers_dir(cid))
     if state.get("cgroup"):
         try:
-            from .. import cgroups
+            from labkit.linux import cgroups
             # Its own cgroup only (a cgroupsPath of its own, or labkit/<id>): the
             # others are other containers', of this home or another's.
             manager = cgroups.load(cid, path=(state.get("config") or {}).get("cgroup_path"),
@@ -123,7 +124,7 @@ def collect(cid):
         except ImportError:
             pass
     if (state.get("config") or {}).get("network"):
-        from ..networks import endpoints
+        from labkit.networks import endpoints
         report += [f"disconnected {cid} from network {n}" for n in endpoints.release(cid)]
     shutil.rmtree(home.containers_dir(cid), ignore_errors=True)
     return report
@@ -152,10 +153,10 @@ def gc():
                     if any(p.startswith(lp + "/") or p == lp for lp in live_prefixes))
         for point in _unmount_all(prefix, keep=keep):
             lines.append(f"unmounted {point}")
-    from ..networks import endpoints
+    from labkit.networks import endpoints
     lines += endpoints.gc()   # endpoints of processes gone (OCI hooks' too)
     try:
-        from .. import cgroups
+        from labkit.linux import cgroups
         # Not the cgroups of another home's containers (home.ROOTS), live or not: that home's gc.
         for path in cgroups.gc(keep_ids=set(live) | home.others()) or []:
             lines.append(f"removed cgroup {path}")

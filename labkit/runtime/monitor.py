@@ -1,7 +1,7 @@
 """The monitor: the parent side of a container (the `labkit run` process,
 or its detached copy with -d), as runc's process_linux.go. A detached
 container's monitor leaves once the program runs, handing it to the reaper
-(runtime/reaper.py), which waits for every detached container at once.
+(runtime/servers/reaper.py), which waits for every detached container at once.
 
 It prepares the stages, forks the init (through the intermediate process
 where a user namespace needs one), answers the protocol of runtime/sync.py
@@ -14,14 +14,14 @@ kernel); the notebooks start `labkit run` (labkit/api.py).
 import os
 import sys
 
-from .. import process, syscalls
-from ..errors import LabkitError, SetupError
-from ..process import EXIT_SETUP, read_all
-from ..stages import namespaces as ns_stage
-from ..startpath import remove_tree, resume_gc, signal
-from ..status import CREATED, RUNNING, STOPPED
-from . import container as ct
-from . import init, sync
+from labkit.linux import process, syscalls
+from labkit.errors import LabkitError, SetupError
+from labkit.linux.process import EXIT_SETUP, read_all
+from labkit.stages import namespaces as ns_stage
+from labkit.startpath import remove_tree, resume_gc, signal
+from labkit.containers import CREATED, RUNNING, STOPPED
+from labkit.runtime import container as ct
+from labkit.runtime import init, sync
 
 KILL_GRACE = 3        # seconds between a forwarded SIGINT/SIGTERM and SIGKILL
 
@@ -121,7 +121,7 @@ class Monitor:
         c.sync = sync.Channel()
         console = peer = None
         if cfg.tty and not c.options.console_socket:
-            from . import tty
+            from labkit.runtime import tty
             console, peer = tty.console_socket()
         stdin_null = None if (cfg.interactive or cfg.tty) else os.open("/dev/null", os.O_RDONLY)
         self._fork(peer, stdin_null, console)
@@ -158,7 +158,7 @@ class Monitor:
                 console.close()
             if direct:
                 init.start(c, self.stages, parent, peer, stdin_null)
-            from . import intermediate
+            from labkit.runtime import intermediate
             intermediate.run(c, self.stages, parent, peer, stdin_null)
         self.child = pid
         c.sync.monitor_side()
@@ -182,7 +182,7 @@ class Monitor:
         master = None
         try:
             if console is not None:
-                from . import tty
+                from labkit.runtime import tty
                 master = tty.receive_master(console)
             self._until_exec()
             if self.left_running:
@@ -243,12 +243,12 @@ class Monitor:
         self.left_running = True
 
     def _hand_over(self):
-        """-d under the reaper (runtime/reaper.py): the state names the reaper
+        """-d under the reaper (runtime/servers/reaper.py): the state names the reaper
         as the container's monitor, the reaper is told to wait for the init
         (which its exit, or the intermediate's, made the reaper's child), and
         this process leaves. A reaper that is gone (killed) takes nothing: the
         container is then dead, as with a killed monitor, and gc's."""
-        from . import reaper
+        from labkit.runtime.servers import reaper_client as reaper
         if self.child != self.c.pid:
             os.waitpid(self.child, 0)     # the intermediate: it left once the init was forked
         self.child = None
@@ -322,29 +322,6 @@ class Monitor:
             ct.kill_session(self.c.pid)   # with a PID namespace the kernel does this
         self.c.pid = None
         return self.c.exit_code
-
-
-def finish_adopted(cid, pid, code):
-    """In a child of the reaper, once the process it adopted for container
-    ``cid`` exited with ``code``: what the monitor does at the end of a
-    container (_wait, then run's finally), from state.json, since the
-    monitor that prepared the stages is gone. Each stage takes back from the
-    state what its teardown needs (Stage.restore)."""
-    from .config import RunOptions
-    from .runner import stages_for
-    state = ct.load(cid)
-    config = ct.config_of(state)
-    options = RunOptions(detach=True, remove=bool(state.get("remove")), reaped=True)
-    c = ct.Container(config, options)
-    c.created, c.rootfs = state.get("created") or c.created, state.get("rootfs") or c.rootfs
-    stages = stages_for(config, options)
-    for stage in stages:
-        stage.restore(c, state)
-    if state.get("pid") and "pid" not in config.namespaces:
-        ct.kill_session(state["pid"])   # with a PID namespace the kernel did this
-    m = Monitor(c, stages)
-    m._teardown(stages)
-    m._finish(code)
 
 
 class _ExecFailed(LabkitError):

@@ -14,35 +14,35 @@ each process does at each step is a stage's (labkit/stages/): this file
 only chooses the stages and starts the monitor.
 """
 
-from .config import RunOptions
-from . import container as ct
+from labkit.runtime.config import RunOptions
+from labkit.runtime import container as ct
 
 
 def stages_for(config, options):
     """The stages this container needs, in prepare order (teardown reverses)."""
     stages = []
     if config.resources:
-        from ..stages.cgroups import CgroupsStage
+        from labkit.stages.cgroups import CgroupsStage
         stages.append(CgroupsStage())
     if config.layers or config.writable_layer:
-        from ..stages.unionfs import UnionFS
+        from labkit.stages.unionfs import UnionFS
         stages.append(UnionFS())
     if config.lxcfs:
-        from ..stages.lxcfs import LxcfsStage
+        from labkit.stages.lxcfs import LxcfsStage
         stages.append(LxcfsStage())
     if config.network:
-        from ..stages.network import NetworkStage
+        from labkit.stages.network import NetworkStage
         stages.append(NetworkStage())
     if config.hooks or options.exec_fifo or options.pid_file:
         # After the cgroup (its attach runs the prestart hooks in it) and
         # before the namespaces (its child waits for those hooks).
-        from ..stages.lifecycle import LifecycleStage
-        stages.append(LifecycleStage())
+        from labkit.stages.oci import OCIStage
+        stages.append(OCIStage())
     if config.seccomp:
-        from ..stages.seccomp import SeccompStage
+        from labkit.stages.seccomp import SeccompStage
         stages.append(SeccompStage())
-    from ..stages.namespaces import NamespaceStage
-    from ..stages.rootfs import RootStage
+    from labkit.stages.namespaces import NamespaceStage
+    from labkit.stages.rootfs import RootStage
     stages += [NamespaceStage(), RootStage()]
     return [s for s in stages if s.wanted(config, options)]
 
@@ -50,13 +50,35 @@ def stages_for(config, options):
 def run(config, options=None):
     """Create and run a container; return its exit code (128+N for signal N).
     With options.detach, return once it started, leaving the monitor behind."""
-    from . import monitor
+    from labkit.runtime import monitor
     options = options or RunOptions()
     c = ct.Container(config, options)
     c.create()
     stages = stages_for(config, options)
     if options.detach:
-        from . import reaper
-        options.reaped = reaper.can_adopt(config, options)
+        from labkit.runtime.servers import reaper_client
+        options.reaped = reaper_client.can_adopt(config, options)
         return monitor.detach(c, stages)
     return monitor.Monitor(c, stages).run()
+
+
+def finish_adopted(cid, code):
+    """In a child of the reaper, once the init it adopted for container
+    ``cid`` exited with ``code``: what the monitor does at the end of a
+    container (_wait, then run's finally), from state.json, since the
+    monitor that prepared the stages is gone. Each stage takes back from the
+    state what its teardown needs (Stage.restore)."""
+    from labkit.runtime import monitor
+    state = ct.load(cid)
+    config = ct.config_of(state)
+    options = RunOptions(detach=True, remove=bool(state.get("remove")), reaped=True)
+    c = ct.Container(config, options)
+    c.created, c.rootfs = state.get("created") or c.created, state.get("rootfs") or c.rootfs
+    stages = stages_for(config, options)
+    for stage in stages:
+        stage.restore(c, state)
+    if state.get("pid") and "pid" not in config.namespaces:
+        ct.kill_session(state["pid"])   # with a PID namespace the kernel did this
+    m = monitor.Monitor(c, stages)
+    m._teardown(stages)
+    m._finish(code)

@@ -41,7 +41,7 @@ one open once the intermediate has closed its own.
 
 import os
 
-from ..startpath import signal
+from labkit.startpath import signal
 
 # The signals the monitor forwards to the init (a `labkit run` in a terminal
 # gets them first); the processes in between ignore them.
@@ -98,7 +98,7 @@ class Channel:
         if self._attached:
             return
         if not self.expect(ATTACHED):
-            from ..errors import SetupError
+            from labkit.errors import SetupError
             raise SetupError("the monitor stopped before the container was attached")
         self._attached = True
         os.close(self.down_r)
@@ -124,7 +124,7 @@ class Channel:
                 break
             line += ch
             if line == ERROR.encode() + b" ":
-                from ..process import read_all
+                from labkit.linux.process import read_all
                 return ERROR, read_all(self.up_r).decode(errors="replace").strip()
         if not line:
             return None, None

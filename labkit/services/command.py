@@ -16,8 +16,8 @@ import json
 import sys
 import time
 
-from ..errors import Conflict, LabkitError
-from . import store, supervisor
+from labkit.errors import Conflict, LabkitError
+from labkit.services import store, supervisor
 
 WAIT = 60.0   # seconds a command waits for the service to converge
 
@@ -26,8 +26,8 @@ def spec_from(name, image, command=(), replicas=1, network=None, publish=(), env
               pids=None, health=None, aliases=(), labels=None):
     """A checked spec; nothing is written. ``health``: {cmd, interval,
     timeout, retries, start_period} or None."""
-    from ..networks import ports
-    from ..networks import store as nets
+    from labkit.networks import ports
+    from labkit.networks import store as nets
     store.check_name(name)
     network = network or nets.DEFAULT
     if network in ("none", "host") or network.startswith("container:"):
@@ -42,7 +42,7 @@ def spec_from(name, image, command=(), replicas=1, network=None, publish=(), env
         if "=" not in item:
             raise LabkitError(f"-e {item}: expected NAME=VALUE", "for example -e LANG=C.UTF-8")
     if memory or cpus or pids:    # checked as `labkit run` will, before any replica exists
-        from ..cgroups.resources import Resources
+        from labkit.linux.cgroups.resources import Resources
         Resources.from_dict({k: v for k, v in (("memory", memory), ("cpus", cpus), ("pids", pids)) if v})
     if health is not None:
         if not health.get("cmd"):
@@ -50,7 +50,7 @@ def spec_from(name, image, command=(), replicas=1, network=None, publish=(), env
         if health["retries"] < 1 or health["interval"] <= 0 or health["timeout"] <= 0:
             raise LabkitError("--health-retries, --health-interval and --health-timeout must be above 0",
                               "e.g. --health-interval 1s --health-retries 3")
-    from ..images import runnable
+    from labkit.images import runnable
     img = runnable.for_run(image)     # a missing image: its own clear error, before anything is made
     if not command and not (img["entrypoint"] or img["cmd"]):
         raise LabkitError(f"image '{img['ref']}' has no Cmd nor Entrypoint",
@@ -64,12 +64,12 @@ def spec_from(name, image, command=(), replicas=1, network=None, publish=(), env
 
 def create(spec):
     """Write the spec, the virtual IP and start the supervisor."""
-    from ..networks import endpoints
+    from labkit.networks import endpoints
     with store.Lock():
         if spec["name"] in store.names():
             raise Conflict(f"service name '{spec['name']}' is already in use",
                            f"`labkit service rm {spec['name']}` first, or pick another name")
-        from ..containers import all_ids
+        from labkit.containers import all_ids
         taken = [c for c in all_ids() if c.startswith(spec["name"] + ".") and c[len(spec["name"]) + 1:].isdigit()]
         if taken:
             raise Conflict(f"container {taken[0]} exists: service '{spec['name']}' names its replicas so",
@@ -81,7 +81,7 @@ def create(spec):
             supervisor.ensure()
         except BaseException:
             endpoints.remove_service(spec["network"], spec["name"])
-            from ..startpath import remove_tree
+            from labkit.startpath import remove_tree
             remove_tree(store.root(spec["name"]))
             raise
     return spec
@@ -94,7 +94,7 @@ def change(name, **fields):
         if spec.get("removing"):
             raise Conflict(f"service '{name}' is being removed", "wait for `labkit service rm` to end")
         if "image" in fields and fields["image"] != spec["image"]:
-            from ..images import runnable
+            from labkit.images import runnable
             runnable.for_run(fields["image"])
             spec["generation"] += 1
         spec.update(fields, updated=time.time())
@@ -179,7 +179,7 @@ def _ago(t):
 
 def ls():
     print(f"{'NAME':<20} {'REPLICAS':<10} {'IMAGE':<32} {'VIP':<15} PORTS")
-    from ..networks import ports
+    from labkit.networks import ports
     for name in store.names():
         spec = store.load(name)
         ready, wanted, _ = status(spec)
@@ -215,7 +215,7 @@ def inspect(names):
 
 
 def logs(name):
-    from . import tasks
+    from labkit.services import tasks
     store.load(name)
     for label, text in tasks.logs(name):
         for line in text.splitlines():
@@ -223,7 +223,7 @@ def logs(name):
 
 
 def main(a):
-    """`labkit service ACTION` from cli.py's parsed arguments."""
+    """`labkit service ACTION` from the command line's parsed arguments (labkit/cli/)."""
     action = a.service_command
     if action == "supervise":
         return supervisor.Supervisor().main()

@@ -18,8 +18,8 @@ what changed (image, replicas) with a rolling update, as compose recreates.
 
 import sys
 
-from ..errors import LabkitError
-from . import command, composefile, store
+from labkit.errors import LabkitError
+from labkit.services import command, composefile, store
 
 LABEL = "compose.project"
 
@@ -37,7 +37,7 @@ def _services_of(name):
 
 
 def _build(project, svc):
-    from ..api import call
+    from labkit.api import call
     tag = svc["image"] or f"{project['name']}-{svc['name']}:latest"
     argv = ["build", "-t", tag] + (["-f", svc["build"]["file"]] if svc["build"]["file"] else [])
     r = call(argv + [svc["build"]["context"]], timeout=600)
@@ -50,8 +50,8 @@ def _build(project, svc):
 
 
 def up(project):
-    from ..networks import endpoints
-    from ..networks import store as nets
+    from labkit.networks import endpoints
+    from labkit.networks import store as nets
     for svc in project["services"]:
         if len(svc["networks"]) > 1:
             raise LabkitError(f"{project['file']}:{svc['line']}: service '{svc['name']}' names "
@@ -88,8 +88,8 @@ def down(project, timeout=None):
     """Remove the project's services, dependents first, then its networks.
     ``timeout``: seconds each replica gets to stop after SIGTERM
     (docker compose down -t)."""
-    from ..networks import endpoints
-    from ..networks import store as nets
+    from labkit.networks import endpoints
+    from labkit.networks import store as nets
     for name in reversed(_services_of(project["name"])):
         command.remove(name, grace=timeout)
         print(f"{name} removed")

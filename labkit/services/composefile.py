@@ -13,7 +13,7 @@ import os
 import re
 import shlex
 
-from ..errors import LabkitError
+from labkit.errors import LabkitError
 
 NAME_RE = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9_-]*")

@@ -22,8 +22,8 @@ again when it starts).
 import json
 import os
 
-from .. import home
-from ..errors import LabkitError, NotFound
+from labkit import home
+from labkit.errors import LabkitError, NotFound
 
 MAX_REPLICAS = 50   # each replica is a process tree, a veth and an address of a /24
 HISTORY = 3         # past tasks kept per slot, for `service ps` and `service logs`
@@ -76,11 +76,7 @@ def _read(path):
         return json.load(f)
 
 
-def write_json(path, data):
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(data, f, indent=1)
-    os.rename(tmp, path)
+write_json = home.write_json
 
 
 def load(name):
@@ -116,7 +112,7 @@ def supervisor_file():
 
 def supervisor_pid():
     """The supervisor's pid if it runs (supervisor.py), else None."""
-    from ..containers import alive
+    from labkit.containers import alive
     try:
         info = _read(supervisor_file())
     except (FileNotFoundError, ValueError):

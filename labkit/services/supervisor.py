@@ -38,8 +38,8 @@ import signal
 import sys
 import time
 
-from ..status import STOPPING
-from . import store, tasks
+from labkit.containers import STOPPING
+from labkit.services import store, tasks
 
 TICK = 0.2          # seconds between passes
 DRAIN = 1.0         # seconds a replica stays up, out of the rotation, before it is stopped
@@ -70,7 +70,7 @@ def ensure():
     supervisor that finds no service left exits under that lock, so a service
     written under it is never orphaned."""
     import subprocess
-    from ..errors import LabkitError
+    from labkit.errors import LabkitError
     pid = store.supervisor_pid()
     if pid is not None:
         with open(store.supervisor_file()) as f:
@@ -80,7 +80,7 @@ def ensure():
                               "run labkit service commands where the first service was made, "
                               "or remove every service first")
         return pid
-    from ..api import labkit_argv
+    from labkit.api import labkit_argv
     log = os.open(os.path.join(store.root(), "supervisor.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o640)
     try:
         proc = subprocess.Popen(labkit_argv("service", "supervise"), stdin=subprocess.DEVNULL, stdout=log,
@@ -103,7 +103,7 @@ class Supervisor:
 
     def main(self):
         import fcntl
-        from ..containers import start_time
+        from labkit.containers import start_time
         os.makedirs(store.root(), exist_ok=True)
         fd = os.open(os.path.join(store.root(), "supervisor.lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -172,8 +172,8 @@ class Supervisor:
         first, so that no container is made after), then the virtual IP and
         the files."""
         from concurrent.futures import ThreadPoolExecutor
-        from ..networks import endpoints
-        from ..startpath import remove_tree
+        from labkit.networks import endpoints
+        from labkit.startpath import remove_tree
         for task in obs["slots"].values():
             if task["container"] in self.starting:
                 proc = self.starting[task["container"]][0]
@@ -380,7 +380,7 @@ class Supervisor:
         return True
 
     def _rotate(self, spec, obs):
-        from ..networks import endpoints
+        from labkit.networks import endpoints
         ready = [obs["slots"][k]["container"] for k in sorted(obs["slots"], key=int)
                  if obs["slots"][k]["state"] == "running" and obs["slots"][k]["ready"]]
         if ready != obs.get("backends"):

@@ -13,10 +13,10 @@ import os
 import shutil
 import subprocess
 
-from .. import api, home
-from ..containers import load as load_container
-from ..errors import NotFound
-from . import store
+from labkit import api, home
+from labkit.containers import load as load_container
+from labkit.errors import NotFound
+from labkit.services import store
 
 
 def run_args(spec, slot, task):
@@ -48,7 +48,7 @@ def state(cid):
 
 
 def address(network, cid):
-    from ..networks import store as nets
+    from labkit.networks import store as nets
     try:
         return next((e["ip"] for e in nets.endpoints(network) if e["owner"] == cid), None)
     except OSError:
@@ -58,7 +58,7 @@ def address(network, cid):
 def retire(spec, task, timeout=5):
     """Stop and remove the replica's container, keeping its output in the
     service's logs/ (the last HISTORY tasks of each slot)."""
-    from ..runtime import lifecycle
+    from labkit.runtime import lifecycle
     cid = task["container"]
     log = os.path.join(home.containers_dir(cid), "log")
     slot_prefix = f"{cid}."

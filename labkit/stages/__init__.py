@@ -24,13 +24,17 @@ stage:
   started(c)        monitor, once the program runs (poststart hooks).
   teardown(c)       monitor, after the container exited or failed at any
                     point: undo whatever prepare/attach did; idempotent.
-  restore(c, state) the reaper's finisher (runtime/reaper.py), before
+  restore(c, state) the reaper's finisher (runtime/servers/reaper.py), before
                     teardown, when the monitor that prepared the container is
                     gone: take back from state.json what teardown needs.
 
 ``c`` is a runtime.container.Container: its ``config`` (a ContainerConfig),
 ``options`` (this invocation's RunOptions), ``state_dir`` and ``rootfs`` (the
 directory the init enters); every field a stage may set is declared there.
+
+Layer 3: a stage may import labkit.linux, the subsystems (security, images,
+networks) and the vocabulary; never the runtime (it is called by it) and
+never another stage.
 """
 
 

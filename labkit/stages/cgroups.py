@@ -16,7 +16,7 @@ class CgroupsStage(Stage):
         return bool(config.resources)
 
     def prepare(self, c):
-        from labkit import cgroups
+        from labkit.linux import cgroups
         c.cgroup = cgroups.create(c.config.id, c.config.resources, path=c.config.cgroup_path)
 
     def attach(self, c, pid):
@@ -24,7 +24,7 @@ class CgroupsStage(Stage):
 
     def restore(self, c, state):
         if state.get("cgroup"):
-            from labkit import cgroups
+            from labkit.linux import cgroups
             c.cgroup = cgroups.load(c.id, path=c.config.cgroup_path, made=state.get("cgroup_made") or ())
 
     def teardown(self, c):

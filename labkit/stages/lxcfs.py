@@ -19,13 +19,13 @@ Which lxcfs, and who stops it:
 
 lxcfs finds the reader's cgroup through the init of the reader's PID
 namespace, so the container needs its own PID namespace; and the binds are
-made inside its mount namespace, on top of its fresh /proc (labkit/rootfs.py).
+made inside its mount namespace, on top of its fresh /proc (labkit/linux/rootfs.py).
 """
 
 import os
 
-from . import Stage
-from ..errors import LabkitError
+from labkit.stages import Stage
+from labkit.errors import LabkitError
 
 
 def check(config):
@@ -48,7 +48,7 @@ class LxcfsStage(Stage):
         return bool(config.lxcfs)
 
     def prepare(self, c):
-        from ..cgroups import lxcfs
+        from labkit.linux.cgroups import lxcfs
         check(c.config)
         if lxcfs.mounted(lxcfs.LXCFS_DIR):
             c.lxcfs = None                       # shared: not ours to stop

@@ -22,9 +22,9 @@ draws them):
 
 import os
 
-from .. import namespaces, network, syscalls
-from ..rootfs import mounts_cgroups
-from . import Stage
+from labkit.linux import namespaces, netdevice as network, syscalls
+from labkit.linux.rootfs import mounts_cgroups
+from labkit.stages import Stage
 
 
 def one_fork(config):
@@ -82,7 +82,7 @@ def searchable_by_root_inside(path, config):
     ``path`` and every directory above, as any other user would. A
     directory made by `mktemp -d` (mode 0700) stops it: say so before the
     start fails with mount(…): EACCES."""
-    from ..errors import LabkitError
+    from labkit.errors import LabkitError
     uid, gid = (_host_id(config.id_map(name)) for name in ("uid", "gid"))
     d = os.path.abspath(path)
     while True:

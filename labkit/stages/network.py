@@ -20,8 +20,8 @@ The stage's hooks (labkit/stages/__init__.py):
 import os
 import time
 
-from ..errors import LabkitError
-from . import Stage
+from labkit.errors import LabkitError
+from labkit.stages import Stage
 
 MODES = ("none", "host")
 
@@ -43,7 +43,7 @@ def from_cli(network, ip=None, aliases=(), publish=(), namespaces=frozenset()):
     if "net" not in namespaces:
         raise LabkitError(f"--network {network} needs the net namespace",
                           "add net to --ns, or use --network host for the host's own network")
-    from ..networks import ports, store
+    from labkit.networks import ports, store
     if network != store.DEFAULT:
         store.check_name(network)
         store.load(network)          # a clear "no such network" now, not after the fork
@@ -54,8 +54,8 @@ def from_cli(network, ip=None, aliases=(), publish=(), namespaces=frozenset()):
 
 
 def _join(other, namespaces):
-    from ..containers import alive, load
-    from ..status import RUNNING
+    from labkit.containers import alive, load
+    from labkit.containers import RUNNING
     if "net" not in namespaces:
         raise LabkitError(f"--network container:{other} needs the net namespace", "add net to --ns")
     st = load(other)
@@ -96,12 +96,12 @@ class NetworkStage(Stage):
         net = c.config.network
         if "container" in net:
             # One namespace, one set of names: the other container's hosts file.
-            from .. import home
+            from labkit import home
             shared = os.path.join(home.containers_dir(net["container"]), "hosts")
             if os.path.exists(shared):
                 c.binds.append((shared, "/etc/hosts"))
             return
-        from ..networks import endpoints
+        from labkit.networks import endpoints
         hosts_file = os.path.join(c.state_dir, "hosts")
         c.network = endpoints.reserve(net["name"], c.id, name=c.id, hostname=c.config.hostname,
                                       aliases=net.get("aliases") or (), ip=net.get("ip"),
@@ -110,7 +110,7 @@ class NetworkStage(Stage):
 
     def attach(self, c, pid):
         if c.network is not None:
-            from ..networks import endpoints
+            from labkit.networks import endpoints
             wait_own_netns(pid)
             c.network = endpoints.plug(c.config.network["name"], c.id, pid)
 
@@ -125,6 +125,6 @@ class NetworkStage(Stage):
 
     def teardown(self, c):
         if c.network is not None:
-            from ..networks import endpoints
+            from labkit.networks import endpoints
             endpoints.disconnect(c.config.network["name"], c.id)
             c.network = None

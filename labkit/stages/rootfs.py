@@ -5,14 +5,14 @@ chroot(2). The container then shares the host's mount table: mounting /proc
 inside the rootfs is a mount on the host (the monitor makes it, and removes
 it afterwards), and through it `ps` shows every host process. With a mount
 namespace the init walks a mount table and changes the root with
-pivot_root(2) instead (labkit/rootfs.py, which says why).
+pivot_root(2) instead (labkit/linux/rootfs.py, which says why).
 """
 
 import os
 
-from .. import rootfs, syscalls
-from ..errors import SetupError
-from . import Stage
+from labkit.linux import rootfs, syscalls
+from labkit.errors import SetupError
+from labkit.stages import Stage
 
 
 def enter_cwd(cwd):

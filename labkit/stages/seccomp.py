@@ -1,13 +1,13 @@
 """Stage 9, seccomp: the filter of system calls the container's process may
-make (labkit/seccomp.py explains it).
+make (labkit/linux/seccomp.py explains it).
 
 prepare() compiles config.seccomp in the monitor, on the host, where
 libseccomp is; the fork copies the compiled filter into the init, whose exec
-tail loads it at the moment runc does (labkit/process.py). The filter is
+tail loads it at the moment runc does (labkit/linux/process.py). The filter is
 the process's own: nothing to undo on the host but the compiled copy.
 """
 
-from . import Stage
+from labkit.stages import Stage
 
 
 class SeccompStage(Stage):
@@ -17,7 +17,7 @@ class SeccompStage(Stage):
         return bool(config.seccomp)
 
     def prepare(self, c):
-        from ..seccomp import Filter
+        from labkit.linux.seccomp import Filter
         c.seccomp = Filter(c.config.seccomp)
 
     def teardown(self, c):

@@ -15,11 +15,11 @@ container runs, and the child enters it with pivot_root or chroot.
 
 import os
 
-from .. import overlay
-from ..errors import LabkitError, NotFound
-from ..status import CREATING
-from ..startpath import dumps
-from . import Stage
+from labkit.linux import overlay
+from labkit.errors import LabkitError, NotFound
+from labkit.containers import CREATING
+from labkit.startpath import dumps
+from labkit.stages import Stage
 
 STATE_FILE = "overlay.json"
 DIGEST_PREFIX = "sha256:"
@@ -30,7 +30,7 @@ def resolve(layer):
     """The path of a configured layer: a directory, a tar, or a digest
     (``sha256:<hex>``, as `labkit commit` prints it) of a tar in $LABKIT_HOME/layers."""
     if layer.startswith(DIGEST_PREFIX):
-        from .. import layers
+        from labkit.images import layers
         hexd = layer[len(DIGEST_PREFIX):]
         if len(hexd) == 64 and all(ch in "0123456789abcdef" for ch in hexd):
             for ext in (".tar", ".tar.gz"):
@@ -49,7 +49,7 @@ def check_layers(layer_list):
     for layer in layer_list:
         path = resolve(layer)
         if os.path.isfile(path):
-            from .. import layers
+            from labkit.images import layers
             if not os.path.isdir(layers.layers_dir(layers.digest(path).split(":", 1)[1])):
                 layers.check(path)               # unpacked already means checked already
         elif not os.path.isdir(path):
@@ -61,7 +61,7 @@ def _layer_dir(layer):
     """A configured layer as a directory an overlay can stack."""
     path = resolve(layer)
     if os.path.isfile(path):
-        from .. import layers                 # tarfile/hashlib only when a tar is given
+        from labkit.images import layers                 # tarfile/hashlib only when a tar is given
         return layers.unpacked(path)
     if not os.path.isdir(path):
         what = "does not exist" if not os.path.lexists(path) else "is neither a directory nor a file"
@@ -107,9 +107,9 @@ IDMAPPED = "idmapped"     # <state_dir>/idmapped/<n>: the shifted views of the l
 
 def _idmapped(config, lowers, state_dir, upper):
     """With a user namespace, each lower seen through its id maps
-    (labkit/idmap.py), so that root inside owns the rootfs; the upper dir's
+    (labkit/linux/idmap.py), so that root inside owns the rootfs; the upper dir's
     root belongs to root inside too. Returns the views, bottom first."""
-    from .. import idmap
+    from labkit.linux import idmap
     ns = idmap.userns_fd(config.id_map("uid"), config.id_map("gid"))
     try:
         views = []
@@ -129,7 +129,7 @@ def _unmount_idmapped(state_dir):
     top = os.path.join(state_dir, IDMAPPED)
     if not os.path.isdir(top):
         return
-    from .. import syscalls as sc
+    from labkit.linux import syscalls as sc
     for name in os.listdir(top):
         view = os.path.join(top, name)
         try:
@@ -152,7 +152,7 @@ def commit(state_dir, dest=None, compress=False, out=None):
     or the file ``out``).
 
     A later container stacks it with ``layers=[<returned path>]``."""
-    from .. import layers
+    from labkit.images import layers
     return layers.commit(paths(state_dir)["upper"], dest=dest, compress=compress, out=out)
 
 
@@ -164,7 +164,7 @@ def commit_container(cid, output=None):
     A running container is not paused: what it writes during the commit may
     be caught halfway. Returns layers.commit()'s description plus ``lowers``
     (the configured layers below the committed one, bottom first)."""
-    from .. import containers, home
+    from labkit import containers, home
     try:
         state = containers.load(cid)
     except NotFound as e:
@@ -203,7 +203,7 @@ def commit_container(cid, output=None):
 def _alive(state_dir):
     """Whether a container still owns its overlay: its monitor (the process
     that tears the stages down) runs, or it is being created right now."""
-    from ..containers import alive
+    from labkit.containers import alive
     try:
         import json
         with open(os.path.join(state_dir, "state.json")) as f:
@@ -226,7 +226,7 @@ def gc(containers_dir=None, alive=_alive):
     ``alive(state_dir)`` decides; by default a container is alive while its
     monitor runs (state.json) or for 30 s after its directory appeared without
     one (being created). Returns the mount points unmounted."""
-    from .. import home
+    from labkit import home
     top = os.path.abspath(containers_dir or home.containers_dir()).rstrip("/") + "/"
     done = []
     # Deepest first, so a mount inside another comes off before its parent.

@@ -3,7 +3,7 @@
 # Run it as root, in the background: setsid -f python3 02-mycontainer.py
 import os
 
-from labkit import syscalls
+from labkit.linux import syscalls
 
 # The new PID namespace is for the children of the caller; the new mount
 # namespace is the caller's own, and the child inherits it.

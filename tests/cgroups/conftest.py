@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from labkit.cgroups import hierarchy
+from labkit.linux.cgroups import hierarchy
 
 # Inside the UML harness `-p no:cacheprovider` etc. are given; nothing here
 # depends on where the suite runs: the same cases meet v1 and v2.
@@ -28,7 +28,7 @@ def real():
     yield
     left = labkit_cgroups()
     if left:
-        from labkit import cgroups
+        from labkit.linux import cgroups
         cgroups.gc([])
     assert left == [], f"test left cgroups behind: {left}"
 

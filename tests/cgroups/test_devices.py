@@ -12,13 +12,13 @@ import tempfile
 
 import pytest
 
-from labkit import cgroups
-from labkit import syscalls as sc
-from labkit.cgroups import devices, hierarchy
-from labkit.cgroups.devices import ALLOW_ALL, ALLOWED, DENY_ALL, rule
-from labkit.conformance.bundles import CONTAINERD_DEVICES
+from labkit.linux import cgroups
+from labkit.linux import syscalls as sc
+from labkit.linux.cgroups import devices, hierarchy
+from labkit.linux.cgroups.devices import ALLOW_ALL, ALLOWED, DENY_ALL, rule
+from labkit.course.conformance.bundles import CONTAINERD_DEVICES
 from labkit.errors import LabkitError
-from labkit.security import device_rules
+from labkit.security.defaults import device_rules
 
 CID = f"dev{os.getpid()}"
 # Devices whose nodes a root process may open on an ordinary host; the host
@@ -79,7 +79,7 @@ def test_dockers_rules_allow_making_any_node_and_opening_only_devs_own():
 
 
 def test_the_allowed_list_covers_every_node_of_a_containers_dev():
-    from labkit.rootfs import DEVICES
+    from labkit.linux.rootfs import DEVICES
     for name in DEVICES:
         st = os.stat("/dev/" + name)
         assert devices.NODES[name] == (os.major(st.st_rdev), os.minor(st.st_rdev))
@@ -87,7 +87,7 @@ def test_the_allowed_list_covers_every_node_of_a_containers_dev():
 
 
 def test_the_bpf_program_has_one_block_per_exception():
-    from labkit.cgroups import devicefilter
+    from labkit.linux.cgroups import devicefilter
     prog = devicefilter.program(device_rules())
     assert len(prog) % 8 == 0
     empty = len(devicefilter.program([DENY_ALL]))
@@ -178,7 +178,7 @@ def test_the_bpf_program_holds_on_a_hybrid_hosts_unified_tree(baseline):
     layout = hierarchy.detect()
     if layout.mode != "hybrid":
         pytest.skip("not a hybrid host: the v2 program ran in the case above")
-    from labkit.cgroups import devicefilter
+    from labkit.linux.cgroups import devicefilter
     path = os.path.join(layout.v2, f"labkit-matrix-dev{os.getpid()}")
     os.mkdir(path)
     try:

@@ -4,8 +4,8 @@ import os
 
 import pytest
 
-from labkit import cgroups
-from labkit.cgroups import hierarchy
+from labkit.linux import cgroups
+from labkit.linux.cgroups import hierarchy
 from labkit.errors import Conflict, LabkitError, Unsupported
 
 HYBRID = """\

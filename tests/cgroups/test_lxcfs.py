@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from labkit.cgroups import lxcfs
+from labkit.linux.cgroups import lxcfs
 import workloads
 
 pytestmark = [pytest.mark.usefixtures("real"),

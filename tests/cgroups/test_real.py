@@ -10,8 +10,8 @@ import types
 
 import pytest
 
-from labkit import cgroups
-from labkit.cgroups import hierarchy
+from labkit.linux import cgroups
+from labkit.linux.cgroups import hierarchy
 from labkit.errors import LabkitError
 from labkit.runtime.config import ContainerConfig
 from labkit.stages.cgroups import CgroupsStage
@@ -155,7 +155,7 @@ def test_gc_removes_all_but_kept_and_kills_their_processes():
 
 RUNNER = """
 import subprocess, sys
-from labkit import cgroups
+from labkit.linux import cgroups
 m = cgroups.create(sys.argv[1], {"memory": "32m", "pids": 8})
 child = subprocess.Popen(["sleep", "60"])
 m.add(child.pid)

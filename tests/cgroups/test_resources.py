@@ -2,8 +2,8 @@
 
 import pytest
 
-from labkit.cgroups import resources as res
-from labkit.cgroups.resources import Resources, parse_cpus, parse_memory
+from labkit.linux.cgroups import resources as res
+from labkit.linux.cgroups.resources import Resources, parse_cpus, parse_memory
 from labkit.errors import LabkitError
 
 

@@ -5,7 +5,7 @@ Each workload creates its own cgroup(s), runs a small program as a plain
 process moved into the cgroup *before* it starts working (it waits on a
 pipe until released), removes everything on the way out and returns a
 dict of what was measured from the kernel's own counters. The same limits
-through `labkit run` are the facts of labkit/facts/cgroups.py.
+through `labkit run` are the facts of labkit/course/facts/cgroups.py.
 """
 
 import os
@@ -14,9 +14,9 @@ import subprocess
 import sys
 import time
 
-from labkit import cgroups
-from labkit.cgroups.lxcfs import LXCFS_DIR, Lxcfs
-from labkit.facts.cgroups import one_cpu
+from labkit.linux import cgroups
+from labkit.linux.cgroups.lxcfs import LXCFS_DIR, Lxcfs
+from labkit.course.facts.cgroups import one_cpu
 
 MiB = 1 << 20
 

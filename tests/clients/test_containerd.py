@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from labkit.conformance.clients import remove_cgroup_parent, unmount_below
+from labkit.course.conformance.clients import remove_cgroup_parent, unmount_below
 
 LABKIT_RUNTIME = os.path.join(os.path.dirname(sys.executable), "labkit-runtime")
 RUNC = shutil.which("runc") or "/usr/sbin/runc"
@@ -25,9 +25,10 @@ pytestmark = pytest.mark.root
 def ctr(rootfs):
     if not shutil.which("containerd") or not shutil.which("ctr"):
         pytest.fail("containerd is missing: `make test` installs it (provision.sh --test-tools)")
-    from labkit import builder
+    from labkit.images import builder
+    from labkit.linux import files
     top = tempfile.mkdtemp(prefix="lab-ctd-")
-    builder.full_copy(builder.resolve(rootfs), os.path.join(top, "rootfs"))
+    files.full_copy(builder.resolve(rootfs), os.path.join(top, "rootfs"))
     sock = os.path.join(top, "containerd.sock")
     with open(os.path.join(top, "config.toml"), "w") as f:
         f.write(f'version = 2\nroot = "{top}/root"\nstate = "{top}/state"\n'
@@ -110,7 +111,7 @@ def _comparable(stdout, cid, config):
     """A probe's output with what differs from run to run taken out: the
     container id, mount ids (the mount table as its shape, with the spec's
     named allowances applied, as tests/oci_matrix does), and every pid but 1."""
-    from labkit.conformance import observe
+    from labkit.course.conformance import observe
     parts = observe.sections(stdout.replace(cid, "ID"))
     if not parts:
         return stdout.replace(cid, "ID")
@@ -127,7 +128,7 @@ def _comparable(stdout, cid, config):
 
 
 def _matrix():
-    from labkit.conformance import bundles
+    from labkit.course.conformance import bundles
     return [v.name for v in bundles.VARIANTS if "netns" not in v.needs]
 
 
@@ -137,7 +138,7 @@ def test_the_bundle_matrix_through_ctr_run_config(ctr, variant, tmp_path):
     --config`), under containerd's shim with each runtime: the same exit
     code and the same output."""
     import json
-    from labkit.conformance import bundles
+    from labkit.course.conformance import bundles
     cfg = bundles.config_for(variant, str(tmp_path))
     cfg["root"] = {"path": ctr.rootfs, "readonly": bool(cfg["root"].get("readonly"))}
     with open(tmp_path / "config.json", "w") as f:

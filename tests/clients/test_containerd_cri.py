@@ -17,7 +17,7 @@ import tempfile
 
 import pytest
 
-from labkit.conformance.clients import remove_cgroup_parent, unmount_below
+from labkit.course.conformance.clients import remove_cgroup_parent, unmount_below
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import cri_client  # noqa: E402
@@ -286,7 +286,7 @@ def test_a_pod_runs_under_the_labkit_runtime_handler(cri):
     assert json.loads(labkit("list", "--format", "json").stdout or "[]") == [], "labkit-runtime still has state"
     _wait("the pod's mounts to go",
           lambda: not [m for m in _mounts_below(cri.top) if sid in m or cid in m], timeout=5)
-    from labkit.cgroups import hierarchy
+    from labkit.linux.cgroups import hierarchy
     layout = hierarchy.detect()
     for base in list(layout.v1_mounts) + ([layout.v2] if layout.v2 else []):
         parent = os.path.join(base, cri.cgroup_parent)

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from labkit import leaks, syscalls
-from labkit.cgroups import hierarchy
+from labkit.course import leaks
+from labkit.linux import syscalls
+from labkit.linux.cgroups import hierarchy
 
 pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="dockerd runs as root")]
@@ -34,7 +35,7 @@ class Docker:
 
     def __init__(self, rootfs):
         self.top = tempfile.mkdtemp(prefix="lab-dockerd-")
-        # A name the suite's leak check knows (labkit/leaks.py); dockerd makes
+        # A name the suite's leak check knows (labkit/course/leaks.py); dockerd makes
         # it below its own cgroup, which is this process's, in every hierarchy.
         self.parent = f"{leaks.CLIENT_PREFIX}dockerd-{os.getpid()}"
         # dockerd makes /run/docker/plugins whatever its exec root: removed
@@ -112,7 +113,7 @@ class Docker:
 
 @pytest.fixture(scope="module")
 def docker(rootfs):
-    from labkit import builder
+    from labkit.images import builder
     if not (DOCKER / "sbin/dockerd").exists():
         pytest.fail(f"dockerd is missing in {DOCKER}: `make test` unpacks it (provision.sh --test-tools)",
                     pytrace=False)

@@ -11,7 +11,7 @@ import tempfile
 
 import pytest
 
-from labkit.conformance.clients import LABKIT_RUNTIME, Podman
+from labkit.course.conformance.clients import LABKIT_RUNTIME, Podman
 
 pytestmark = [pytest.mark.root,
               pytest.mark.skipif(os.geteuid() != 0, reason="podman here runs as root")]
@@ -21,10 +21,11 @@ pytestmark = [pytest.mark.root,
 def podman(rootfs):
     if not shutil.which("podman") or not shutil.which("conmon"):
         pytest.fail("podman and conmon are missing: `make test` installs them (provision.sh --test-tools)")
-    from labkit import builder
+    from labkit.images import builder
+    from labkit.linux import files
     top = tempfile.mkdtemp(prefix="lab-podman-")
     copy = os.path.join(top, "rootfs")
-    builder.full_copy(builder.resolve(rootfs), copy)
+    files.full_copy(builder.resolve(rootfs), copy)
     p = Podman(copy, top=top)
     yield p
     p.close()

@@ -15,7 +15,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-from labkit.conformance.clients import Podman, labkit_runtime  # noqa: E402
+from labkit.course.conformance.clients import Podman, labkit_runtime  # noqa: E402
 from labkit.images import store  # noqa: E402
 
 pytestmark = [pytest.mark.skipif(os.geteuid() != 0, reason="needs root"),

@@ -59,7 +59,7 @@ def tree(path):
 
 @given(entries=ENTRIES, whiteouts=st.sampled_from(["delete", "overlay"]))
 def test_a_layer_writes_only_into_its_root(tmp_path_factory, entries, whiteouts):
-    from labkit import layers
+    from labkit.images import layers
     sandbox = tmp_path_factory.mktemp("layer")
     target, outside = sandbox / "target", sandbox / "outside"
     target.mkdir()

@@ -83,7 +83,7 @@ def test_publish_specs(spec):
 
 @given(st.text(max_size=30) | st.from_regex(r"[abcup]? ?[0-9*]{0,4}:?[0-9*]{0,4} ?[rwmx]{0,4}", fullmatch=True))
 def test_device_cgroup_rules(text):
-    from labkit.cgroups import devices
+    from labkit.linux.cgroups import devices
     answered("--device-cgroup-rule", devices.parse_line, text)
 
 
@@ -112,14 +112,14 @@ ARGUMENTS = st.text(max_size=30) | st.sampled_from([
 @given(st.lists(st.tuples(st.sampled_from(INSTRUCTIONS), ARGUMENTS, st.sampled_from(["\n", "\\\n", "\n# c\n"])),
                 max_size=8), st.dictionaries(st.text(max_size=5), st.text(max_size=5), max_size=2))
 def test_containerfiles(lines, build_args):
-    from labkit.images import containerfile
+    from labkit.build import containerfile
     text = "".join(f"{k} {a}{end}" for k, a, end in lines)
     answered("Containerfile", containerfile.parse, text, build_args)
 
 
 @given(st.text(max_size=200))
 def test_containerfiles_as_any_text(text):
-    from labkit.images import containerfile
+    from labkit.build import containerfile
     answered("Containerfile", containerfile.parse, text)
 
 

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from labkit import build as builder
+from labkit.build import build as builder
 from labkit.images import image, store
 from test_images import labkit, ok
 

@@ -133,7 +133,7 @@ def test_unpack_to_a_bundle_runs_under_both_runtimes(rootfs, tmp_path, tags):
     assert ok("run", "--rm", "lktest/entry:v1", "other").strip() == "entry other"
     bundle = tmp_path / "b"
     ok("image", "unpack", "lktest/entry:v1", str(bundle))
-    for argv in ([sys.executable, "-m", "labkit.runtime_cli"], ["runc"]):
+    for argv in ([sys.executable, "-m", "labkit.cli.runtime"], ["runc"]):
         r = subprocess.run([*argv, "--root", str(tmp_path / f"st-{argv[0].rsplit('/', 1)[-1]}"), "run", "-b",
                             str(bundle), "lk-unpacked"], capture_output=True, text=True, timeout=60,
                            env=dict(os.environ, PYTHONPATH=ROOT), stdin=subprocess.DEVNULL)

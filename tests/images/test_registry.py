@@ -245,7 +245,7 @@ def test_a_bearer_token_is_fetched_and_sent(rootfs):
                     reason="needs skopeo, umoci and runc")
 def test_built_pushed_then_skopeo_umoci_runc(reg, tmp_path):
     """An image labkit builds and pushes is pulled by skopeo, unpacked by umoci and run by runc."""
-    from labkit import build as builder
+    from labkit.build import build as builder
     ctx = tmp_path / "ctx"
     ctx.mkdir()
     (ctx / "note.txt").write_text("built by labkit\n")

@@ -124,7 +124,7 @@ PAGE = "mkdir -p /www && echo {text} > /www/index.html && exec httpd -f -p 80 -h
 def _serving(name, text, *extra):
     """A container of the network labkit serving ``text`` on port 80, and its
     address, once its page answers (from the host, a bounded wait)."""
-    from labkit.facts.network import host_fetch
+    from labkit.course.facts.network import host_fetch
     cid = ok("run", "-d", "--name", name, "--network", "labkit", *extra, "--", "sh", "-c",
              PAGE.format(text=text)).strip()
     ip = json.loads(ok("network", "inspect", "labkit"))[0]["Containers"][cid]["IPv4Address"].split("/")[0]

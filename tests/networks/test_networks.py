@@ -12,7 +12,7 @@ import sys
 import pytest
 
 from labkit import home
-from labkit.facts.network import host_fetch
+from labkit.course.facts.network import host_fetch
 from net_helpers import ROOT, labkit, ok
 from proc_helper import wait_for
 

@@ -12,11 +12,12 @@ import sys
 
 import pytest
 
-from labkit import builder, home
+from labkit.images import builder
+from labkit import home
 from labkit.oci import spec
 from net_helpers import ROOT, ok
 
-RUNTIMES = {"labkit-runtime": [sys.executable, "-m", "labkit.runtime_cli"], "runc": ["runc"]}
+RUNTIMES = {"labkit-runtime": [sys.executable, "-m", "labkit.cli.runtime"], "runc": ["runc"]}
 
 
 def hook(action):

@@ -16,8 +16,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 
 @pytest.fixture(scope="session")
 def rootfs_copy(rootfs):
-    from labkit import builder
-    from labkit.builder import full_copy
+    from labkit.images import builder
+    from labkit.linux.files import full_copy
     d = tempfile.mkdtemp(prefix="lkrt-rootfs-")
     os.chmod(d, 0o755)   # reachable by a user namespace's root too
     full_copy(builder.resolve(rootfs), os.path.join(d, "rootfs"))
@@ -39,9 +39,9 @@ class Bundle:
             json.dump(self.config if config is None else config, f, indent=1)
 
     def runtime(self, *args, input=None, timeout=60, check=False):
-        """Run `python -m labkit.runtime_cli ARGS` in the bundle directory."""
+        """Run `python -m labkit.cli.runtime ARGS` in the bundle directory."""
         self.write() if not os.path.exists(os.path.join(self.path, "config.json")) else None
-        argv = [sys.executable, "-m", "labkit.runtime_cli", *args]
+        argv = [sys.executable, "-m", "labkit.cli.runtime", *args]
         r = subprocess.run(argv, input=input, capture_output=True, text=True, timeout=timeout,
                            cwd=self.path, env=dict(os.environ, PYTHONPATH=ROOT))
         if check and r.returncode != 0:
@@ -55,7 +55,7 @@ class Bundle:
         self.config["root"] = {"path": os.path.realpath(os.path.join(self.path, "rootfs")), "readonly": False}
         self.write()
         out = []
-        for argv in ([sys.executable, "-m", "labkit.runtime_cli"], [shutil.which("runc")]):
+        for argv in ([sys.executable, "-m", "labkit.cli.runtime"], [shutil.which("runc")]):
             cid = f"both-{uuid.uuid4().hex[:8]}"
             r = subprocess.run([*argv, "--root", str(tmp_path / f"state-{cid}"), "run", "--bundle",
                                 self.path, cid], capture_output=True, text=True, timeout=60,
@@ -75,7 +75,7 @@ class Bundle:
         cid = args[-1]
         with open(os.path.join(self.path, f"{cid}.out"), "w") as out, \
                 open(os.path.join(self.path, f"{cid}.err"), "w+") as err:
-            r = subprocess.run([sys.executable, "-m", "labkit.runtime_cli", *args],
+            r = subprocess.run([sys.executable, "-m", "labkit.cli.runtime", *args],
                                stdin=subprocess.DEVNULL, stdout=out, stderr=err, text=True,
                                cwd=self.path, env=dict(os.environ, PYTHONPATH=ROOT), timeout=60)
             err.seek(0)

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from labkit.cgroups import hierarchy
+from labkit.linux.cgroups import hierarchy
 
 pytestmark = pytest.mark.root
 PARENT = "labkit-matrix-cgpath"        # the leak check reports anything left under this name

@@ -142,7 +142,7 @@ def test_ps_lists_the_containers_processes(bundle):
 
 
 def test_update_changes_the_limits_of_a_running_container(bundle):
-    from labkit.cgroups import hierarchy
+    from labkit.linux.cgroups import hierarchy
     import os
     bundle.config["process"]["args"] = ["sleep", "30"]
     bundle.config["linux"]["resources"]["memory"] = {"limit": 64 << 20}

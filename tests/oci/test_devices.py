@@ -5,7 +5,7 @@ tmpfs): nothing is written to the rootfs."""
 
 import pytest
 
-from labkit.conformance.bundles import CONTAINERD_DEVICES
+from labkit.course.conformance.bundles import CONTAINERD_DEVICES
 
 pytestmark = pytest.mark.root
 

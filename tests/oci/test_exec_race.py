@@ -4,7 +4,7 @@ process execs the container's program, its /proc/PID/exe is the host's
 interpreter. A process of the container that opened it then can write to it
 once nothing runs it any more, through /proc/self/fd/N, and so replace the
 host's binary (runc's escape). The guards: the host process is not dumpable
-until its execve (labkit/process.py not_dumpable), and until its
+until its execve (labkit/linux/process.py not_dumpable), and until its
 capabilities are dropped it has more than the container's, so the kernel
 refuses the container's open either way.
 
@@ -107,7 +107,7 @@ def test_labkit_runtime_exec(bundle, interpreter, exewatch):
                         .returncode == 0, 30)
         env = dict(os.environ, PYTHONPATH=ROOT)
         for _ in range(ROUNDS):
-            e = subprocess.run([python, "-m", "labkit.runtime_cli", "exec", "exec-race-rt", "true"],
+            e = subprocess.run([python, "-m", "labkit.cli.runtime", "exec", "exec-race-rt", "true"],
                                env=env, cwd=bundle.path, capture_output=True, text=True, timeout=60)
             assert e.returncode == 0, e.stderr
         bundle.runtime("exec", "exec-race-rt", "touch", "/run/watch/stop", check=True)

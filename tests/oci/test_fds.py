@@ -70,7 +70,7 @@ def test_labkit_exec_closes_every_inherited_fd(rootfs):
 def test_labkit_runtime_passes_only_preserved_fds(bundle):
     bundle.config["process"]["args"] = ["sh", "-c", LIST_FDS]
     bundle.write()
-    runtime = [sys.executable, "-m", "labkit.runtime_cli"]
+    runtime = [sys.executable, "-m", "labkit.cli.runtime"]
     plain = with_fd([*runtime, "run", "--bundle", bundle.path, "fds-1"])
     assert plain.returncode == 0, plain.stderr
     assert plain.stdout.split() == bare_fds()

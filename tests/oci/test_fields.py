@@ -5,7 +5,7 @@ import json
 import os
 import socket
 
-from labkit.process import CAPABILITIES
+from labkit.linux.process import CAPABILITIES
 
 
 def _run(bundle, script, cid, **process):

@@ -163,14 +163,14 @@ ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)          # PR_SET_CHILD_SUBREAPER, as co
 runtime, bundle, cid, pid_file = sys.argv[1:5]
 # Files, not pipes: the init keeps the caller's stdio (runc's pass-through).
 with open(pid_file + ".err", "w+") as err:
-    r = subprocess.run([sys.executable, "-m", "labkit.runtime_cli", "create", "--bundle", bundle,
+    r = subprocess.run([sys.executable, "-m", "labkit.cli.runtime", "create", "--bundle", bundle,
                         "--pid-file", pid_file, cid], stdout=err, stderr=err)
     if r.returncode:
         err.seek(0); print(json.dumps({"error": err.read()})); sys.exit(0)
 pid = int(open(pid_file).read())
 with open(f"/proc/{pid}/stat") as f:
     ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-subprocess.run([sys.executable, "-m", "labkit.runtime_cli", "start", cid], check=True)
+subprocess.run([sys.executable, "-m", "labkit.cli.runtime", "start", cid], check=True)
 _, status = os.waitpid(pid, 0)                 # the exit code: the caller's to collect
 print(json.dumps({"me": os.getpid(), "ppid": ppid, "code": os.waitstatus_to_exitcode(status)}))
 """
@@ -203,7 +203,7 @@ import ctypes, json, os, subprocess, sys
 ctypes.CDLL(None).prctl(36, 1, 0, 0, 0)
 cid, pid_file = sys.argv[1:3]
 with open(pid_file + ".err", "w+") as err:
-    r = subprocess.run([sys.executable, "-m", "labkit.runtime_cli", "exec", "-d", "--pid-file", pid_file,
+    r = subprocess.run([sys.executable, "-m", "labkit.cli.runtime", "exec", "-d", "--pid-file", pid_file,
                         cid, "sh", "-c", "sleep 0.2; exit 5"], stdout=err, stderr=err)
     if r.returncode:
         err.seek(0); print(json.dumps({"error": err.read()})); sys.exit(0)
@@ -308,7 +308,7 @@ def test_an_oom_score_it_may_not_set_fails_create_as_under_runc(bundle, tmp_path
     bundle.write()
     drop = ["setpriv", "--bounding-set", "-sys_resource", "--inh-caps", "-sys_resource"]
     results = {}
-    for name, argv in (("labkit", [sys.executable, "-m", "labkit.runtime_cli"]), ("runc", [shutil.which("runc")])):
+    for name, argv in (("labkit", [sys.executable, "-m", "labkit.cli.runtime"]), ("runc", [shutil.which("runc")])):
         root = str(tmp_path / f"state-{name}")
         try:
             with open(tmp_path / f"{name}.out", "w") as out, open(tmp_path / f"{name}.err", "w+") as err:

@@ -9,7 +9,7 @@ import tempfile
 
 import pytest
 
-from labkit import syscalls as sc
+from labkit.linux import syscalls as sc
 
 pytestmark = pytest.mark.root
 
@@ -87,7 +87,7 @@ def test_rootfs_propagation_as_runc(bundle, tmp_path, propagation, flags):
     fields = [_root_line(r.stdout).split(" - ")[0].split()[6:] for r in (mine, runc)]
     assert [sorted(f.split(":")[0] for f in fs) for fs in fields][0] == \
         [sorted(f.split(":")[0] for f in fs) for fs in fields][1]
-    traced = subprocess.run([sys.executable, "-m", "labkit.runtime_cli", "--root", str(tmp_path / "t"), "run",
+    traced = subprocess.run([sys.executable, "-m", "labkit.cli.runtime", "--root", str(tmp_path / "t"), "run",
                              "--bundle", bundle.path, "mo-trace"], capture_output=True, text=True, timeout=60,
                             env=dict(__import__("os").environ, PYTHONPATH=ROOT, LABKIT_TRACE="1"))
     assert f'mount(none, "/", none, {flags}) = 0' in traced.stderr, traced.stderr[-2000:]

@@ -4,7 +4,7 @@ is being made. Here the shared directory's `d` is swapped, atomically and
 without pause, with a symlink to a host path (renameat2 RENAME_EXCHANGE, what
 any process writing the volume can do; a thread does it at the kernel's
 speed). A container whose mount goes below `d` is created again and again:
-its target must be opened inside its root (labkit/rootfs.py open_in_root)
+its target must be opened inside its root (labkit/linux/rootfs.py open_in_root)
 and mounted through the descriptor, so the host path stays untouched. Either
 the container starts, or it stops with one line naming the change; never is
 anything made or mounted outside its root."""

@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-from labkit import seccomp
+from labkit.linux import seccomp
 
 PROFILE = os.path.join(os.environ.get("LABKIT_CACHE", "/var/cache/labkit"), "containers-common",
                        "usr/share/gocode/src/github.com/containers/common/pkg/seccomp/seccomp.json")

@@ -42,9 +42,9 @@ def imported(tmp_path, module, *args, cwd="/"):
 
 @pytest.mark.root
 def test_labkit_run_imports_nothing_fenced(rootfs, tmp_path):
-    r, names = imported(tmp_path, "cli", "run", "--rm", "--", "/bin/true")
+    r, names = imported(tmp_path, "cli.main", "run", "--rm", "--", "/bin/true")
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "labkit.runtime.monitor" in names and "labkit.rootfs" in names   # the list is real
+    assert "labkit.runtime.monitor" in names and "labkit.linux.rootfs" in names   # the list is real
     assert sorted(set(FENCED) & names) == []
 
 
@@ -58,9 +58,9 @@ def test_labkit_runtime_run_imports_nothing_fenced(bundle, tmp_path):
     bundle.runtime("run", "sp-warm", check=True)
     cid = f"sp-{uuid.uuid4().hex[:8]}"
     bundle.ids.append(cid)
-    r, names = imported(tmp_path, "runtime_cli", "run", cid, cwd=bundle.path)
+    r, names = imported(tmp_path, "cli.runtime", "run", cid, cwd=bundle.path)
     assert r.returncode == 0, r.stderr[-2000:]
-    assert "labkit.runtime.init" in names and "labkit.cgroups" in names
+    assert "labkit.runtime.init" in names and "labkit.linux.cgroups" in names
     assert sorted(set(FENCED) & names) == []
 
 
@@ -82,7 +82,7 @@ def test_warm_cgroup_attach_moves_the_runtime_where_it_is(bundle, tmp_path):
     bundle.ids.append(cid)
     log = tmp_path / "strace.out"
     launcher = tmp_path / "launch.py"
-    launcher.write_text(LAUNCHER.format(root=ROOT, module="runtime_cli", site=sysconfig.get_path("purelib")))
+    launcher.write_text(LAUNCHER.format(root=ROOT, module="cli.runtime", site=sysconfig.get_path("purelib")))
     before = _own_v2_cgroup()
     r = subprocess.run(["strace", "-f", "-y", "-qq", "-e", "trace=write", "-o", str(log),
                         sys.executable, "-IS", str(launcher), "run", cid],

@@ -9,7 +9,7 @@ import pytest
 
 from labkit import home
 from labkit.oci import validate
-from labkit.rootfs import secure_join
+from labkit.linux.rootfs import secure_join
 
 
 def _edit(path, value):

@@ -1,6 +1,6 @@
 """The bundle matrix: the same OCI bundles under runc and under labkit-runtime.
 
-For every bundle variant (labkit/conformance/bundles.py):
+For every bundle variant (labkit/course/conformance/bundles.py):
 
 * ``test_bundle_does_what_it_asks[runtime-variant]`` — the runtime's observed
   facts are what config.json asks for (exit code 3 -> 3, hostname -> that
@@ -9,9 +9,9 @@ For every bundle variant (labkit/conformance/bundles.py):
 * ``test_same_facts_as_runc[runtime-variant]`` — labkit-runtime (and crun when
   installed) shows the same facts as runc, the reference implementation,
   except the differences the runtime spec allows, listed in
-  ``labkit.conformance.observe.ALLOWED`` by name with their reason. The allowances used are printed with each test.
+  ``labkit.course.conformance.observe.ALLOWED`` by name with their reason. The allowances used are printed with each test.
 
-The labkit half is skipped only when ``labkit.runtime_cli`` cannot be
+The labkit half is skipped only when ``labkit.cli.runtime`` cannot be
 imported; crun only when it is not installed.
 """
 
@@ -24,7 +24,7 @@ import uuid
 import pytest
 
 from labkit import home
-from labkit.conformance import bundles, observe
+from labkit.course.conformance import bundles, observe
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]
 

@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 sys.path.insert(0, os.path.join(ROOT, "tests", "networks"))
 
 from net_helpers import labkit, ok  # noqa: E402
-from labkit.facts import services as svcf  # noqa: E402
+from labkit.course.facts import services as svcf  # noqa: E402
 from proc_helper import wait_for  # noqa: E402
 
 pytestmark = pytest.mark.root

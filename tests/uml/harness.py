@@ -4,7 +4,7 @@
 
 The UML kernel (Debian's user-mode-linux) boots with the host's root
 filesystem as its root (hostfs), so it sees this repo and this interpreter
-at the same paths. Its init (labkit/uml writes it) mounts proc, sysfs,
+at the same paths. Its init (labkit/course/uml writes it) mounts proc, sysfs,
 cgroup2 on /sys/fs/cgroup and tmpfs on /tmp and /run, loads overlay.ko and
 fuse.ko; the lines added here run `python -m pytest ARGS` with the
 interpreter that runs this harness and write the exit code and the output
@@ -23,7 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 sys.path.insert(0, REPO)
 
-from labkit import uml  # noqa: E402  (the booting: labkit/uml)
+from labkit.course import uml  # noqa: E402  (the booting: labkit/uml)
 
 LINUX_UML = uml.LINUX_UML
 

@@ -3,8 +3,8 @@ proves the cgroup cases next to it met a pure cgroup v2 kernel."""
 
 import os
 
-from labkit import cgroups
-from labkit.cgroups import hierarchy
+from labkit.linux import cgroups
+from labkit.linux.cgroups import hierarchy
 
 
 def test_mode_is_v2():

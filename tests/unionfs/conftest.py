@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from labkit import overlay
+from labkit.linux import overlay
 
 
 @pytest.fixture(autouse=True)

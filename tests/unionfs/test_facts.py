@@ -5,9 +5,9 @@ import stat
 
 import pytest
 
-from labkit import builder, overlay
-from labkit.facts import overlay as facts
-from labkit.facts import unionfs as unionfs_facts
+from labkit.linux import files, overlay
+from labkit.course.facts import overlay as facts
+from labkit.course.facts import unionfs as unionfs_facts
 from unionfs_helpers import snapshot, write
 
 pytestmark = pytest.mark.root
@@ -98,7 +98,7 @@ def test_full_copy_makes_device_nodes_and_keeps_hardlinks(scratch):
     os.mknod(src / "dev/zero", 0o666 | stat.S_IFCHR, os.makedev(1, 5))
     os.mkfifo(src / "dev/fifo")
     dst = scratch / "copy"
-    builder.full_copy(str(src), str(dst))
+    files.full_copy(str(src), str(dst))
     assert snapshot(dst) == snapshot(src)
     assert os.stat(dst / "bin/sh").st_ino == os.stat(dst / "bin/busybox").st_ino != os.stat(src / "bin/sh").st_ino
     assert os.path.getsize(dst / "dev/zero") == 0 and (dst / "dev/zero").is_char_device()
@@ -119,5 +119,5 @@ def test_full_copy_of_a_rootfs_given_by_a_link_on_another_filesystem(scratch):
         link = os.path.join(d, "base")
         os.symlink(src, link)
         dst = scratch / "copy"
-        builder.full_copy(link, str(dst))
+        files.full_copy(link, str(dst))
     assert os.readlink(dst / "bin/cat") == "busybox" and (dst / "bin/busybox").read_text() == "elf"

@@ -10,7 +10,8 @@ import tarfile
 
 import pytest
 
-from labkit import layers, overlay
+from labkit.images import layers
+from labkit.linux import overlay
 from unionfs_helpers import read, snapshot, write
 
 pytestmark = pytest.mark.root

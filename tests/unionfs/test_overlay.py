@@ -6,7 +6,7 @@ import subprocess
 
 import pytest
 
-from labkit import overlay, syscalls
+from labkit.linux import overlay, syscalls
 from labkit.errors import Conflict, LabkitError, NotFound, Unsupported
 from unionfs_helpers import read, write
 

@@ -11,8 +11,8 @@ import tarfile
 
 import pytest
 
-from labkit import layers
-from labkit.layers import LayerError
+from labkit.images import layers
+from labkit.images.layers import LayerError
 from unionfs_helpers import write
 
 pytestmark = pytest.mark.root

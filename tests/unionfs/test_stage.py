@@ -10,7 +10,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from labkit import layers, overlay
+from labkit.images import layers
+from labkit.linux import overlay
 from labkit.errors import NotFound
 from labkit.runtime import container as ct
 from labkit.runtime.config import ContainerConfig
