@@ -3,7 +3,7 @@ built from the same option table (no root needed)."""
 
 import pytest
 
-from labkit.cli import main as cli
+from labkit.cli import main as cli, run
 from labkit.errors import LabkitError
 
 CASES = [
@@ -20,9 +20,9 @@ CASES = [
 
 @pytest.mark.parametrize("argv", CASES, ids=lambda a: " ".join(a))
 def test_same_as_argparse(argv):
-    lean = cli.parse_run(argv)
+    lean = run.parse_run(argv)
     full = cli._parser().parse_args(["run", *argv])
-    for _, dest, *_ in cli.RUN_OPTIONS:
+    for _, dest, *_ in run.RUN_OPTIONS:
         assert getattr(lean, dest) == getattr(full, dest), dest
     strip = lambda cmd: cmd[1:] if cmd[:1] == ["--"] else cmd   # noqa: E731 — build_config does this
     # docker's order: the first word after the options is the IMAGE, unless
@@ -42,7 +42,7 @@ def test_same_as_argparse(argv):
     (["--rm"], None, []),
 ])
 def test_image_or_command(argv, image, cmd):
-    a = cli.parse_run(argv)
+    a = run.parse_run(argv)
     assert a.image == image and [w for w in a.cmd if w != "--"] == cmd
 
 
@@ -55,7 +55,23 @@ def test_image_or_command(argv, image, cmd):
 ])
 def test_errors_are_one_line(argv, words):
     with pytest.raises(LabkitError) as info:
-        cli.parse_run(argv)
+        run.parse_run(argv)
     for w in words:
         assert w in str(info.value)
     assert "\n" not in str(info.value)
+
+
+def test_every_command_is_parsed_by_the_file_the_table_names():
+    """labkit/cli/main.py's COMMANDS: `labkit CMD` imports only the file that
+    parses CMD, so the table must name each command's own file."""
+    import argparse
+    for noun in cli.NOUNS:
+        sub = argparse.ArgumentParser().add_subparsers()
+        __import__(f"labkit.cli.{noun}", fromlist=["add_parsers"]).add_parsers(sub)
+        mine = set(sub.choices)
+        assert {c for c, n in cli.COMMANDS.items() if n == noun} == mine, noun
+
+
+def test_labkit_runtime_has_a_handler_for_every_command():
+    from labkit.cli import runtime
+    assert set(runtime.HANDLERS) == set(runtime.COMMANDS)

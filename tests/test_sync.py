@@ -10,7 +10,7 @@ MESSAGES = {name: value for name, value in vars(sync).items()
 
 
 def test_the_diagram_names_every_message():
-    assert set(MESSAGES) == {"USERNS", "INIT_PID", "AWAITING_START", "ERROR", "MAPS_WRITTEN", "ATTACHED"}
+    assert set(MESSAGES) == {"USERNS", "INIT_PID", "NETNS", "AWAITING_START", "ERROR", "MAPS_WRITTEN", "ATTACHED"}
     for name in MESSAGES:
         assert name in sync.__doc__, f"{name} is not in sync.py's diagram"
     assert len(set(MESSAGES.values())) == len(MESSAGES)
@@ -51,3 +51,38 @@ def test_wait_attached_refuses_anything_but_attached():
     else:
         raise AssertionError("wait_attached returned without ATTACHED")
     ch.close()
+
+
+def test_the_network_stage_waits_for_netns_and_no_longer_after_init_pid():
+    """The monitor moves a veth into the init's namespace once the init says
+    NETNS (sync.wait_netns); an init that fails first is an error with its
+    text; after INIT_PID (the intermediate forked the init into its
+    namespaces) there is nothing to wait for."""
+    import pytest
+    from labkit.errors import SetupError
+    for last in ("netns", "error", "eof"):
+        ch = sync.Channel()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                ch.child_side()
+                if last == "netns":
+                    ch.send(sync.NETNS)
+                elif last == "error":
+                    ch.send_error("unshare(CLONE_NEWNET): EPERM")
+            finally:
+                os._exit(0)
+        ch.monitor_side()
+        if last == "netns":
+            ch.wait_netns()
+            ch.wait_netns()            # once is enough: a second call returns at once
+        else:
+            with pytest.raises(SetupError, match="EPERM" if last == "error" else "before its network"):
+                ch.wait_netns()
+        os.waitpid(pid, 0)
+        ch.close()
+    ch = sync.Channel()
+    ch.netns_ready = True              # what the monitor's handshake sets on INIT_PID
+    ch.wait_netns()
+    ch.close()
+

@@ -139,25 +139,11 @@ def parse(text, build_args=None):
                 values.update(pairs)
             out.append(Instruction(line, keyword, pairs))
         elif keyword in ("COPY", "ADD"):
-            words = _words(rest, line, keyword)
-            flags = {}
-            while words and words[0].startswith("--"):
-                flag, _, value = words.pop(0)[2:].partition("=")
-                if flag != "chown":
-                    raise ContainerfileError(f"line {line}: {keyword} --{flag}: not an option labkit has",
-                                             "labkit takes --chown=USER[:GROUP]")
-                flags[flag] = value
-            if len(words) < 2:
-                raise ContainerfileError(f"line {line}: {keyword} needs a source and a destination",
-                                         f"for example {keyword} app.py /app/")
-            out.append(Instruction(line, keyword, words, flags))
+            out.append(_copy(line, keyword, rest))
         elif keyword == "FROM":
-            words = rest.split()
-            if len(words) not in (1, 3) or (len(words) == 3 and words[1].upper() != "AS"):
-                raise ContainerfileError(f"line {line}: FROM {rest}: expected FROM IMAGE", "one stage: FROM IMAGE")
             if any(i.keyword == "FROM" for i in out):
                 raise ContainerfileError(f"line {line}: a second FROM", "labkit builds one stage")
-            out.append(Instruction(line, keyword, [words[0]]))
+            out.append(_from(line, rest))
         elif keyword == "EXPOSE":
             for p in rest.split():
                 if not re.match(r"^\d{1,5}(/(tcp|udp))?$", p):
@@ -172,3 +158,27 @@ def parse(text, build_args=None):
         raise ContainerfileError(f"--build-arg {sorted(unused)[0]}: no ARG of that name in the Containerfile",
                                  "declare it with ARG NAME")
     return out
+
+
+def _copy(line, keyword, rest):
+    """COPY or ADD [--chown=USER[:GROUP]] SRC... DEST."""
+    words = _words(rest, line, keyword)
+    flags = {}
+    while words and words[0].startswith("--"):
+        flag, _, value = words.pop(0)[2:].partition("=")
+        if flag != "chown":
+            raise ContainerfileError(f"line {line}: {keyword} --{flag}: not an option labkit has",
+                                     "labkit takes --chown=USER[:GROUP]")
+        flags[flag] = value
+    if len(words) < 2:
+        raise ContainerfileError(f"line {line}: {keyword} needs a source and a destination",
+                                 f"for example {keyword} app.py /app/")
+    return Instruction(line, keyword, words, flags)
+
+
+def _from(line, rest):
+    """FROM IMAGE [AS NAME]: one stage."""
+    words = rest.split()
+    if len(words) not in (1, 3) or (len(words) == 3 and words[1].upper() != "AS"):
+        raise ContainerfileError(f"line {line}: FROM {rest}: expected FROM IMAGE", "one stage: FROM IMAGE")
+    return Instruction(line, "FROM", [words[0]])

@@ -1,9 +1,11 @@
-"""`labkit images|tag|rmi|history|save|load` and `labkit image ...`:
-docker's image commands over the local store (labkit/images/)."""
+"""`labkit images|tag|rmi|history|save|load`, `labkit image ...`, pull, push,
+`labkit registry` and `labkit rootfs`: docker's image commands over the local
+store (labkit/images/), and the base root filesystems."""
 
 import json
 import time
 
+from labkit.cli.exits import need_root
 from labkit.errors import LabkitError
 
 
@@ -28,7 +30,7 @@ def _ago(created):
     return "seconds ago"
 
 
-def main(a):
+def image_action(a):
     from labkit.images import archive, image
     action = a.image_command
     if action == "ls":
@@ -87,4 +89,108 @@ def main(a):
         print(f"{a.dir}: config.json and rootfs/ — run it with `labkit-runtime run -b {a.dir} ID` (or runc)")
     else:
         raise LabkitError(f"labkit image {action}: no such action", "see `labkit image --help`")
+    return 0
+
+
+def add_parsers(sub):
+    """docker's image commands, as `labkit image ACTION` and the top-level
+    shortcuts docker keeps (images, tag, rmi, history, save, load); pull,
+    push, the lab registry, and the base root filesystems (`labkit rootfs`)."""
+    img = sub.add_parser("image", help="images: ls, inspect, history, tag, rm, save, load, unpack")
+    isub = img.add_subparsers(dest="image_command", metavar="ACTION")
+    isub.required = True
+
+    def action(parser_sub, name, action_name, text, args):
+        x = parser_sub.add_parser(name, help=text)
+        for names, kw in args:
+            x.add_argument(*names, **kw)
+        x.set_defaults(func=cmd_image, image_command=action_name)
+
+    refs = ((("refs",), {"nargs": "+", "metavar": "IMAGE"}),)
+    table = [
+        ("ls", "images", "list the local images", ()),
+        ("inspect", None, "an image's manifest and config, as JSON", refs),
+        ("history", "history", "the steps that made each layer", ((("ref",), {"metavar": "IMAGE"}),)),
+        ("tag", "tag", "another name for an image", ((("source",), {"metavar": "IMAGE"}),
+                                                    (("target",), {"metavar": "NEW"}))),
+        ("rm", "rmi", "untag images; blobs no other tag needs are deleted",
+         refs + ((("-f", "--force"), {"action": "store_true", "help": "even if a container uses it"}),)),
+        ("save", "save", "images as one OCI layout tar", refs + ((("-o", "--output"), {"required": True,
+                                                                                         "metavar": "FILE"}),)),
+        ("load", "load", "the images of an OCI layout tar", ((("-i", "--input"), {"required": True,
+                                                                                    "metavar": "FILE"}),)),
+        ("unpack", None, "an image as an OCI bundle (config.json + rootfs), as umoci unpack",
+         ((("ref",), {"metavar": "IMAGE"}), (("dir",), {"metavar": "DIR"}))),
+    ]
+    for name, shortcut, text, args in table:
+        action(isub, name, name, text, args)
+        if shortcut:
+            action(sub, shortcut, name, text, args)
+    _registry_parsers(sub)
+    _rootfs_parsers(sub)
+
+
+def _registry_parsers(sub):
+    for verb, text in (("pull", "an image from a registry (127.0.0.1:5000/lab/web:v1)"),
+                       ("push", "an image to the registry its name starts with")):
+        x = sub.add_parser(verb, help=text)
+        x.add_argument("ref", metavar="IMAGE")
+        x.set_defaults(func=cmd_image, image_command=verb)
+    reg = sub.add_parser("registry", help="the lab registry (docker-registry on 127.0.0.1): start, stop, status")
+    rsub = reg.add_subparsers(dest="registry_command", metavar="ACTION")
+    rsub.required = True
+    rs = rsub.add_parser("start", help="serve a registry on 127.0.0.1:PORT, its storage under $LABKIT_HOME")
+    rs.add_argument("--port", type=int, default=5000)
+    rs.add_argument("--foreground", action="store_true", help="become the registry (for a systemd service)")
+    rsub.add_parser("stop", help="stop it (its storage stays)")
+    rsub.add_parser("status", help="its address, or that none runs")
+    for x in rsub.choices.values():
+        x.set_defaults(func=cmd_image, image_command="registry")
+
+
+def _rootfs_parsers(sub):
+    import argparse
+    fs = sub.add_parser("rootfs", help="build, list and remove base root filesystems")
+    fsub = fs.add_subparsers(dest="rootfs_command", metavar="ACTION")
+    fsub.required = True
+    b = fsub.add_parser("build", help="build a rootfs (busybox + procps + iproute2 + util-linux)")
+    b.add_argument("name", nargs="?", default="base")
+    b.add_argument("--force", action="store_true", help="rebuild even if it exists")
+    b.add_argument("--quiet-if-present", action="store_true", help=argparse.SUPPRESS)
+    b.set_defaults(func=cmd_rootfs_build)
+    ls = fsub.add_parser("ls", help="list built root filesystems")
+    ls.set_defaults(func=cmd_rootfs_ls)
+    rr = fsub.add_parser("rm", help="remove a rootfs")
+    rr.add_argument("name")
+    rr.set_defaults(func=cmd_rootfs_rm)
+
+
+def cmd_image(a):
+    if a.image_command not in ("ls", "inspect", "history") and getattr(a, "registry_command", "") != "status":
+        need_root(f"labkit image {a.image_command}")
+    return image_action(a)
+
+
+def cmd_rootfs_build(a):
+    need_root("labkit rootfs build")
+    from labkit.images import builder
+    path, seconds, built = builder.build(a.name, force=a.force, progress=builder.main_progress)
+    if built:
+        print(f"built rootfs '{a.name}' at {path} in {seconds:.2f}s")
+    else:
+        print(f"rootfs '{a.name}' is present at {path} (rebuild with --force)")
+    return 0
+
+
+def cmd_rootfs_ls(a):
+    from labkit.images import builder
+    for name in builder.list_rootfs():
+        print(name)
+    return 0
+
+
+def cmd_rootfs_rm(a):
+    need_root("labkit rootfs rm")
+    from labkit.images import builder
+    builder.remove(a.name)
     return 0

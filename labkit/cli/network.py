@@ -26,6 +26,7 @@ import json
 import sys
 import time
 
+from labkit.cli.exits import need_root
 from labkit.errors import LabkitError
 from labkit.networks import endpoints, ports, store
 
@@ -68,7 +69,7 @@ def _target(container):
     return container, st["pid"], hosts_file if os.path.exists(hosts_file) else None
 
 
-def main(a):
+def network_action(a):
     action = a.network_command
     if action == "create":
         net = endpoints.create_network(a.name, a.subnet, a.gateway, a.driver)
@@ -99,3 +100,40 @@ def main(a):
                               f"`labkit network inspect {a.name}` lists its containers")
     return 0
 
+
+def add_parsers(sub):
+    net = sub.add_parser("network", help="virtual networks: create, ls, inspect, rm, connect, disconnect",
+                         description="Networks of containers, with docker's commands: a bridge per "
+                         "network, a veth pair per container, NAT out, DNAT for published ports.")
+    nsub = net.add_subparsers(dest="network_command", metavar="ACTION")
+    nsub.required = True
+    nc = nsub.add_parser("create", help="make a network (its bridge is made when a container joins)")
+    nc.add_argument("name", metavar="NAME")
+    nc.add_argument("--subnet", metavar="CIDR", help="e.g. 10.77.5.0/24 (default: the next free /24 of 10.77.0.0/16)")
+    nc.add_argument("--gateway", metavar="IP", help="the bridge's address (default: the subnet's first)")
+    nc.add_argument("-d", "--driver", default="bridge", choices=("bridge", "cni"),
+                    help="bridge: labkit's own ip/nft commands; cni: Debian's CNI plugins (bridge, host-local)")
+    nsub.add_parser("ls", help="list networks").set_defaults(func=cmd_network)
+    ni = nsub.add_parser("inspect", help="a network as JSON: subnet, bridge, containers")
+    ni.add_argument("names", nargs="+", metavar="NAME")
+    nr = nsub.add_parser("rm", help="remove networks (refused while containers are attached)")
+    nr.add_argument("names", nargs="+", metavar="NAME")
+    for action, text in (("connect", "connect a running container, or with - the container of an "
+                          "OCI hook's state on stdin"), ("disconnect", "the other way round")):
+        x = nsub.add_parser(action, help=text)
+        x.add_argument("name", metavar="NETWORK")
+        x.add_argument("container", metavar="CONTAINER|-")
+        if action == "connect":
+            x.add_argument("--ip", help="its address (default: the next free one)")
+            x.add_argument("--alias", action="append", default=[], metavar="NAME", help="one more name")
+            x.add_argument("-p", "--publish", action="append", default=[], metavar="[IP:]HOSTPORT:PORT[/PROTO]")
+        x.set_defaults(func=cmd_network)
+    for x in (nc, ni, nr):
+        x.set_defaults(func=cmd_network)
+
+
+
+def cmd_network(a):
+    if a.network_command not in ("ls", "inspect"):
+        need_root(f"labkit network {a.network_command}")
+    return network_action(a)

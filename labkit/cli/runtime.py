@@ -69,9 +69,24 @@ POSITIONAL = {"features": 0, "pause": 1, "resume": 1, "ps": -1, "update": 1, "sp
               "list": 0, "exec": -1}
 
 
+# A flag left out: a list for the "+" flags, None for those that take a
+# value, False for the others; except these, runc's defaults.
+DEFAULTS = {"log_format": "text", "format": "table", "rootless": "false"}
+
+
 class Args:
+    """The parsed command line: every flag of GLOBAL and of the command is an
+    attribute, given or its default."""
+
     def __init__(self):
         self.positional = []
+        self.defaults(GLOBAL)
+
+    def defaults(self, flags):
+        for dest, takes in flags.values():
+            name = dest.rstrip("+")
+            if name not in self.__dict__:
+                setattr(self, name, DEFAULTS.get(name, [] if dest.endswith("+") else (None if takes else False)))
 
 
 def _take(flags, argv, i, a, stop_at_positional):
@@ -98,7 +113,7 @@ def _take(flags, argv, i, a, stop_at_positional):
                 value = True
             if dest.endswith("+"):
                 dest = dest[:-1]
-                value = getattr(a, dest, []) + [value]
+                value = getattr(a, dest) + [value]
             setattr(a, dest, value)
             i += 1
             continue
@@ -112,8 +127,8 @@ def _take(flags, argv, i, a, stop_at_positional):
 def parse(argv):
     a = Args()
     i = _take(GLOBAL, argv, 0, a, stop_at_positional=True)
-    if getattr(a, "help", False) or getattr(a, "version", False):
-        a.command = "help" if getattr(a, "help", False) else "version"
+    if a.help or a.version:
+        a.command = "help" if a.help else "version"
         return a
     if i >= len(argv):
         raise LabkitError("no command given", "commands: " + ", ".join(COMMANDS))
@@ -124,6 +139,7 @@ def parse(argv):
     if a.command not in COMMANDS:
         raise LabkitError(f"No help topic for '{a.command}'", "commands: " + ", ".join(COMMANDS))
     flags = COMMANDS[a.command]
+    a.defaults(flags)
     if a.command in ("exec", "ps"):   # flags, the id, then the command's (ps's) own flags untouched
         i = _take(flags, argv, i + 1, a, stop_at_positional=True)
         a.positional = argv[i:]
@@ -144,10 +160,10 @@ def parse(argv):
 
 
 def _unsupported(a):
-    if getattr(a, "systemd_cgroup", False):
+    if a.systemd_cgroup:
         raise LabkitError("--systemd-cgroup is not supported by labkit",
                           "labkit drives cgroups as runc's cgroupfs driver does (cgroupsPath as a path); drop the flag")
-    if str(getattr(a, "rootless", "false")).lower() not in ("false", "auto"):
+    if str(a.rootless).lower() not in ("false", "auto"):
         raise LabkitError("--rootless is not supported by labkit", "run it as root")
     preserve_fds(a)   # a bad count is refused before anything is created
 
@@ -157,7 +173,7 @@ def preserve_fds(a):
     process gets: --preserve-fds N, plus systemd's LISTEN_FDS (socket
     activation), as runc counts them."""
     counts = []
-    for what, text in (("--preserve-fds", getattr(a, "preserve_fds", None)),
+    for what, text in (("--preserve-fds", a.preserve_fds),
                        ("LISTEN_FDS", os.environ.get("LISTEN_FDS"))):
         if text in (None, ""):
             continue
@@ -176,7 +192,7 @@ def _listen_env(c):
 
 def cmd_spec(a):
     from labkit.oci import spec
-    spec.write_default(getattr(a, "bundle", None) or ".")
+    spec.write_default(a.bundle or ".")
     return 0
 
 
@@ -201,7 +217,7 @@ def cmd_resume(a):
 
 def _printed_json(a, value):
     """--format json: print ``value`` and say so; table: leave it to the caller."""
-    fmt = getattr(a, "format", "table")
+    fmt = a.format
     if fmt == "json":
         import json
         print(json.dumps(value))
@@ -243,7 +259,7 @@ def cmd_update(a):
     import json
     from labkit.oci import state
     res = {}
-    source = getattr(a, "resources", None)
+    source = a.resources
     if source:
         try:
             text = sys.stdin.read() if source == "-" else open(source).read()
@@ -253,7 +269,7 @@ def cmd_update(a):
         if not isinstance(res, dict):
             raise LabkitError(f"update --resources {source}: not a JSON object", "give linux.resources as JSON")
     for dest, (group, key) in _UPDATE_FLAGS.items():
-        value = getattr(a, dest, None)
+        value = getattr(a, dest)
         if value is not None:
             text = str(value)
             res.setdefault(group, {})[key] = text if key in ("cpus", "mems") else _number(f"--{dest.replace('_', '-')}", text)
@@ -273,8 +289,8 @@ def _number(flag, text):
 
 def cmd_create(a):
     from labkit.oci import state
-    state.create(getattr(a, "bundle", None) or ".", a.positional[0], pid_file=getattr(a, "pid_file", None),
-                 console_socket=getattr(a, "console_socket", None), no_pivot=getattr(a, "no_pivot", False),
+    state.create(a.bundle or ".", a.positional[0], pid_file=a.pid_file,
+                 console_socket=a.console_socket, no_pivot=a.no_pivot,
                  preserve_fds=preserve_fds(a), edit=_listen_env)
     return 0
 
@@ -282,10 +298,10 @@ def cmd_create(a):
 def cmd_run(a):
     from labkit.oci import state
     cid = a.positional[0]
-    bundle = getattr(a, "bundle", None) or "."
-    if getattr(a, "detach", False):
-        state.create(bundle, cid, pid_file=getattr(a, "pid_file", None),
-                     console_socket=getattr(a, "console_socket", None), no_pivot=getattr(a, "no_pivot", False),
+    bundle = a.bundle or "."
+    if a.detach:
+        state.create(bundle, cid, pid_file=a.pid_file,
+                     console_socket=a.console_socket, no_pivot=a.no_pivot,
                      preserve_fds=preserve_fds(a), edit=_listen_env)
         try:
             state.start(cid)
@@ -294,12 +310,12 @@ def cmd_run(a):
             raise
         return 0
     from labkit.runtime import runner
-    sock = getattr(a, "console_socket", None)
-    pid_file = getattr(a, "pid_file", None)
-    keep = getattr(a, "keep", False)
+    sock = a.console_socket
+    pid_file = a.pid_file
+    keep = a.keep
     c = state.config(bundle, cid)
     _listen_env(c)
-    opts = state.options(pid_file, sock, getattr(a, "no_pivot", False), remove=not keep,
+    opts = state.options(pid_file, sock, a.no_pivot, remove=not keep,
                          preserve_fds=preserve_fds(a))
     state.check_terminal(c, opts)
     code = runner.run(c, opts)
@@ -326,20 +342,20 @@ def cmd_state(a):
 def cmd_kill(a):
     from labkit.oci import state
     state.kill(a.positional[0], a.positional[1] if len(a.positional) > 1 else "SIGTERM",
-               all_processes=getattr(a, "all", False))
+               all_processes=a.all)
     return 0
 
 
 def cmd_delete(a):
     from labkit.oci import state
-    state.delete(a.positional[0], force=getattr(a, "force", False))
+    state.delete(a.positional[0], force=a.force)
     return 0
 
 
 def cmd_list(a):
     from labkit.oci import state
     states = state.list_states()
-    if getattr(a, "quiet", False):
+    if a.quiet:
         for s in states:
             print(s["id"])
         return 0
@@ -357,7 +373,7 @@ def _exec_process(a):
     """The ContainerConfig edit an exec asks for: --process FILE, or the flags."""
     import json
     proc = {}
-    if getattr(a, "process", None):
+    if a.process:
         try:
             with open(a.process) as f:
                 proc = json.load(f)
@@ -366,12 +382,12 @@ def _exec_process(a):
         if not proc.get("args"):
             raise LabkitError(f"--process {a.process}: process.args must not be empty")
     user = None
-    if getattr(a, "user", None):
+    if a.user:
         uid, _, gid = a.user.partition(":")
         if not (uid.isascii() and uid.isdigit()) or (gid and not (gid.isascii() and gid.isdigit())):
             raise LabkitError(f"--user {a.user}: expected UID[:GID] as numbers")
         user = {"uid": int(uid), "gid": int(gid or 0)}
-    extra_env = list(getattr(a, "env", []))
+    extra_env = list(a.env)
     for e in extra_env:
         if "=" not in e:
             raise LabkitError(f"--env {e}: expected NAME=VALUE")
@@ -391,22 +407,22 @@ def _exec_process(a):
             if "noNewPrivileges" in proc:
                 config.no_new_privileges = proc["noNewPrivileges"]
         config.env = config.env + extra_env
-        if getattr(a, "cwd", None):
+        if a.cwd:
             config.cwd = a.cwd
         if user is not None:
             config.user = dict(config.user or {}, **user)
-        if getattr(a, "additional_gids", None):
+        if a.additional_gids:
             config.user = dict(config.user or {"uid": 0, "gid": 0},
                                additionalGids=[int(g) for g in a.additional_gids])
-        if getattr(a, "cap", None):
+        if a.cap:
             caps = config.capabilities or {}
             config.capabilities = {k: sorted(set(caps.get(k, [])) | set(a.cap))
                                    for k in ("bounding", "effective", "permitted")}
-        if getattr(a, "no_new_privs", False):
+        if a.no_new_privs:
             config.no_new_privileges = True
         return config
     args = proc.get("args") if proc else a.positional[1:]
-    tty = bool(proc.get("terminal")) if proc else getattr(a, "tty", False)
+    tty = bool(proc.get("terminal")) if proc else a.tty
     return edit, args, tty
 
 
@@ -421,15 +437,15 @@ def cmd_exec(a):
     edit, args, tty = _exec_process(a)
     if not args:
         raise LabkitError("exec: the command is missing", f"labkit-runtime exec {cid} CMD ...")
-    sock = getattr(a, "console_socket", None)
+    sock = a.console_socket
     if sock and not tty:
         raise LabkitError("exec --console-socket needs a terminal", "add -t (or process.terminal: true)")
-    if tty and getattr(a, "detach", False) and not sock:
+    if tty and a.detach and not sock:
         raise LabkitError("cannot allocate tty if labkit-runtime will detach without setting console socket",
                           "give --console-socket PATH, or drop -t")
     sock = os.path.abspath(sock) if sock else None
-    pid_file = os.path.abspath(a.pid_file) if getattr(a, "pid_file", None) else None
-    if getattr(a, "detach", False):
+    pid_file = os.path.abspath(a.pid_file) if a.pid_file else None
+    if a.detach:
         # runc's contract: the process is the caller's once it runs; nothing stays between.
         return execute.execute(cid, args, tty=tty, interactive=True, edit=edit, pid_file=pid_file,
                                preserve_fds=preserve_fds(a), detach=True, console_socket=sock)
@@ -438,13 +454,13 @@ def cmd_exec(a):
 
 
 def _log(a, message):
-    path = getattr(a, "log", None)
+    path = a.log
     if not path:
         return
     import time
     try:
         with open(path, "a") as f:
-            if getattr(a, "log_format", "text") == "json":
+            if a.log_format == "json":
                 import json
                 f.write(json.dumps({"level": "error", "msg": message,
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
@@ -458,9 +474,11 @@ def main(argv=None, prog="labkit-runtime"):
     from labkit.startpath import hold_gc
     hold_gc()   # every command is short, or becomes a monitor that resumes it
     argv = sys.argv[1:] if argv is None else argv
-    a = None
-    try:
+    parsed = []   # the command line once parsed: its --log gets the error too
+
+    def body():
         a = parse(argv)
+        parsed.append(a)
         if a.command == "help":
             print(USAGE)
             return 0
@@ -470,9 +488,9 @@ def main(argv=None, prog="labkit-runtime"):
             print(f"{prog} version {__version__}\nspec: {OCI_VERSION}")
             return 0
         _unsupported(a)
-        if getattr(a, "log_format", "text") not in ("text", "json"):
+        if a.log_format not in ("text", "json"):
             raise LabkitError(f"invalid log-format: {a.log_format}", "use text or json")
-        if getattr(a, "root", None):
+        if a.root:
             os.environ["LABKIT_STATE_ROOT"] = os.path.abspath(a.root)
             os.makedirs(a.root, 0o711, exist_ok=True)
         if a.command != "spec" and os.geteuid() != 0:
@@ -480,14 +498,16 @@ def main(argv=None, prog="labkit-runtime"):
         if a.command in ("run", "create", "exec"):   # each moves a process into a cgroup
             from labkit.startpath import warm_cgroup_attach
             warm_cgroup_attach()
-        return globals()["cmd_" + a.command](a) or 0
-    except LabkitError as e:
-        print(f"{prog}: {e}", file=sys.stderr)
-        if a is not None:
-            _log(a, str(e))
-        return 1 if getattr(e, "exit_code", 1) in (0, 125) else e.exit_code
-    except KeyboardInterrupt:
-        return 130
+        return HANDLERS[a.command](a)
+
+    from labkit.cli.exits import guarded
+    return guarded(prog, body, runc=True, log=lambda message: parsed and _log(parsed[0], message))
+
+
+HANDLERS = {"spec": cmd_spec, "features": cmd_features, "create": cmd_create, "start": cmd_start,
+            "state": cmd_state, "pause": cmd_pause, "resume": cmd_resume, "ps": cmd_ps,
+            "update": cmd_update, "kill": cmd_kill, "delete": cmd_delete, "run": cmd_run,
+            "list": cmd_list, "exec": cmd_exec}
 
 
 if __name__ == "__main__":

@@ -452,13 +452,17 @@ def mount_cgroups(dest, flags, cgroupns, joined=(), again=None):
             path = next((p for k, p in own.items() if k and set(k.split(",")) <= set(supers)), "/")
         sc.mount(_bind_source(point, mroot, path, joined), target, None, sc.MS_BIND)
         _remount_bind(target, plain | ro)
-    # Keep the host's aliases (cpu -> cpu,cpuacct on some hosts).
+    _link_aliases(dest)
+    if ro:
+        _remount_bind(dest, sc.MS_RDONLY)
+
+
+def _link_aliases(dest):
+    """The host's aliases of its hierarchies (cpu -> cpu,cpuacct on some hosts)."""
     for entry in os.listdir("/sys/fs/cgroup"):
         link = os.path.join("/sys/fs/cgroup", entry)
         if os.path.islink(link) and not os.path.lexists(os.path.join(dest, entry)):
             os.symlink(os.readlink(link), os.path.join(dest, entry))
-    if ro:
-        _remount_bind(dest, sc.MS_RDONLY)
 
 
 def make_devices(root, devices, userns, defaults=True):

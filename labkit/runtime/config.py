@@ -107,6 +107,10 @@ class ContainerConfig(_Fields):
         return "mnt" in self.namespaces
 
 
+# Who waits for a container's init (RunOptions.waiter).
+CALLER, MONITOR, REAPER = "caller", "monitor", "reaper"
+
+
 class RunOptions(_Fields):
     """How this one invocation runs the container, not what the container is
     (runc keeps the same split: configs.Config against CreateOpts). Never
@@ -127,3 +131,15 @@ class RunOptions(_Fields):
         # monitor hands it to the reaper and exits.
         "reaped": False,
     }
+
+    @property
+    def waiter(self):
+        """Who waits for the init once the program runs, learns its exit code
+        and tears the stages down: the CALLER (OCI create: runc's contract, no
+        labkit process stays; `delete` does the end), the REAPER (-d under
+        it), or this MONITOR. Only with the monitor does the init die with
+        it (PR_SET_PDEATHSIG); otherwise it outlives the monitor and goes to
+        the caller's subreaper."""
+        if self.no_monitor:
+            return CALLER
+        return REAPER if self.reaped else MONITOR

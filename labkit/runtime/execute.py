@@ -28,13 +28,7 @@ def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None, p
     ``console_socket``: with ``tty``, the pty is made in the container's own
     devpts and its master sent to this unix socket (runc's --console-socket),
     whose owner shows it (conmon, containerd's shim)."""
-    state = ct.load(cid)
-    if state["status"] != RUNNING:
-        raise Conflict(f"container '{cid}' is not running (status: {state['status']})",
-                       f"start a new one with `labkit run`, or see `labkit ps -a`")
-    config = ct.config_of(state)
-    if edit is not None:
-        config = edit(config)
+    state, config = _running(cid, edit)
     pid = state["pid"]
     master = slave = None
     if tty and not console_socket:
@@ -81,6 +75,16 @@ def execute(cid, args, tty=False, interactive=False, edit=None, pid_file=None, p
     if failure:
         raise _Failed(failure.decode(errors="replace").strip(), code)
     return code
+
+
+def _running(cid, edit):
+    """The running container's state and the configuration the process gets."""
+    state = ct.load(cid)
+    if state["status"] != RUNNING:
+        raise Conflict(f"container '{cid}' is not running (status: {state['status']})",
+                       f"start a new one with `labkit run`, or see `labkit ps -a`")
+    config = ct.config_of(state)
+    return state, (edit(config) if edit is not None else config)
 
 
 FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT)

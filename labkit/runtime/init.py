@@ -19,16 +19,15 @@ from labkit.linux.process import EXIT_SETUP
 from labkit.stages import namespaces as ns_stage
 from labkit.startpath import signal
 from labkit.runtime import sync
+from labkit.runtime.config import MONITOR
 
 
 def leave_monitor(c, parent):
     """The first steps of a child of the monitor (the init, or the
     intermediate process before it)."""
-    # If the monitor dies (even by SIGKILL), so does the container. Not
-    # where no monitor stays (OCI create) or where it leaves once the program
-    # runs (the reaper's): there the init outlives it and is reparented to
-    # the caller's subreaper.
-    if not (c.options.no_monitor or c.options.reaped):
+    # If the monitor dies (even by SIGKILL), so does the container; unless
+    # another waits for the init (RunOptions.waiter).
+    if c.options.waiter == MONITOR:
         syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
     # Did the monitor die before that? In a new PID namespace the parent is
     # invisible (getppid() is 0): there, an EOF instead of ATTACHED tells.
@@ -46,6 +45,8 @@ def start(c, stages, parent, console, stdin_null):
     try:
         leave_monitor(c, parent)
         ns_stage.unshare_rest(c.config, pid_done=True)
+        if c.network is not None:   # the monitor's network stage moves the veth in now
+            c.sync.send(sync.NETNS)
     except BaseException as e:
         _fail(c, e)
     run(c, stages, console, stdin_null, own_process=False)
@@ -61,7 +62,7 @@ def run(c, stages, console, stdin_null, own_process):
         for sig in sync.FORWARDED:
             signal.signal(sig, signal.SIG_DFL)
         if own_process:
-            if not (c.options.no_monitor or c.options.reaped):
+            if c.options.waiter == MONITOR:
                 syscalls.prctl(syscalls.PR_SET_PDEATHSIG, signal.SIGKILL)
             os.setsid()
         process.not_dumpable()

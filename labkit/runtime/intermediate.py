@@ -18,6 +18,7 @@ from labkit.linux.process import EXIT_SETUP
 from labkit.stages import namespaces as ns_stage
 from labkit.startpath import signal
 from labkit.runtime import init, sync
+from labkit.runtime.config import MONITOR
 
 
 def run(c, stages, parent, console, stdin_null):
@@ -44,10 +45,10 @@ def run(c, stages, parent, console, stdin_null):
         # From now on the init alone holds the children's ends: its exec
         # closes the last one (EOF for the monitor).
         c.sync.close_child_side()
-        if c.options.no_monitor or c.options.reaped:
-            # runc's contract: nothing of the runtime between the caller and
-            # the init; it goes to the caller's subreaper now (the reaper's:
-            # runtime/servers/reaper.py).
+        if c.options.waiter != MONITOR:
+            # Nothing of the runtime between the init and whoever waits for
+            # it (RunOptions.waiter): it goes to the caller's subreaper now
+            # (the reaper's: runtime/servers/reaper.py).
             code = 0
             return
         if stdin_null is not None:

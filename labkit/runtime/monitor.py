@@ -208,6 +208,7 @@ class Monitor:
                 self._write_id_maps(self.child)
                 self.c.sync.tell(sync.MAPS_WRITTEN)
             elif name == sync.INIT_PID:
+                self.c.sync.netns_ready = True   # forked into its namespaces
                 return int(arg)
             else:
                 self._wait()

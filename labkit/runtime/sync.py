@@ -11,6 +11,8 @@ The default path (no user namespace: one fork, the child is the init):
     monitor (monitor.py)                           init (init.py, PID 1 inside)
       │ stages' prepare(): cgroup, overlay, fifo
       │ unshare(CLONE_NEWPID), fork ───────────────►│ unshare(uts, ipc, net, mnt)
+      │ ◄────────────────────────────────── NETNS ──│ only on a network: its veth
+      │                                             │   may now be moved in
       │ stages' attach(): cgroup.procs ← pid,       │ stages' child(): hostname, lo,
       │   pid file, prestart/createRuntime hooks    │   then waits for ATTACHED
       │ ── ATTACHED ───────────────────────────────►│ unshare(CLONE_NEWCGROUP),
@@ -30,7 +32,11 @@ intermediate process comes first (runtime/intermediate.py):
       │ write uid/gid maps      │
       │ ── MAPS_WRITTEN ───────►│ setresuid(0), unshare(the rest), fork ──►│
       │ ◄──────── INIT_PID N ───│ waits for the init, exits with its status
-      │ ...then as above, with the init
+      │ ...then as above, with the init (no NETNS: the init was forked into
+      │    its namespaces, which INIT_PID says exist)
+
+Without a new PID namespace (--ns without pid) the intermediate is the init
+itself: it sends its own pid as INIT_PID and goes on, no fork.
 
 Why messages at all: a process cannot write its own id maps (user_namespaces(7)),
 and the limits must hold before the program's first instruction, so the
@@ -51,6 +57,7 @@ FORWARDED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
 # child -> monitor (lines on `up`)
 USERNS = "userns"          # intermediate: my user namespace exists: write its id maps
 INIT_PID = "init-pid"      # intermediate: the init is this pid (as the host sees it)
+NETNS = "netns"            # init: my network namespace exists (its veth may be moved in)
 AWAITING_START = "awaiting-start"   # init: set up, blocked on exec.fifo until `start`
 ERROR = "error"            # any: setup failed; everything after it says why
 # monitor -> child (bytes on `down`)
@@ -65,6 +72,7 @@ class Channel:
         self.up_r, self.up_w = os.pipe()
         self.down_r, self.down_w = os.pipe()
         self._attached = False
+        self.netns_ready = False   # monitor side: the init's net namespace exists
 
     # -- child side ---------------------------------------------------
     def child_side(self):
@@ -130,6 +138,19 @@ class Channel:
             return None, None
         name, _, arg = line.decode(errors="replace").partition(" ")
         return name, arg
+
+    def wait_netns(self):
+        """Return once the init's network namespace exists: at once after an
+        INIT_PID (the intermediate forked the init into its namespaces),
+        else when the init says NETNS."""
+        if self.netns_ready:
+            return
+        name, arg = self.recv()
+        if name != NETNS:
+            from labkit.errors import SetupError
+            raise SetupError(arg if name == ERROR else
+                             f"the container's init stopped before its network namespace existed ({name})")
+        self.netns_ready = True
 
     def tell(self, byte):
         try:

@@ -127,13 +127,13 @@ def status(spec, obs=None):
     """(replicas ready, wanted, what is wrong or None)."""
     obs = obs or store.tasks(spec["name"])
     slots = [t for k, t in obs["slots"].items() if int(k) <= spec["replicas"]]
-    ready = sum(1 for t in slots if t["state"] == "running" and t["ready"] and t["generation"] == spec["generation"])
+    ready = sum(1 for t in slots if t["state"] == store.RUNNING and t["ready"] and t["generation"] == spec["generation"])
     problem = None
     for t in slots:
         if t.get("error") and t["failures"] >= 2:     # failed again after its first restart
             problem = f"{t['container']}: {t['error']}"
     update = obs.get("update")
-    if update and update["state"] == "paused":
+    if update and update["state"] == store.PAUSED:
         problem = f"update paused: {update['message']}"
     return ready, spec["replicas"], problem
 
@@ -165,7 +165,7 @@ def converge(name, wait=WAIT, quiet=False):
 def _settled(spec):
     obs = store.tasks(spec["name"])
     return all(int(k) <= spec["replicas"] for k in obs["slots"]) and \
-        (obs.get("update") or {}).get("state") in (None, "completed")
+        (obs.get("update") or {}).get("state") in (None, store.COMPLETED)
 
 
 # ---- what the commands print ------------------------------------------
@@ -193,8 +193,8 @@ def ps(name):
     print(f"{'NAME':<16} {'TASK':<8} {'IMAGE':<28} {'STATE':<22} {'PID':>7}  {'ADDRESS':<12} ERROR")
     for key in sorted(obs["slots"], key=int):
         t = obs["slots"][key]
-        state = t["state"] + (f" ({t['health']})" if t["health"] and t["state"] == "running" else "")
-        if t["state"] == "running":
+        state = t["state"] + (f" ({t['health']})" if t["health"] and t["state"] == store.RUNNING else "")
+        if t["state"] == store.RUNNING:
             state += f" {_ago(t['started'])}"
         print(f"{t['container']:<16} {t['task']:<8} {t['image']:<28} {state:<22} {t['pid'] or '-':>7}  "
               f"{t['ip'] or '-':<12} {t.get('error') or ''}")

@@ -30,6 +30,17 @@ HISTORY = 3         # past tasks kept per slot, for `service ps` and `service lo
 EVENTS = 500        # events kept per service, for the timeline
 _NAME_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-")
 
+# A replica's task state (observations.json; Swarm's task lifecycle, cut to
+# what a supervisor of labkit's sees):
+WAITING = "waiting"       # no container: its next start is due at next_start
+STARTING = "starting"     # its container is being made; not yet in rotation
+RUNNING = "running"       # its program runs; in rotation once ready
+DRAINING = "draining"     # out of rotation, given DRAIN seconds to finish, then stopped
+# A rolling update's state:
+UPDATING = "updating"     # replicas of the old generation are being replaced
+PAUSED = "paused"         # a new replica did not become ready: nothing more is replaced
+COMPLETED = "completed"   # every replica is of the new generation
+
 
 def root(name=""):
     return os.path.join(home.home(), "services", name)

@@ -38,7 +38,7 @@ import signal
 import sys
 import time
 
-from labkit.containers import STOPPING
+from labkit.containers import CREATING, RUNNING, STOPPING
 from labkit.services import store, tasks
 
 TICK = 0.2          # seconds between passes
@@ -152,15 +152,15 @@ class Supervisor:
         changed |= self._update_step(spec, obs, now)
         for slot in range(1, spec["replicas"] + 1):
             task = slots.get(str(slot))
-            if task is None or (task["state"] == "waiting" and now >= task["next_start"]):
+            if task is None or (task["state"] == store.WAITING and now >= task["next_start"]):
                 slots[str(slot)] = self._start(spec, obs, slot, task, now)
                 changed = True
         for key in [k for k in slots if int(k) > spec["replicas"]]:
             task = slots[key]
-            if task["state"] in ("running", "starting"):
+            if task["state"] in (store.RUNNING, store.STARTING):
                 self._drain(obs, task, now, "scaled down")
                 changed = True
-            elif task["state"] == "waiting":
+            elif task["state"] == store.WAITING:
                 del slots[key]
                 changed = True
         changed |= self._rotate(spec, obs)
@@ -201,7 +201,7 @@ class Supervisor:
         cid = store.container(spec["name"], slot)
         history = (old or {}).get("history", [])
         task = {"slot": slot, "task": task_id, "container": cid, "generation": spec["generation"],
-                "image": spec["image"], "state": "starting", "health": "starting" if spec.get("health") else None,
+                "image": spec["image"], "state": store.STARTING, "health": "starting" if spec.get("health") else None,
                 "ready": False, "pid": None, "ip": None, "created": now, "started": None, "exit_code": None,
                 "error": (old or {}).get("error") if (old or {}).get("failures") else None,
                 "failures": (old or {}).get("failures", 0), "next_start": None, "streak": 0,
@@ -209,7 +209,7 @@ class Supervisor:
         if tasks.state(cid) is not None:       # a leftover of a pass that was cut short
             tasks.retire(spec, task, timeout=0)
         self.starting[cid] = (tasks.start(spec, slot, task_id), now)
-        self._event(obs, task, "starting", spec["image"])
+        self._event(obs, task, store.STARTING, spec["image"])
         return task
 
     def _retire(self, spec, obs, task, now, why, failed, grace=GRACE):
@@ -220,13 +220,13 @@ class Supervisor:
         failures = (task["failures"] + 1 if ran < STEADY else 1) if failed else 0
         past = {k: task[k] for k in ("task", "image", "started", "exit_code", "error")}
         past.update(ended=now, why=why)
-        task.update(state="waiting", ready=False, pid=None, failures=failures, drain_until=None,
+        task.update(state=store.WAITING, ready=False, pid=None, failures=failures, drain_until=None,
                     next_start=now + backoff(failures), history=([past] + task["history"])[:store.HISTORY])
         self._event(obs, task, "retired", why)
 
     def _observe(self, spec, obs, task, now):
         cid, state = task["container"], task["state"]
-        if state == "starting":
+        if state == store.STARTING:
             proc, since = self.starting.get(cid, (None, now))
             if proc is None:          # started by a supervisor that is gone: look at the container
                 return self._adopt(spec, obs, task, now)
@@ -238,28 +238,28 @@ class Supervisor:
             del self.starting[cid]
             if proc.returncode == 0:
                 st = tasks.state(cid) or {}
-                task.update(state="running", started=now, pid=st.get("pid"), ip=tasks.address(spec["network"], cid))
-                self._event(obs, task, "running", f"pid {task['pid']}, {task['ip']}")
+                task.update(state=store.RUNNING, started=now, pid=st.get("pid"), ip=tasks.address(spec["network"], cid))
+                self._event(obs, task, store.RUNNING, f"pid {task['pid']}, {task['ip']}")
             else:
                 task["error"] = (err.strip().splitlines() or [f"exit status {proc.returncode}"])[-1]
                 self._event(obs, task, "failed to start", task["error"])
                 self._retire(spec, obs, task, now, "failed to start", failed=True)
             return True
-        if state in ("running", "draining"):
+        if state in (store.RUNNING, store.DRAINING):
             st = tasks.state(cid)
             if st is not None and st["status"] == STOPPING and self._finishing(task, now):
                 return True
             self.exiting.pop(cid, None)
-            if st is None or st["status"] != "running":
+            if st is None or st["status"] != RUNNING:
                 task["exit_code"] = (st or {}).get("exit_code")
                 why = "removed" if st is None else f"exited ({task['exit_code']})"
-                if state == "draining":
+                if state == store.DRAINING:
                     self._retire(spec, obs, task, now, why, failed=False)
                 else:
                     self._retire(spec, obs, task, now, why, failed=True)
                 self._maybe_drop(spec, obs, task)
                 return True
-            if state == "draining":
+            if state == store.DRAINING:
                 if now >= task["drain_until"]:
                     self._retire(spec, obs, task, now, task["why"], failed=False)
                     self._maybe_drop(spec, obs, task)
@@ -283,10 +283,10 @@ class Supervisor:
 
     def _adopt(self, spec, obs, task, now):
         st = tasks.state(task["container"])
-        if st is not None and st["status"] == "running":
-            task.update(state="running", started=task["started"] or now, pid=st.get("pid"),
+        if st is not None and st["status"] == RUNNING:
+            task.update(state=store.RUNNING, started=task["started"] or now, pid=st.get("pid"),
                         ip=tasks.address(spec["network"], task["container"]))
-        elif now - task["created"] > START_TIMEOUT or st is None or st["status"] != "creating":
+        elif now - task["created"] > START_TIMEOUT or st is None or st["status"] != CREATING:
             self._retire(spec, obs, task, now, "lost while starting", failed=True)
         else:
             return False
@@ -345,36 +345,36 @@ class Supervisor:
         return True
 
     def _drain(self, obs, task, now, why):
-        task.update(state="draining", ready=False, drain_until=now + DRAIN, why=why)
-        self._event(obs, task, "draining", why)
+        task.update(state=store.DRAINING, ready=False, drain_until=now + DRAIN, why=why)
+        self._event(obs, task, store.DRAINING, why)
 
     def _update_step(self, spec, obs, now):
         """A rolling update, one replica at a time (Swarm's parallelism 1, stop-first)."""
         gen = spec["generation"]
         slots = [obs["slots"][k] for k in sorted(obs["slots"], key=int) if int(k) <= spec["replicas"]]
-        old = [t for t in slots if t["generation"] < gen and t["state"] != "waiting"]
+        old = [t for t in slots if t["generation"] < gen and t["state"] != store.WAITING]
         update = obs.get("update")
         if not old:
-            if update and update["state"] == "updating":
+            if update and update["state"] == store.UPDATING:
                 if len(slots) == spec["replicas"] and all(t["ready"] for t in slots):
-                    update.update(state="completed", ended=now)
+                    update.update(state=store.COMPLETED, ended=now)
                     log(f"{spec['name']}: update to generation {gen} completed")
                     return True
             return False
         if update is None or update.get("generation") != gen:
-            obs["update"] = update = {"state": "updating", "generation": gen, "started": now, "message": ""}
-        if update["state"] == "paused":
+            obs["update"] = update = {"state": store.UPDATING, "generation": gen, "started": now, "message": ""}
+        if update["state"] == store.PAUSED:
             return False
         busy = [t for t in slots if t["generation"] == gen and not t["ready"]]
         if busy:
             late = [t for t in busy if now - t["created"] > UPDATE_TIMEOUT]
             if late:
-                update.update(state="paused", message=f"{late[0]['container']} did not become ready: "
+                update.update(state=store.PAUSED, message=f"{late[0]['container']} did not become ready: "
                               f"{late[0].get('error') or late[0]['state']}")
                 log(f"{spec['name']}: update paused: {update['message']}")
                 return True
             return False
-        if any(t["state"] in ("draining", "starting", "waiting") for t in slots) or len(slots) < spec["replicas"]:
+        if any(t["state"] in (store.DRAINING, store.STARTING, store.WAITING) for t in slots) or len(slots) < spec["replicas"]:
             return False
         self._drain(obs, old[0], now, f"update to generation {gen}")
         return True
@@ -382,7 +382,7 @@ class Supervisor:
     def _rotate(self, spec, obs):
         from labkit.networks import endpoints
         ready = [obs["slots"][k]["container"] for k in sorted(obs["slots"], key=int)
-                 if obs["slots"][k]["state"] == "running" and obs["slots"][k]["ready"]]
+                 if obs["slots"][k]["state"] == store.RUNNING and obs["slots"][k]["ready"]]
         if ready != obs.get("backends"):
             endpoints.set_backends(spec["network"], spec["name"], ready)
             obs["backends"] = ready

@@ -18,7 +18,6 @@ The stage's hooks (labkit/stages/__init__.py):
 """
 
 import os
-import time
 
 from labkit.errors import LabkitError
 from labkit.stages import Stage
@@ -65,27 +64,6 @@ def _join(other, namespaces):
     return namespaces, {"net": f"/proc/{st['pid']}/ns/net"}, {"container": other}
 
 
-def wait_own_netns(pid, timeout=10.0):
-    """Wait until process ``pid`` is in a network namespace other than ours.
-    The monitor attaches while the init unshares its namespaces (the diagram
-    in runtime/sync.py): a veth sent to `netns PID` a moment too early lands
-    in the namespace the init is about to leave, and its eth0 is never seen
-    inside. The init's unshare is its first step, so this is a few stat(2)s."""
-    mine = os.stat("/proc/self/ns/net").st_ino
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if os.stat(f"/proc/{pid}/ns/net").st_ino != mine:
-                return
-        except FileNotFoundError:
-            raise LabkitError(f"process {pid} exited before its network namespace existed",
-                              "see the container's error above") from None
-        if time.monotonic() > deadline:
-            raise LabkitError(f"process {pid} is still in this network namespace after {timeout:g} s",
-                              "a container on a network needs the net namespace")
-        time.sleep(0.0002)
-
-
 class NetworkStage(Stage):
     name = "network"
 
@@ -111,7 +89,9 @@ class NetworkStage(Stage):
     def attach(self, c, pid):
         if c.network is not None:
             from labkit.networks import endpoints
-            wait_own_netns(pid)
+            # A veth sent to `netns PID` before the init's unshare lands in
+            # the namespace it is about to leave: the init says when (sync.NETNS).
+            c.sync.wait_netns()
             c.network = endpoints.plug(c.config.network["name"], c.id, pid)
 
     def child(self, c):

@@ -17,7 +17,7 @@ import os
 
 from labkit.linux import overlay
 from labkit.errors import LabkitError, NotFound
-from labkit.containers import CREATING
+from labkit.containers import CREATING, RUNNING
 from labkit.startpath import dumps
 from labkit.stages import Stage
 
@@ -216,7 +216,7 @@ def _alive(state_dir):
             return False
     except (OSError, ValueError):
         return False
-    return state.get("status") == "running" and alive(state.get("monitor"), state.get("monitor_start"))
+    return state.get("status") == RUNNING and alive(state.get("monitor"), state.get("monitor_start"))
 
 
 def gc(containers_dir=None, alive=_alive):

@@ -341,27 +341,6 @@ def test_hook_with_a_bad_state(netns, state):
         ok("network", "rm", "lk-hook")
 
 
-def test_the_veth_waits_for_the_inits_own_namespace():
-    """The monitor plugs the veth in while the init unshares: it waits until
-    the pid is in a network namespace of its own, and says so when it never is."""
-    from labkit.errors import LabkitError
-    from labkit.stages.network import wait_own_netns
-    here = subprocess.Popen(["sleep", "30"])
-    away = subprocess.Popen(["unshare", "--net", "sleep", "30"])
-    try:
-        with pytest.raises(LabkitError, match="still in this network namespace"):
-            wait_own_netns(here.pid, timeout=0.2)
-        # unshare(1) execs sleep once its namespace exists
-        assert wait_for(lambda: open(f"/proc/{away.pid}/cmdline").read().startswith("sleep"), timeout=1)
-        wait_own_netns(away.pid, timeout=5)
-    finally:
-        for p in (here, away):
-            p.kill()
-            p.wait()
-    with pytest.raises(LabkitError, match="exited before"):
-        wait_own_netns(here.pid, timeout=1)
-
-
 def test_a_network_belongs_to_the_namespace_it_was_made_in(netns):
     """Docker keeps one daemon, and so one set of networks, per network
     namespace; labkit keeps one $LABKIT_HOME, so each network records its

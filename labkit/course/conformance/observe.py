@@ -24,6 +24,7 @@ import tempfile
 import time
 import uuid
 
+from labkit.containers import CREATED, CREATING, RUNNING, STOPPED
 from labkit.course.leaks import HARNESS_PREFIX
 from labkit import home
 
@@ -239,7 +240,7 @@ def _wait_stopped(rt, root, cid, timeout):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         st = _state(rt, root, cid)
-        if st.get("status") == "stopped" or "error" in st:
+        if st.get("status") == STOPPED or "error" in st:
             return st
         time.sleep(0.02)
     return st
@@ -348,7 +349,7 @@ def _state_shape(st, bundle, started=False):
         return {"error": True}
     status = st.get("status")
     shape = {"status": status, "pid_positive": isinstance(st.get("pid"), int) and st["pid"] > 0}
-    if started and status in ("running", "stopped"):
+    if started and status in (RUNNING, STOPPED):
         # Right after `start` a short process may already have exited: both count.
         shape = {"status": "running|stopped"}
     return {**shape, "spec_fields": all(k in st for k in SPEC_STATE_FIELDS),
@@ -404,7 +405,7 @@ def _hook_status(facts, config):
     # `create`, after the environment is made, and passes "the state of the
     # container" on stdin without fixing its status at that point: runc says
     # "creating", crun "created". Either is allowed.
-    if facts.get("hook.status") in ("creating", "created"):
+    if facts.get("hook.status") in (CREATING, CREATED):
         facts["hook.status"] = "creating|created"
 
 

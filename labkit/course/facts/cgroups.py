@@ -16,6 +16,7 @@ import time
 from labkit import api
 from labkit.images import builder
 from labkit.linux import cgroups
+from labkit.containers import RUNNING
 from labkit.course.facts import fact
 from labkit.i18n import _
 
@@ -154,7 +155,7 @@ def oom_kill(limit="64m", rootfs="base", hz=20):
         finally:
             series = sampler.stop()
         stats = m.stats()
-        init_alive = c.state["status"] == "running"
+        init_alive = c.state["status"] == RUNNING
     kills = series["oom_kills"]
     kill_t = next((t for t, k in zip(series["t"], kills) if k and k > (kills[0] or 0)), None)
     # Outside: twice the limit through the same busybox tail, no cgroup limit.

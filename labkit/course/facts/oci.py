@@ -8,6 +8,7 @@ import shutil
 import tempfile
 
 from labkit.course.conformance import bundles, observe
+from labkit.containers import CREATED, RUNNING, STOPPED
 from labkit.course.facts import fact
 from labkit.i18n import _
 
@@ -31,8 +32,8 @@ def _same_as_runc(bundle, labkit, runc):
 
 def _lifecycle(mine):
     created, started = mine.get("state.created", {}), mine.get("state.started", {})
-    ok = (created.get("status") == "created" and (created.get("pid") or 0) > 0
-          and mine.get("start_exit") == 0 and started.get("status") in ("running", "stopped"))
+    ok = (created.get("status") == CREATED and (created.get("pid") or 0) > 0
+          and mine.get("start_exit") == 0 and started.get("status") in (RUNNING, STOPPED))
     return fact("oci_lifecycle", LAYER, _("create leaves the init waiting; start runs it"),
                 f"after create: {created.get('status')}, pid {created.get('pid')}",
                 f"after start: {started.get('status')}", ok)

@@ -203,8 +203,9 @@ def kill_replace(n=20, rate=4):
         new = {}
 
         def replaced_and_ready():
+            from labkit.services.store import RUNNING
             new.update(slots("web")["2"])
-            return new["task"] != victim["task"] and new["state"] == "running" and new["ready"]
+            return new["task"] != victim["task"] and new["state"] == RUNNING and new["ready"]
         replaced = time.time() - killed if _until(replaced_and_ready, REPLACE_BOUND) else None
         client.join(timeout=n / rate + 30)
         timeline = events("web")
@@ -356,7 +357,7 @@ def _watched_by(monitor):
     those the reaper waits for."""
     from labkit import containers
     states = [containers.load(c) for c in containers.all_ids()]
-    return max(1, sum(1 for st in states if st.get("monitor") == monitor and st["status"] == "running"))
+    return max(1, sum(1 for st in states if st.get("monitor") == monitor and st["status"] == containers.RUNNING))
 
 
 def cost(counts=(1, 4, 8)):

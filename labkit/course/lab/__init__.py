@@ -27,11 +27,13 @@ import subprocess
 import sys
 import time
 
+from labkit.containers import RUNNING
+from labkit.course.chapters import NAMES
 from labkit.errors import LabkitError, NotFound, one_line
 from labkit.i18n import _
 
 # The modules that hold each notebook's exercises, in course order.
-MODULES = ("chroot", "namespaces", "cgroups", "unionfs", "oci", "network", "images", "services", "security")
+MODULES = tuple(NAMES)   # the course map: labkit/course/chapters.py
 
 
 class Exercise:
@@ -220,7 +222,7 @@ def running(name):
         state = containers.load(name)
     except NotFound:
         return None, _("there is no container named {name}", name=name)
-    if state.get("status") != "running" or not state.get("pid"):
+    if state.get("status") != RUNNING or not state.get("pid"):
         return None, _("container {name} is {status}, not running", name=name, status=state.get("status"))
     return state["pid"], None
 

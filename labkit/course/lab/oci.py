@@ -8,6 +8,7 @@ import json
 import os
 import shlex
 
+from labkit.containers import RUNNING
 from labkit.course.lab import Exercise, own_namespace, sh
 from labkit.linux import mountinfo
 from labkit.course.lab.cgroups import memory_limit
@@ -43,7 +44,7 @@ def state(cid):
             if r.returncode != 0:
                 continue
             st = json.loads(r.stdout)
-            if st.get("status") != "running":
+            if st.get("status") != RUNNING:
                 return None, _("container {cid} is {status}, not running (`{runtime} {flag}start {cid}`)",
                                cid=cid, status=st.get('status'), runtime=runtime, flag=flag)
             return st["pid"], None

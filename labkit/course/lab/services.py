@@ -34,7 +34,7 @@ def _service(name, want, label=None):
         spec = store.load(name)
     except LabkitError:
         return None, _no_service(name)
-    running = [t for t in store.tasks(name)["slots"].values() if t["state"] == "running"]
+    running = [t for t in store.tasks(name)["slots"].values() if t["state"] == store.RUNNING]
     if want is None and not running:
         return None, _("{label} has no replica running", label=label or name)
     if want is not None and len(running) != want:

@@ -7,6 +7,7 @@ returns the figure, so a notebook can show it and a test can save it.
 """
 
 from labkit.i18n import N_, _
+from labkit.services.store import RUNNING
 
 MiB = 1 << 20
 
@@ -247,7 +248,7 @@ def _intervals(events, t0, end):
     live, ready, open_live, open_ready = {}, {}, {}, {}
     for e in sorted(events, key=lambda e: e["t"]):
         slot, t = e["slot"], e["t"] - t0
-        if e["event"] == "running":
+        if e["event"] == RUNNING:
             open_live[slot] = (t, e["task"])
         elif e["event"] in ("ready", "healthy") and slot not in open_ready:
             open_ready[slot] = (t, e["task"])

@@ -17,7 +17,6 @@ quotes and headings on both sides, and the built notebooks up to date.
 """
 
 import copy
-import glob
 import io
 import json
 import os
@@ -28,13 +27,15 @@ import tokenize
 from labkit.i18n import po
 from labkit.course.translation import words
 from labkit import home
+from labkit.course.chapters import CHAPTERS, WELCOME
 
 ROOT = home.source_tree()
 NOTEBOOKS = os.path.join(ROOT, "notebooks")
 
 
 def sources():
-    return sorted(glob.glob(os.path.join(NOTEBOOKS, "*.ipynb")))
+    """The English notebooks, in course order (labkit/course/chapters.py)."""
+    return [os.path.join(NOTEBOOKS, name + ".ipynb") for name in [WELCOME] + [c.notebook for c in CHAPTERS]]
 
 
 def po_path(lang, notebook):

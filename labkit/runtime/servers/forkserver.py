@@ -91,24 +91,9 @@ class Client:
     def call(self, argv, input=None, timeout=None):
         """`labkit ARGV` in a child of the server: (exit code, stdout, stderr)."""
         import time
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
-        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
-        stdin = pipes[0][0] if input is not None else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
-        theirs_fds = [theirs.fileno(), stdin, pipes[1][1], pipes[2][1]]
-        try:
-            from labkit.runtime.servers.handoff import command
-            send_fds(self.control, command(self.entry, argv), theirs_fds)
-        finally:
-            for fd in theirs_fds[1:]:
-                os.close(fd)
-            theirs.close()
-            if input is None:
-                os.close(pipes[0][0])
-                os.close(pipes[0][1])
-        writing = pipes[0][1] if input is not None else None
+        mine, writing, readers = self._send(argv, input)
         data = input.encode() if input is not None else b""
-        out, err = bytearray(), bytearray()
-        readers = {pipes[1][0]: out, pipes[2][0]: err}
+        out, err = readers.values()
         code = None
         deadline = None if timeout is None else time.monotonic() + timeout
         try:
@@ -149,6 +134,28 @@ class Client:
                 os.close(fd)
             mine.close()
         return code, out.decode(errors="replace"), err.decode(errors="replace")
+
+    def _send(self, argv, input):
+        """The command to the server, with a socket of its own for the exit
+        code and pipes for its stdin, stdout and stderr: (our end of the
+        socket, stdin's end to write to or None, {stdout's and stderr's ends: bytes read})."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET | socket.SOCK_CLOEXEC)
+        pipes = [os.pipe2(os.O_CLOEXEC) for _ in range(3)]
+        stdin = pipes[0][0] if input is not None else os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+        theirs_fds = [theirs.fileno(), stdin, pipes[1][1], pipes[2][1]]
+        try:
+            from labkit.runtime.servers.handoff import command
+            send_fds(self.control, command(self.entry, argv), theirs_fds)
+        finally:
+            for fd in theirs_fds[1:]:
+                os.close(fd)
+            theirs.close()
+            if input is None:
+                os.close(pipes[0][0])
+                os.close(pipes[0][1])
+        writing = pipes[0][1] if input is not None else None
+        readers = {pipes[1][0]: bytearray(), pipes[2][0]: bytearray()}
+        return mine, writing, readers
 
     def _interrupt(self, conn):
         import time
