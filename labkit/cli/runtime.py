@@ -75,12 +75,13 @@ DEFAULTS = {"log_format": "text", "format": "table", "rootless": "false"}
 
 
 class Args:
-    """The parsed command line: every flag of GLOBAL and of the command is an
-    attribute, given or its default."""
+    """The parsed command line: every flag runc has is an attribute, given or
+    its default (a check of one command may look at another's flag)."""
 
     def __init__(self):
         self.positional = []
-        self.defaults(GLOBAL)
+        for flags in (GLOBAL, *COMMANDS.values()):
+            self.defaults(flags)
 
     def defaults(self, flags):
         for dest, takes in flags.values():
@@ -139,7 +140,6 @@ def parse(argv):
     if a.command not in COMMANDS:
         raise LabkitError(f"No help topic for '{a.command}'", "commands: " + ", ".join(COMMANDS))
     flags = COMMANDS[a.command]
-    a.defaults(flags)
     if a.command in ("exec", "ps"):   # flags, the id, then the command's (ps's) own flags untouched
         i = _take(flags, argv, i + 1, a, stop_at_positional=True)
         a.positional = argv[i:]
