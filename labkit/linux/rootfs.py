@@ -377,17 +377,6 @@ def _cgroup_mounts():
             if m.fstype in ("cgroup", "cgroup2") and m.mount_point.startswith("/sys/fs/cgroup")]
 
 
-def _own_cgroups():
-    """hierarchy key ('memory', 'cpu,cpuacct', 'name=systemd', '' for v2) ->
-    path, from /proc/self/cgroup."""
-    own = {}
-    with open("/proc/self/cgroup") as f:
-        for line in f:
-            _, ctls, path = line.rstrip("\n").split(":", 2)
-            own[ctls] = path
-    return own
-
-
 def _bind_source(point, mroot, own_path, joined):
     """The directory of hierarchy ``point`` to bind for the container: the
     one of ``joined`` inside it, else the process's own cgroup there."""
@@ -415,6 +404,7 @@ def mount_cgroups(dest, flags, cgroupns, joined=(), again=None):
     ``again``: a callable that names ``dest`` once more after the first
     mount, for what goes onto or into that mount (mount_one's; by default
     ``dest`` itself)."""
+    from labkit.linux.cgroups.hierarchy import own_paths
     again = again or (lambda: dest)
     mounts = _cgroup_mounts()
     ro = flags & sc.MS_RDONLY
@@ -423,14 +413,14 @@ def mount_cgroups(dest, flags, cgroupns, joined=(), again=None):
         if cgroupns:
             sc.mount("cgroup2", dest, "cgroup2", flags)
             return
-        source = _bind_source("/sys/fs/cgroup", "/", _own_cgroups().get("", "/"), joined)
+        source = _bind_source("/sys/fs/cgroup", "/", own_paths().get("", "/"), joined)
         sc.mount(source, dest, None, sc.MS_BIND)
         _remount_bind(again(), flags)
         return
     sc.mount("tmpfs", dest, "tmpfs", plain & (sc.MS_NOSUID | sc.MS_NODEV | sc.MS_NOEXEC), "mode=755")
     # A fresh tmpfs of this mount namespace's own: nothing else writes in it.
     dest = again()
-    own = _own_cgroups()
+    own = own_paths()
     for point, mroot, fstype, opts in mounts:
         if point == "/sys/fs/cgroup":
             continue

@@ -84,12 +84,22 @@ def detect(root=None):
     return layout
 
 
+def own_paths():
+    """This process's cgroup in each hierarchy, from /proc/self/cgroup:
+    {hierarchy key ('memory', 'cpu,cpuacct', 'name=systemd', '' for v2): path}."""
+    own = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, ctls, path = line.rstrip("\n").split(":", 2)
+            own[ctls] = path
+    return own
+
+
 def own_dirs():
     """This process's directory in each mounted hierarchy (/proc/self/cgroup
     read against the cgroup mounts); a child given a relative cgroup path
     (dockerd's --cgroup-parent) makes it below these."""
-    with open("/proc/self/cgroup") as f:
-        own = [line.rstrip("\n").split(":", 2)[1:] for line in f]
+    own = list(own_paths().items())
     for m in mountinfo.read():
         if m.fstype == "cgroup2":
             paths = [path for ctls, path in own if ctls == ""]
