@@ -1,7 +1,7 @@
 """`labkit build` and `labkit builder prune`: images from a Containerfile
 (labkit/build/)."""
 
-from labkit.cli.exits import need_root
+from labkit.errors import need_root
 
 
 def add_parsers(sub):

@@ -5,7 +5,7 @@ the containers on disk (labkit/containers.py) and the runtime's lifecycle
 import os
 import sys
 
-from labkit.cli.exits import need_root
+from labkit.errors import need_root
 from labkit.errors import LabkitError
 
 

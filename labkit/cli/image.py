@@ -5,7 +5,7 @@ store (labkit/images/), and the base root filesystems."""
 import json
 import time
 
-from labkit.cli.exits import need_root
+from labkit.errors import need_root
 from labkit.errors import LabkitError
 
 

@@ -1,6 +1,6 @@
 """`labkit lab|tour|doctor|url`: the course's commands (labkit/course/)."""
 
-from labkit.cli.exits import need_root
+from labkit.errors import need_root
 from labkit.course.chapters import NAMES
 from labkit.errors import LabkitError
 

@@ -3,7 +3,6 @@ one (run, container, network, image, build, service, lab), each with its
 flags and its handlers. Each command imports only what it uses: `labkit run`
 is the container start path and must stay lean (labkit/startpath.py)."""
 
-import importlib
 import os
 import sys
 
@@ -26,6 +25,7 @@ NOUNS = list(dict.fromkeys(COMMANDS.values()))
 
 def _parser(nouns=NOUNS):
     import argparse
+    import importlib
     p = argparse.ArgumentParser(prog="labkit", description=(
         "Build a container out of Linux primitives: chroot, namespaces, cgroups, "
         "union filesystem, container format."))
@@ -73,7 +73,7 @@ def main(argv=None):
     if argv[:1] == ["oci"]:   # runc's own flags (--root, --help ...) pass through untouched
         from labkit.cli import runtime
         return runtime.main(argv[1:], prog="labkit oci")
-    from labkit.cli.exits import guarded
+    from labkit.errors import guarded
 
     def body():
         args = _parse(argv)

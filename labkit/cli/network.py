@@ -26,7 +26,7 @@ import json
 import sys
 import time
 
-from labkit.cli.exits import need_root
+from labkit.errors import need_root
 from labkit.errors import LabkitError
 from labkit.networks import endpoints, ports, store
 

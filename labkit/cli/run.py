@@ -4,7 +4,7 @@ argparse for --help; build_config() turns the options into the runtime's
 ContainerConfig, one step each (namespaces, image and command, network,
 security), every check before anything is created."""
 
-from labkit.cli.exits import need_root
+from labkit.errors import need_root
 from labkit.errors import LabkitError
 
 USAGE_RUN = "labkit run [options] IMAGE [CMD ...]   or   labkit run [options] [--rootfs R] -- CMD ..."

@@ -500,7 +500,7 @@ def main(argv=None, prog="labkit-runtime"):
             warm_cgroup_attach()
         return HANDLERS[a.command](a)
 
-    from labkit.cli.exits import guarded
+    from labkit.errors import guarded
     return guarded(prog, body, runc=True, log=lambda message: parsed and _log(parsed[0], message))
 
 

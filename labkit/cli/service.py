@@ -1,7 +1,7 @@
 """`labkit service` (docker swarm's service commands) and `labkit compose`
 (compose's up, down and ps): labkit/services/."""
 
-from labkit.cli.exits import need_root
+from labkit.errors import need_root
 
 
 def add_parsers(sub):
