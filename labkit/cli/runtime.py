@@ -485,7 +485,9 @@ def main(argv=None, prog="labkit-runtime"):
         if a.command == "version":
             from labkit import __version__
             from labkit.oci.spec import OCI_VERSION
-            print(f"{prog} version {__version__}\nspec: {OCI_VERSION}")
+            # runc's shape, line by line: dockerd reads "version" and "commit:"
+            # (`docker info`'s runtime), containerd and podman the first line.
+            print(f"{prog} version {__version__}\ncommit: v{__version__}\nspec: {OCI_VERSION}")
             return 0
         _unsupported(a)
         if a.log_format not in ("text", "json"):

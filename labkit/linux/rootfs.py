@@ -460,9 +460,12 @@ def make_devices(root, devices, userns, defaults=True):
     config's linux.devices: mknod(2), or — in a user namespace, where mknod of
     a device is refused — a bind mount of the host's node of the same path."""
     dev = secure_join(root, "/dev")
+    given = {os.path.normpath(d["path"]) for d in devices}
     for name in DEVICES if defaults else ():
         target = os.path.join(dev, name)
-        if not os.path.lexists(target):
+        # A default the config also lists (dockerd's --device /dev/full) is made
+        # once, as the config says: never bound here, then unlinked (EBUSY).
+        if "/dev/" + name not in given and not os.path.lexists(target):
             open(target, "w").close()
             sc.mount("/dev/" + name, target, None, sc.MS_BIND)
     for name, link in DEVICE_LINKS.items() if defaults else ():
@@ -471,6 +474,8 @@ def make_devices(root, devices, userns, defaults=True):
     for d in devices:
         target = secure_join(root, d["path"])
         os.makedirs(os.path.dirname(target), exist_ok=True)
+        if os.path.ismount(target):      # a bind of a node of the image's own /dev
+            sc.umount2(target, sc.MNT_DETACH)
         if os.path.lexists(target):
             os.unlink(target)
         kind = {"c": 0o020000, "u": 0o020000, "b": 0o060000, "p": 0o010000}[d["type"]]

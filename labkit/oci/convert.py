@@ -11,7 +11,7 @@ import os
 from labkit.runtime.config import ContainerConfig
 from labkit.linux import syscalls as sc
 from labkit.linux.rootfs import PROPAGATION, parse_options, recursive_attrs
-from labkit.oci.validate import NS_TYPES
+from labkit.oci.validate import NS_TYPES, unset
 
 # linux.resources -> ContainerConfig.resources (labkit/linux/cgroups/resources.py names).
 RESOURCES = {
@@ -37,7 +37,9 @@ def resources(res):
     out = {}
     for (group, key), name in RESOURCES.items():
         value = (res.get(group) or {}).get(key)
-        if value is not None:
+        # 0 and "" are runc's "not set" (Go's zero values): dockerd writes
+        # cpu.shares 0 into every config.json, and means the default.
+        if not unset(value):
             out[name] = value
     # As runc does, whatever the config says: start from nothing allowed (a
     # config with no rules, or whose resources were replaced by a student's
@@ -47,6 +49,21 @@ def resources(res):
     from labkit.linux.cgroups.devices import ALLOWED, DENY_ALL, parse
     out["devices"] = [DENY_ALL] + parse(res.get("devices") or []) + list(ALLOWED)
     return out
+
+
+def _capabilities(caps):
+    """The sets without the names this kernel has no capability of: runc
+    drops those with a warning, and so does labkit (a config.json written
+    for a newer kernel still runs)."""
+    if not caps:
+        return caps
+    from labkit.linux.process import CAPABILITIES
+    unknown = sorted({name for names in caps.values() for name in names or () if name not in CAPABILITIES})
+    if unknown:
+        import sys
+        print(f"labkit-runtime: warning: ignoring unknown or unavailable capabilities: {', '.join(unknown)}",
+              file=sys.stderr)
+    return {kind: [name for name in names or () if name in CAPABILITIES] for kind, names in caps.items()}
 
 
 def to_config(cfg, bundle, cid):
@@ -82,7 +99,7 @@ def to_config(cfg, bundle, cid):
         sysctl=dict(linux.get("sysctl") or {}),
         user={"uid": user.get("uid", 0), "gid": user.get("gid", 0),
               "additionalGids": list(user.get("additionalGids") or ()), "umask": user.get("umask")},
-        capabilities=proc.get("capabilities"),
+        capabilities=_capabilities(proc.get("capabilities")),
         rlimits=list(proc.get("rlimits") or ()),
         no_new_privileges=bool(proc.get("noNewPrivileges")),
         oom_score_adj=proc.get("oomScoreAdj"),

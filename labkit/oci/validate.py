@@ -11,7 +11,11 @@
    naming the field path of what it refuses, e.g.
    ``linux.namespaces[2].type: "pidd" is not a namespace type``. A field
    labkit does not implement is refused (``<path>: not supported by labkit``),
-   never silently ignored.
+   never silently ignored — unless it holds its zero value (false, 0, "",
+   an empty list or object, or an object of zero values): runc is written in
+   Go, where a field left out and a field at its zero value read the same,
+   and clients write them so (dockerd puts ``disableOOMKiller: false`` and
+   ``blockIO: {"weight": 0}`` into every config.json).
 """
 
 import os
@@ -176,6 +180,14 @@ def _bad(path, message):
     return (path, message)
 
 
+def unset(value):
+    """Does ``value`` read as "not given" to runc: Go's zero value of its
+    type (false, 0, "", null), an empty list, or an object of such values."""
+    if isinstance(value, dict):
+        return all(unset(v) for v in value.values())
+    return value in (None, "", [], False) or (type(value) in (int, float) and value == 0)
+
+
 def check_supported(cfg, bundle):
     def walk(obj, path):
         allowed = SUPPORTED.get(path)
@@ -185,7 +197,7 @@ def check_supported(cfg, bundle):
             if key == "__id__":
                 continue
             if key not in allowed:
-                if value not in (None, "", [], {}):
+                if not unset(value):
                     yield _bad(_p(path, key), "not supported by labkit")
             else:
                 yield from walk(value, _p(path, key))
@@ -211,17 +223,6 @@ def check_process(cfg, bundle):
     for i, e in enumerate(proc.get("env") or ()):
         if "=" not in e:
             yield _bad(f"process.env[{i}]", f"{e!r} is not NAME=VALUE")
-
-
-def check_capabilities(cfg, bundle):
-    from labkit.linux.process import CAPABILITIES
-    caps = (cfg.get("process") or {}).get("capabilities") or {}
-    # The five sets the spec names (the schema checks their form); a key of
-    # another name is ignored, as runc's JSON decoding ignores it.
-    for kind in ("bounding", "effective", "inheritable", "permitted", "ambient"):
-        for i, name in enumerate(caps.get(kind) or ()):
-            if name not in CAPABILITIES:
-                yield _bad(f"process.capabilities.{kind}[{i}]", f"{name!r} is not a capability")
 
 
 def check_rlimits(cfg, bundle):
@@ -402,7 +403,7 @@ def check_seccomp(cfg, bundle):
         yield from check(spec)
 
 
-CHECKS = [check_version, check_supported, check_process, check_capabilities, check_rlimits,
+CHECKS = [check_version, check_supported, check_process, check_rlimits,
           check_root, check_namespaces, check_mounts, check_paths, check_sysctl,
           check_resources, check_devices, check_hooks, check_seccomp, check_rootfs_propagation]
 

@@ -73,6 +73,10 @@ def run(c, stages, console, stdin_null, own_process):
             import socket
             console = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             console.connect(c.options.console_socket)
+        if console is not None:
+            # Imported now: after the stages' child() the root is the
+            # container's, where no labkit is to import from.
+            from labkit.runtime import tty  # noqa: F401
         for stage in stages:
             stage.child(c)
         c.sync.wait_attached()   # the limits hold before the program's first instruction

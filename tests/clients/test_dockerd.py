@@ -8,6 +8,10 @@ own, removed afterwards. Its image is labkit's base rootfs, imported.
 
 Notebook 06 says: Docker's default bridge resolves no container names; a
 user-defined network does, through the embedded DNS server at 127.0.0.11.
+
+And Docker's engine drives labkit-runtime as it drives runc (daemon.json's
+"runtimes"): the same `docker run` under `--runtime labkit` and `--runtime
+runc` gives the same output and exit code, case by case.
 """
 
 import os
@@ -20,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from labkit.course import leaks
+from labkit.course.conformance.clients import labkit_runtime
 from labkit.linux import syscalls
 from labkit.linux.cgroups import hierarchy
 
@@ -69,9 +74,11 @@ class Docker:
         assert tar.wait() == 0
 
     def config(self):
+        import json
         path = os.path.join(self.top, "daemon.json")
         with open(path, "w") as f:
-            f.write('{"deprecated-key-path": "%s/key.json"}' % self.top)
+            json.dump({"deprecated-key-path": f"{self.top}/key.json",
+                       "runtimes": {"labkit": {"path": labkit_runtime()}}}, f)
         return path
 
     def __call__(self, *args, check=True, stdin=subprocess.DEVNULL, timeout=120):
@@ -150,3 +157,77 @@ def test_the_default_bridge_resolves_no_names_a_user_network_does(docker):
     finally:
         docker("rm", "-f", "lab-alpha", "lab-beta", check=False)
         docker("network", "rm", "lab-net", check=False)
+
+
+# A container's own limits, on cgroup v2 (its namespace's root) or v1.
+MEMORY = "/sys/fs/cgroup/memory.max 2>/dev/null || cat /sys/fs/cgroup/memory/memory.limit_in_bytes"
+PIDS = "/sys/fs/cgroup/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids/pids.max"
+
+# (name, docker run's options, the command): each case's output and exit code
+# must be the same under labkit-runtime as under runc.
+CASES = [
+    ("exit code", [], ["sh", "-c", "echo out; echo err >&2; exit 7"]),
+    ("capabilities", [], ["sh", "-c", "grep -E '^Cap(Eff|Bnd)' /proc/self/status"]),
+    ("cap-drop ALL", ["--cap-drop", "ALL"], ["sh", "-c", "grep CapEff /proc/self/status"]),
+    ("cap-add", ["--cap-add", "SYS_ADMIN"], ["sh", "-c", "grep CapEff /proc/self/status"]),
+    ("user", ["--user", "1000:1000"], ["id"]),
+    ("env and workdir", ["-e", "LAB=1", "-w", "/tmp"], ["sh", "-c", "echo $LAB; pwd"]),
+    ("hostname", ["-h", "box"], ["hostname"]),
+    ("memory limit", ["--memory", "64m"], ["sh", "-c", f"cat {MEMORY}"]),
+    ("pids limit", ["--pids-limit", "20"], ["sh", "-c", f"cat {PIDS}"]),
+    ("read-only", ["--read-only"], ["sh", "-c", "touch /x 2>&1; echo $?"]),
+    ("tmpfs", ["--read-only", "--tmpfs", "/scratch"], ["sh", "-c", "touch /scratch/x && echo written"]),
+    ("device", ["--device", "/dev/full"], ["sh", "-c", "ls -l /dev/full | cut -c1; echo x > /dev/full; echo $?"]),
+    ("pid 1", [], ["sh", "-c", "echo $$; ps -o pid= | wc -l"]),
+    ("no network", ["--network", "none"], ["sh", "-c", "ls /sys/class/net"]),
+    ("masked paths", [], ["sh", "-c", "cat /proc/kcore 2>&1 | wc -c; ls /proc/acpi 2>&1 | wc -l"]),
+    ("sysctl", ["--sysctl", "net.ipv4.ip_forward=1"], ["cat", "/proc/sys/net/ipv4/ip_forward"]),
+    ("oom kill", ["--memory", "32m", "--memory-swap", "32m"],
+     ["sh", "-c", "a=x; while true; do a=$a$a; done"]),
+]
+
+
+@pytest.mark.parametrize("name, options, cmd", CASES, ids=[c[0] for c in CASES])
+def test_docker_runs_labkit_runtime_as_it_runs_runc(docker, name, options, cmd):
+    seen = {}
+    for runtime in ("runc", "labkit"):
+        r = docker("run", "--rm", "--runtime", runtime, *options, IMAGE, *cmd, check=False)
+        seen[runtime] = (r.returncode, r.stdout, r.stderr if r.returncode else "")
+    assert seen["labkit"] == seen["runc"], seen
+
+
+def test_docker_runs_a_terminal_container_on_labkit_runtime(docker):
+    """`docker run -t`: the runtime makes the pty in the container's devpts and
+    sends its master to containerd's shim through the console socket."""
+    seen = {}
+    for runtime in ("runc", "labkit"):
+        r = docker("run", "--rm", "-t", "--runtime", runtime, IMAGE, "sh", "-c", "tty; stty size", check=False)
+        seen[runtime] = (r.returncode, r.stdout.replace("\r", ""))
+    assert seen["labkit"] == seen["runc"] and seen["runc"][1].startswith("/dev/pts/"), seen
+
+
+def test_docker_update_and_a_detached_container_on_labkit_runtime(docker):
+    """`docker update` sends every field, 0 meaning "leave it"; stop is SIGTERM."""
+    for runtime in ("runc", "labkit"):
+        name = f"lab-upd-{runtime}"
+        docker("run", "-d", "--name", name, "--runtime", runtime, "--memory", "64m", IMAGE, "sleep", "300")
+        try:
+            # The runtime that made it is the one asked for: its own state is
+            # in the root dockerd gives every runtime (runc cannot read labkit's).
+            cid = docker("inspect", "-f", "{{.Id}}", name).stdout.strip()
+            binary = labkit_runtime() if runtime == "labkit" else "runc"
+            state = subprocess.run([binary, "--root", f"{docker.top}/exec/runtime-runc/moby", "state", cid],
+                                   capture_output=True, text=True)
+            assert state.returncode == 0 and '"running"' in state.stdout, (runtime, state.stderr)
+            docker("update", "--memory", "96m", "--memory-swap", "-1", name)
+            limit = docker("exec", name, "sh", "-c", f"cat {MEMORY}").stdout.strip()
+            assert limit == str(96 << 20), (runtime, limit)
+            docker("update", "--pids-limit", "30", name)
+            pids = docker("exec", name, "sh", "-c", f"cat {PIDS}").stdout.strip()
+            limit = docker("exec", name, "sh", "-c", f"cat {MEMORY}").stdout.strip()
+            assert (pids, limit) == ("30", str(96 << 20)), runtime
+            assert docker("stop", "-t", "2", name).returncode == 0
+            assert docker("inspect", "-f", "{{.State.ExitCode}}", name).stdout.strip() == "137"
+        finally:
+            docker("rm", "-f", name, check=False)
+

@@ -214,6 +214,19 @@ def test_version_names_the_runtime_and_the_spec(bundle):
     assert "spec: 1.0.2" in r.stdout
 
 
+def test_version_has_the_lines_runc_has(bundle):
+    """dockerd's `docker info` reads a runtime's version as runc prints it:
+    "NAME version V", "commit: C", "spec: S", one a line, split on spaces."""
+    ours = bundle.runtime("--version", check=True).stdout.splitlines()
+    keys = lambda lines: [line.split(" ")[0].rstrip(":") if ":" in line.split(" ")[0] else line.split(" ")[1]  # noqa: E731
+                          for line in lines if line.split(" ")[0] in ("commit:", "spec:") or " version " in line]
+    assert keys(ours) == ["version", "commit", "spec"]
+    assert all(len(line.split(" ")) == 2 for line in ours[1:])
+    if shutil.which("runc"):
+        theirs = subprocess.run(["runc", "--version"], capture_output=True, text=True, check=True).stdout
+        assert keys(ours) == keys(theirs.splitlines())
+
+
 def test_exec_process_file_detached_with_a_pid_file(bundle, tmp_path):
     """containerd's shim execs this way: the process as a JSON file, detached,
     its pid in a file; the process is inside the container's namespaces."""

@@ -285,6 +285,37 @@ def test_exec_with_a_console_socket_gets_a_pty_of_the_containers_own(bundle, tmp
     assert "tty=/dev/pts/" in seen["out"] and "inside=yes" in seen["out"], seen
 
 
+@pytest.mark.parametrize("command", ["run", "create"])
+def test_a_terminal_container_sends_its_pty_to_the_console_socket(bundle, tmp_path, command):
+    """process.terminal: the init makes the pty in the container's devpts,
+    after the pivot, and sends the master to --console-socket (conmon's and
+    containerd's shim's way); nothing of labkit is imported once the root is
+    the container's."""
+    import threading
+    bundle.config["process"]["terminal"] = True
+    bundle.config["process"]["args"] = ["sh", "-c", "t=$(tty); echo tty=$t; ls $t >/dev/null && echo inside=yes"]
+    cid = f"lc-term-{command}"
+    sock = ConsoleSocket(str(tmp_path / "console.sock"))
+    seen = {}
+    reader = threading.Thread(target=lambda: seen.update(out=sock.read_all()))
+    reader.start()
+    try:
+        if command == "create":
+            r = bundle.create(cid, "--console-socket", sock.path)
+            assert r.returncode == 0, r.stderr
+            assert bundle.runtime("start", cid).returncode == 0
+        else:
+            bundle.write()
+            bundle.ids.append(cid)
+            r = bundle.detached("run", "-d", "--console-socket", sock.path, cid)
+            assert r.returncode == 0, r.stderr
+        reader.join(30)
+    finally:
+        sock.close()
+        bundle.runtime("delete", "-f", cid)
+    assert "tty=/dev/pts/" in seen.get("out", "") and "inside=yes" in seen["out"], seen
+
+
 def test_exec_console_socket_without_a_terminal_is_one_line(bundle, tmp_path):
     bundle.config["process"]["args"] = ["sleep", "300"]
     assert bundle.create("lc-tty-bad").returncode == 0

@@ -40,8 +40,6 @@ BAD = [
      "mounts[0].destination"),
     ("relative cwd", _edit(["process", "cwd"], "tmp"), "process.cwd"),
     ("no rootfs", _edit(["root", "path"], "nowhere"), "root.path"),
-    ("bad capability", _edit(["process", "capabilities", "bounding", 0], "CAP_FLY"),
-     "process.capabilities.bounding[0]"),
     ("bad rlimit", _edit(["process", "rlimits", 0, "type"], "RLIMIT_FOO"), "process.rlimits[0].type"),
     ("host sysctl", _edit(["linux", "sysctl"], {"vm.swappiness": "10"}), "linux.sysctl['vm.swappiness']"),
     ("sysctl path", _edit(["linux", "sysctl"], {"net/../../x": "1"}), "linux.sysctl['net/../../x']"),
@@ -122,3 +120,37 @@ def test_symlink_in_rootfs_cannot_lead_a_mount_out(bundle, rootfs_copy, tmp_path
         leftover = os.path.join(rootfs_copy, str(outside).lstrip("/"))
         if os.path.isdir(leftover):   # the mount point made inside the copy
             os.removedirs(leftover) if not os.listdir(leftover) else None
+
+
+def test_an_unknown_capability_is_dropped_with_a_warning_as_runc_does(bundle, tmp_path):
+    """A capability name this kernel has not (a config.json written for a
+    newer one): runc warns and runs without it, and so does labkit-runtime."""
+    caps = bundle.config["process"]["capabilities"]
+    for kind in ("bounding", "effective", "permitted"):
+        caps[kind] = caps[kind] + ["CAP_FLY"]
+    bundle.config["process"]["args"] = ["sh", "-c", "grep -E '^Cap(Bnd|Eff|Prm)' /proc/self/status"]
+    ours, runc = bundle.run_both(tmp_path)
+    assert ours.returncode == runc.returncode == 0, (ours.stderr, runc.stderr)
+    assert ours.stdout == runc.stdout
+    assert "CAP_FLY" in ours.stderr and "CAP_FLY" in runc.stderr and "\n" not in ours.stderr.strip()
+
+
+@pytest.mark.parametrize("field, value", [
+    (["linux", "resources", "memory", "disableOOMKiller"], False),
+    (["linux", "resources", "blockIO"], {"weight": 0}),
+    (["linux", "resources", "cpu"], {"shares": 0}),
+    (["linux", "resources", "memory"], {"limit": 0, "swap": 0}),
+], ids=["disableOOMKiller false", "blockIO weight 0", "cpu shares 0", "memory limit 0"])
+def test_a_zero_value_is_not_set_as_runc_reads_it(bundle, tmp_path, field, value):
+    """dockerd writes these into every config.json; runc (Go: a field left out
+    and a zero value read the same) runs it with no such limit, and so does labkit."""
+    obj = bundle.config
+    for key in field[:-1]:
+        obj = obj.setdefault(key, {})
+    obj[field[-1]] = value
+    bundle.config["process"]["args"] = ["sh", "-c", "cd /sys/fs/cgroup; cat memory.max cpu.weight 2>/dev/null"
+                                        " || cat memory/memory.limit_in_bytes cpu/cpu.shares"]
+    ours, runc = bundle.run_both(tmp_path)
+    assert ours.returncode == runc.returncode == 0, (ours.stderr, runc.stderr)
+    assert ours.stdout == runc.stdout
+
