@@ -65,6 +65,21 @@ class Unsupported(LabkitError):
     """The kernel or the host lacks a feature."""
 
 
+# Where a warning goes: stderr, unless labkit-runtime was given --log, as
+# runc's warnings go to its log (a function of the text, set by the command line).
+WARN = None
+
+
+def warn(text, prog="labkit-runtime"):
+    """Something ignored that the caller may want to know of (runc warns of
+    the same): one line, on stderr or to the runtime's --log."""
+    if WARN is not None:
+        WARN(text)
+    else:
+        import sys
+        print(f"{prog}: warning: {text}", file=sys.stderr)
+
+
 def need_root(what):
     import os
     if os.geteuid() != 0:

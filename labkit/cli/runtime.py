@@ -453,7 +453,7 @@ def cmd_exec(a):
                            preserve_fds=preserve_fds(a), console_socket=sock)
 
 
-def _log(a, message):
+def _log(a, message, level="error"):
     path = a.log
     if not path:
         return
@@ -462,10 +462,10 @@ def _log(a, message):
         with open(path, "a") as f:
             if a.log_format == "json":
                 import json
-                f.write(json.dumps({"level": "error", "msg": message,
+                f.write(json.dumps({"level": level, "msg": message,
                                     "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}) + "\n")
             else:
-                f.write(f"time=\"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\" level=error msg=\"{message}\"\n")
+                f.write(f"time=\"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\" level={level} msg=\"{message}\"\n")
     except OSError:
         pass
 
@@ -492,6 +492,9 @@ def main(argv=None, prog="labkit-runtime"):
         _unsupported(a)
         if a.log_format not in ("text", "json"):
             raise LabkitError(f"invalid log-format: {a.log_format}", "use text or json")
+        if a.log:           # runc's warnings go to its log, not to stderr
+            from labkit import errors
+            errors.WARN = lambda text: _log(a, text, level="warning")
         if a.root:
             os.environ["LABKIT_STATE_ROOT"] = os.path.abspath(a.root)
             os.makedirs(a.root, 0o711, exist_ok=True)

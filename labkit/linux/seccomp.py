@@ -32,7 +32,7 @@ import errno
 import os
 import sys
 
-from labkit.errors import LabkitError
+from labkit.errors import LabkitError, warn
 
 ACTIONS = {   # <seccomp.h>: the action, and whether it takes errnoRet
     "SCMP_ACT_KILL": 0x00000000, "SCMP_ACT_KILL_THREAD": 0x00000000,
@@ -182,7 +182,7 @@ def _add_rules(lib, ctx, spec, default):
             nr = lib.seccomp_syscall_resolve_name(name.encode())
             if nr == _NR_ERROR:
                 # A name from a newer kernel: skipped, as runc does.
-                print(f"labkit: warning: seccomp: unknown system call {name!r} skipped", file=sys.stderr)
+                warn(f"seccomp: unknown system call {name!r} skipped", prog="labkit")
                 continue
             for cmps in _conditions(rule.get("args")):
                 array = (_ArgCmp * len(cmps))(*cmps) if cmps else None

@@ -16,6 +16,8 @@ from labkit.oci.validate import NS_TYPES, unset
 # linux.resources -> ContainerConfig.resources (labkit/linux/cgroups/resources.py names).
 RESOURCES = {
     ("memory", "limit"): "memory", ("memory", "swap"): "memory_swap",
+    ("memory", "reservation"): "memory_reservation", ("memory", "swappiness"): "memory_swappiness",
+    ("memory", "disableOOMKiller"): "oom_kill_disable",
     ("cpu", "shares"): "cpu_shares", ("cpu", "quota"): "cpu_quota", ("cpu", "period"): "cpu_period",
     ("cpu", "cpus"): "cpuset_cpus", ("cpu", "mems"): "cpuset_mems",
     ("pids", "limit"): "pids_limit",
@@ -41,6 +43,10 @@ def resources(res):
         # cpu.shares 0 into every config.json, and means the default.
         if not unset(value):
             out[name] = value
+    memory = res.get("memory") or {}
+    if not (unset(memory.get("kernel")) and unset(memory.get("kernelTCP"))):
+        from labkit.errors import warn      # runc 1.1's words: kmem is gone from new kernels
+        warn("Kernel memory settings are ignored and will be removed")
     # As runc does, whatever the config says: start from nothing allowed (a
     # config with no rules, or whose resources were replaced by a student's
     # {"memory": ...}, must not mean every device of the host), then the
@@ -60,9 +66,8 @@ def _capabilities(caps):
     from labkit.linux.process import CAPABILITIES
     unknown = sorted({name for names in caps.values() for name in names or () if name not in CAPABILITIES})
     if unknown:
-        import sys
-        print(f"labkit-runtime: warning: ignoring unknown or unavailable capabilities: {', '.join(unknown)}",
-              file=sys.stderr)
+        from labkit.errors import warn
+        warn(f"ignoring unknown or unavailable capabilities: {', '.join(unknown)}")
     return {kind: [name for name in names or () if name in CAPABILITIES] for kind, names in caps.items()}
 
 

@@ -39,7 +39,9 @@ SUPPORTED = {
     "linux": {"namespaces", "uidMappings", "gidMappings", "devices", "cgroupsPath", "resources",
               "sysctl", "maskedPaths", "readonlyPaths", "seccomp", "rootfsPropagation"},
     "linux.resources": {"memory", "cpu", "pids", "devices"},
-    "linux.resources.memory": {"limit", "swap"},
+    # kernel and kernelTCP (kmem): accepted and ignored, with runc 1.1's warning.
+    "linux.resources.memory": {"limit", "swap", "reservation", "swappiness", "kernelTCP", "disableOOMKiller",
+                               "kernel"},
     "linux.resources.cpu": {"shares", "quota", "period", "cpus", "mems"},
     "linux.resources.pids": {"limit"},
 }
@@ -140,11 +142,31 @@ def _raise_schema_errors(cfg):
                           "the runtime spec's config-schema.json says so; see `labkit-runtime spec`")
 
 
+# At most this many configs are remembered: a client that writes a new
+# config.json for every container (dockerd, podman: its id and paths in it)
+# never hits the cache, and must not grow it without end.
+CACHE_SIZE = 128
+
+
 def _remember(cached, cfg):
-    """Write the cache file atomically: another run may read it meanwhile."""
+    """Write the cache file atomically: another run may read it meanwhile.
+    Past CACHE_SIZE entries, the least recently written go."""
     import marshal
-    os.makedirs(os.path.dirname(cached), exist_ok=True)
+    top = os.path.dirname(cached)
+    os.makedirs(top, exist_ok=True)
     home.write_atomic(cached, marshal.dumps(cfg))
+    names = os.listdir(top)
+    if len(names) > CACHE_SIZE:
+        def written(name):
+            try:
+                return os.stat(os.path.join(top, name)).st_mtime_ns
+            except FileNotFoundError:
+                return 0
+        for name in sorted(names, key=written)[:len(names) - CACHE_SIZE]:
+            try:
+                os.unlink(os.path.join(top, name))
+            except FileNotFoundError:
+                pass      # another run pruned it first
 
 
 def _recall(cached):

@@ -26,10 +26,9 @@ drive it — `create` and `start` as two steps, hooks, a pid file.
 
 import errno
 import os
-import sys
 
 from labkit import home
-from labkit.errors import LabkitError, SetupError
+from labkit.errors import LabkitError, SetupError, warn
 from labkit.containers import CREATED, CREATING, OCI_VERSION, RUNNING
 from labkit.stages import Stage
 
@@ -76,7 +75,7 @@ def run_hooks(cfg, name, st):
         if problem:
             if name in FATAL:
                 raise LabkitError(f"{where} {problem}", "fix the hook, or remove it from config.json")
-            print(f"labkit-runtime: warning: {where} {problem}", file=sys.stderr)
+            warn(f"{where} {problem}")
 
 
 def run_hook_phases(cfg, names, pid, status):

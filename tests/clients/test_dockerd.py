@@ -231,3 +231,30 @@ def test_docker_update_and_a_detached_container_on_labkit_runtime(docker):
         finally:
             docker("rm", "-f", name, check=False)
 
+
+
+def test_docker_restarts_execs_and_reads_stats_of_labkit_runtime_containers(docker):
+    """--restart on-failure (dockerd creates and starts the container again
+    through the runtime), exec with and without a terminal, stats from the
+    container's cgroup: the same under both runtimes."""
+    seen = {}
+    for runtime in ("runc", "labkit"):
+        flaky, steady = f"lab-restart-{runtime}", f"lab-exec-{runtime}"
+        try:
+            docker("run", "-d", "--name", flaky, "--runtime", runtime, "--restart", "on-failure:2",
+                   IMAGE, "sh", "-c", "exit 3")
+            docker("run", "-d", "--name", steady, "--runtime", runtime, IMAGE, "sleep", "300")
+            deadline = time.monotonic() + 60
+            while docker("inspect", "-f", "{{.State.Running}}", flaky).stdout.strip() != "false" or \
+                    docker("inspect", "-f", "{{.RestartCount}}", flaky).stdout.strip() != "2":
+                assert time.monotonic() < deadline, f"{runtime}: not restarted twice"
+                time.sleep(0.2)
+            plain = docker("exec", steady, "sh", "-c", "echo exec; tty; exit 4", check=False)
+            term = docker("exec", "-t", steady, "tty", check=False)
+            stats = docker("stats", "--no-stream", "--format", "{{.PIDs}}", steady).stdout.strip()
+            seen[runtime] = (docker("inspect", "-f", "{{.State.ExitCode}}", flaky).stdout.strip(),
+                             plain.returncode, plain.stdout, term.returncode, term.stdout.startswith("/dev/pts/"),
+                             stats)
+        finally:
+            docker("rm", "-f", flaky, steady, check=False)
+    assert seen["labkit"] == seen["runc"], seen

@@ -84,6 +84,20 @@ def test_schema_check_is_cached(bundle):
     assert validate.meaning_errors(bundle.config, bundle.path) == []
 
 
+def test_the_cache_keeps_at_most_its_size(tmp_path, monkeypatch):
+    """A client writing a new config.json per container (dockerd) never hits
+    the cache: it keeps the CACHE_SIZE most recently written, no more."""
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    monkeypatch.setattr(validate, "CACHE_SIZE", 5)
+    paths = []
+    for n in range(8):
+        paths.append(validate._cache_path(b'{"n": %d}' % n))
+        validate._remember(paths[-1], {"n": n})
+        os.utime(paths[-1], ns=(n * 10**9, n * 10**9))     # written in this order
+    left = sorted(os.listdir(os.path.dirname(paths[0])))
+    assert left == sorted(os.path.basename(p) for p in paths[-5:])
+
+
 def test_schema_errors_come_from_the_schema():
     errors = validate.schema_errors({"ociVersion": "1.0.2", "process": {"cwd": 5, "args": ["x"]},
                                      "root": {"path": "r"}})
@@ -154,3 +168,21 @@ def test_a_zero_value_is_not_set_as_runc_reads_it(bundle, tmp_path, field, value
     assert ours.returncode == runc.returncode == 0, (ours.stderr, runc.stderr)
     assert ours.stdout == runc.stdout
 
+
+
+def test_the_memory_fields_runc_supports_are_written_as_runc_writes_them(bundle, tmp_path):
+    """reservation (v1's soft limit, v2's memory.low), swappiness and
+    disableOOMKiller (v1 only), kernel and kernelTCP (ignored by runc 1.1,
+    with a warning): the same files hold the same values under
+    labkit-runtime and runc."""
+    bundle.config["linux"]["resources"] = {"memory": {
+        "limit": 128 << 20, "reservation": 64 << 20, "swappiness": 10, "kernelTCP": 32 << 20,
+        "disableOOMKiller": True, "kernel": 96 << 20}}
+    bundle.config["process"]["args"] = ["sh", "-c", "cd /sys/fs/cgroup; if [ -d memory ]; then cd memory; "
+                                        "cat memory.soft_limit_in_bytes memory.swappiness "
+                                        "memory.kmem.tcp.limit_in_bytes; grep oom_kill_disable memory.oom_control; "
+                                        "else cat memory.low; fi"]
+    ours, runc = bundle.run_both(tmp_path)
+    assert ours.returncode == runc.returncode == 0, (ours.stderr, runc.stderr)
+    assert ours.stdout == runc.stdout and str(64 << 20) in ours.stdout, (ours.stdout, runc.stdout)
+    assert "Kernel memory settings are ignored" in ours.stderr and "Kernel memory settings are ignored" in runc.stderr

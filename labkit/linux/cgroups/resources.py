@@ -29,6 +29,9 @@ class Resources:
     FIELDS = {
         "memory": "bytes (memory.limit_in_bytes / memory.max)",
         "memory_swap": "bytes, memory + swap; -1 = unlimited swap",
+        "memory_reservation": "bytes: reclaimed down to it first under pressure (soft limit / memory.low)",
+        "memory_swappiness": "0-100: how readily its pages are swapped (v1 only)",
+        "oom_kill_disable": "True: the OOM killer leaves it alone, it waits for memory (v1 only)",
         "cpu_shares": "relative, v1 style (1024 = one share unit)",
         "cpu_weight": "relative, v2 style (100 = default)",
         "cpu_quota": "us of cpu time per period; -1 = no limit",
@@ -42,9 +45,13 @@ class Resources:
 
     def __init__(self, memory=None, memory_swap=None, cpu_shares=None, cpu_weight=None,
                  cpu_quota=None, cpu_period=None, pids_limit=None, cpuset_cpus=None,
-                 cpuset_mems=None, devices=None):
+                 cpuset_mems=None, devices=None, memory_reservation=None, memory_swappiness=None,
+                 oom_kill_disable=None):
         self.memory = memory
         self.memory_swap = memory_swap
+        self.memory_reservation = memory_reservation
+        self.memory_swappiness = memory_swappiness
+        self.oom_kill_disable = oom_kill_disable
         self.cpu_shares = cpu_shares
         self.cpu_weight = cpu_weight
         self.cpu_quota = cpu_quota
@@ -66,7 +73,8 @@ class Resources:
     def controllers(self):
         """The controllers whose files these limits are written to."""
         wanted = []
-        if self.memory is not None or self.memory_swap is not None:
+        if any(v is not None for v in (self.memory, self.memory_swap, self.memory_reservation,
+                                       self.memory_swappiness, self.oom_kill_disable)):
             wanted.append("memory")
         if any(v is not None for v in (self.cpu_shares, self.cpu_weight,
                                        self.cpu_quota, self.cpu_period)):
@@ -97,7 +105,9 @@ class Resources:
                 r.cpu_quota, r.cpu_period = parse_cpus(value)
             elif key == "pids":
                 r.pids_limit = _int("pids", value)
-            elif key in ("memory", "memory_swap"):
+            elif key == "oom_kill_disable":
+                r.oom_kill_disable = bool(value)
+            elif key in ("memory", "memory_swap", "memory_reservation"):
                 r_value = parse_memory(value, flag=key.replace("_", "-"))
                 setattr(r, key, r_value)
             elif key in ("cpuset_cpus", "cpuset_mems"):
@@ -173,8 +183,14 @@ def _cpulist(name, value):
 # are left to the kernel, so that its answer names the file and the value.
 
 def validate(r):
-    for check in (_check_shares, _check_weight, _check_pids, _check_quota):
+    for check in (_check_shares, _check_weight, _check_pids, _check_quota, _check_swappiness):
         check(r)
+
+
+def _check_swappiness(r):
+    # runc's range; a swappiness past 100 is refused by the kernel only on some versions.
+    if r.memory_swappiness is not None and not 0 <= r.memory_swappiness <= 100:
+        raise LabkitError(f"memory swappiness {r.memory_swappiness} is out of range", "use 0..100")
 
 
 def _check_shares(r):

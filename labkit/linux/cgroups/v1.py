@@ -20,6 +20,11 @@ def set_memory(path, r):
         if r.memory_swap == r.memory and not os.path.exists(memsw):
             return      # no swap wanted, and this kernel does not account swap
         fs.write(memsw, v1_limit(r.memory_swap), "memory+swap limit")
+    for name, value, what in (("memory.soft_limit_in_bytes", r.memory_reservation, "memory reservation"),
+                              ("memory.swappiness", r.memory_swappiness, "memory swappiness"),
+                              ("memory.oom_control", 1 if r.oom_kill_disable else None, "OOM killer")):
+        if value is not None:
+            fs.write(os.path.join(path, name), v1_limit(value) if "bytes" in name else value, what)
 
 
 def set_cpu(path, r):

@@ -28,8 +28,12 @@ def set_pids(path, r):
 
 
 def set_memory(path, r):
+    # swappiness and the OOM killer switch have no v2 file: left out, as
+    # runc leaves them.
     if r.memory is not None:
         fs.write(os.path.join(path, "memory.max"), v2_limit(r.memory), "memory limit")
+    if r.memory_reservation is not None:
+        fs.write(os.path.join(path, "memory.low"), v2_limit(r.memory_reservation), "memory reservation")
     swap = v2_swap_max(r)
     if swap is not None:
         swap_file = os.path.join(path, "memory.swap.max")
