@@ -290,8 +290,9 @@ def check_namespaces(cfg, bundle):
         if path and not os.path.lexists(path):
             yield _bad(f"linux.namespaces[{i}].path", f"{path} does not exist")
     if "mount" not in seen:
-        yield _bad("linux.namespaces", "a mount namespace is required by labkit "
-                   "(the rootfs is set up with pivot_root inside it)")
+        yield _bad("linux.namespaces", "a mount namespace is required by labkit: without one the "
+                   "container's mounts would be made in the host's mount table (runc makes them there "
+                   "and leaves them after the container is gone)")
     if cfg.get("hostname") and "uts" not in seen:
         yield _bad("hostname", "needs a uts namespace, or it would be the host's hostname")
     linux = cfg.get("linux") or {}
