@@ -106,9 +106,19 @@ _FORMAT_LIBS = ("rfc3987_syntax", "rfc3987", "rfc3986_validator", "rfc3339_valid
                 "jsonpointer", "uri_template", "isoduration", "idna", "fqdn")
 
 
+def _schema():
+    """config-schema.json with its references inlined (_inlined)."""
+    import json
+    files = {}
+    for name in os.listdir(SCHEMA_DIR):
+        if name.endswith(".json"):
+            with open(os.path.join(SCHEMA_DIR, name)) as f:
+                files[name] = json.load(f)
+    return _inlined(files["config-schema.json"], "config-schema.json", files)
+
+
 def schema_errors(cfg):
     """The schema's complaints, each as "field.path: message", best first."""
-    import json
     import sys
     import warnings
     for name in _FORMAT_LIBS:
@@ -116,12 +126,7 @@ def schema_errors(cfg):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         import jsonschema
-        files = {}
-        for name in os.listdir(SCHEMA_DIR):
-            if name.endswith(".json"):
-                with open(os.path.join(SCHEMA_DIR, name)) as f:
-                    files[name] = json.load(f)
-        schema = _inlined(files["config-schema.json"], "config-schema.json", files)
+        schema = _schema()
         cls = jsonschema.validators.validator_for(schema)
         errors = sorted(cls(schema).iter_errors(cfg),
                         key=lambda e: (len(e.absolute_path), str(list(e.absolute_path))))
@@ -190,10 +195,60 @@ def load_checked(raw, path):
     if cfg is None:
         from labkit.oci.spec import parse
         cfg = parse(raw, path)
-        if not os.path.exists(cached):   # an empty file: it passed already
+        if not os.path.exists(cached) and not _passes_compiled(cfg):   # an empty file: it passed already
             _raise_schema_errors(cfg)
         _remember(cached, cfg)
     return cfg
+
+
+def _passes_compiled(cfg):
+    """Does ``cfg`` pass the schema, by a validator compiled from it once
+    (fastjsonschema's generated Python, kept as a code object)? A client that
+    writes a new config.json for every container (dockerd) never hits the
+    cache above, and jsonschema costs about 90 ms a miss (its import, then
+    the first walk of the schema); this, about 6. Only a "yes" is trusted:
+    for a "no", or when it cannot be had, jsonschema judges and words the error."""
+    try:
+        check = _compiled()
+    except Exception:      # not installed, an unreadable cache: jsonschema's path
+        return False
+    try:
+        check(cfg)
+    except Exception:
+        return False
+    return True
+
+
+COMPILED = 2
+
+
+def _compiled():
+    import marshal
+    import sys
+    # Named by the schema's version, the interpreter's bytecode and how the
+    # source is made here (COMPILED): any change makes a new one.
+    path = os.path.join(home.home(), "cache", "schema",
+                        f"{schema_version()}.{sys.implementation.cache_tag}.{COMPILED}.marshal")
+    try:
+        with open(path, "rb") as f:
+            code = marshal.loads(f.read())
+    except (OSError, EOFError, ValueError, TypeError):
+        code = compile(_validator_source(), f"<config-schema.json, compiled: {path}>", "exec")
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        home.write_atomic(path, marshal.dumps(code))
+    scope = {}
+    exec(code, scope)
+    return scope["validate"]
+
+
+def _validator_source():
+    """The validator's Python; it raises exceptions of its own, so that a run
+    needs no import of fastjsonschema's package (5 ms) to use it."""
+    import fastjsonschema
+    source = fastjsonschema.compile_to_code(_schema())
+    own = ("class JsonSchemaValueException(ValueError):\n    pass\n\n\n"
+           "JsonSchemaValuesException = JsonSchemaValueException\n")
+    return source.replace("from fastjsonschema import JsonSchemaValueException, JsonSchemaValuesException\n", own)
 
 
 # ---- pass 2: meaning ----------------------------------------------------

@@ -186,3 +186,18 @@ def test_the_memory_fields_runc_supports_are_written_as_runc_writes_them(bundle,
     assert ours.returncode == runc.returncode == 0, (ours.stderr, runc.stderr)
     assert ours.stdout == runc.stdout and str(64 << 20) in ours.stdout, (ours.stdout, runc.stdout)
     assert "Kernel memory settings are ignored" in ours.stderr and "Kernel memory settings are ignored" in runc.stderr
+
+
+def test_the_compiled_schema_agrees_with_jsonschema(bundle, monkeypatch, tmp_path):
+    """The validator compiled once from the schema (the fast path of a
+    config.json seen for the first time) may say "valid" only where
+    jsonschema does: every schema case of BAD above is refused by both, the
+    default config passes both."""
+    monkeypatch.setenv("LABKIT_HOME", str(tmp_path))
+    assert validate._passes_compiled(bundle.config) and validate.schema_errors(bundle.config) == []
+    for name, edit, field in BAD:
+        cfg = copy.deepcopy(bundle.config)
+        edit(cfg)
+        if validate.schema_errors(cfg):
+            assert not validate._passes_compiled(cfg), name
+    assert os.listdir(tmp_path / "cache" / "schema")      # compiled once, then loaded
