@@ -179,6 +179,9 @@ if [ "$test_tools" = yes ]; then
     # DROP) under the lab's networks. tests/clients/test_dockerd.py starts it
     # with private state, in a network namespace of its own.
     unpack_deb docker.io "$cache/docker.io" usr/sbin/dockerd
+    # tini: what `docker run --init` puts first in the container (docker.io
+    # depends on it for its docker-init).
+    unpack_deb tini "$cache/tini" usr/bin/tini-static
 fi
 
 # 3. The virtualenv, from the system interpreter (not a pyenv shim: its

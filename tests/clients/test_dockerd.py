@@ -32,6 +32,7 @@ pytestmark = [pytest.mark.root, pytest.mark.slow,
               pytest.mark.skipif(os.geteuid() != 0, reason="dockerd runs as root")]
 
 DOCKER = Path(os.environ.get("LABKIT_CACHE", "/var/cache/labkit")) / "docker.io/usr"
+TINI = DOCKER.parent.parent / "tini/usr/bin/tini-static"
 IMAGE = "labkit-base"
 
 
@@ -78,7 +79,9 @@ class Docker:
         path = os.path.join(self.top, "daemon.json")
         with open(path, "w") as f:
             json.dump({"deprecated-key-path": f"{self.top}/key.json",
-                       "runtimes": {"labkit": {"path": labkit_runtime()}}}, f)
+                       "runtimes": {"labkit": {"path": labkit_runtime()}},
+                       # docker.io's docker-init is Debian's tini-static
+                       "init-path": str(TINI)}, f)
         return path
 
     def __call__(self, *args, check=True, stdin=subprocess.DEVNULL, timeout=120):
@@ -182,6 +185,9 @@ CASES = [
     ("no network", ["--network", "none"], ["sh", "-c", "ls /sys/class/net"]),
     ("masked paths", [], ["sh", "-c", "cat /proc/kcore 2>&1 | wc -c; ls /proc/acpi 2>&1 | wc -l"]),
     ("sysctl", ["--sysctl", "net.ipv4.ip_forward=1"], ["cat", "/proc/sys/net/ipv4/ip_forward"]),
+    # PID 1 is docker-init (tini), the command its child (the pids between
+    # differ: runc's own setup forks inside the new PID namespace).
+    ("init", ["--init"], ["sh", "-c", "ps -o comm= -p 1; echo parent $PPID"]),
     ("oom kill", ["--memory", "32m", "--memory-swap", "32m"],
      ["sh", "-c", "a=x; while true; do a=$a$a; done"]),
 ]
