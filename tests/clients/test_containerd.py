@@ -146,7 +146,13 @@ def test_the_bundle_matrix_through_ctr_run_config(ctr, variant, tmp_path):
     seen = {}
     for tag, binary in (("labkit", LABKIT_RUNTIME), ("runc", RUNC)):
         cid = f"mx-{variant.replace('_', '-')}-{tag}"
-        r = ctr("run", "--rm", "--runtime", "io.containerd.runc.v2", "--runc-binary", binary,
-                "--config", str(tmp_path / "config.json"), cid)
+        for attempt in (1, 2):
+            r = ctr("run", "--rm", "--runtime", "io.containerd.runc.v2", "--runc-binary", binary,
+                    "--config", str(tmp_path / "config.json"), cid)
+            # ctr 1.6 may return before it has copied the output of a task
+            # that exited at once (seen once in ~400 runs, with runc: exit 0,
+            # nothing printed): one more run tells that from a real difference.
+            if r.returncode != 0 or r.stdout.strip():
+                break
         seen[tag] = (r.returncode, _comparable(r.stdout, cid, cfg), r.stderr[-500:])
     assert seen["labkit"][:2] == seen["runc"][:2], seen
